@@ -1,0 +1,15 @@
+"""Django application configuration for django_realtime."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class RealtimeConfig(AppConfig):
+    """Register django_realtime's system checks and commands."""
+
+    name = "django_realtime"
+    verbose_name = "Django Realtime"
+
+    def ready(self) -> None:
+        from django_realtime import checks  # noqa: F401  (registers the checks)

@@ -1,0 +1,1 @@
+"""System checks for django_realtime's configuration."""

@@ -1,0 +1,33 @@
+"""Read django_realtime's settings, at call time and never at import time.
+
+Options live in one dictionary setting, ``REALTIME``; a missing key takes the
+default from :data:`DEFAULTS`. ``CHANNEL_LAYERS`` and ``ASGI_APPLICATION``
+keep the names Channels and Django use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+__all__ = ["DEFAULTS", "get_setting"]
+
+DEFAULTS: dict[str, Any] = {
+    # Threads that run sync consumer handlers. Handlers of one connection
+    # run one at a time; handlers of different connections run in parallel
+    # up to this many.
+    "SYNC_THREADS": 16,
+}
+
+
+def get_setting(name: str) -> Any:
+    """Return the ``REALTIME[name]`` setting, or its default.
+
+    Raises:
+        KeyError: ``name`` is not a django_realtime setting.
+    """
+    if name not in DEFAULTS:
+        raise KeyError(f"Unknown django_realtime setting {name!r}.")
+    options = getattr(settings, "REALTIME", None) or {}
+    return options.get(name, DEFAULTS[name])
