@@ -30,7 +30,25 @@ _LAZY = {
     "RealtimeError": "django_realtime.exceptions",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "AsyncConsumer",
+    "AsyncHttpConsumer",
+    "AsyncJsonWebsocketConsumer",
+    "AsyncWebsocketConsumer",
+    "ChannelNameRouter",
+    "DenyConnection",
+    "JsonWebsocketConsumer",
+    "ProtocolTypeRouter",
+    "RealtimeError",
+    "StopConsumer",
+    "SyncConsumer",
+    "URLRouter",
+    "WebsocketConsumer",
+    "__version__",
+    "channel_layers",
+    "get_channel_layer",
+    "get_default_application",
+]
 
 if TYPE_CHECKING:
     from django_realtime.consumers import (

@@ -7,7 +7,8 @@ Every exception the package raises on purpose derives from one root, so
     ├── ConsumerError               a consumer was used wrongly
     │   ├── DenyConnection          raise in connect() to refuse the handshake
     │   ├── StopConsumer            raise in a handler to end the consumer
-    │   └── InvalidMessageError     a message without a usable "type"
+    │   ├── InvalidMessageError     a message without a usable "type"
+    │   └── InvalidFrameError       a client frame the consumer cannot take
     ├── RoutingError                no route for a scope
     │   └── RouteNotFound
     └── ChannelLayerError           a channel layer refused an operation
@@ -33,6 +34,7 @@ __all__ = [
     "DenyConnection",
     "InvalidChannelLayerError",
     "InvalidChannelName",
+    "InvalidFrameError",
     "InvalidMessageError",
     "RealtimeError",
     "RouteNotFound",
@@ -64,6 +66,20 @@ class StopConsumer(ConsumerError):
 
 class InvalidMessageError(ConsumerError, ValueError):
     """A message has no usable ``type`` or names a private handler."""
+
+
+class InvalidFrameError(ConsumerError):
+    """A client sent a frame the consumer cannot take; close the connection.
+
+    Raised by a WebSocket consumer's ``receive()`` (JSON consumers raise it
+    for binary frames and invalid JSON). The consumer discards what the
+    handler sent, logs one line, and closes with :attr:`code`.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 class RoutingError(RealtimeError):

@@ -1,0 +1,308 @@
+"""The consumer base: one ASGI application instance per connection.
+
+A consumer receives messages from two sources, the ASGI server (its
+connection) and the channel layer (its ``channel_name`` and groups), and
+calls one handler per message, named after the message ``type`` with dots
+turned into underscores (``chat.message`` calls ``chat_message()``).
+Handlers of one consumer never run concurrently.
+
+The logic is written once, async. A handler may be a coroutine function or a
+plain function: plain functions run on the sync pool (:mod:`django_realtime.sync`),
+so :class:`SyncConsumer` is only the sync spelling of ``send()``.
+
+What a handler sends to its connection is held in an
+:class:`~django_realtime.outbox.Outbox` and goes out when the handler
+returns; if the handler raises, none of it goes out.
+``send(..., immediately=True)`` sends at once, after everything held before
+it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from asgiref.sync import async_to_sync
+
+from django_realtime.exceptions import InvalidMessageError, StopConsumer
+from django_realtime.outbox import Outbox, activate, current_outbox, deactivate
+from django_realtime.sync import run_sync
+
+if TYPE_CHECKING:
+    from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+__all__ = ["AsyncConsumer", "SyncConsumer"]
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+# Methods of the consumer classes that a message type must never reach: a
+# layer message of type "close" or "send" is not a handler call.
+_NOT_HANDLERS = frozenset(
+    {
+        "accept",
+        "as_asgi",
+        "close",
+        "connect",
+        "decode_json",
+        "disconnect",
+        "dispatch",
+        "encode_json",
+        "handle",
+        "receive",
+        "receive_json",
+        "send",
+        "send_body",
+        "send_headers",
+        "send_json",
+        "send_response",
+    }
+)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+class AsyncConsumer:
+    """Handle the messages of one connection with async or sync handlers.
+
+    Attributes:
+        channel_layer_alias: The ``CHANNEL_LAYERS`` alias to use, or ``None``
+            for a consumer without a channel layer.
+        defer_sends: Hold sends until the handler returns (see the module
+            docstring). HTTP consumers stream, so they send at once.
+    """
+
+    channel_layer_alias: ClassVar[str | None] = "default"
+    defer_sends: ClassVar[bool] = True
+
+    # Per class caches: message type -> (handler name, is coroutine), and
+    # hook name -> is coroutine. Kept apart so that a message type can never
+    # reach a hook through the cache.
+    _handlers: ClassVar[dict[str, tuple[str, bool]]] = {}
+    _hooks: ClassVar[dict[str, bool]] = {}
+
+    scope: Scope
+    channel_layer: Any
+    channel_name: str | None
+    base_send: Callable[[Message], Awaitable[None]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = {}
+        cls._hooks = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        self.channel_layer = None
+        self.channel_name = None
+        self._stop: BaseException | None = None
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> ASGIApp:
+        """Return an ASGI application that runs a new consumer per connection.
+
+        ``initkwargs`` set attributes on each instance; only names the class
+        already has are accepted.
+
+        Raises:
+            TypeError: an ``initkwargs`` name is not an attribute of the class.
+        """
+        for key in initkwargs:
+            if not hasattr(cls, key):
+                raise TypeError(
+                    f"{cls.__name__}.as_asgi() got an unexpected keyword argument "
+                    f"{key!r}: only existing class attributes can be set."
+                )
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await cls(**initkwargs)(scope, receive, send)
+
+        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        functools.update_wrapper(app, cls, updated=())
+        return app
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Run the consumer until it stops or its connection ends."""
+        self.scope = scope
+        self.base_send = send  # type: ignore[assignment]
+        if self.channel_layer_alias is not None:
+            from django_realtime.layers import get_channel_layer
+
+            self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        try:
+            if self.channel_layer is None:
+                while True:
+                    await self.dispatch(await receive())  # type: ignore[arg-type]
+            else:
+                await self._run_with_layer(receive)
+        except StopConsumer:
+            pass
+
+    async def _run_with_layer(self, receive: ASGIReceiveCallable) -> None:
+        self.channel_name = await self.channel_layer.new_channel()
+        # One lock keeps handlers of this consumer one at a time whichever
+        # source their message came from; uncontended, it costs no task.
+        lock = asyncio.Lock()
+        main = asyncio.current_task()
+        reader = asyncio.create_task(self._read_layer(lock, main))
+        try:
+            while True:
+                message = await receive()
+                async with lock:
+                    await self.dispatch(message)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            # The reader cancels us when a layer message's handler stopped
+            # the consumer or failed; any other cancellation is the server's.
+            if self._stop is None:
+                raise
+            if main is not None:
+                main.uncancel()
+            raise self._stop from None
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read_layer(
+        self, lock: asyncio.Lock, main: asyncio.Task[Any] | None
+    ) -> None:
+        try:
+            while True:
+                message = await self.channel_layer.receive(self.channel_name)
+                async with lock:
+                    await self.dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._stop = exc
+            if main is not None:
+                main.cancel()
+
+    @classmethod
+    def _handler_for(cls, kind: Any) -> tuple[str, bool]:
+        try:
+            return cls._handlers[kind]
+        except (KeyError, TypeError):
+            pass
+        if type(kind) is not str or not kind:
+            raise InvalidMessageError(
+                f"Expected a message with a non-empty string 'type', got {kind!r}."
+            )
+        name = kind.replace(".", "_")
+        if kind.startswith("_") or name in _NOT_HANDLERS:
+            raise InvalidMessageError(
+                f"Message type {kind!r} names {name}(), which is not a handler."
+            )
+        handler = getattr(cls, name, None)
+        if not callable(handler):
+            raise InvalidMessageError(
+                f"No handler for message type {kind!r}: "
+                f"define {cls.__name__}.{name}(self, message)."
+            )
+        entry = cls._handlers[kind] = (name, _is_async(handler))
+        return entry
+
+    async def dispatch(self, message: Message) -> None:
+        """Call the handler for ``message['type']`` and flush what it sent.
+
+        Raises:
+            InvalidMessageError: the message has no handler.
+        """
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise InvalidMessageError(
+                f"Expected a dict with a 'type' key, got {message!r}."
+            ) from None
+        name, is_async = self._handler_for(kind)
+        handler = getattr(self, name)
+        if not self.defer_sends:
+            await (handler(message) if is_async else run_sync(handler, message))
+            return
+        outbox = Outbox(self)
+        token = activate(outbox)
+        try:
+            await (handler(message) if is_async else run_sync(handler, message))
+        except StopConsumer:
+            await self._send_all(outbox.close())
+            raise
+        except BaseException:
+            dropped = outbox.discard()
+            if dropped:
+                logger.debug(
+                    "Handler for %r raised; discarded %d held send(s).", kind, dropped
+                )
+            raise
+        finally:
+            deactivate(token)
+        held = outbox.close()
+        if held:
+            await self._send_all(held)
+
+    async def _call_hook(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the user hook ``name`` (``connect``, ``receive``, ...)."""
+        hook = getattr(self, name)
+        try:
+            is_async = self._hooks[name]
+        except KeyError:
+            is_async = self._hooks[name] = _is_async(hook)
+        if is_async:
+            return await hook(*args, **kwargs)
+        return await run_sync(hook, *args, **kwargs)
+
+    async def _send_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            await self.base_send(message)
+
+    async def _deliver(self, message: Message, immediately: bool = False) -> None:
+        outbox = current_outbox(self)
+        if outbox is None:
+            await self.base_send(message)
+        elif immediately:
+            await self._send_all([*outbox.take(), message])
+        else:
+            outbox.add(message)
+
+    def _deliver_sync(self, message: Message, immediately: bool = False) -> None:
+        outbox = current_outbox(self)
+        if outbox is not None and not immediately:
+            outbox.add(message)
+            return
+        messages = [*outbox.take(), message] if outbox is not None else [message]
+        async_to_sync(self._send_all)(messages)
+
+    async def send(self, message: Message, *, immediately: bool = False) -> None:
+        """Send an ASGI ``message`` to the connection.
+
+        Inside a handler the message is held until the handler returns,
+        unless ``immediately`` is true.
+        """
+        await self._deliver(message, immediately)
+
+
+class SyncConsumer(AsyncConsumer):
+    """A consumer whose handlers are plain functions.
+
+    Handlers run on the sync pool, one at a time per connection and in
+    parallel across connections. Inside a handler, ``self.send()`` holds the
+    message without leaving the handler's thread.
+    """
+
+    def send(  # type: ignore[override]
+        self, message: Message, *, immediately: bool = False
+    ) -> None:
+        """Send an ASGI ``message``; inside a handler it is held until the end."""
+        self._deliver_sync(message, immediately)
