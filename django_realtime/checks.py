@@ -1,1 +1,318 @@
-"""System checks for django_realtime's configuration."""
+"""System checks for django_realtime's configuration.
+
+Run with ``python manage.py check`` (``--deploy`` adds the deployment
+checks); ``runserver`` runs them before it starts. Every check reads
+settings when it runs, never at import time, and reports odd values as
+messages instead of raising. The ids:
+
+Errors
+    ``django_realtime.E001``
+        ``ASGI_APPLICATION`` is missing, empty or not a dotted path string.
+    ``django_realtime.E002``
+        ``ASGI_APPLICATION`` cannot be imported (the import error is quoted).
+    ``django_realtime.E003``
+        A ``CHANNEL_LAYERS`` alias is not a dict, lacks ``BACKEND``, names a
+        ``BACKEND`` that cannot be imported, has a ``CONFIG`` that is not a
+        dict, or has the obsolete ``ROUTING`` key.
+    ``django_realtime.E004``
+        ``"django_realtime"`` is listed after ``"django.contrib.staticfiles"``
+        in ``INSTALLED_APPS``, so staticfiles' ``runserver`` shadows ours.
+    ``django_realtime.E005``
+        ``ASGI_APPLICATION`` imports, but is not callable.
+    ``django_realtime.E006``
+        ``CHANNEL_LAYERS`` is not a dict.
+    ``django_realtime.E007``
+        ``REALTIME`` is not a dict.
+
+Warnings
+    ``django_realtime.W001``
+        ``"daphne"`` is also in ``INSTALLED_APPS``; its ``runserver``
+        competes with ours.
+    ``django_realtime.W002``
+        ``CHANNEL_LAYERS`` has aliases but no ``"default"``, which consumers
+        and ``get_channel_layer()`` use unless told otherwise.
+    ``django_realtime.W003``
+        ``REALTIME`` has a key django_realtime does not know (a typo?).
+    ``django_realtime.W004``
+        ``"channels"`` is listed before ``"django_realtime"`` in
+        ``INSTALLED_APPS``, so Channels' ``runworker`` shadows ours.
+    ``django_realtime.W005`` (deployment only)
+        The ``"default"`` channel layer is the in-memory layer (also the
+        default without ``CHANNEL_LAYERS``), which cannot carry messages
+        between server processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.apps import AppConfig, apps
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from django_realtime.conf import DEFAULTS
+from django_realtime.layers.registry import EMBEDDED_CHANNEL_LAYERS
+
+__all__ = [
+    "TAG",
+    "check_asgi_application",
+    "check_channel_layers",
+    "check_in_memory_layer_in_production",
+    "check_installed_apps",
+    "check_realtime_setting",
+]
+
+TAG = "realtime"
+"""The tag of every django_realtime check: ``manage.py check --tag realtime``."""
+
+_APP = "django_realtime"
+_STATICFILES = "django.contrib.staticfiles"
+_IN_MEMORY_LAYER = "InMemoryChannelLayer"
+
+
+@register(TAG)
+def check_asgi_application(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Check that ``ASGI_APPLICATION`` names an importable ASGI application."""
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not isinstance(path, str) or "." not in path.strip(". "):
+        arrived = "is not set" if path is None else f"is {path!r}"
+        return [
+            Error(
+                "ASGI_APPLICATION must be the dotted path of your ASGI "
+                f"application, but it {arrived}.",
+                hint=(
+                    "Set ASGI_APPLICATION = 'myproject.asgi.application' and "
+                    "define `application` in myproject/asgi.py."
+                ),
+                id="django_realtime.E001",
+            )
+        ]
+    try:
+        application = import_string(path)
+    except Exception as exc:  # Any failure while importing user code.
+        return [
+            Error(
+                f"ASGI_APPLICATION {path!r} cannot be imported: "
+                f"{type(exc).__name__}: {exc}",
+                hint="Check the dotted path and that the module imports cleanly.",
+                id="django_realtime.E002",
+            )
+        ]
+    if not callable(application):
+        return [
+            Error(
+                f"ASGI_APPLICATION {path!r} must be an ASGI application "
+                f"(a callable), got {type(application).__name__}.",
+                hint=(
+                    "Point ASGI_APPLICATION at the application object, such as "
+                    "a ProtocolTypeRouter, not at its module."
+                ),
+                id="django_realtime.E005",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_channel_layers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Check the shape of ``CHANNEL_LAYERS`` and that every backend imports."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if layers is None:
+        return []
+    if not isinstance(layers, dict):
+        return [
+            Error(
+                "CHANNEL_LAYERS must be a dict of alias -> layer settings, got "
+                f"{type(layers).__name__}.",
+                hint=(
+                    "CHANNEL_LAYERS = {'default': {'BACKEND': "
+                    "'django_realtime.layers.InMemoryChannelLayer'}}"
+                ),
+                id="django_realtime.E006",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    for alias, layer in layers.items():
+        messages.extend(_check_layer(alias, layer))
+    if layers and "default" not in layers:
+        messages.append(
+            Warning(
+                "CHANNEL_LAYERS has no 'default' alias (it has "
+                f"{', '.join(map(repr, layers))}); consumers and "
+                "get_channel_layer() without an alias will have no layer.",
+                hint="Rename one alias to 'default', or add a 'default' alias.",
+                id="django_realtime.W002",
+            )
+        )
+    return messages
+
+
+def _check_layer(alias: object, layer: object) -> list[CheckMessage]:
+    """Return the E003 errors for one ``CHANNEL_LAYERS`` entry."""
+
+    def error(problem: str, hint: str) -> Error:
+        return Error(
+            f"CHANNEL_LAYERS[{alias!r}] {problem}",
+            hint=hint,
+            id="django_realtime.E003",
+        )
+
+    if not isinstance(layer, dict):
+        return [
+            error(
+                f"must be a dict with a 'BACKEND' key, got {type(layer).__name__}.",
+                "Write {'BACKEND': 'dotted.path.to.LayerClass', 'CONFIG': {...}}.",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    backend = layer.get("BACKEND")
+    if not isinstance(backend, str) or not backend:
+        messages.append(
+            error(
+                f"must have a 'BACKEND' dotted path, got {backend!r}.",
+                "Use 'django_realtime.layers.InMemoryChannelLayer' or "
+                "'channels_redis.core.RedisChannelLayer'.",
+            )
+        )
+    else:
+        try:
+            import_string(backend)
+        except Exception as exc:  # Any failure while importing the backend.
+            messages.append(
+                error(
+                    f"has BACKEND {backend!r}, which cannot be imported: "
+                    f"{type(exc).__name__}: {exc}",
+                    "Check the dotted path and that its package is installed "
+                    "(channels_redis needs `pip install django-realtime[redis]`).",
+                )
+            )
+    if "ROUTING" in layer:
+        messages.append(
+            error(
+                "has a 'ROUTING' key, which channel layers no longer use.",
+                "Remove 'ROUTING'; route with ASGI_APPLICATION instead.",
+            )
+        )
+    config = layer.get("CONFIG", {})
+    if not isinstance(config, dict):
+        messages.append(
+            error(
+                f"has CONFIG of type {type(config).__name__}; expected a dict "
+                "of keyword arguments for the backend.",
+                "Write 'CONFIG': {'hosts': [...]} or leave CONFIG out.",
+            )
+        )
+    return messages
+
+
+@register(TAG, Tags.compatibility)
+def check_installed_apps(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Check that other apps' management commands do not shadow ours.
+
+    Django takes a command from the first app in ``INSTALLED_APPS`` that
+    provides it, so the order decides whose ``runserver`` and ``runworker``
+    run.
+    """
+    names = [config.name for config in apps.get_app_configs()]
+    if _APP not in names:
+        return []
+    position = names.index(_APP)
+    messages: list[CheckMessage] = []
+    if _STATICFILES in names and names.index(_STATICFILES) < position:
+        messages.append(
+            Error(
+                f"'{_APP}' is listed after '{_STATICFILES}' in INSTALLED_APPS, "
+                "so staticfiles' WSGI runserver shadows the ASGI one.",
+                hint=f"Move '{_APP}' above '{_STATICFILES}' in INSTALLED_APPS.",
+                id="django_realtime.E004",
+            )
+        )
+    if "daphne" in names:
+        winner = "daphne's" if names.index("daphne") < position else "ours"
+        messages.append(
+            Warning(
+                "'daphne' and 'django_realtime' are both in INSTALLED_APPS and "
+                f"both provide runserver; {winner} runs now.",
+                hint=(
+                    "Remove 'daphne' from INSTALLED_APPS: django_realtime's "
+                    "runserver already serves ASGI through daphne."
+                ),
+                id="django_realtime.W001",
+            )
+        )
+    if "channels" in names and names.index("channels") < position:
+        messages.append(
+            Warning(
+                f"'channels' is listed before '{_APP}' in INSTALLED_APPS, so "
+                "Channels' runworker shadows django_realtime's.",
+                hint=f"Move '{_APP}' above 'channels', or remove 'channels'.",
+                id="django_realtime.W004",
+            )
+        )
+    return messages
+
+
+@register(TAG)
+def check_realtime_setting(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Check that ``REALTIME`` is a dict of known options."""
+    options = getattr(settings, "REALTIME", None)
+    if options is None:
+        return []
+    if not isinstance(options, dict):
+        return [
+            Error(
+                "REALTIME must be a dict of django_realtime options, got "
+                f"{type(options).__name__}.",
+                hint=f"Known options: {', '.join(sorted(DEFAULTS))}.",
+                id="django_realtime.E007",
+            )
+        ]
+    return [
+        Warning(
+            f"REALTIME has an unknown option {key!r}; it is ignored.",
+            hint=f"Known options: {', '.join(sorted(DEFAULTS))}.",
+            id="django_realtime.W003",
+        )
+        for key in options
+        if key not in DEFAULTS
+    ]
+
+
+@register(TAG, deploy=True)
+def check_in_memory_layer_in_production(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when the deployed default channel layer lives in one process."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if layers is None:
+        layers = EMBEDDED_CHANNEL_LAYERS
+    if not isinstance(layers, Mapping):
+        return []
+    default = layers.get("default")
+    if not isinstance(default, Mapping):
+        return []
+    backend = default.get("BACKEND")
+    if not isinstance(backend, str) or backend.rpartition(".")[2] != _IN_MEMORY_LAYER:
+        return []
+    return [
+        Warning(
+            f"The 'default' channel layer is {backend!r}, which keeps messages "
+            "inside one process: group messages and runworker tasks will not "
+            "reach other server processes.",
+            hint=(
+                "Use 'channels_redis.core.RedisChannelLayer' when you run more "
+                "than one process."
+            ),
+            id="django_realtime.W005",
+        )
+    ]
