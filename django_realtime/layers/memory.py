@@ -1,0 +1,282 @@
+"""The in-memory channel layer: the default, for one process.
+
+Use it in development, in tests and in single-process deployments. It cannot
+carry messages between processes: use channels-redis for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from django_realtime.layers._core import LayerCore, LayerStats
+from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+
+__all__ = ["InMemoryChannelLayer"]
+
+logger = logging.getLogger(__name__)
+
+
+class InMemoryChannelLayer(BaseChannelLayer):
+    """Carry messages between consumers of one process, in memory.
+
+    Configure it in ``CHANNEL_LAYERS``; ``CONFIG`` takes the arguments below::
+
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "django_realtime.layers.InMemoryChannelLayer",
+                "CONFIG": {"capacity": 500, "expiry": 30},
+            },
+        }
+
+    Nothing is dropped silently:
+
+    - :meth:`send` to a full channel raises
+      :exc:`~django_realtime.exceptions.ChannelFull`.
+    - :meth:`group_send` skips members that are full, logs one warning per
+      call with the counts, and adds them to ``stats.dropped_messages``.
+    - Messages that expire unread are logged (one warning per sweep, at most
+      once a second) and counted in ``stats.expired_messages``.
+
+    Messages are not deep-copied. :meth:`send` and :meth:`group_send` store a
+    shallow copy, so the sender may reuse or change its dict afterwards; a
+    group message is stored once for all members, and each :meth:`receive`
+    returns its own shallow copy, so receivers may add, change or remove
+    keys. Values nested inside a message (lists, dicts) are shared between
+    the sender and every receiver: do not mutate them. Deep copies would cost
+    a group send to 1,000 members 1,000 copies of every nested value.
+
+    A channel whose messages are found expired is taken as abandoned by its
+    reader and removed from all its groups.
+
+    The layer may be used from successive event loops (as pytest-asyncio
+    does, one per test) but from one thread at a time: it holds no locks.
+
+    Args:
+        expiry: Seconds a message waits to be received before it is discarded.
+        group_expiry: Seconds a group membership lasts; ``group_add`` again
+            to renew it.
+        capacity: Messages a channel holds before it is full.
+        channel_capacity: Capacities for channels matching glob strings or
+            compiled regular expressions, first match wins.
+        clock: Return the current time in seconds; it must not go backwards.
+            Tests pass a fake clock to make time pass instantly.
+
+    Attributes:
+        stats: A :class:`~django_realtime.layers._core.LayerStats` with
+            counters of sent, received, rejected, dropped and expired
+            messages.
+    """
+
+    extensions: ClassVar[list[str]] = ["groups", "flush"]
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[CapacityPattern, int] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
+        )
+        if isinstance(group_expiry, bool) or not isinstance(group_expiry, int | float):
+            raise TypeError(
+                f"group_expiry must be a number of seconds, got {group_expiry!r}."
+            )
+        if group_expiry <= 0:
+            raise ValueError(f"group_expiry must be positive, got {group_expiry!r}.")
+        self.group_expiry = group_expiry
+        self._clock = clock
+        self._core = LayerCore(
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity_of=self.get_capacity,
+            sweep_interval=min(1.0, expiry, group_expiry),
+        )
+        # channel -> receivers waiting for a message on it, oldest first.
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self._prefix = f"inmemory!{secrets.token_hex(6)}"
+        self._counter = 0
+
+    @property
+    def stats(self) -> LayerStats:
+        """Return the layer's message counters."""
+        return self._core.stats
+
+    # Channels
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to ``channel``.
+
+        Raises:
+            ChannelFull: The channel holds its capacity of messages.
+            InvalidChannelName: ``channel`` is not a valid channel name.
+            InvalidMessageError: ``message`` is not a dict.
+        """
+        self.require_valid_message(message)
+        self.require_valid_channel_name(channel)
+        now = self._now()
+        self._core.push(channel, message, now)
+        if channel in self._waiters:
+            self._wake(channel)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """Wait for the next message on ``channel`` and return it.
+
+        Several receivers may wait on one channel; each message goes to one
+        of them, the longest waiting first. Cancelling a waiting receive loses
+        no message.
+
+        Raises:
+            InvalidChannelName: ``channel`` is not a valid channel name.
+        """
+        self.require_valid_channel_name(channel)
+        core = self._core
+        while True:
+            message = core.pop(channel, self._now())
+            if message is not None:
+                return message
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters = self._waiters.get(channel)
+            if waiters is None:
+                waiters = self._waiters[channel] = deque()
+            waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.cancelled():
+                    self._forget(channel, waiter)
+                else:
+                    # Woken for a message but cancelled before taking it:
+                    # the message is still queued, so wake the next receiver.
+                    self._wake(channel)
+                raise
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """Return a new channel name, unique in this process.
+
+        The name is ``prefix`` followed by ``inmemory!`` and a random part,
+        for example ``"specific.inmemory!3f9a1c0e7"``.
+
+        Raises:
+            InvalidChannelName: The resulting name is invalid (``prefix``
+                contains characters channel names do not allow).
+        """
+        self._counter += 1
+        name = f"{prefix}{self._prefix}{self._counter}"
+        self.require_valid_channel_name(name)
+        return name
+
+    # Groups
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group``, or renew its membership.
+
+        Raises:
+            InvalidChannelName: ``group`` or ``channel`` is invalid.
+        """
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self._core.group_add(group, channel, self._now())
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; do nothing if it is not in it.
+
+        Raises:
+            InvalidChannelName: ``group`` or ``channel`` is invalid.
+        """
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self._core.group_discard(group, channel)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every channel in ``group``.
+
+        Members that are full are skipped: the call logs one warning with the
+        counts and adds them to ``stats.dropped_messages``; it does not raise.
+
+        Raises:
+            InvalidChannelName: ``group`` is not a valid group name.
+            InvalidMessageError: ``message`` is not a dict.
+        """
+        self.require_valid_message(message)
+        self.require_valid_group_name(group)
+        result = self._core.group_push(group, message, self._now())
+        waiters = self._waiters
+        if waiters:
+            for channel in result.delivered:
+                if channel in waiters:
+                    self._wake(channel)
+        if result.full:
+            logger.warning(
+                "group_send to %r: %d of %d members were full; message dropped "
+                "for them (message type %r).",
+                group,
+                len(result.full),
+                result.members,
+                message.get("type"),
+            )
+            logger.debug("group_send to %r: full channels: %r", group, result.full)
+
+    # Flush extension
+
+    async def flush(self) -> None:
+        """Drop every queued message and every group membership.
+
+        Receivers waiting on a channel keep waiting; the counters in
+        :attr:`stats` are kept.
+        """
+        self._core.flush()
+
+    async def close(self) -> None:
+        """Do nothing: the layer holds no connections."""
+
+    # Internals
+
+    def _now(self) -> float:
+        now = self._clock()
+        report = self._core.maybe_sweep(now)
+        if report is not None and report.expired_messages:
+            logger.warning(
+                "%d messages expired unread on %d channels (expiry is %ss); "
+                "%d group memberships ended.",
+                report.expired_messages,
+                report.channels,
+                self.expiry,
+                report.expired_memberships,
+            )
+        return now
+
+    def _wake(self, channel: str) -> None:
+        """Wake the longest waiting live receiver on ``channel``."""
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            return
+        while waiters:
+            waiter = waiters.popleft()
+            # A waiter whose loop has closed (an earlier test's) can never
+            # run; skip it rather than schedule callbacks on a dead loop.
+            if not waiter.done() and not waiter.get_loop().is_closed():
+                waiter.set_result(None)
+                break
+        if not waiters:
+            del self._waiters[channel]
+
+    def _forget(self, channel: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            return
+        try:
+            waiters.remove(waiter)
+        except ValueError:
+            return
+        if not waiters:
+            del self._waiters[channel]
