@@ -262,3 +262,14 @@ def test_module_docstring_lists_every_id() -> None:
     assert used
     for check_id in used:
         assert f"``{check_id}``" in (checks.__doc__ or "")
+
+
+def test_app_order_checks_are_silent_when_realtime_is_not_installed() -> None:
+    with override_settings(INSTALLED_APPS=["django.contrib.staticfiles", "daphne"]):
+        assert checks.check_installed_apps() == []
+
+
+def test_no_default_alias_is_not_w005(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {"events": {"BACKEND": MEMORY}}
+
+    assert checks.check_in_memory_layer_in_production() == []

@@ -370,3 +370,31 @@ async def test_runworker_process_handles_redis_messages_and_exits_0_on_signal(
             process.kill()
             await process.wait()
         await layer.flush()
+
+
+async def test_instance_that_returns_is_warned_about_and_restarted(
+    layer: InMemoryChannelLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled: list[str] = []
+
+    async def one_shot(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        handled.append(message["text"])
+        await layer.send(message["reply_to"], {"type": "done"})
+
+    worker = Worker(one_shot, ["tasks"], layer)
+    running = asyncio.create_task(worker.run())
+    reply_to = await layer.new_channel("reply.")
+    try:
+        with caplog.at_level(logging.WARNING, logger="django_realtime.worker"):
+            for text in ("first", "second"):
+                await layer.send(
+                    "tasks", {"type": "task", "text": text, "reply_to": reply_to}
+                )
+                await asyncio.wait_for(layer.receive(reply_to), WAIT)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, WAIT)
+
+    assert handled == ["first", "second"]
+    assert "should keep receiving until cancelled" in caplog.text
