@@ -37,7 +37,10 @@ class ChannelLayer(Protocol):
     ``"groups"`` and ``"flush"``.
     """
 
-    extensions: list[str]
+    @property
+    def extensions(self) -> list[str]:
+        """Return the optional parts of the specification implemented."""
+        ...
 
     async def send(self, channel: str, message: dict[str, Any], /) -> None: ...
 

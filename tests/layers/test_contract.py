@@ -163,6 +163,19 @@ async def test_group_send_reaches_every_member(case: LayerCase) -> None:
         }
 
 
+async def test_group_send_wakes_receivers_already_waiting(case: LayerCase) -> None:
+    members = [await case.channel(f"member{n}") for n in range(3)]
+    for channel in members:
+        await case.layer.group_add("room", channel)
+    waiting = [asyncio.create_task(case.layer.receive(ch)) for ch in members]
+    await asyncio.sleep(0)  # let the receives start waiting
+
+    await case.layer.group_send("room", {"type": "wake.up"})
+
+    async with asyncio.timeout(TIMEOUT):
+        assert await asyncio.gather(*waiting) == [{"type": "wake.up"}] * 3
+
+
 async def test_group_discard_stops_delivery_to_that_channel(case: LayerCase) -> None:
     stays, leaves = await case.channel("stays"), await case.channel("leaves")
     await case.layer.group_add("room", stays)
