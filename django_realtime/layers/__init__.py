@@ -8,6 +8,7 @@ layers work unmodified.
 
 from __future__ import annotations
 
+from django_realtime.layers._core import LayerStats
 from django_realtime.layers.base import BaseChannelLayer, ChannelLayer
 from django_realtime.layers.memory import InMemoryChannelLayer
 from django_realtime.layers.registry import (
@@ -23,6 +24,7 @@ __all__ = [
     "ChannelLayer",
     "ChannelLayerManager",
     "InMemoryChannelLayer",
+    "LayerStats",
     "channel_layers",
     "get_channel_layer",
 ]

@@ -68,7 +68,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             Tests pass a fake clock to make time pass instantly.
 
     Attributes:
-        stats: A :class:`~django_realtime.layers._core.LayerStats` with
+        stats: A :class:`~django_realtime.layers.LayerStats` with
             counters of sent, received, rejected, dropped and expired
             messages.
     """
