@@ -51,6 +51,12 @@ class ApplicationCommunicator(_AsgirefCommunicator):
     def __init__(self, application: Any, scope: dict[str, Any]) -> None:
         super().__init__(application, scope)  # type: ignore[no-untyped-call]
 
+    @property
+    def running(self) -> bool:
+        """Return whether the application has started and not yet returned."""
+        future: asyncio.Task[None] | None = self._future
+        return future is not None and not future.done()
+
     def _application_task(self) -> asyncio.Task[None]:
         task: asyncio.Task[None] = self.future
         return task

@@ -262,8 +262,10 @@ class LiveServer:
                 daphne's output.
             ImproperlyConfigured: See :func:`shared_database_names`.
         """
-        if self._process is not None:
+        if self.running:
             raise LiveServerError(f"The live server is already running at {self.url}.")
+        # A server that died on its own is reaped first, its output logged.
+        self.stop()
         app = application_path(self.application)
         config = {
             "databases": shared_database_names(self.databases),
