@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -48,10 +49,12 @@ def inner(
     return pytester
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+def run(
+    pytester: pytest.Pytester, *args: str, settings: str = "inner_settings"
+) -> pytest.RunResult:
     return pytester.runpytest_subprocess(
         *plugin_args(),
-        "--ds=inner_settings",
+        f"--ds={settings}",
         "-o",
         "asyncio_mode=auto",
         "-o",
@@ -204,6 +207,71 @@ def test_realtime_live_server_shares_the_test_database(
     result = run(inner)
 
     result.assert_outcomes(passed=5)
+
+
+def require_postgresql() -> None:
+    """Skip unless PostgreSQL answers on 127.0.0.1:5432; under CI=true, fail."""
+    import psycopg
+
+    try:
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
+        ).close()
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {error}")
+        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432: {error}")
+
+
+@pytest.mark.postgres
+def test_realtime_live_server_shares_a_postgresql_test_database(
+    inner: pytest.Pytester,
+) -> None:
+    require_postgresql()
+    name = f"django_realtime_live_{os.getpid()}"
+    inner.makepyfile(
+        pg_settings=f"""
+        from inner_settings import *  # noqa: F403
+
+        DATABASES = {{
+            "default": {{
+                "ENGINE": "django.db.backends.postgresql",
+                "HOST": "127.0.0.1",
+                "PORT": 5432,
+                "USER": "postgres",
+                "NAME": {name!r},
+            }}
+        }}
+        """,
+        test_inner="""
+        import urllib.request
+
+        import pytest
+        from django.contrib.auth.models import User
+        from django.db import connection
+
+        @pytest.fixture(scope="module")
+        def realtime_asgi_application():
+            return "tests.testing.asgi_echo:application"
+
+        def get(url):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+
+        def test_server_sees_committed_rows(realtime_live_server):
+            assert connection.settings_dict["NAME"].startswith("test_")
+            User.objects.create(username="alice")
+            User.objects.create(username="bob")
+            assert get(realtime_live_server.url + "/users/") == "2"
+
+        def test_rows_are_gone_in_the_next_test(realtime_live_server):
+            assert get(realtime_live_server.url + "/users/") == "0"
+        """,
+    )
+
+    result = run(inner, settings="pg_settings")
+
+    result.assert_outcomes(passed=2)
 
 
 def test_fixtures_say_what_they_need_without_django_settings(
