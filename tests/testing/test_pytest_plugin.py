@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import urllib.request
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+
+from django_realtime.layers.base import ChannelLayer
+from django_realtime.testing import LiveServer
+from django_realtime.testing.pytest_plugin import CommunicatorFactory
 
 pytest_plugins = ["pytester"]
 
@@ -299,3 +307,52 @@ def test_fixtures_say_what_they_need_without_django_settings(
     result.stdout.fnmatch_lines(
         ["*The realtime_live_server fixture needs Django settings*pytest-django*"]
     )
+
+
+# -- the fixtures, used in this process ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def realtime_asgi_application() -> str:
+    return "tests.testing.asgi_echo:application"
+
+
+received: list[dict[str, Any]] = []
+
+
+async def recording_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    received.append(await receive())
+
+
+async def test_websocket_communicator_makes_communicators(
+    websocket_communicator: CommunicatorFactory,
+) -> None:
+    received.clear()
+    communicator = websocket_communicator(recording_app, "/ws/?a=1", [(b"x", b"y")])
+
+    assert await communicator.connect() == (True, None)
+    assert communicator.scope["query_string"] == b"a=1"
+    assert communicator.scope["headers"] == [(b"x", b"y")]
+
+
+def test_websocket_communicator_disconnected_the_one_left_open() -> None:
+    assert received == [{"type": "websocket.disconnect", "code": 1000}]
+
+
+async def test_channel_layer_delivers_messages(channel_layer: ChannelLayer) -> None:
+    await channel_layer.send("inbox", {"type": "hello"})
+
+    async with asyncio.timeout(1):
+        assert await channel_layer.receive("inbox") == {"type": "hello"}
+
+
+def test_realtime_live_server_serves_the_test_database(
+    realtime_live_server: LiveServer,
+) -> None:
+    User.objects.create(username="alice")
+
+    url = realtime_live_server.url + "/users/"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.read() == b"1"
