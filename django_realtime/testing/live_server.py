@@ -363,6 +363,18 @@ class LiveServer:
         output = self._discard()
         logger.debug("The live server stopped; its output:\n%s", output)
 
+    def kill(self) -> None:
+        """Kill daphne with SIGKILL, as a crash would.
+
+        Connections drop without a close frame and the application gets no
+        ``websocket.disconnect``. :meth:`start` brings the server back on the
+        same port. Does nothing when not running.
+        """
+        if self._process is None:
+            return
+        self._process.kill()
+        self._discard()
+
     def _discard(self) -> str:
         """Forget the stopped process and its files; return its output."""
         output = self.output

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -109,6 +112,47 @@ def test_stopped_server_refuses_connections_until_started() -> None:
     live_server.start()
     try:
         assert get(url + "/") == "hello from daphne"
+    finally:
+        live_server.stop()
+
+
+async def test_kill_drops_connections_without_a_close_frame() -> None:
+    live_server = LiveServer(ECHO, databases=())
+    await live_server.astart()
+    try:
+        async with connect(live_server.ws_url + "/", open_timeout=5) as websocket:
+            live_server.kill()
+
+            with pytest.raises(ConnectionClosed) as raised:
+                await asyncio.wait_for(websocket.recv(), 5)
+        assert raised.value.rcvd is None
+        assert not live_server.running
+        await live_server.astart()
+        assert (
+            await asyncio.to_thread(get, live_server.url + "/") == "hello from daphne"
+        )
+    finally:
+        await live_server.astop()
+
+
+def test_start_reaps_a_server_that_died_and_logs_its_output(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    live_server = LiveServer(ECHO, databases=())
+    live_server.start()
+    try:
+        pid = live_server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while live_server.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        live_server.start()
+
+        assert live_server.pid not in (None, pid)
+        assert "had already exited with code -9" in caplog.text
+        assert "Listening on TCP address" in caplog.text
     finally:
         live_server.stop()
 
