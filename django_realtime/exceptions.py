@@ -11,10 +11,11 @@ Every exception the package raises on purpose derives from one root, so
     │   └── InvalidFrameError       a client frame the consumer cannot take
     ├── RoutingError                no route for a scope
     │   └── RouteNotFound
-    └── ChannelLayerError           a channel layer refused an operation
-        ├── ChannelFull             a channel is at capacity
-        ├── InvalidChannelName      a channel or group name is malformed
-        └── InvalidChannelLayerError  CHANNEL_LAYERS names a bad backend
+    ├── ChannelLayerError           a channel layer refused an operation
+    │   ├── ChannelFull             a channel is at capacity
+    │   ├── InvalidChannelName      a channel or group name is malformed
+    │   └── InvalidChannelLayerError  CHANNEL_LAYERS names a bad backend
+    └── LiveServerError             a test server did not start or is not running
 
 Settings problems found at start-up are reported by system checks
 (``django_realtime.E001`` and on) rather than raised at run time.
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidChannelName",
     "InvalidFrameError",
     "InvalidMessageError",
+    "LiveServerError",
     "RealtimeError",
     "RouteNotFound",
     "RoutingError",
@@ -125,6 +127,10 @@ def _adopt_channels_channel_full() -> None:
     theirs = channels_exceptions.ChannelFull
     if not issubclass(theirs, ChannelFull):
         theirs.__bases__ = (ChannelFull,)
+
+
+class LiveServerError(RealtimeError, RuntimeError):
+    """A live test server did not start, or was not running when needed."""
 
 
 _adopt_channels_channel_full()

@@ -33,7 +33,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import TransactionTestCase
 from django.utils.functional import classproperty
 
-from django_realtime.exceptions import RealtimeError
+from django_realtime.exceptions import LiveServerError
 
 if TYPE_CHECKING:
     from django.db.utils import ConnectionHandler
@@ -52,10 +52,6 @@ logger = logging.getLogger(__name__)
 _CONFIG_ENV = "DJANGO_REALTIME_LIVE_SERVER"
 _OUTPUT_TAIL = 4000
 _running: weakref.WeakSet[LiveServer] = weakref.WeakSet()
-
-
-class LiveServerError(RealtimeError, RuntimeError):
-    """The live server did not start, or was not running when needed."""
 
 
 def application_path(application: str | None = None) -> str:
