@@ -1,0 +1,1 @@
+"""A chat: rooms by name, messages relayed to everyone in the room."""

@@ -1,0 +1,66 @@
+// The room page: send what is typed to /ws/chat/<room>/, show what arrives.
+// Reconnects after a drop, waiting twice as long after each failed attempt.
+
+const MIN_DELAY_MS = 500;
+const MAX_DELAY_MS = 10000;
+
+const roomName = JSON.parse(document.getElementById("room-name").textContent);
+const log = document.getElementById("chat-log");
+const status = document.getElementById("chat-status");
+const form = document.getElementById("chat-form");
+const input = document.getElementById("chat-message-input");
+const submit = document.getElementById("chat-message-submit");
+
+const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+const url = `${scheme}://${window.location.host}/ws/chat/${roomName}/`;
+
+let socket = null;
+let delay = MIN_DELAY_MS;
+
+function showState(state, detail = "") {
+  status.value = detail ? `${state} (${detail})` : state;
+  submit.disabled = state !== "open";
+}
+
+function append(text, className = "") {
+  const line = document.createElement("p");
+  line.textContent = text;
+  line.className = className;
+  log.append(line);
+  log.scrollTop = log.scrollHeight;
+}
+
+function connect() {
+  showState("connecting");
+  socket = new WebSocket(url);
+  socket.addEventListener("open", () => {
+    delay = MIN_DELAY_MS;
+    showState("open");
+  });
+  socket.addEventListener("message", (event) => {
+    const data = JSON.parse(event.data);
+    if ("error" in data) {
+      append(data.error, "error");
+    } else {
+      append(data.message);
+    }
+  });
+  socket.addEventListener("close", () => {
+    showState("closed", `reconnecting in ${(delay / 1000).toFixed(1)} s`);
+    setTimeout(connect, delay);
+    delay = Math.min(delay * 2, MAX_DELAY_MS);
+  });
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const message = input.value;
+  if (!message.trim() || socket.readyState !== WebSocket.OPEN) {
+    return;
+  }
+  socket.send(JSON.stringify({ message }));
+  input.value = "";
+  input.focus();
+});
+
+connect();

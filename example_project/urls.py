@@ -1,0 +1,11 @@
+"""URLs of the example project."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="chat:index")),
+    path("chat/", include("example_project.chat.urls")),
+    path("admin/", admin.site.urls),
+]

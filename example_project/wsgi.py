@@ -1,0 +1,9 @@
+"""The WSGI application of the example project: HTTP only, no WebSocket."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+
+application = get_wsgi_application()
