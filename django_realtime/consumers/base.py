@@ -90,7 +90,9 @@ class AsyncConsumer:
     _handlers: ClassVar[dict[str, tuple[str, bool]]] = {}
     _hooks: ClassVar[dict[str, bool]] = {}
 
-    scope: Scope
+    # A plain dict for handlers: keys such as "url_route", "user" and
+    # "session" are added by routers and middleware, beyond asgiref's types.
+    scope: dict[str, Any]
     channel_layer: Any
     channel_name: str | None
     base_send: Callable[[Message], Awaitable[None]]
@@ -136,7 +138,7 @@ class AsyncConsumer:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         """Run the consumer until it stops or its connection ends."""
-        self.scope = scope
+        self.scope = scope  # type: ignore[assignment]
         self.base_send = send  # type: ignore[assignment]
         if self.channel_layer_alias is not None:
             from django_realtime.layers import get_channel_layer
