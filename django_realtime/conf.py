@@ -18,6 +18,9 @@ DEFAULTS: dict[str, Any] = {
     # run one at a time; handlers of different connections run in parallel
     # up to this many.
     "SYNC_THREADS": 16,
+    # Close unusable and obsolete database connections around handlers, as
+    # Django does around requests (see django_realtime.db).
+    "CLOSE_OLD_CONNECTIONS": True,
 }
 
 

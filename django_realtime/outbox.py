@@ -13,13 +13,21 @@ handler starts also inherits the context; once the handler has finished the
 outbox is closed, and a send from such a task goes out at once rather than
 into a buffer nobody will drain.
 
+An entry is a pair ``(send, args)``: an async callable and its arguments
+(the connection's ASGI ``send``, a layer's ``send`` or ``group_send``), so
+one outbox keeps the order of everything a handler sent, wherever it goes.
+
 This module holds no I/O: it is a list with rules, testable without a loop.
+The rules for when a send is held are in :mod:`django_realtime.delivery`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from typing import Any
+
+Entry = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
 
 __all__ = ["Outbox", "activate", "current_outbox", "deactivate"]
 
@@ -27,27 +35,31 @@ __all__ = ["Outbox", "activate", "current_outbox", "deactivate"]
 class Outbox:
     """Collect the messages one handler call of one consumer sends."""
 
-    __slots__ = ("is_open", "messages", "owner")
+    __slots__ = ("is_open", "messages", "owner", "sync_connections")
 
     def __init__(self, owner: object) -> None:
         self.owner = owner
-        self.messages: list[Any] = []
+        self.messages: list[Entry] = []
         self.is_open = True
+        # The database connections of the thread running a sync handler,
+        # set by that thread: a send made from the event loop on the
+        # handler's behalf (async_to_sync) checks their transactions.
+        self.sync_connections: tuple[Any, ...] = ()
 
-    def accepts(self, owner: object) -> bool:
-        """Return whether a send by ``owner`` is to be held in this outbox."""
-        return self.is_open and self.owner is owner
+    def accepts(self, owner: object | None) -> bool:
+        """Return whether a send by ``owner`` (``None``: anyone) is to be held."""
+        return self.is_open and (owner is None or self.owner is owner)
 
-    def add(self, message: Any) -> None:
-        """Hold ``message`` until the handler finishes."""
-        self.messages.append(message)
+    def add(self, entry: Entry) -> None:
+        """Hold ``entry`` until the handler finishes."""
+        self.messages.append(entry)
 
-    def take(self) -> list[Any]:
+    def take(self) -> list[Entry]:
         """Return the held messages in send order and empty the outbox."""
         messages, self.messages = self.messages, []
         return messages
 
-    def close(self) -> list[Any]:
+    def close(self) -> list[Entry]:
         """Close the outbox and return what it still held."""
         self.is_open = False
         return self.take()
@@ -60,8 +72,12 @@ class Outbox:
 _current: ContextVar[Outbox | None] = ContextVar("django_realtime_outbox", default=None)
 
 
-def current_outbox(owner: object) -> Outbox | None:
-    """Return the open outbox of ``owner`` in this context, if there is one."""
+def current_outbox(owner: object | None = None) -> Outbox | None:
+    """Return the open outbox in this context, if there is one.
+
+    With ``owner``, only an outbox opened by that consumer counts: a
+    consumer's own connection sends are held only by its own handlers.
+    """
     outbox = _current.get()
     if outbox is not None and outbox.accepts(owner):
         return outbox

@@ -27,10 +27,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from asgiref.sync import async_to_sync
-
+from django_realtime.conf import get_setting
+from django_realtime.db import aclose_old_connections, call_with_fresh_connections
+from django_realtime.delivery import (
+    deliver,
+    deliver_sync,
+    held_layer,
+    remember_sync_connections,
+)
 from django_realtime.exceptions import InvalidMessageError, StopConsumer
-from django_realtime.outbox import Outbox, activate, current_outbox, deactivate
+from django_realtime.outbox import Entry, Outbox, activate, current_outbox, deactivate
 from django_realtime.sync import run_sync
 
 if TYPE_CHECKING:
@@ -71,6 +77,16 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+def _call_in_pool(
+    close_old: bool, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """Run a sync handler or hook in its pool thread."""
+    remember_sync_connections(current_outbox())
+    if close_old:
+        return call_with_fresh_connections(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
 class AsyncConsumer:
     """Handle the messages of one connection with async or sync handlers.
 
@@ -83,6 +99,8 @@ class AsyncConsumer:
 
     channel_layer_alias: ClassVar[str | None] = "default"
     defer_sends: ClassVar[bool] = True
+    # REALTIME["CLOSE_OLD_CONNECTIONS"], read once per connection.
+    _close_old: bool = False
 
     # Per class caches: message type -> (handler name, is coroutine), and
     # hook name -> is coroutine. Kept apart so that a message type can never
@@ -140,26 +158,32 @@ class AsyncConsumer:
         """Run the consumer until it stops or its connection ends."""
         self.scope = scope  # type: ignore[assignment]
         self.base_send = send  # type: ignore[assignment]
+        self._close_old = bool(get_setting("CLOSE_OLD_CONNECTIONS"))
+        layer = None
         if self.channel_layer_alias is not None:
             from django_realtime.layers import get_channel_layer
 
-            self.channel_layer = get_channel_layer(self.channel_layer_alias)
+            layer = get_channel_layer(self.channel_layer_alias)
         try:
-            if self.channel_layer is None:
+            if layer is None:
                 while True:
                     await self.dispatch(await receive())  # type: ignore[arg-type]
             else:
-                await self._run_with_layer(receive)
+                self.channel_layer = held_layer(layer)
+                await self._run_with_layer(layer, receive)
         except StopConsumer:
             pass
+        finally:
+            if self._close_old:
+                await aclose_old_connections()
 
-    async def _run_with_layer(self, receive: ASGIReceiveCallable) -> None:
-        self.channel_name = await self.channel_layer.new_channel()
+    async def _run_with_layer(self, layer: Any, receive: ASGIReceiveCallable) -> None:
+        self.channel_name = await layer.new_channel()
         # One lock keeps handlers of this consumer one at a time whichever
         # source their message came from; uncontended, it costs no task.
         lock = asyncio.Lock()
         main = asyncio.current_task()
-        reader = asyncio.create_task(self._read_layer(lock, main))
+        reader = asyncio.create_task(self._read_layer(layer, lock, main))
         try:
             while True:
                 message = await receive()
@@ -179,11 +203,11 @@ class AsyncConsumer:
                 await reader
 
     async def _read_layer(
-        self, lock: asyncio.Lock, main: asyncio.Task[Any] | None
+        self, layer: Any, lock: asyncio.Lock, main: asyncio.Task[Any] | None
     ) -> None:
         try:
             while True:
-                message = await self.channel_layer.receive(self.channel_name)
+                message = await layer.receive(self.channel_name)
                 async with lock:
                     await self.dispatch(message)
         except asyncio.CancelledError:
@@ -231,13 +255,15 @@ class AsyncConsumer:
             ) from None
         name, is_async = self._handler_for(kind)
         handler = getattr(self, name)
+        if self._close_old:
+            await aclose_old_connections()
         if not self.defer_sends:
-            await (handler(message) if is_async else run_sync(handler, message))
+            await self._invoke(handler, is_async, message)
             return
         outbox = Outbox(self)
         token = activate(outbox)
         try:
-            await (handler(message) if is_async else run_sync(handler, message))
+            await self._invoke(handler, is_async, message)
         except StopConsumer:
             await self._send_all(outbox.close())
             raise
@@ -261,30 +287,25 @@ class AsyncConsumer:
             is_async = self._hooks[name]
         except KeyError:
             is_async = self._hooks[name] = _is_async(hook)
-        if is_async:
-            return await hook(*args, **kwargs)
-        return await run_sync(hook, *args, **kwargs)
+        return await self._invoke(hook, is_async, *args, **kwargs)
 
-    async def _send_all(self, messages: list[Message]) -> None:
-        for message in messages:
-            await self.base_send(message)
+    async def _invoke(
+        self, fn: Callable[..., Any], is_async: bool, /, *args: Any, **kwargs: Any
+    ) -> Any:
+        if is_async:
+            return await fn(*args, **kwargs)
+        return await run_sync(_call_in_pool, self._close_old, fn, *args, **kwargs)
+
+    @staticmethod
+    async def _send_all(entries: list[Entry]) -> None:
+        for send, args in entries:
+            await send(*args)
 
     async def _deliver(self, message: Message, immediately: bool = False) -> None:
-        outbox = current_outbox(self)
-        if outbox is None:
-            await self.base_send(message)
-        elif immediately:
-            await self._send_all([*outbox.take(), message])
-        else:
-            outbox.add(message)
+        await deliver(current_outbox(self), self.base_send, (message,), immediately)
 
     def _deliver_sync(self, message: Message, immediately: bool = False) -> None:
-        outbox = current_outbox(self)
-        if outbox is not None and not immediately:
-            outbox.add(message)
-            return
-        messages = [*outbox.take(), message] if outbox is not None else [message]
-        async_to_sync(self._send_all)(messages)
+        deliver_sync(current_outbox(self), self.base_send, (message,), immediately)
 
     async def send(self, message: Message, *, immediately: bool = False) -> None:
         """Send an ASGI ``message`` to the connection.

@@ -1,0 +1,150 @@
+"""Keep database connections healthy around consumer handlers.
+
+Django closes connections that are unusable or older than ``CONN_MAX_AGE``
+when a request starts and when it finishes. A WebSocket connection is one
+request that lasts for hours, so consumers do the same at their own
+boundaries: before ``connect()``, before each message's handler, and after
+``disconnect()``. Sends are never wrapped.
+
+A connection inside an atomic block is never closed. Closing it would break
+the transaction; test transactions in particular (``TestCase``,
+pytest-django's ``db`` fixture) must survive a consumer's disconnect, which
+Channels gets wrong (channels#1091, #2118).
+
+Where connections live decides how they are checked:
+
+- Sync handlers run on the sync pool; each pool thread has its own
+  connections, checked in that thread just before and just after the
+  handler, inside the same hop. No extra thread switch.
+- Async handlers reach the database through Django's async ORM, which runs
+  queries in the one thread asgiref keeps for thread-sensitive code. Checking
+  that thread costs a hop, so :func:`aclose_old_connections` first looks,
+  from the event loop, at the connections it saw being opened there, and hops
+  only if one of them is due to close. A consumer that never touches the
+  database pays one set lookup per message.
+
+With ``CONN_HEALTH_CHECKS``, each boundary also marks connections for a
+health check on their next use, as Django does per request, so a connection
+the database server dropped between two messages is replaced transparently.
+
+``REALTIME["CLOSE_OLD_CONNECTIONS"] = False`` turns all of this off.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+
+__all__ = [
+    "aclose_old_connections",
+    "call_with_fresh_connections",
+    "close_old_connections",
+    "is_due_to_close",
+    "track_connection",
+]
+
+T = TypeVar("T")
+
+# Thread ident -> connections opened in that thread and maybe still open.
+_opened: dict[int, weakref.WeakSet[BaseDatabaseWrapper]] = {}
+# The thread Django's async ORM runs queries in, learnt on the first hop.
+_orm_thread: int | None = None
+
+
+def track_connection(
+    sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any
+) -> None:
+    """Record a new connection (a ``connection_created`` signal receiver)."""
+    ident = threading.get_ident()
+    try:
+        _opened[ident].add(connection)
+    except KeyError:
+        _opened[ident] = weakref.WeakSet([connection])
+
+
+def is_due_to_close(connection: BaseDatabaseWrapper, now: float) -> bool:
+    """Return whether Django would close ``connection`` at a request boundary.
+
+    That is: it is open, not inside an atomic block, and either had an error
+    since its last commit, outlived ``CONN_MAX_AGE``, or was left with a
+    non-default autocommit setting.
+    """
+    if connection.connection is None or connection.in_atomic_block:
+        return False
+    return bool(
+        connection.errors_occurred
+        or (connection.close_at is not None and now >= connection.close_at)
+        or connection.autocommit != connection.settings_dict["AUTOCOMMIT"]
+    )
+
+
+def close_old_connections() -> None:
+    """Close this thread's connections that are unusable or past ``CONN_MAX_AGE``.
+
+    Like :func:`django.db.close_old_connections`, except that a connection
+    inside an atomic block is left alone, so test transactions survive.
+    Call it from sync code; from async code, use :func:`aclose_old_connections`.
+    """
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+def _close_here() -> int:
+    close_old_connections()
+    return threading.get_ident()
+
+
+async def aclose_old_connections() -> None:
+    """Close the async ORM's connections that are unusable or past ``CONN_MAX_AGE``.
+
+    Consumers call this at their boundaries. Call it yourself in
+    server-initiated code that runs for a long time between client messages
+    and uses the async ORM: a periodic task started by a consumer, a
+    background worker loop, a streaming HTTP response.
+    """
+    global _orm_thread
+    if _orm_thread is not None:
+        opened = _opened.get(_orm_thread)
+        if not opened:
+            return
+        now = time.monotonic()
+        due = False
+        for connection in opened:
+            # Django >= 4.1 attributes that django-stubs does not declare.
+            if connection.health_check_enabled:  # type: ignore[attr-defined]
+                connection.health_check_done = False  # type: ignore[attr-defined]
+            due = due or is_due_to_close(connection, now)
+        if not due:
+            return
+    _orm_thread = await sync_to_async(_close_here)()
+
+
+def call_with_fresh_connections(
+    fn: Callable[..., T], /, *args: Any, **kwargs: Any
+) -> T:
+    """Call ``fn`` between two :func:`close_old_connections`, in this thread.
+
+    The sync pool runs each sync handler through this, so the handler's
+    thread starts with healthy connections and does not keep an obsolete one
+    open afterwards (``CONN_MAX_AGE = 0`` closes it when the handler is done,
+    as Django does at the end of a request).
+    """
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+# Connected here rather than in AppConfig.ready() so that consumers track
+# connections even in projects that use them without the app installed.
+connection_created.connect(track_connection, dispatch_uid="django_realtime.db")
