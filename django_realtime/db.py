@@ -43,6 +43,8 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
+from django_realtime.sync import is_pool_thread
+
 __all__ = [
     "aclose_old_connections",
     "call_with_fresh_connections",
@@ -55,8 +57,9 @@ T = TypeVar("T")
 
 # Thread ident -> connections opened in that thread and maybe still open.
 _opened: dict[int, weakref.WeakSet[BaseDatabaseWrapper]] = {}
-# The thread Django's async ORM runs queries in, learnt on the first hop.
-_orm_thread: int | None = None
+# Connections still due after a hop: they live in a thread the hop does not
+# reach (the main thread of a test, say); their own thread closes them.
+_unreachable: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
 
 
 def track_connection(
@@ -98,9 +101,13 @@ def close_old_connections() -> None:
             connection.close_if_unusable_or_obsolete()
 
 
-def _close_here() -> int:
-    close_old_connections()
-    return threading.get_ident()
+def _outside_pool() -> list[BaseDatabaseWrapper]:
+    return [
+        connection
+        for ident, opened in _opened.items()
+        if not is_pool_thread(ident)
+        for connection in opened
+    ]
 
 
 async def aclose_old_connections() -> None:
@@ -111,21 +118,27 @@ async def aclose_old_connections() -> None:
     and uses the async ORM: a periodic task started by a consumer, a
     background worker loop, a streaming HTTP response.
     """
-    global _orm_thread
-    if _orm_thread is not None:
-        opened = _opened.get(_orm_thread)
-        if not opened:
-            return
-        now = time.monotonic()
-        due = False
-        for connection in opened:
-            # Django >= 4.1 attributes that django-stubs does not declare.
-            if connection.health_check_enabled:  # type: ignore[attr-defined]
-                connection.health_check_done = False  # type: ignore[attr-defined]
-            due = due or is_due_to_close(connection, now)
-        if not due:
-            return
-    _orm_thread = await sync_to_async(_close_here)()
+    candidates = _outside_pool()
+    if not candidates:
+        return
+    now = time.monotonic()
+    due = False
+    for connection in candidates:
+        # Django >= 4.1 attributes that django-stubs does not declare.
+        if connection.health_check_enabled:  # type: ignore[attr-defined]
+            connection.health_check_done = False  # type: ignore[attr-defined]
+        if connection not in _unreachable and is_due_to_close(connection, now):
+            due = True
+    if not due:
+        return
+    # Django's async ORM runs queries in asgiref's thread-sensitive thread;
+    # so does this, and closes what is due there.
+    await sync_to_async(close_old_connections)()
+    now = time.monotonic()
+    _unreachable.clear()
+    for connection in candidates:
+        if is_due_to_close(connection, now):
+            _unreachable.add(connection)
 
 
 def call_with_fresh_connections(

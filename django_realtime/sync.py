@@ -22,12 +22,22 @@ from asgiref.sync import SyncToAsync
 
 from django_realtime.conf import get_setting
 
-__all__ = ["run_sync", "shutdown_executor"]
+__all__ = ["is_pool_thread", "run_sync", "shutdown_executor"]
 
 T = TypeVar("T")
 
 _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
+_pool_threads: set[int] = set()
+
+
+def _register_thread() -> None:
+    _pool_threads.add(threading.get_ident())
+
+
+def is_pool_thread(ident: int) -> bool:
+    """Return whether the thread ``ident`` runs sync handlers for consumers."""
+    return ident in _pool_threads
 
 
 def _get_executor() -> ThreadPoolExecutor:
@@ -38,6 +48,7 @@ def _get_executor() -> ThreadPoolExecutor:
                 _executor = ThreadPoolExecutor(
                     max_workers=int(get_setting("SYNC_THREADS")),
                     thread_name_prefix="realtime-sync",
+                    initializer=_register_thread,
                 )
     return _executor
 

@@ -1,0 +1,210 @@
+"""Database connections around consumer handlers, on real PostgreSQL and SQLite."""
+
+import time
+
+import psycopg
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth.models import User
+from django.db import connections
+from django.test import TestCase
+
+from django_realtime.consumers import AsyncWebsocketConsumer, WebsocketConsumer
+from django_realtime.db import close_old_connections, is_due_to_close
+from django_realtime.testing import WebsocketCommunicator
+
+pytestmark = pytest.mark.timeout(60)
+
+PG = "postgres"
+
+
+def backend_pid(alias=PG):
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+class AsyncPid(AsyncWebsocketConsumer):
+    channel_layer_alias = None
+    alias = PG
+
+    async def receive(self, text_data=None, bytes_data=None):
+        # Django's async ORM runs queries in asgiref's thread-sensitive
+        # thread; so does this.
+        await self.send(text_data=str(await sync_to_async(backend_pid)(self.alias)))
+
+
+class SyncPid(WebsocketConsumer):
+    channel_layer_alias = None
+    alias = PG
+
+    def receive(self, text_data=None, bytes_data=None):
+        self.send(text_data=str(backend_pid(self.alias)))
+
+
+def admin_query(sql, params=()):
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True
+    ) as admin:
+        return admin.execute(sql, params).fetchall()
+
+
+def backends():
+    name = connections[PG].settings_dict["NAME"]
+    return admin_query("SELECT pid FROM pg_stat_activity WHERE datname = %s", [name])
+
+
+def wait_until_gone(pid, timeout=5):
+    deadline = time.monotonic() + timeout
+    while admin_query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]):
+        assert time.monotonic() < deadline, f"backend {pid} did not go away"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def pg_settings():
+    """Change the postgres alias' settings for one test, then restore them.
+
+    Afterwards, end the backends that threads of the sync pool and the ORM
+    thread still hold, so the test database can be dropped; the health checks
+    configured for the alias replace them if a later test uses the thread.
+    """
+    settings = connections[PG].settings_dict
+    saved = dict(settings)
+    connections[PG].close()
+    yield settings
+    connections[PG].close()
+    settings.clear()
+    settings.update(saved)
+    for (pid,) in backends():
+        admin_query("SELECT pg_terminate_backend(%s)", [pid])
+        wait_until_gone(pid)
+
+
+async def one_message(communicator):
+    await communicator.send_to(text_data="pid?")
+    return int(await communicator.receive_from(timeout=5))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=[PG])
+@pytest.mark.parametrize("consumer", [AsyncPid, SyncPid])
+async def test_backend_terminated_between_messages_is_replaced(consumer, pg_settings):
+    pg_settings["CONN_MAX_AGE"] = 60
+    pg_settings["CONN_HEALTH_CHECKS"] = True
+    communicator = WebsocketCommunicator(consumer.as_asgi(), "/ws/")
+    assert (await communicator.connect())[0]
+    first = await one_message(communicator)
+    # A persistent connection is reused between messages...
+    assert await one_message(communicator) == first
+    await sync_to_async(admin_query)("SELECT pg_terminate_backend(%s)", [first])
+    await sync_to_async(wait_until_gone)(first)
+    # ...and one the server dropped is replaced before the next handler.
+    second = await one_message(communicator)
+    assert second != first
+    await communicator.disconnect()
+
+
+async def cycles(consumer, count, alias=PG):
+    pids = set()
+    for _ in range(count):
+        communicator = WebsocketCommunicator(consumer.as_asgi(alias=alias), "/ws/")
+        assert (await communicator.connect())[0]
+        pids.add(await one_message(communicator))
+        await communicator.disconnect()
+    return pids
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=[PG])
+@pytest.mark.parametrize("consumer", [AsyncPid, SyncPid])
+async def test_connect_disconnect_cycles_leave_no_backends_behind(
+    consumer, pg_settings
+):
+    pg_settings["CONN_MAX_AGE"] = 0
+    before = len(await sync_to_async(backends)())
+    await cycles(consumer, 200)
+    assert len(await sync_to_async(backends)()) == before
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=[PG])
+@pytest.mark.parametrize("consumer", [AsyncPid, SyncPid])
+async def test_persistent_connections_are_reused_across_cycles(consumer, pg_settings):
+    pg_settings["CONN_MAX_AGE"] = 60
+    before = len(await sync_to_async(backends)())
+    pids = await cycles(consumer, 200)
+    # One connection per thread that ran a handler, not one per cycle.
+    assert len(pids) <= 17
+    assert len(await sync_to_async(backends)()) <= before + len(pids)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=[PG, "postgres_pool"])
+@pytest.mark.parametrize("consumer", [AsyncPid, SyncPid])
+async def test_connection_pool_bounds_backends_over_cycles(consumer, pg_settings):
+    pool_size = connections["postgres_pool"].settings_dict["OPTIONS"]["pool"][
+        "max_size"
+    ]
+    before = len(await sync_to_async(backends)())
+    try:
+        await cycles(consumer, 200, alias="postgres_pool")
+        assert len(await sync_to_async(backends)()) <= before + pool_size
+    finally:
+        await sync_to_async(connections["postgres_pool"].close_pool)()
+
+
+class TransactionSurvivesDisconnect(TestCase):
+    """A consumer's cleanup must not break the test's transaction.
+
+    Channels closes the connection on disconnect, so a query after
+    ``await communicator.disconnect()`` inside a TestCase fails
+    (channels#1091, #2118).
+    """
+
+    databases = {"default", PG}
+
+    def check(self, alias):
+        User.objects.using(alias).create(username="alice")
+
+        class CountUsers(AsyncWebsocketConsumer):
+            channel_layer_alias = None
+
+            async def receive(self, text_data=None, bytes_data=None):
+                count = await User.objects.using(alias).acount()
+                await self.send(text_data=str(count))
+
+        async def scenario():
+            communicator = WebsocketCommunicator(CountUsers.as_asgi(), "/ws/")
+            assert (await communicator.connect())[0]
+            await communicator.send_to(text_data="count")
+            seen = await communicator.receive_from()
+            await communicator.disconnect()
+            return seen
+
+        # The consumer sees the test's uncommitted row: same connection.
+        assert async_to_sync(scenario)() == "1"
+        assert User.objects.using(alias).filter(username="alice").exists()
+
+    def test_query_after_disconnect_works_on_sqlite(self):
+        self.check("default")
+
+    @pytest.mark.postgres
+    def test_query_after_disconnect_works_on_postgresql(self):
+        self.check(PG)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_close_old_connections_leaves_an_atomic_block_alone():
+    from django.db import transaction
+
+    connection = connections["default"]
+    connection.ensure_connection()
+    with transaction.atomic():
+        connection.close_at = 0  # long past
+        assert not is_due_to_close(connection, now=time.monotonic())
+        close_old_connections()
+        assert connection.connection is not None
+    assert is_due_to_close(connection, now=time.monotonic())
+    close_old_connections()
+    assert connection.connection is None
