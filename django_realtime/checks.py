@@ -40,6 +40,11 @@ Warnings
         The ``"default"`` channel layer is the in-memory layer (also the
         default without ``CHANNEL_LAYERS``), which cannot carry messages
         between server processes.
+    ``django_realtime.W006``
+        ``SESSION_ENGINE`` is the signed-cookies engine: the session lives
+        in the client's cookie, which a WebSocket cannot set after its
+        handshake, so ``login()``, ``logout()`` and session changes made by
+        a consumer are not persisted.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ __all__ = [
     "check_in_memory_layer_in_production",
     "check_installed_apps",
     "check_realtime_setting",
+    "check_session_engine",
 ]
 
 TAG = "realtime"
@@ -70,6 +76,7 @@ TAG = "realtime"
 _APP = "django_realtime"
 _STATICFILES = "django.contrib.staticfiles"
 _IN_MEMORY_LAYER = "InMemoryChannelLayer"
+_SIGNED_COOKIES = "django.contrib.sessions.backends.signed_cookies"
 
 
 @register(TAG)
@@ -314,5 +321,27 @@ def check_in_memory_layer_in_production(
                 "than one process."
             ),
             id="django_realtime.W005",
+        )
+    ]
+
+
+@register(TAG)
+def check_session_engine(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when sessions live in cookies, which a WebSocket cannot update."""
+    if getattr(settings, "SESSION_ENGINE", None) != _SIGNED_COOKIES:
+        return []
+    return [
+        Warning(
+            "SESSION_ENGINE is signed_cookies: sessions cannot be saved over a "
+            "WebSocket (login/logout/session changes in a consumer are not "
+            "persisted).",
+            hint=(
+                "Use a server-side engine such as "
+                "'django.contrib.sessions.backends.db' or 'cached_db' if "
+                "consumers change the session."
+            ),
+            id="django_realtime.W006",
         )
     ]

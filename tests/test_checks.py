@@ -273,3 +273,16 @@ def test_no_default_alias_is_not_w005(settings: Any) -> None:
     settings.CHANNEL_LAYERS = {"events": {"BACKEND": MEMORY}}
 
     assert checks.check_in_memory_layer_in_production() == []
+
+
+def test_signed_cookies_session_engine_is_w006(settings: Any) -> None:
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
+    assert run_realtime_checks() == ["django_realtime.W006"]
+
+
+@pytest.mark.parametrize("engine", ["db", "cache", "cached_db", "file"])
+def test_server_side_session_engines_are_not_w006(settings: Any, engine: str) -> None:
+    settings.SESSION_ENGINE = f"django.contrib.sessions.backends.{engine}"
+
+    assert checks.check_session_engine() == []
