@@ -1,10 +1,13 @@
 """Sphinx configuration for the django_realtime documentation."""
 
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import django
+from sphinx.util import logging
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,3 +44,26 @@ napoleon_use_ivar = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+
+
+def _check_ids_documented(app: Any) -> None:
+    """Warn when a system check id in checks.py is missing from the topic."""
+    from django_realtime import checks
+
+    topic = Path(app.srcdir, "topics", "checks.rst").read_text(encoding="utf-8")
+    pattern = r"django_realtime\.[EW]\d{3}"
+    missing = sorted(
+        set(re.findall(pattern, checks.__doc__ or "")) - set(re.findall(pattern, topic))
+    )
+    if missing:
+        logging.getLogger(__name__).warning(
+            "topics/checks.rst does not describe %s, listed in "
+            "django_realtime/checks.py.",
+            ", ".join(missing),
+        )
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Hook the documentation's own consistency checks into the build."""
+    app.connect("builder-inited", _check_ids_documented)
+    return {"parallel_read_safe": True}
