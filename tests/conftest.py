@@ -31,3 +31,39 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{error} (required under CI=true)")
         pytest.skip(error)
+
+
+def _terminate_other_backends() -> None:
+    import time
+
+    import psycopg
+    from django.db import connections
+
+    own = connections["postgres"]
+    keep = own.connection.info.backend_pid if own.connection is not None else None
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True
+    ) as admin:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> %s"
+        args = [own.settings_dict["NAME"], keep or 0]
+        for (pid,) in admin.execute(query, args).fetchall():
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + 5
+        while admin.execute(query, args).fetchall():
+            assert time.monotonic() < deadline, "backends did not end"
+            time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def _release_postgres_backends(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """End PostgreSQL backends that threads other than the test's still hold.
+
+    Connections opened by the sync pool and the async ORM's thread outlive a
+    test; left open, they stop the test database from being dropped. Health
+    checks on the alias replace them if a later test uses those threads.
+    """
+    yield
+    if request.node.get_closest_marker("postgres") is not None and not service_error(
+        "postgres"
+    ):
+        _terminate_other_backends()

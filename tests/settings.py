@@ -31,7 +31,7 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / "test.sqlite3",
-        "TEST": {"NAME": BASE_DIR / "test_db.sqlite3"},
+        "TEST": {"NAME": BASE_DIR / f"test_db_{os.getpid()}.sqlite3"},
     },
     # The real PostgreSQL on this machine, for tests marked "postgres": SQLite
     # hides connection bugs. The test database name carries the pid so that
