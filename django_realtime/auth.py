@@ -1,0 +1,233 @@
+"""The logged-in user of a connection, from the handshake's session cookie.
+
+:func:`AuthMiddlewareStack` puts ``scope["session"]`` and ``scope["user"]``
+in every connection's scope. The user is looked up once, when the
+connection arrives, with Django's ``aget_user()``, so ``scope["user"]`` is a
+real user object (or ``AnonymousUser``) that async and sync handlers read
+without a database query. Django's rules apply unchanged: the session's
+auth hash must match the user's password hash under ``SECRET_KEY`` or one of
+``SECRET_KEY_FALLBACKS``, and the backend must still be in
+``AUTHENTICATION_BACKENDS``.
+
+:func:`login` and :func:`logout` are coroutines under Channels' names
+(``await login(scope, user)``); sync handlers call them through
+``asgiref.sync.async_to_sync``. Unlike Channels, both persist the session.
+A WebSocket cannot set a cookie once its handshake is answered, so
+:func:`login` keeps the session key the client's cookie holds (Django's
+``login()`` would rotate it, leaving the browser with a cookie for a deleted
+session), while :func:`logout` flushes the session as Django does, which
+logs the cookie out for HTTP requests as well.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    aget_user,
+    alogout,
+)
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.signals import user_logged_in
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.http import HttpRequest
+from django.utils.crypto import constant_time_compare
+
+from django_realtime.sessions import (
+    CookieMiddleware,
+    SessionMiddleware,
+    handshake_answered,
+)
+
+__all__ = ["AuthMiddleware", "AuthMiddlewareStack", "get_user", "login", "logout"]
+
+logger = logging.getLogger(__name__)
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+User = AbstractBaseUser | AnonymousUser
+
+
+class _ConnectionRequest:
+    """Stand in for the ``HttpRequest`` that Django's auth functions take.
+
+    ``aget_user()`` reads ``request.session``; ``alogout()`` awaits
+    ``request.auser()`` to tell its signal who logs out, flushes
+    ``request.session`` and sets ``request.user`` (and, in Django 6,
+    ``request.auser``). Receivers of ``user_logged_in`` and
+    ``user_logged_out`` get this object as ``request``; ``scope`` is there for
+    them.
+    """
+
+    def __init__(self, scope: Scope, session: SessionBase) -> None:
+        self.scope = scope
+        self.session = session
+        self.user: User = scope.get("user") or AnonymousUser()
+
+    async def auser(self) -> User:
+        """Return the connection's user."""
+        return self.user
+
+
+def _session(scope: Scope, caller: str) -> SessionBase:
+    session = scope.get("session")
+    if not isinstance(session, SessionBase):
+        raise ValueError(
+            f"{caller}() expected a Django session in scope['session'], got "
+            f"{type(session).__name__}: wrap the application in "
+            "AuthMiddlewareStack (or SessionMiddlewareStack)."
+        )
+    return session
+
+
+async def get_user(scope: Scope) -> User:
+    """Return the user of the session in ``scope["session"]``.
+
+    Returns ``AnonymousUser`` when the session has no user, or its auth hash
+    matches neither ``SECRET_KEY`` nor ``SECRET_KEY_FALLBACKS`` (the session
+    is then flushed, as Django does). A match under a fallback key upgrades
+    the session to the current key and rotates its session key; the new
+    cookie is sent with the handshake answer.
+
+    Raises:
+        ValueError: ``scope["session"]`` is missing.
+    """
+    request = _ConnectionRequest(scope, _session(scope, "get_user"))
+    user: User = await aget_user(cast(HttpRequest, request))
+    return user
+
+
+class AuthMiddleware:
+    """Put the session's user in ``scope["user"]``, looked up at connect time.
+
+    Needs ``scope["session"]`` (:class:`~django_realtime.sessions.SessionMiddleware`);
+    use :func:`AuthMiddlewareStack` to get both.
+    """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Run the inner application with ``scope["user"]`` set.
+
+        Raises:
+            ValueError: ``scope["session"]`` is missing.
+        """
+        if scope["type"] not in ("http", "websocket"):
+            await self.inner(scope, receive, send)
+            return
+        await self.inner({**scope, "user": await get_user(scope)}, receive, send)
+
+
+def AuthMiddlewareStack(inner: ASGIApp) -> ASGIApp:
+    """Wrap ``inner`` in cookie, session and auth middleware, outermost first.
+
+    The name is Channels', and reads like a class on purpose.
+    """
+    return CookieMiddleware(SessionMiddleware(AuthMiddleware(inner)))
+
+
+def _backend_path(user: AbstractBaseUser, backend: str | None) -> str:
+    """Return the backend to record, by Django's rules for ``login()``."""
+    backend = backend or getattr(user, "backend", None)
+    if backend is None:
+        backends = settings.AUTHENTICATION_BACKENDS
+        if len(backends) != 1:
+            raise ValueError(
+                "login() needs to know which authentication backend the user "
+                f"came from, and {len(backends)} are configured: pass "
+                "backend='dotted.path', or use a user returned by authenticate()."
+            )
+        backend = backends[0]
+    if not isinstance(backend, str):
+        raise TypeError(
+            "login() expected backend as a dotted path string, got "
+            f"{type(backend).__name__}."
+        )
+    return backend
+
+
+async def login(
+    scope: Scope, user: AbstractBaseUser, backend: str | None = None
+) -> None:
+    """Log ``user`` in on this connection's session, and save the session.
+
+    Does what Django's ``alogin()`` does, except rotating the session key:
+    a session that belongs to another user (or an older password) is
+    emptied instead of replaced, so the client's cookie keeps naming it and
+    the next HTTP request with that cookie sees the same user. Sets
+    ``scope["user"]`` and sends ``user_logged_in`` (which updates
+    ``last_login``). The CSRF token is not rotated: it lives in a cookie.
+
+    If the client had no session cookie, a new session is created; its
+    cookie reaches the client only when this runs before the handshake is
+    accepted (and the server passes headers on ``websocket.accept``, which
+    uvicorn does and daphne does not). Otherwise a warning is logged.
+
+    Args:
+        scope: The connection's scope, with ``scope["session"]``.
+        user: The user to log in, for example from ``authenticate()``.
+        backend: The dotted path of the user's authentication backend;
+            defaults to ``user.backend`` (set by ``authenticate()``), or to
+            the only entry of ``AUTHENTICATION_BACKENDS``.
+
+    Raises:
+        ValueError: ``scope["session"]`` is missing, or the backend cannot
+            be told.
+        SessionInterrupted: the session was deleted meanwhile (for example
+            by a logout in another request).
+    """
+    session = _session(scope, "login")
+    user_id = user._meta.pk.value_to_string(user)
+    auth_hash = user.get_session_auth_hash()
+    if await session.ahas_key(SESSION_KEY) and (
+        await session.aget(SESSION_KEY) != user_id
+        or not constant_time_compare(
+            await session.aget(HASH_SESSION_KEY, ""), auth_hash
+        )
+    ):
+        # Never hand one user's session data to another.
+        session.clear()
+    await session.aset(SESSION_KEY, user_id)
+    await session.aset(BACKEND_SESSION_KEY, _backend_path(user, backend))
+    await session.aset(HASH_SESSION_KEY, auth_hash)
+    had_key = session.session_key is not None
+    try:
+        await session.asave()
+    except UpdateError:
+        raise SessionInterrupted(
+            "login() could not save the session: it was deleted meanwhile; the "
+            "user may have logged out in another request."
+        ) from None
+    if not had_key and handshake_answered(scope):
+        logger.warning(
+            "login() created a new session after the handshake was answered; "
+            "the client has no cookie for it, so HTTP requests will not see "
+            "this login. Log in before accept(), or over HTTP."
+        )
+    scope["user"] = user
+    request = _ConnectionRequest(scope, session)
+    await user_logged_in.asend(sender=user.__class__, request=request, user=user)
+
+
+async def logout(scope: Scope) -> None:
+    """Log the connection's user out, as Django's ``alogout()`` does.
+
+    Sends ``user_logged_out``, flushes the session (its data is deleted from
+    the session store, so the client's cookie is logged out for HTTP
+    requests too) and sets ``scope["user"]`` to ``AnonymousUser``.
+
+    Raises:
+        ValueError: ``scope["session"]`` is missing.
+    """
+    request = _ConnectionRequest(scope, _session(scope, "logout"))
+    await alogout(cast(HttpRequest, request))
+    scope["user"] = AnonymousUser()
