@@ -49,7 +49,12 @@ STATE_KEY = "django_realtime.session_cookie"
 # The messages that answer a handshake or start a response: the last chance
 # to send the client a cookie.
 _ANSWERS = frozenset(
-    {"websocket.accept", "websocket.close", "websocket.http.response.start"}
+    {
+        "http.response.start",
+        "websocket.accept",
+        "websocket.close",
+        "websocket.http.response.start",
+    }
 )
 _CAN_CARRY_HEADERS = frozenset({"websocket.accept", "http.response.start"})
 
