@@ -46,7 +46,11 @@ from django.db.backends.signals import connection_created
 from django_realtime.sync import is_pool_thread
 
 __all__ = [
+    "CHECK",
+    "CLOSE",
+    "KEEP",
     "aclose_old_connections",
+    "boundary_action",
     "call_with_fresh_connections",
     "close_old_connections",
     "is_due_to_close",
@@ -73,32 +77,61 @@ def track_connection(
         _opened[ident] = weakref.WeakSet([connection])
 
 
-def is_due_to_close(connection: BaseDatabaseWrapper, now: float) -> bool:
-    """Return whether Django would close ``connection`` at a request boundary.
+KEEP, CLOSE, CHECK = "keep", "close", "check"
 
-    That is: it is open, not inside an atomic block, and either had an error
-    since its last commit, outlived ``CONN_MAX_AGE``, or was left with a
-    non-default autocommit setting.
+
+def boundary_action(connection: BaseDatabaseWrapper, now: float) -> str:
+    """Decide what Django would do with ``connection`` at a request boundary.
+
+    Returns:
+        ``KEEP`` (closed, inside an atomic block, or healthy and young),
+        ``CLOSE`` (outlived ``CONN_MAX_AGE``, or left with a non-default
+        autocommit setting) or ``CHECK`` (had an error since its last commit:
+        ping it, close it if it does not answer).
+
+    Reads attributes only, so deciding never touches the database.
     """
     if connection.connection is None or connection.in_atomic_block:
-        return False
-    return bool(
-        connection.errors_occurred
-        or (connection.close_at is not None and now >= connection.close_at)
-        or connection.autocommit != connection.settings_dict["AUTOCOMMIT"]
-    )
+        return KEEP
+    if connection.autocommit != connection.settings_dict["AUTOCOMMIT"] or (
+        connection.close_at is not None and now >= connection.close_at
+    ):
+        return CLOSE
+    if connection.errors_occurred:
+        return CHECK
+    return KEEP
+
+
+def is_due_to_close(connection: BaseDatabaseWrapper, now: float) -> bool:
+    """Return whether ``connection`` is to be closed or checked at a boundary."""
+    return boundary_action(connection, now) != KEEP
 
 
 def close_old_connections() -> None:
     """Close this thread's connections that are unusable or past ``CONN_MAX_AGE``.
 
     Like :func:`django.db.close_old_connections`, except that a connection
-    inside an atomic block is left alone, so test transactions survive.
-    Call it from sync code; from async code, use :func:`aclose_old_connections`.
+    inside an atomic block is left alone, so test transactions survive, and
+    that a connection past its age is closed without asking the database
+    anything first. Call it from sync code; from async code, use
+    :func:`aclose_old_connections`.
     """
+    now = time.monotonic()
     for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
+        action = boundary_action(connection, now)
+        if action == CLOSE:
+            connection.close()
+        elif action == CHECK:
+            # Django's own method pings the database and closes on failure.
             connection.close_if_unusable_or_obsolete()
+        elif connection.connection is not None and not connection.in_atomic_block:
+            _reset_health_check(connection)
+
+
+def _reset_health_check(connection: BaseDatabaseWrapper) -> None:
+    # Django >= 4.1 attributes that django-stubs does not declare.
+    if connection.health_check_enabled:  # type: ignore[attr-defined]
+        connection.health_check_done = False  # type: ignore[attr-defined]
 
 
 def _outside_pool() -> list[BaseDatabaseWrapper]:
@@ -124,9 +157,7 @@ async def aclose_old_connections() -> None:
     now = time.monotonic()
     due = False
     for connection in candidates:
-        # Django >= 4.1 attributes that django-stubs does not declare.
-        if connection.health_check_enabled:  # type: ignore[attr-defined]
-            connection.health_check_done = False  # type: ignore[attr-defined]
+        _reset_health_check(connection)
         if connection not in _unreachable and is_due_to_close(connection, now):
             due = True
     if not due:
