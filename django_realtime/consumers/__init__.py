@@ -1,14 +1,12 @@
 """Consumers: the classes a connection's messages are handled by.
 
-=============================  ==============================================
-:class:`AsyncConsumer`         any protocol, async or sync handlers
-:class:`SyncConsumer`          any protocol, sync handlers
-:class:`AsyncWebsocketConsumer`  WebSocket, async hooks
-:class:`WebsocketConsumer`     WebSocket, sync hooks on a thread pool
-:class:`AsyncJsonWebsocketConsumer`  WebSocket + JSON, async hooks
-:class:`JsonWebsocketConsumer`  WebSocket + JSON, sync hooks
-:class:`AsyncHttpConsumer`     HTTP long-poll and streaming responses
-=============================  ==============================================
+- :class:`AsyncConsumer`: any protocol, async or sync handlers.
+- :class:`SyncConsumer`: any protocol, sync handlers.
+- :class:`AsyncWebsocketConsumer`: WebSocket, async hooks.
+- :class:`WebsocketConsumer`: WebSocket, sync hooks on a thread pool.
+- :class:`AsyncJsonWebsocketConsumer`: WebSocket and JSON, async hooks.
+- :class:`JsonWebsocketConsumer`: WebSocket and JSON, sync hooks.
+- :class:`AsyncHttpConsumer`: HTTP long-poll and streaming responses.
 """
 
 from django_realtime.consumers.base import AsyncConsumer, SyncConsumer
