@@ -28,6 +28,10 @@ _LAZY = {
     "DenyConnection": "django_realtime.exceptions",
     "StopConsumer": "django_realtime.exceptions",
     "RealtimeError": "django_realtime.exceptions",
+    "send_to_group": "django_realtime.delivery",
+    "asend_to_group": "django_realtime.delivery",
+    "send_to_channel": "django_realtime.delivery",
+    "asend_to_channel": "django_realtime.delivery",
 }
 
 __all__ = [
@@ -45,9 +49,13 @@ __all__ = [
     "URLRouter",
     "WebsocketConsumer",
     "__version__",
+    "asend_to_channel",
+    "asend_to_group",
     "channel_layers",
     "get_channel_layer",
     "get_default_application",
+    "send_to_channel",
+    "send_to_group",
 ]
 
 if TYPE_CHECKING:
@@ -59,6 +67,12 @@ if TYPE_CHECKING:
         JsonWebsocketConsumer,
         SyncConsumer,
         WebsocketConsumer,
+    )
+    from django_realtime.delivery import (
+        asend_to_channel,
+        asend_to_group,
+        send_to_channel,
+        send_to_group,
     )
     from django_realtime.exceptions import DenyConnection, RealtimeError, StopConsumer
     from django_realtime.layers import channel_layers, get_channel_layer

@@ -34,9 +34,12 @@ def test_import_reads_no_settings_and_imports_no_models():
 
 
 def test_top_level_names_resolve_to_the_public_modules():
+    from django_realtime import delivery
     from django_realtime.consumers import AsyncJsonWebsocketConsumer
     from django_realtime.layers import get_channel_layer
 
     assert django_realtime.AsyncJsonWebsocketConsumer is AsyncJsonWebsocketConsumer
     assert django_realtime.get_channel_layer is get_channel_layer
+    assert django_realtime.send_to_group is delivery.send_to_group
+    assert django_realtime.asend_to_channel is delivery.asend_to_channel
     assert set(django_realtime.__all__) <= set(dir(django_realtime))
