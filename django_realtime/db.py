@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -54,6 +54,7 @@ __all__ = [
     "call_with_fresh_connections",
     "close_old_connections",
     "is_due_to_close",
+    "thread_connections",
     "track_connection",
 ]
 
@@ -134,6 +135,15 @@ def _reset_health_check(connection: BaseDatabaseWrapper) -> None:
         connection.health_check_done = False  # type: ignore[attr-defined]
 
 
+def thread_connections() -> Collection[BaseDatabaseWrapper]:
+    """Return the connections opened in this thread (a live, weak view).
+
+    Any connection that can be open or inside a transaction here is in it,
+    so it answers both questions without Django's per-thread lookups.
+    """
+    return _opened.get(threading.get_ident(), ())
+
+
 def _outside_pool() -> list[BaseDatabaseWrapper]:
     return [
         connection
@@ -182,11 +192,13 @@ def call_with_fresh_connections(
     open afterwards (``CONN_MAX_AGE = 0`` closes it when the handler is done,
     as Django does at the end of a request).
     """
-    close_old_connections()
+    if any(connection.connection is not None for connection in thread_connections()):
+        close_old_connections()
     try:
         return fn(*args, **kwargs)
     finally:
-        close_old_connections()
+        if any(c.connection is not None for c in thread_connections()):
+            close_old_connections()
 
 
 # Connected here rather than in AppConfig.ready() so that consumers track

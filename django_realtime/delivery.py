@@ -37,6 +37,7 @@ from asgiref.sync import async_to_sync
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from django_realtime.db import thread_connections
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers import get_channel_layer
 from django_realtime.outbox import Entry, Outbox, current_outbox
@@ -124,7 +125,7 @@ def deliver_sync(
 def remember_sync_connections(outbox: Outbox | None) -> None:
     """Record this (sync handler) thread's database connections in ``outbox``."""
     if outbox is not None:
-        outbox.sync_connections = tuple(connections[alias] for alias in connections)
+        outbox.sync_connections = thread_connections()
 
 
 class HeldLayer:

@@ -23,7 +23,7 @@ The rules for when a send is held are in :mod:`django_realtime.delivery`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -44,7 +44,7 @@ class Outbox:
         # The database connections of the thread running a sync handler,
         # set by that thread: a send made from the event loop on the
         # handler's behalf (async_to_sync) checks their transactions.
-        self.sync_connections: tuple[Any, ...] = ()
+        self.sync_connections: Collection[Any] = ()
 
     def accepts(self, owner: object | None) -> bool:
         """Return whether a send by ``owner`` (``None``: anyone) is to be held."""
