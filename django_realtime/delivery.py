@@ -49,6 +49,7 @@ __all__ = [
     "deliver",
     "deliver_sync",
     "held_layer",
+    "send_entries",
     "send_to_channel",
     "send_to_group",
 ]
@@ -72,7 +73,8 @@ def _thread_transaction(using: str | None) -> BaseDatabaseWrapper | None:
     return _open_transaction(connections.all(initialized_only=True))
 
 
-async def _send_entries(entries: list[Entry]) -> None:
+async def send_entries(entries: list[Entry]) -> None:
+    """Make each held send, in order."""
     for send, args in entries:
         await send(*args)
 
@@ -93,7 +95,7 @@ async def deliver(
     if outbox is None:
         await send(*args)
     elif immediately:
-        await _send_entries([*outbox.take(), (send, args)])
+        await send_entries([*outbox.take(), (send, args)])
     elif (in_transaction := _open_transaction(outbox.sync_connections)) is not None:
         # A sync handler's async_to_sync() call: its thread is blocked in
         # the transaction while we run, so registering on its connection is
@@ -119,7 +121,7 @@ def deliver_sync(
     else:
         entries = outbox.take() if outbox is not None else []
         entries.append((send, args))
-        async_to_sync(_send_entries)(entries)
+        async_to_sync(send_entries)(entries)
 
 
 def remember_sync_connections(outbox: Outbox | None) -> None:

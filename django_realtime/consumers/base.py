@@ -34,9 +34,10 @@ from django_realtime.delivery import (
     deliver_sync,
     held_layer,
     remember_sync_connections,
+    send_entries,
 )
 from django_realtime.exceptions import InvalidMessageError, StopConsumer
-from django_realtime.outbox import Entry, Outbox, activate, current_outbox, deactivate
+from django_realtime.outbox import Outbox, activate, current_outbox, deactivate
 from django_realtime.sync import run_sync
 
 if TYPE_CHECKING:
@@ -265,7 +266,7 @@ class AsyncConsumer:
         try:
             await self._invoke(handler, is_async, message)
         except StopConsumer:
-            await self._send_all(outbox.close())
+            await send_entries(outbox.close())
             raise
         except BaseException:
             dropped = outbox.discard()
@@ -278,7 +279,7 @@ class AsyncConsumer:
             deactivate(token)
         held = outbox.close()
         if held:
-            await self._send_all(held)
+            await send_entries(held)
 
     async def _call_hook(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the user hook ``name`` (``connect``, ``receive``, ...)."""
@@ -295,11 +296,6 @@ class AsyncConsumer:
         if is_async:
             return await fn(*args, **kwargs)
         return await run_sync(_call_in_pool, self._close_old, fn, *args, **kwargs)
-
-    @staticmethod
-    async def _send_all(entries: list[Entry]) -> None:
-        for send, args in entries:
-            await send(*args)
 
     async def _deliver(self, message: Message, immediately: bool = False) -> None:
         await deliver(current_outbox(self), self.base_send, (message,), immediately)
