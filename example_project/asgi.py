@@ -16,12 +16,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 # Set Django up before anything imports models, consumers or routes.
 django_asgi_app = get_asgi_application()
 
+from django_realtime.auth import AuthMiddlewareStack  # noqa: E402
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django_realtime.security import AllowedHostsOriginValidator  # noqa: E402
 from example_project.chat import routing  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(routing.websocket_urlpatterns),
+        # Sockets only from pages of this site (an Origin in ALLOWED_HOSTS),
+        # with the session and user of the browser's cookie in the scope.
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns))
+        ),
     }
 )

@@ -100,6 +100,11 @@ AUTH_PASSWORD_VALIDATORS = [
     )
 ]
 
+# Django's auth views, under /accounts/ (see urls.py): the chat needs a login.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/chat/"
+LOGOUT_REDIRECT_URL = "login"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

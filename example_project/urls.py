@@ -7,5 +7,8 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index")),
     path("chat/", include("example_project.chat.urls")),
+    # Django's login and logout views, with the template
+    # chat/templates/registration/login.html.
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,22 +1,27 @@
 """The chat's WebSocket consumer.
 
-Every socket of a room joins the group ``chat_<room>``. A message a client
-sends, ``{"message": "..."}``, goes to the group, and the group relays it to
-every socket in the room, the sender's included. A message the chat cannot
-take is answered with ``{"error": "..."}`` to its sender alone.
+Only logged-in users get a socket. Every socket of a room joins the group
+``chat_<room>``. A message a client sends, ``{"message": "..."}``, is saved
+as a :class:`~example_project.chat.models.Message` row, and once that row has
+committed the group relays it to every socket in the room, the sender's
+included, as ``{"id": ..., "author": "...", "message": "..."}``. A message
+the chat cannot take is answered with ``{"error": "..."}`` to its sender
+alone.
 """
 
 import logging
 from typing import Any
 
-from django_realtime.consumers import AsyncJsonWebsocketConsumer
+from asgiref.sync import async_to_sync
+from django.db import DatabaseError, transaction
 
-__all__ = ["MAX_MESSAGE_LENGTH", "ChatConsumer"]
+from django_realtime import DenyConnection, send_to_group
+from django_realtime.consumers import JsonWebsocketConsumer
+from example_project.chat.models import MAX_MESSAGE_LENGTH, Message
+
+__all__ = ["ChatConsumer"]
 
 logger = logging.getLogger(__name__)
-
-MAX_MESSAGE_LENGTH = 2000
-"""The longest message, in characters, the chat relays."""
 
 
 def _message_problem(content: Any) -> str | None:
@@ -36,36 +41,72 @@ def _message_problem(content: Any) -> str | None:
     return None
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
-    """Relay chat messages between the sockets of one room."""
+class ChatConsumer(JsonWebsocketConsumer):
+    """Save the chat messages of one room and relay them to its sockets.
+
+    A sync consumer: its methods run in a worker thread, so they use the
+    ORM and ``transaction.atomic()`` as a view would.
+    """
 
     room_name: str
     room_group_name: str
 
-    async def connect(self) -> None:
-        """Join the room's group, then accept the socket."""
+    def connect(self) -> None:
+        """Refuse anonymous users; join the room's group and accept the rest."""
         # The route's "room" converter has already validated the name.
         self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
         self.room_group_name = f"chat_{self.room_name}"
-        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
-        await self.accept()
+        if not self.scope["user"].is_authenticated:
+            # Refused before accept(), the handshake fails with HTTP 403, as
+            # for a foreign origin. A close code (such as 4401) would not
+            # reach the browser before accept(), so DenyConnection gives none.
+            raise DenyConnection
+        async_to_sync(self.channel_layer.group_add)(
+            self.room_group_name, self.channel_name
+        )
+        self.accept()
 
-    async def disconnect(self, code: int) -> None:
+    def disconnect(self, code: int) -> None:
         """Leave the room's group."""
-        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+        async_to_sync(self.channel_layer.group_discard)(
+            self.room_group_name, self.channel_name
+        )
 
-    async def receive_json(self, content: Any) -> None:
-        """Send a valid message to the room; answer anything else with an error."""
+    def receive_json(self, content: Any) -> None:
+        """Save a valid message and relay it; answer anything else with an error."""
         problem = _message_problem(content)
         if problem is not None:
             logger.warning("Refused a message in room %r: %s", self.room_name, problem)
-            await self.send_json({"error": problem})
+            self.send_json({"error": problem})
             return
-        await self.channel_layer.group_send(
-            self.room_group_name,
-            {"type": "chat.message", "message": content["message"]},
-        )
+        user = self.scope["user"]
+        try:
+            with transaction.atomic():
+                message = Message.objects.create(
+                    room=self.room_name, author=user, text=content["message"]
+                )
+                # Inside atomic(), send_to_group() waits for the commit, and
+                # sends nothing if the transaction rolls back: nobody hears
+                # of a message that was never saved.
+                send_to_group(
+                    self.room_group_name,
+                    {
+                        "type": "chat.message",
+                        "id": message.pk,
+                        "author": user.get_username(),
+                        "message": message.text,
+                    },
+                )
+        except DatabaseError:
+            logger.exception(
+                "Could not save a message of %r in room %r",
+                user.get_username(),
+                self.room_name,
+            )
+            self.send_json({"error": "Your message could not be saved; try again."})
 
-    async def chat_message(self, event: dict[str, Any]) -> None:
-        """Send a message of the room to this socket."""
-        await self.send_json({"message": event["message"]})
+    def chat_message(self, event: dict[str, Any]) -> None:
+        """Send a saved message of the room to this socket."""
+        self.send_json(
+            {"id": event["id"], "author": event["author"], "message": event["message"]}
+        )

@@ -1,15 +1,21 @@
-"""Pages of the chat: pick a room, then talk in it."""
+"""Pages of the chat: pick a room, then talk in it. Both need a login."""
 
 import re
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from example_project.chat.converters import ROOM_NAME_PATTERN
+from example_project.chat.models import MAX_MESSAGE_LENGTH, Message
 
-__all__ = ["index", "room"]
+__all__ = ["HISTORY_LENGTH", "index", "room"]
+
+HISTORY_LENGTH = 50
+"""How many of the room's latest messages its page shows."""
 
 
+@login_required
 def index(request: HttpRequest) -> HttpResponse:
     """Ask for a room name, and go to that room once a valid one is given."""
     room_name = request.GET.get("room", "").strip()
@@ -29,6 +35,18 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/index.html", context, status=400 if error else 200)
 
 
+@login_required
 def room(request: HttpRequest, room_name: str) -> HttpResponse:
-    """Show the room ``room_name``: its message log and a message box."""
-    return render(request, "chat/room.html", {"room_name": room_name})
+    """Show the room ``room_name``: its latest messages and a message box."""
+    latest = (
+        Message.objects.filter(room=room_name)
+        .select_related("author")
+        .order_by("-created_at", "-id")[:HISTORY_LENGTH]
+    )
+    context = {
+        "room_name": room_name,
+        # Oldest first, as the log reads.
+        "history": list(latest)[::-1],
+        "max_message_length": MAX_MESSAGE_LENGTH,
+    }
+    return render(request, "chat/room.html", context)

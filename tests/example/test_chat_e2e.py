@@ -1,22 +1,28 @@
 """The example chat on real servers: what the README promises, end to end.
 
 Each test starts server processes from the repository root on free loopback
-ports, on a freshly migrated SQLite file, and talks to them with real HTTP
-and WebSocket clients. ``manage.py runserver`` is what the README tells
-users to run; daphne and uvicorn are the production servers.
+ports, on a freshly migrated SQLite file with two users made by
+``manage.py createsuperuser``, and talks to them with real HTTP and
+WebSocket clients: a user logs in through the login form, then opens sockets
+with the session cookie and the page's origin, as a browser would.
+``manage.py runserver`` is what the README tells users to run; daphne and
+uvicorn are the production servers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +40,9 @@ APPLICATION = "example_project.asgi:application"
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 IO_TIMEOUT = 10.0
+
+USERS = ("alice", "bob")
+PASSWORD = "e2e-Password-not-common-42"
 
 
 # The command line of each server after the interpreter, for a free port.
@@ -137,21 +146,35 @@ class ServerProcess:
             self.process.wait(timeout=STOP_TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def example_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Return a SQLite file migrated by ``manage.py migrate``, as a user would."""
-    db_path = tmp_path_factory.mktemp("example") / "db.sqlite3"
+def manage(db_path: Path, *args: str, **env: str) -> None:
+    """Run ``manage.py`` with ``args`` on ``db_path``; fail if it fails."""
     result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
+        [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=example_env(db_path),
+        env=example_env(db_path, **env),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, f"manage.py {args}: {result.stdout}{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def example_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a SQLite file set up as the README says: migrate, createsuperuser."""
+    db_path = tmp_path_factory.mktemp("example") / "db.sqlite3"
+    manage(db_path, "migrate", "--noinput")
     assert db_path.exists()
+    for username in USERS:
+        manage(
+            db_path,
+            "createsuperuser",
+            "--noinput",
+            DJANGO_SUPERUSER_USERNAME=username,
+            DJANGO_SUPERUSER_EMAIL=f"{username}@example.com",
+            DJANGO_SUPERUSER_PASSWORD=PASSWORD,
+        )
     return db_path
 
 
@@ -180,6 +203,71 @@ def serve(example_db: Path, tmp_path: Path) -> Iterator[Serve]:
         process.kill()
 
 
+class Browser:
+    """One user's browser on one server: a cookie jar, pages, sockets."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.origin = f"http://{address}"
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.cookies)
+        )
+
+    def request(self, path: str, form: dict[str, str] | None = None) -> Page:
+        """GET ``path``, or POST ``form`` to it, following redirects."""
+        data = None if form is None else urllib.parse.urlencode(form).encode()
+        url = self.origin + path
+        try:
+            with self.opener.open(url, data, timeout=IO_TIMEOUT) as response:
+                return Page(response.status, response.url, response.read().decode())
+        except urllib.error.HTTPError as error:
+            return Page(error.code, error.url, error.read().decode())
+
+    def submit(self, path: str, form: dict[str, str], page: Page) -> Page:
+        """POST ``form`` to ``path`` with the CSRF token of ``page``'s form."""
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert match, f"no CSRF token in {page.url}:\n{page.text}"
+        return self.request(path, {**form, "csrfmiddlewaretoken": match[1]})
+
+    def log_in(self, username: str) -> Page:
+        """Log in through the login form; return the page it leads to."""
+        form = self.request("/accounts/login/")
+        assert form.status == 200, form
+        page = self.submit(
+            "/accounts/login/", {"username": username, "password": PASSWORD}, form
+        )
+        assert page.status == 200, page
+        assert page.url == f"{self.origin}/chat/", page.url
+        assert f'<strong id="user-name">{username}</strong>' in page.text
+        return page
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.cookies)
+
+    def open_socket(self, path: str, origin: str | None = None) -> ClientConnection:
+        """Open a socket with this browser's cookies, from its page's origin."""
+        return connect(
+            f"ws://{self.address}{path}",
+            origin=origin or self.origin,
+            additional_headers={"Cookie": self.cookie_header()},
+            open_timeout=IO_TIMEOUT,
+            close_timeout=IO_TIMEOUT,
+        )
+
+
+class Page:
+    """An HTTP answer: status, final URL (after redirects), body."""
+
+    def __init__(self, status: int, url: str, text: str) -> None:
+        self.status = status
+        self.url = url
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"<Page {self.status} {self.url}: {self.text[:500]!r}>"
+
+
 def http_get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=IO_TIMEOUT) as response:
@@ -188,16 +276,19 @@ def http_get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def open_socket(url: str) -> ClientConnection:
-    return connect(url, open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT)
-
-
 def say(client: ClientConnection, message: str) -> None:
     client.send(json.dumps({"message": message}))
 
 
 def heard(client: ClientConnection) -> Any:
     return json.loads(client.recv(timeout=IO_TIMEOUT))
+
+
+def assert_refused(browser: Browser, path: str, origin: str | None = None) -> None:
+    """Check that the handshake is refused with HTTP 403."""
+    with pytest.raises(InvalidStatus) as refused:
+        browser.open_socket(path, origin).close()
+    assert refused.value.response.status_code == 403, (path, origin)
 
 
 @pytest.mark.parametrize(
@@ -209,36 +300,71 @@ def heard(client: ClientConnection) -> Any:
     ],
     ids=["runserver", "daphne", "uvicorn"],
 )
-def test_two_browsers_chat_in_a_room_then_the_server_stops_on_sigterm(
+def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
     serve: Serve, server: str, env: dict[str, str]
 ) -> None:
     chat = serve(server, **env)
-    address = chat.address
+    # A room per server: the database is shared by the module's tests.
+    room = f"lobby-{server}"
+    path = f"/ws/chat/{room}/"
+    alice, bob = Browser(chat.address), Browser(chat.address)
 
-    status, page = http_get(f"http://{address}/chat/lobby/")
-    assert status == 200
-    assert "<h1>Room lobby</h1>" in page
-    assert 'id="chat-log"' in page
-    assert '<script id="room-name" type="application/json">"lobby"</script>' in page
-    assert "/static/chat/room.js" in page
+    anonymous = Browser(chat.address).request(f"/chat/{room}/")
+    assert anonymous.status == 200
+    assert anonymous.url.endswith(f"/accounts/login/?next=/chat/{room}/")
+    assert "python manage.py createsuperuser" in anonymous.text
 
-    with (
-        open_socket(f"ws://{address}/ws/chat/lobby/") as alice,
-        open_socket(f"ws://{address}/ws/chat/lobby/") as bob,
-    ):
-        say(alice, "hello bob")
-        assert heard(bob) == {"message": "hello bob"}
-        assert heard(alice) == {"message": "hello bob"}
-        say(bob, "hello alice")
-        assert heard(alice) == {"message": "hello alice"}
-        assert heard(bob) == {"message": "hello alice"}
-        say(bob, "")
-        assert set(heard(bob)) == {"error"}
+    alice.log_in("alice")
+    bob.log_in("bob")
+    page = alice.request(f"/chat/{room}/")
+    assert page.status == 200
+    assert f"<h1>Room {room}</h1>" in page.text
+    assert '<strong id="user-name">alice</strong>' in page.text
+    assert f'<script id="room-name" type="application/json">"{room}"</script>' in (
+        page.text
+    )
+    assert "/static/chat/room.js" in page.text
 
-    for path in ("/ws/nowhere/", "/ws/chat/semi;colon/"):
-        with pytest.raises(InvalidStatus) as refused:
-            open_socket(f"ws://{address}{path}")
-        assert refused.value.response.status_code == 403, path
+    with alice.open_socket(path) as alice_ws, bob.open_socket(path) as bob_ws:
+        say(alice_ws, "hello bob")
+        from_alice = heard(bob_ws)
+        assert from_alice == {
+            "id": from_alice["id"],
+            "author": "alice",
+            "message": "hello bob",
+        }
+        assert isinstance(from_alice["id"], int)
+        assert heard(alice_ws) == from_alice
+        say(bob_ws, "hello <alice>")
+        from_bob = heard(alice_ws)
+        assert from_bob["author"] == "bob"
+        assert from_bob["message"] == "hello <alice>"
+        assert from_bob["id"] > from_alice["id"]
+        assert heard(bob_ws) == from_bob
+        say(bob_ws, "")
+        assert set(heard(bob_ws)) == {"error"}
+
+    # The messages were saved: a newcomer's page shows them, oldest first.
+    page = bob.request(f"/chat/{room}/")
+    assert (
+        f'<p data-id="{from_alice["id"]}"><span class="author">alice</span>: '
+        "hello bob</p>"
+    ) in page.text
+    assert (
+        f'<p data-id="{from_bob["id"]}"><span class="author">bob</span>: '
+        "hello &lt;alice&gt;</p>"
+    ) in page.text
+    assert page.text.index("hello bob") < page.text.index("hello &lt;alice&gt;")
+
+    # Without a login, from another site, or to a path of no room: 403.
+    assert_refused(Browser(chat.address), path)
+    assert_refused(alice, path, origin="http://evil.example")
+    assert_refused(alice, "/ws/nowhere/")
+    assert_refused(alice, "/ws/chat/semi;colon/")
+    # After logging out, the browser's cookie opens no socket.
+    logged_out = bob.submit("/accounts/logout/", {}, page)
+    assert logged_out.url == f"{bob.origin}/accounts/login/", logged_out
+    assert_refused(bob, path)
 
     assert chat.terminate() == EXIT_ON_SIGTERM[server], chat.output
 
@@ -281,18 +407,23 @@ def test_rooms_span_server_processes_through_redis(
 ) -> None:
     daphne = serve("daphne", REDIS_URL=redis_url, DJANGO_DEBUG="0")
     uvicorn = serve("uvicorn", REDIS_URL=redis_url, DJANGO_DEBUG="0")
+    alice, bob = Browser(daphne.address), Browser(uvicorn.address)
+    alice.log_in("alice")
+    bob.log_in("bob")
     # A room of its own, so that concurrent runs on the same Redis never meet.
-    room = f"e2e-{uuid.uuid4().hex}"
+    path = f"/ws/chat/e2e-{uuid.uuid4().hex}/"
 
-    with (
-        open_socket(f"ws://{daphne.address}/ws/chat/{room}/") as alice,
-        open_socket(f"ws://{uvicorn.address}/ws/chat/{room}/") as bob,
-    ):
-        say(alice, "across processes")
-        assert heard(bob) == {"message": "across processes"}
-        assert heard(alice) == {"message": "across processes"}
-        say(bob, "and back")
-        assert heard(alice) == {"message": "and back"}
+    with alice.open_socket(path) as alice_ws, bob.open_socket(path) as bob_ws:
+        say(alice_ws, "across processes")
+        from_alice = heard(bob_ws)
+        assert (from_alice["author"], from_alice["message"]) == (
+            "alice",
+            "across processes",
+        )
+        assert heard(alice_ws) == from_alice
+        say(bob_ws, "and back")
+        from_bob = heard(alice_ws)
+        assert (from_bob["author"], from_bob["message"]) == ("bob", "and back")
 
     assert daphne.terminate() == EXIT_ON_SIGTERM["daphne"], daphne.output
     assert uvicorn.terminate() == EXIT_ON_SIGTERM["uvicorn"], uvicorn.output

@@ -1,4 +1,5 @@
 // The room page: send what is typed to /ws/chat/<room>/, show what arrives.
+// Each message arrives once saved, as {id, author, message}.
 // Reconnects after a drop, waiting twice as long after each failed attempt.
 
 const MIN_DELAY_MS = 500;
@@ -22,12 +23,26 @@ function showState(state, detail = "") {
   submit.disabled = state !== "open";
 }
 
-function append(text, className = "") {
-  const line = document.createElement("p");
-  line.textContent = text;
-  line.className = className;
+function append(line) {
   log.append(line);
   log.scrollTop = log.scrollHeight;
+}
+
+function appendMessage({ id, author, message }) {
+  const line = document.createElement("p");
+  line.dataset.id = id;
+  const name = document.createElement("span");
+  name.className = "author";
+  name.textContent = author;
+  line.append(name, `: ${message}`);
+  append(line);
+}
+
+function appendError(text) {
+  const line = document.createElement("p");
+  line.className = "error";
+  line.textContent = text;
+  append(line);
 }
 
 function connect() {
@@ -40,9 +55,9 @@ function connect() {
   socket.addEventListener("message", (event) => {
     const data = JSON.parse(event.data);
     if ("error" in data) {
-      append(data.error, "error");
+      appendError(data.error);
     } else {
-      append(data.message);
+      appendMessage(data);
     }
   });
   socket.addEventListener("close", () => {
@@ -63,4 +78,5 @@ form.addEventListener("submit", (event) => {
   input.focus();
 });
 
+log.scrollTop = log.scrollHeight;
 connect();
