@@ -12,14 +12,15 @@ alone.
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import sync_to_async
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, transaction
 
 from django_realtime import DenyConnection, send_to_group
-from django_realtime.consumers import JsonWebsocketConsumer
+from django_realtime.consumers import AsyncJsonWebsocketConsumer
 from example_project.chat.models import MAX_MESSAGE_LENGTH, Message
 
-__all__ = ["ChatConsumer"]
+__all__ = ["ChatConsumer", "save_and_broadcast"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +42,37 @@ def _message_problem(content: Any) -> str | None:
     return None
 
 
-class ChatConsumer(JsonWebsocketConsumer):
-    """Save the chat messages of one room and relay them to its sockets.
+def save_and_broadcast(
+    *, room: str, group: str, author: AbstractBaseUser, text: str
+) -> None:
+    """Save a message of ``room``, and send it to ``group`` once committed.
 
-    A sync consumer: its methods run in a worker thread, so they use the
-    ORM and ``transaction.atomic()`` as a view would.
+    Raises:
+        DatabaseError: The row could not be saved; nothing was sent.
     """
+    with transaction.atomic():
+        message = Message.objects.create(room=room, author=author, text=text)
+        # Inside atomic(), send_to_group() waits for the commit, and sends
+        # nothing if the transaction rolls back: nobody hears of a message
+        # that was never saved.
+        send_to_group(
+            group,
+            {
+                "type": "chat.message",
+                "id": message.pk,
+                "author": author.get_username(),
+                "message": message.text,
+            },
+        )
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """Save the chat messages of one room and relay them to its sockets."""
 
     room_name: str
     room_group_name: str
 
-    def connect(self) -> None:
+    async def connect(self) -> None:
         """Refuse anonymous users; join the room's group and accept the rest."""
         # The route's "room" converter has already validated the name.
         self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
@@ -61,52 +82,39 @@ class ChatConsumer(JsonWebsocketConsumer):
             # for a foreign origin. A close code (such as 4401) would not
             # reach the browser before accept(), so DenyConnection gives none.
             raise DenyConnection
-        async_to_sync(self.channel_layer.group_add)(
-            self.room_group_name, self.channel_name
-        )
-        self.accept()
+        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+        await self.accept()
 
-    def disconnect(self, code: int) -> None:
+    async def disconnect(self, code: int) -> None:
         """Leave the room's group."""
-        async_to_sync(self.channel_layer.group_discard)(
-            self.room_group_name, self.channel_name
-        )
+        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
 
-    def receive_json(self, content: Any) -> None:
+    async def receive_json(self, content: Any) -> None:
         """Save a valid message and relay it; answer anything else with an error."""
         problem = _message_problem(content)
         if problem is not None:
             logger.warning("Refused a message in room %r: %s", self.room_name, problem)
-            self.send_json({"error": problem})
+            await self.send_json({"error": problem})
             return
         user = self.scope["user"]
         try:
-            with transaction.atomic():
-                message = Message.objects.create(
-                    room=self.room_name, author=user, text=content["message"]
-                )
-                # Inside atomic(), send_to_group() waits for the commit, and
-                # sends nothing if the transaction rolls back: nobody hears
-                # of a message that was never saved.
-                send_to_group(
-                    self.room_group_name,
-                    {
-                        "type": "chat.message",
-                        "id": message.pk,
-                        "author": user.get_username(),
-                        "message": message.text,
-                    },
-                )
+            # The ORM and its transactions are sync: run them in a thread.
+            await sync_to_async(save_and_broadcast)(
+                room=self.room_name,
+                group=self.room_group_name,
+                author=user,
+                text=content["message"],
+            )
         except DatabaseError:
             logger.exception(
                 "Could not save a message of %r in room %r",
                 user.get_username(),
                 self.room_name,
             )
-            self.send_json({"error": "Your message could not be saved; try again."})
+            await self.send_json({"error": "Your message could not be saved."})
 
-    def chat_message(self, event: dict[str, Any]) -> None:
+    async def chat_message(self, event: dict[str, Any]) -> None:
         """Send a saved message of the room to this socket."""
-        self.send_json(
+        await self.send_json(
             {"id": event["id"], "author": event["author"], "message": event["message"]}
         )

@@ -144,7 +144,7 @@ async def test_a_message_whose_transaction_rolls_back_is_never_broadcast(
         await alice.send_json_to({"message": "am I still here?"})
         reply = await alice.receive_json_from()
 
-    assert reply == {"error": "Your message could not be saved; try again."}
+    assert reply == {"error": "Your message could not be saved."}
     assert await bob.receive_nothing()
     assert await alice.receive_nothing()
     assert await saved_messages() == []
