@@ -13,9 +13,10 @@ handler finds its way back to the server's event loop, and context variables
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync
@@ -26,13 +27,79 @@ __all__ = ["is_pool_thread", "run_sync", "shutdown_executor"]
 
 T = TypeVar("T")
 
-_executor: ThreadPoolExecutor | None = None
+
+class _DaemonPool(Executor):
+    """Run calls on up to ``size`` daemon threads, started as they are needed.
+
+    ``ThreadPoolExecutor`` joins its threads when the interpreter exits. A
+    sync handler waiting in ``async_to_sync()`` for an event loop that the
+    server has stopped (daphne on SIGTERM) never returns, so that join would
+    hang the process forever. Daemon threads let the process exit; what
+    they were doing is abandoned, as with any process that exits.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` and return its future."""
+        future: Future[T] = Future()
+
+        def call() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("Cannot run sync code: the sync pool is shut down.")
+            if self._idle == 0 and len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"{self._name}_{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1
+        self._calls.put(call)
+        return future
+
+    def _work(self) -> None:
+        _pool_threads.add(threading.get_ident())
+        while (call := self._calls.get()) is not None:
+            call()
+            del call
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the threads once the calls already submitted have run."""
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._calls.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
+_executor: _DaemonPool | None = None
 _lock = threading.Lock()
 _pool_threads: set[int] = set()
-
-
-def _register_thread() -> None:
-    _pool_threads.add(threading.get_ident())
 
 
 def is_pool_thread(ident: int) -> bool:
@@ -40,22 +107,22 @@ def is_pool_thread(ident: int) -> bool:
     return ident in _pool_threads
 
 
-def _get_executor() -> ThreadPoolExecutor:
+def _get_executor() -> _DaemonPool:
     global _executor
     if _executor is None:
         with _lock:
             if _executor is None:
-                _executor = ThreadPoolExecutor(
-                    max_workers=int(get_setting("SYNC_THREADS")),
-                    thread_name_prefix="realtime-sync",
-                    initializer=_register_thread,
+                _executor = _DaemonPool(
+                    int(get_setting("SYNC_THREADS")), name="realtime-sync"
                 )
     return _executor
 
 
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """Call ``fn(*args, **kwargs)`` on the sync pool and return its result."""
-    call = SyncToAsync(fn, thread_sensitive=False, executor=_get_executor())
+    # asgiref types the executor as a ThreadPoolExecutor; it only submits.
+    executor: Any = _get_executor()
+    call = SyncToAsync(fn, thread_sensitive=False, executor=executor)
     return await call(*args, **kwargs)
 
 
