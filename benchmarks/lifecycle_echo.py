@@ -3,8 +3,9 @@
 Drives echo consumers in-process through their ASGI interface (no server,
 no sockets), so the figures are the framework's own cost per message, with
 REALTIME["CLOSE_OLD_CONNECTIONS"] on and off, for async and sync consumers
-whose handlers do not touch the database. Rounds alternate on/off so that
-noise from the machine hits both sides alike; the best round is reported.
+whose handlers do not touch the database. Each round measures both sides,
+and which side goes first alternates between rounds, so that noise and
+warm-up from the machine hit both alike; the best round is reported.
 
 Run: python -m benchmarks.lifecycle_echo [--messages N] [--rounds R]
 """
@@ -62,12 +63,13 @@ def main() -> None:
 
     async def run() -> None:
         best: dict[tuple[str, bool], float] = {}
-        for _ in range(args.rounds):
+        for round_number in range(args.rounds):
+            order = (True, False) if round_number % 2 == 0 else (False, True)
             for name, consumer, count in (
                 ("async", AsyncEcho, args.messages),
                 ("sync", SyncEcho, args.messages // 4),
             ):
-                for lifecycle in (True, False):
+                for lifecycle in order:
                     settings.REALTIME = {"CLOSE_OLD_CONNECTIONS": lifecycle}
                     rate = await echo_rate(consumer, count)
                     key = (name, lifecycle)
