@@ -78,12 +78,16 @@ class _DaemonPool(Executor):
         return future
 
     def _work(self) -> None:
-        _pool_threads.add(threading.get_ident())
-        while (call := self._calls.get()) is not None:
-            call()
-            del call
-            with self._lock:
-                self._idle += 1
+        ident = threading.get_ident()
+        _pool_threads.add(ident)
+        try:
+            while (call := self._calls.get()) is not None:
+                call()
+                del call
+                with self._lock:
+                    self._idle += 1
+        finally:
+            _pool_threads.discard(ident)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the threads once the calls already submitted have run."""

@@ -1,5 +1,6 @@
 """The sync pool: parallel across connections, and never blocking exit."""
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from django_realtime.sync import is_pool_thread, run_sync
+from django_realtime.sync import is_pool_thread, run_sync, shutdown_executor
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -24,6 +25,14 @@ async def test_run_sync_raises_what_the_function_raised():
 
     with pytest.raises(KeyError, match="nope"):
         await run_sync(fail)
+
+
+async def test_shutdown_stops_the_threads_and_the_next_call_starts_a_new_pool():
+    old = await run_sync(threading.get_ident)
+    await asyncio.to_thread(shutdown_executor)
+    assert not is_pool_thread(old)
+    new = await run_sync(threading.get_ident)
+    assert is_pool_thread(new)
 
 
 STRANDED = textwrap.dedent(
