@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
 
 import django
+
+from benchmarks._echo import echo_rate
 
 
 def main() -> None:
@@ -43,23 +44,6 @@ def main() -> None:
 
         def receive(self, text_data=None, bytes_data=None):
             self.send(text_data=text_data)
-
-    async def echo_rate(consumer: type, count: int) -> float:
-        inbox: asyncio.Queue[dict] = asyncio.Queue()
-        outbox: asyncio.Queue[dict] = asyncio.Queue()
-        scope = {"type": "websocket", "path": "/", "headers": []}
-        task = asyncio.create_task(consumer.as_asgi()(scope, inbox.get, outbox.put))
-        await inbox.put({"type": "websocket.connect"})
-        await outbox.get()
-        frame = {"type": "websocket.receive", "text": "x" * 64}
-        start = time.perf_counter()
-        for _ in range(count):
-            await inbox.put(frame)
-            await outbox.get()
-        elapsed = time.perf_counter() - start
-        await inbox.put({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(task, 10)
-        return count / elapsed
 
     async def run() -> None:
         best: dict[tuple[str, bool], float] = {}
