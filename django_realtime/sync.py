@@ -20,6 +20,7 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync
+from django.db import connections
 
 from django_realtime.conf import get_setting
 
@@ -88,6 +89,9 @@ class _DaemonPool(Executor):
                     self._idle += 1
         finally:
             _pool_threads.discard(ident)
+            # The thread's database connections die with it; close them
+            # rather than leave the driver to find them open at collection.
+            connections.close_all()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the threads once the calls already submitted have run."""
