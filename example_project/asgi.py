@@ -17,9 +17,23 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 django_asgi_app = get_asgi_application()
 
 from django_realtime.auth import AuthMiddlewareStack  # noqa: E402
-from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django_realtime.routing import (  # noqa: E402
+    ChannelNameRouter,
+    ProtocolTypeRouter,
+    URLRouter,
+)
 from django_realtime.security import AllowedHostsOriginValidator  # noqa: E402
-from example_project.chat import routing  # noqa: E402
+from example_project.c10k import routing as c10k_routing  # noqa: E402
+from example_project.chat import routing as chat_routing  # noqa: E402
+from example_project.jobs import routing as jobs_routing  # noqa: E402
+from example_project.life import routing as life_routing  # noqa: E402
+
+websocket_urlpatterns = (
+    chat_routing.websocket_urlpatterns
+    + jobs_routing.websocket_urlpatterns
+    + c10k_routing.websocket_urlpatterns
+    + life_routing.websocket_urlpatterns
+)
 
 application = ProtocolTypeRouter(
     {
@@ -27,7 +41,9 @@ application = ProtocolTypeRouter(
         # Sockets only from pages of this site (an Origin in ALLOWED_HOSTS),
         # with the session and user of the browser's cookie in the scope.
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns))
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        # Background jobs: manage.py runworker jobs
+        "channel": ChannelNameRouter(jobs_routing.channel_routes),
     }
 )

@@ -37,6 +37,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "example_project.chat",
+    "example_project.jobs",
+    "example_project.c10k",
+    "example_project.life",
 ]
 
 MIDDLEWARE = [

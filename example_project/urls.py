@@ -7,6 +7,9 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index")),
     path("chat/", include("example_project.chat.urls")),
+    path("jobs/", include("example_project.jobs.urls")),
+    path("c10k/", include("example_project.c10k.urls")),
+    path("life/", include("example_project.life.urls")),
     # Django's login and logout views, with the template
     # chat/templates/registration/login.html.
     path("accounts/", include("django.contrib.auth.urls")),

@@ -1,0 +1,1 @@
+"""c10k: an echo endpoint and the testecho load client."""

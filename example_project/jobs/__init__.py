@@ -1,0 +1,1 @@
+"""Jobs: slow work on a background worker, progress pushed to the page."""

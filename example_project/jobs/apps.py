@@ -1,0 +1,10 @@
+"""Application configuration of jobs."""
+
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    """Configure the jobs application."""
+
+    name = "example_project.jobs"
+    label = "jobs"

@@ -1,0 +1,1 @@
+"""The distributed Game of Life: cells compute, the server only relays."""

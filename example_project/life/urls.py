@@ -1,0 +1,7 @@
+"""Page URLs of life."""
+
+from typing import Any
+
+app_name = "life"
+
+urlpatterns: list[Any] = []
