@@ -1,7 +1,11 @@
 """Page URLs of c10k."""
 
-from typing import Any
+from django.urls import path
+
+from example_project.c10k import views
 
 app_name = "c10k"
 
-urlpatterns: list[Any] = []
+urlpatterns = [
+    path("", views.index, name="index"),
+]
