@@ -1,10 +1,25 @@
-"""WebSocket routes of jobs, for ``URLRouter`` in the project's asgi.py."""
+"""Routes of jobs: the page's socket, and the worker's channel.
+
+``websocket_urlpatterns`` go to ``URLRouter`` in the project's asgi.py;
+``channel_routes`` go to ``ChannelNameRouter`` under the ``"channel"`` scope,
+which ``manage.py runworker jobs`` serves.
+"""
 
 from typing import Any
 
+from django.urls import path
+
+from example_project.jobs.consumers import JobsConsumer
+from example_project.jobs.worker import JOBS_CHANNEL, JobWorkerConsumer
+
 __all__ = ["channel_routes", "websocket_urlpatterns"]
 
-websocket_urlpatterns: list[Any] = []
+websocket_urlpatterns = [
+    # Django's stubs type path() for views; URLRouter takes ASGI applications.
+    path("ws/jobs/", JobsConsumer.as_asgi()),  # type: ignore[arg-type]
+]
 
 #: Channel layer channels of ``manage.py runworker``, for ``ChannelNameRouter``.
-channel_routes: dict[str, Any] = {}
+channel_routes: dict[str, Any] = {
+    JOBS_CHANNEL: JobWorkerConsumer.as_asgi(),
+}

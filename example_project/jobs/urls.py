@@ -1,7 +1,11 @@
 """Page URLs of jobs."""
 
-from typing import Any
+from django.urls import path
+
+from example_project.jobs import views
 
 app_name = "jobs"
 
-urlpatterns: list[Any] = []
+urlpatterns = [
+    path("", views.index, name="index"),
+]
