@@ -6,20 +6,45 @@ Here sync handlers run on a pool of ``REALTIME["SYNC_THREADS"]`` threads:
 handlers of one connection still run one at a time (the consumer awaits
 each), but different connections run in parallel.
 
-asgiref's ``SyncToAsync`` does the hop, so ``async_to_sync()`` inside a
-handler finds its way back to the server's event loop, and context variables
-(including the consumer's outbox) travel with the call.
+The hop is the price of every sync handler, so it is kept short: the call
+goes to the pool through one queue, and results come back to the event loop
+in batches, with one wake-up of the loop for however many calls finished
+meanwhile (asgiref's ``SyncToAsync`` wakes the loop once per call, and costs
+about ten times as much per call). What ``SyncToAsync`` promises still
+holds:
+
+- context variables (including the consumer's outbox) travel into the call,
+  and changes the call makes to them are copied back afterwards;
+- ``async_to_sync()`` inside the call runs its coroutine on the caller's
+  event loop, so channel layer connections and locks stay on their loop;
+- a cancelled caller waits for the call to finish before the cancellation
+  goes on, so handlers of one consumer never overlap.
+
+Context variables cross threads the way asgiref moves them, with its
+``_restore_context()``: that is also what hands the data of an
+``asgiref.local.Local`` (where Django keeps the active translation, time zone
+and urlconf) to the other thread, which a plain copy of the context would
+leave behind.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync
+
+# asgiref's own step for moving a context to another thread, private but the
+# only way to hand asgiref.local.Local data over (tests/test_sync.py checks
+# that a translation activated on the loop is active in the pool thread).
+from asgiref.sync import _restore_context as _adopt_context
 from django.db import connections
 
 from django_realtime.conf import get_setting
@@ -29,7 +54,108 @@ __all__ = ["is_pool_thread", "run_sync", "shutdown_executor"]
 T = TypeVar("T")
 
 
-class _DaemonPool(Executor):
+class _Call:
+    """One call of a sync function on the pool, and what became of it."""
+
+    __slots__ = (
+        "args",
+        "context",
+        "done",
+        "error",
+        "fn",
+        "future",
+        "kwargs",
+        "result",
+        "returns",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        returns: _Returns,
+        future: asyncio.Future[Any],
+        context: contextvars.Context,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.returns = returns
+        self.future = future
+        self.context = context
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.result: Any = None
+        self.error: BaseException | None = None
+        # Set on the event loop once the call has finished.
+        self.done = False
+        # A future for a cancelled caller waiting for the call to finish.
+        self.waiter: asyncio.Future[None] | None = None
+
+    def run(self) -> None:
+        """Call the function in this (pool) thread, then hand the result back."""
+        # Where async_to_sync() inside the call finds the caller's loop.
+        local = SyncToAsync.threadlocal
+        local.main_event_loop = self.returns.loop
+        local.main_event_loop_pid = os.getpid()
+        try:
+            self.result = self.context.run(self._call)
+        except BaseException as exc:
+            self.error = exc
+        self.returns.add(self)
+
+    def _call(self) -> Any:
+        # Inside the caller's context: make it this thread's own first.
+        _adopt_context(self.context)
+        return self.fn(*self.args, **self.kwargs)
+
+    def settle(self) -> None:
+        """Resolve the caller's future (on the event loop)."""
+        self.done = True
+        future = self.future
+        if not future.done():
+            if self.error is None:
+                future.set_result(self.result)
+            else:
+                future.set_exception(self.error)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _Returns:
+    """Finished calls on their way back to one event loop, in batches.
+
+    The first call to finish schedules one :meth:`drain` on the loop; calls
+    that finish before it runs join the same batch without waking the loop
+    again.
+    """
+
+    __slots__ = ("__weakref__", "_calls", "_lock", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._calls: list[_Call] = []
+
+    def add(self, call: _Call) -> None:
+        """Queue a finished call (in a pool thread); wake the loop if needed."""
+        with self._lock:
+            self._calls.append(call)
+            if len(self._calls) > 1:
+                return
+        # RuntimeError: the loop is closed, nobody waits for the result.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.drain)
+
+    def drain(self) -> None:
+        """Settle every finished call (on the event loop)."""
+        with self._lock:
+            calls, self._calls = self._calls, []
+        for call in calls:
+            call.settle()
+
+
+class _DaemonPool:
     """Run calls on up to ``size`` daemon threads, started as they are needed.
 
     ``ThreadPoolExecutor`` joins its threads when the interpreter exits. A
@@ -48,20 +174,8 @@ class _DaemonPool(Executor):
         self._lock = threading.Lock()
         self._shutdown = False
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        """Schedule ``fn(*args, **kwargs)`` and return its future."""
-        future: Future[T] = Future()
-
-        def call() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
+    def put(self, call: Callable[[], None]) -> None:
+        """Queue ``call``, starting a thread if none is idle and there is room."""
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("Cannot run sync code: the sync pool is shut down.")
@@ -76,7 +190,6 @@ class _DaemonPool(Executor):
             else:
                 self._idle -= 1
         self._calls.put(call)
-        return future
 
     def _work(self) -> None:
         ident = threading.get_ident()
@@ -93,21 +206,23 @@ class _DaemonPool(Executor):
             # rather than leave the driver to find them open at collection.
             connections.close_all()
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the threads once the calls already submitted have run."""
+    def shutdown(self) -> None:
+        """Stop the threads once the calls already queued have run."""
         with self._lock:
             self._shutdown = True
             threads = list(self._threads)
         for _ in threads:
             self._calls.put(None)
-        if wait:
-            for thread in threads:
-                thread.join()
+        for thread in threads:
+            thread.join()
 
 
 _executor: _DaemonPool | None = None
 _lock = threading.Lock()
 _pool_threads: set[int] = set()
+_returns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Returns] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def is_pool_thread(ident: int) -> bool:
@@ -126,12 +241,35 @@ def _get_executor() -> _DaemonPool:
     return _executor
 
 
+def _returns_to(loop: asyncio.AbstractEventLoop) -> _Returns:
+    try:
+        return _returns[loop]
+    except KeyError:
+        returns = _returns[loop] = _Returns(loop)
+        return returns
+
+
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Call ``fn(*args, **kwargs)`` on the sync pool and return its result."""
-    # asgiref types the executor as a ThreadPoolExecutor; it only submits.
-    executor: Any = _get_executor()
-    call = SyncToAsync(fn, thread_sensitive=False, executor=executor)
-    return await call(*args, **kwargs)
+    """Call ``fn(*args, **kwargs)`` on the sync pool and return its result.
+
+    If the caller is cancelled meanwhile, it waits for the call to finish,
+    then the cancellation goes on.
+    """
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    call = _Call(_returns_to(loop), future, context, fn, args, kwargs)
+    _get_executor().put(call.run)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if not call.done:
+            call.waiter = loop.create_future()
+            await call.waiter
+        raise
+    finally:
+        # Changes the call made to context variables, back in the caller.
+        _adopt_context(context)
 
 
 def shutdown_executor() -> None:
@@ -140,4 +278,4 @@ def shutdown_executor() -> None:
     with _lock:
         executor, _executor = _executor, None
     if executor is not None:
-        executor.shutdown(wait=True)
+        executor.shutdown()

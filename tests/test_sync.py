@@ -1,16 +1,22 @@
 """The sync pool: parallel across connections, and never blocking exit."""
 
 import asyncio
+import contextvars
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.utils import translation
 
 from django_realtime.sync import is_pool_thread, run_sync, shutdown_executor
 
 pytestmark = pytest.mark.timeout(30)
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
 
 async def test_run_sync_returns_the_result_from_a_pool_thread():
@@ -33,6 +39,63 @@ async def test_shutdown_stops_the_threads_and_the_next_call_starts_a_new_pool():
     assert not is_pool_thread(old)
     new = await run_sync(threading.get_ident)
     assert is_pool_thread(new)
+
+
+async def test_many_concurrent_calls_each_get_their_own_result():
+    def square(n: int) -> int:
+        return n * n
+
+    results = await asyncio.gather(*(run_sync(square, n) for n in range(500)))
+
+    assert results == [n * n for n in range(500)]
+
+
+async def test_context_variables_go_into_the_call_and_its_changes_come_back():
+    request_id.set("outer")
+
+    def swap() -> str:
+        seen = request_id.get()
+        request_id.set("inner")
+        return seen
+
+    assert await run_sync(swap) == "outer"
+    assert request_id.get() == "inner"
+
+
+async def test_async_to_sync_in_the_call_runs_on_the_callers_loop():
+    caller_loop = asyncio.get_running_loop()
+
+    async def which_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def call() -> asyncio.AbstractEventLoop:
+        return async_to_sync(which_loop)()
+
+    assert await run_sync(call) is caller_loop
+
+
+async def test_a_translation_activated_on_the_loop_is_active_in_the_call():
+    translation.activate("fr")
+    try:
+        assert await run_sync(translation.get_language) == "fr"
+    finally:
+        translation.deactivate()
+
+
+async def test_a_cancelled_caller_waits_for_the_call_to_finish():
+    finished = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.3)
+        finished.set()
+
+    task = asyncio.create_task(run_sync(slow))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert finished.is_set()
 
 
 STRANDED = textwrap.dedent(
