@@ -1,7 +1,15 @@
-"""Page URLs of life."""
+"""Page URLs of life: ``/life/`` shows the default board, ``/life/<board>/`` any."""
 
-from typing import Any
+from django.urls import path
+
+from example_project.life import (
+    converters,  # noqa: F401  (registers the "life_board" converter)
+    views,
+)
 
 app_name = "life"
 
-urlpatterns: list[Any] = []
+urlpatterns = [
+    path("", views.board, name="index"),
+    path("<life_board:board_name>/", views.board, name="board"),
+]
