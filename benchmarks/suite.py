@@ -276,7 +276,8 @@ class Run:
     # -- set-up ----------------------------------------------------------------
 
     def env(self, app: App, layer: dict[str, Any] | None = None) -> dict[str, str]:
-        env = {"BENCH_ECHO_LAYER": self.args.echo_layer}
+        # BENCH_RUN marks this run's servers (the smoke test looks for them).
+        env = {"BENCH_ECHO_LAYER": self.args.echo_layer, "BENCH_RUN": str(self.logdir)}
         if app.settings is not None:
             env["DJANGO_SETTINGS_MODULE"] = app.settings
             env["BENCH_DB"] = str(self.workdir / f"{app.key}.sqlite3")
@@ -517,9 +518,8 @@ class Run:
 
     async def run(self) -> None:
         for server_name in self.args.servers:
-            for index, step in enumerate(
-                STEP for STEP in STEPS if STEP in self.args.only
-            ):
+            steps = [step for step in STEPS if step in self.args.only]
+            for index, step in enumerate(steps):
                 apps = [APPS[key] for key in self.args.apps]
                 if index % 2:
                     apps.reverse()  # no app always goes first on a warm machine
