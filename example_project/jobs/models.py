@@ -2,10 +2,11 @@
 
 The row is the truth about a job; the channel layer only carries the
 request to run it (to the worker) and news of it (to the owner's pages).
-A message on a channel layer can be lost: it expires if no worker takes it
-in time, and a worker that is killed takes the job it was running with it.
-:meth:`JobQuerySet.fail_abandoned` turns such jobs into failed ones that
-say why, instead of leaving them queued or running forever.
+A channel layer is not a durable queue: a message expires if no worker
+takes it in time, a worker that stops drops the messages it had taken but
+not reached, and a worker that is killed takes the job it was running with
+it. :meth:`JobQuerySet.fail_abandoned` turns such jobs into failed ones
+that say why, instead of leaving them queued or running forever.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ class JobQuerySet(models.QuerySet["Job"]):
         ).update(
             status=Job.Status.FAILED,
             error=(
-                f"No worker took this job within {queued_for:g} s, so its message "
-                "expired. Is `manage.py runworker jobs` running?"
+                f"No worker started this job within {queued_for:g} s: its message "
+                "expired, or a worker stopped before reaching it. Is "
+                "`manage.py runworker jobs` running?"
             ),
             finished_at=now,
             updated_at=now,

@@ -17,7 +17,8 @@ A worker stopped by SIGTERM or SIGINT (a deploy) puts the job it was
 running back on the channel, as queued, for the next worker.
 
 One worker process runs one job at a time; run more processes for more at
-once.
+once. (``runworker`` takes further messages off the channel while a job
+runs, and those wait for that job: see docs/topics/background-jobs.rst.)
 """
 
 from __future__ import annotations

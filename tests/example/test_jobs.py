@@ -303,8 +303,8 @@ async def test_jobs_no_worker_will_finish_are_failed_with_the_reason() -> None:
         "done",
     ]
     assert statuses[expired.pk].error == (
-        "No worker took this job within 60 s, so its message expired. "
-        "Is `manage.py runworker jobs` running?"
+        "No worker started this job within 60 s: its message expired, or a "
+        "worker stopped before reaching it. Is `manage.py runworker jobs` running?"
     )
     assert "went silent for over 60 s" in statuses[silent.pk].error
     assert statuses[expired.pk].finished_at == now
@@ -471,7 +471,7 @@ def test_the_page_shows_the_users_own_jobs_from_the_database(browser: Client) ->
     assert "168 primes." in page
     # The in-memory layer keeps a message 60 s: this job's is long gone.
     assert f'<li id="job-{lost.pk}" data-id="{lost.pk}" data-status="failed"' in page
-    assert "No worker took this job within 60 s" in page
+    assert "No worker started this job within 60 s" in page
     assert "Wait 7 seconds" not in page
     assert page.index(f'id="job-{lost.pk}"') < page.index(f'id="job-{done.pk}"')
     assert "in-memory channel layer" in page

@@ -300,7 +300,7 @@ def test_a_job_whose_message_expired_before_a_worker_came_is_shown_failed(
     assert not re.search(rf"\bjob {lost_id}\b", worker.output, re.IGNORECASE)
     row = job_row(alice.request("/jobs/"), lost_id)
     assert 'data-status="failed"' in row
-    assert "No worker took this job within 2 s, so its message expired." in row
+    assert "No worker started this job within 2 s: its message expired" in row
 
 
 def test_a_worker_stopped_mid_job_leaves_it_to_the_next_worker(
