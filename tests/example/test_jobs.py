@@ -69,18 +69,30 @@ def _jobs_app(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Install the jobs app and its table for this module, if not installed.
 
     tests/settings.py does not list ``example_project.jobs`` (yet); this
-    installs it for the module's tests and migrates it on each test database.
+    installs it for the module's tests, migrates it on each test database,
+    and drops its table afterwards: other modules flush the databases
+    without knowing the app, and PostgreSQL refuses to truncate the users
+    a table they do not know refers to.
     """
     if apps.is_installed("example_project.jobs"):
         yield
         return
+    migrated = [
+        alias
+        for alias in DATABASES
+        if str(connections[alias].settings_dict["NAME"])
+        == str(connections[alias].settings_dict["TEST"]["NAME"])
+    ]
     with modify_settings(INSTALLED_APPS={"append": "example_project.jobs"}):
         with django_db_blocker.unblock():
-            for alias in DATABASES:
-                test_name = connections[alias].settings_dict["TEST"]["NAME"]
-                if str(connections[alias].settings_dict["NAME"]) == str(test_name):
-                    call_command("migrate", "jobs", database=alias, verbosity=0)
-        yield
+            for alias in migrated:
+                call_command("migrate", "jobs", database=alias, verbosity=0)
+        try:
+            yield
+        finally:
+            with django_db_blocker.unblock():
+                for alias in migrated:
+                    call_command("migrate", "jobs", "zero", database=alias, verbosity=0)
 
 
 @pytest.fixture(autouse=True)
