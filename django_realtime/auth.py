@@ -1,8 +1,10 @@
 """The logged-in user of a connection, from the handshake's session cookie.
 
 :func:`AuthMiddlewareStack` puts ``scope["session"]`` and ``scope["user"]``
-in every connection's scope. The user is looked up once, when the
-connection arrives, with Django's ``aget_user()``, so ``scope["user"]`` is a
+in every connection's scope. The session and its user are read once, when
+the connection arrives, in one call on the sync pool with Django's
+``get_user()`` (its ``aget_user()`` would hop to a thread twice, through one
+thread shared by the whole process), so ``scope["user"]`` is a
 real user object (or ``AnonymousUser``) that async and sync handlers read
 without a database query. Django's rules apply unchanged: the session's
 auth hash must match the user's password hash under ``SECRET_KEY`` or one of
@@ -33,6 +35,7 @@ from django.contrib.auth import (
     aget_user,
     alogout,
 )
+from django.contrib.auth import get_user as django_get_user
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.signals import user_logged_in
@@ -41,11 +44,13 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
+from django_realtime.db import call_with_fresh_connections
 from django_realtime.sessions import (
     CookieMiddleware,
     SessionMiddleware,
     handshake_answered,
 )
+from django_realtime.sync import run_sync
 
 __all__ = ["AuthMiddleware", "AuthMiddlewareStack", "get_user", "login", "logout"]
 
@@ -105,11 +110,21 @@ async def get_user(scope: Scope) -> User:
     return user
 
 
+def _connect_user(scope: Scope, session: SessionBase) -> User:
+    """Read the session if need be and return its user (in a pool thread)."""
+    user: User = django_get_user(
+        cast(HttpRequest, _ConnectionRequest(scope, session))
+    )
+    return user
+
+
 class AuthMiddleware:
     """Put the session's user in ``scope["user"]``, looked up at connect time.
 
     Needs ``scope["session"]`` (:class:`~django_realtime.sessions.SessionMiddleware`);
-    use :func:`AuthMiddlewareStack` to get both.
+    use :func:`AuthMiddlewareStack` to get both. The session (when it was not
+    read yet) and the user are read in one call on the sync pool; a
+    connection without a session key is anonymous at no cost.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
@@ -124,7 +139,15 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.inner(scope, receive, send)
             return
-        await self.inner({**scope, "user": await get_user(scope)}, receive, send)
+        session = _session(scope, "AuthMiddleware")
+        user: User
+        if session.session_key is None:
+            user = AnonymousUser()
+        else:
+            user = await run_sync(
+                call_with_fresh_connections, _connect_user, scope, session
+            )
+        await self.inner({**scope, "user": user}, receive, send)
 
 
 def AuthMiddlewareStack(inner: ASGIApp) -> ASGIApp:
@@ -132,7 +155,7 @@ def AuthMiddlewareStack(inner: ASGIApp) -> ASGIApp:
 
     The name is Channels', and reads like a class on purpose.
     """
-    return CookieMiddleware(SessionMiddleware(AuthMiddleware(inner)))
+    return CookieMiddleware(SessionMiddleware(AuthMiddleware(inner), load=False))
 
 
 def _backend_path(user: AbstractBaseUser, backend: str | None) -> str:

@@ -34,6 +34,9 @@ from django.http import HttpResponse
 from django.http.cookie import parse_cookie
 from django.utils.http import http_date
 
+from django_realtime.db import call_with_fresh_connections
+from django_realtime.sync import run_sync
+
 __all__ = ["CookieMiddleware", "SessionMiddleware", "SessionMiddlewareStack"]
 
 logger = logging.getLogger(__name__)
@@ -111,10 +114,22 @@ class SessionMiddleware:
     ``SessionStore``, already loaded; an unknown, expired or tampered key
     gives an empty session without a key, as in Django. Needs
     ``scope["cookies"]`` (:class:`CookieMiddleware`).
+
+    The session is read in one call on the sync pool (Django's async session
+    methods hop to a thread per call too, through one thread shared by the
+    whole process). A connection without a session cookie costs no call.
+
+    Args:
+        inner: The application to run.
+        load: ``False`` leaves loading to the inner middleware;
+            :func:`~django_realtime.auth.AuthMiddlewareStack` uses it so that
+            :class:`~django_realtime.auth.AuthMiddleware` reads the session
+            and its user in the same call.
     """
 
-    def __init__(self, inner: ASGIApp) -> None:
+    def __init__(self, inner: ASGIApp, *, load: bool = True) -> None:
         self.inner = inner
+        self.load = load
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the inner application with ``scope["session"]`` loaded.
@@ -135,9 +150,13 @@ class SessionMiddleware:
         client_key = cookies.get(settings.SESSION_COOKIE_NAME)
         store = import_module(settings.SESSION_ENGINE).SessionStore
         session: SessionBase = store(client_key)
-        # The first async read loads the session into its cache; from then on
-        # dict-style access costs no I/O, in async and sync handlers alike.
-        await session.akeys()
+        if client_key is None:
+            # Nothing to read: the session starts empty, with no I/O.
+            session.keys()
+        elif self.load:
+            # Loaded into the session's cache: from then on dict-style access
+            # costs no I/O, in async and sync handlers alike.
+            await run_sync(call_with_fresh_connections, session.keys)
         state = _CookieState(client_key)
 
         async def send_with_cookie(message: Message) -> None:
