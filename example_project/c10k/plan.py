@@ -103,9 +103,14 @@ def source_addresses_needed(
     """Return how many source addresses ``clients`` connections to one server need.
 
     Each connection to one server address takes an ephemeral port of its
-    source address; ``reserve`` of them are left for other processes.
+    source address. Linux's ``connect()`` looks for a free port among half
+    of the range first (ports of one parity), and only then in the other
+    half: past about half the range on one source address, every
+    ``connect()`` scans thousands of used ports in the kernel, which stalls
+    the client. So each address gets at most half the range, less
+    ``reserve`` ports left to other processes.
     """
-    usable = max(ports - reserve, 1)
+    usable = max(ports // 2 - reserve, 1)
     return max(1, math.ceil(clients / usable))
 
 

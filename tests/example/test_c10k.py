@@ -29,6 +29,7 @@ from websockets.sync.server import ServerConnection, serve
 from django_realtime.testing import WebsocketCommunicator
 from django_realtime.testing.loadclient import ConnectionClosed, HandshakeError
 from example_project.c10k.consumers import EchoConsumer
+from example_project.c10k.management.commands import testecho
 from example_project.c10k.management.commands.testecho import Command as EchoCommand
 from example_project.c10k.plan import (
     FD_RESERVE,
@@ -103,11 +104,13 @@ def test_port_range_refuses_what_is_not_a_range(text: str) -> None:
         parse_port_range(text)
 
 
-def test_source_addresses_are_added_past_the_usable_ports_of_one() -> None:
+def test_source_addresses_are_added_past_half_the_ports_of_one() -> None:
+    # 28,232 ports: connect() stays fast up to 14,116 per source address.
     assert source_addresses_needed(10_000, 28_232) == 1
-    assert source_addresses_needed(27_232, 28_232) == 1
-    assert source_addresses_needed(27_233, 28_232) == 2
-    assert source_addresses_needed(60_000, 28_232) == 3
+    assert source_addresses_needed(13_116, 28_232) == 1
+    assert source_addresses_needed(13_117, 28_232) == 2
+    assert source_addresses_needed(19_000, 28_232) == 2
+    assert source_addresses_needed(60_000, 28_232) == 5
     assert source_addresses_needed(5, 10) == 5
 
 
@@ -422,6 +425,27 @@ def test_testecho_spreads_clients_over_the_source_addresses_asked_for(
 
     assert error is None, output
     assert "from 3 source addresses." in output
+
+
+@pytest.mark.timeout(30)
+def test_testecho_picks_enough_source_addresses_for_the_port_range(
+    ws_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2,010 ports: 5 connections per source address, after the reserve.
+    monkeypatch.setattr(testecho, "_available_ports", lambda: 2_010)
+    quick = ("--clients", "12", "--ramp", "0.2", "--hold", "0.2")
+
+    output, error = run_here(f"{ws_server}/echo/", *quick)
+
+    assert error is None, output
+    assert "12 clients" in output
+    assert "from 3 source addresses." in output
+
+    output, error = run_here(f"{ws_server}/echo/", *quick, "--source-addresses", "2")
+
+    assert error is None, output
+    assert "12 clients need 3 source addresses" in output
+    assert "from 2 source addresses." in output
 
 
 def test_testecho_refuses_more_clients_than_the_hard_fd_limit() -> None:
