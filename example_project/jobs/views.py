@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,6 +18,9 @@ from django_realtime.layers import InMemoryChannelLayer
 from example_project.jobs.forms import JobForm
 from example_project.jobs.models import Job, recent_jobs
 from example_project.jobs.worker import JOBS_CHANNEL
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 __all__ = ["FULL_QUEUE_ERROR", "AuthenticatedHttpRequest", "index", "submit_job"]
 
