@@ -180,6 +180,7 @@ class RampResult:
     held: int
     rates: dict[int, float]
     ramp_rate: float
+    ramp_server_cpu: float
     rss_at: int
     rss_per_connection_kib: float
     failures: collections.Counter[str]
@@ -220,12 +221,13 @@ async def ramp(
     await asyncio.sleep(settle)
     rss_before = server.rss_kib()
     opened = Opened()
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), server.cpu_seconds()
     try:
         await open_many(
             url, rss_at, concurrency=concurrency, sources=sources, into=opened
         )
         ramp_elapsed = (opened.times[-1] - start) if opened.times else 0.0
+        ramp_cpu = server.cpu_seconds() - cpu_start
         held_at_rss = len(opened.connections)
         await asyncio.sleep(settle)
         server.check_alive()
@@ -249,6 +251,7 @@ async def ramp(
             held=len(opened.connections),
             rates=rates,
             ramp_rate=held_at_rss / ramp_elapsed if ramp_elapsed else 0.0,
+            ramp_server_cpu=ramp_cpu / ramp_elapsed if ramp_elapsed else 0.0,
             rss_at=held_at_rss,
             rss_per_connection_kib=(rss_with - rss_before) / max(1, held_at_rss),
             failures=opened.failures,
@@ -263,6 +266,7 @@ async def ramp(
 @dataclass
 class ConnectResult:
     rate: float
+    server_cpu: float
     failures: collections.Counter[str]
 
 
@@ -311,9 +315,20 @@ async def connect_rate(
             elif measure_from <= time.monotonic() < measure_to:
                 counted += 1
 
-    async with asyncio.timeout(warmup + duration + HANDSHAKE_TIMEOUT + 10):
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-    return ConnectResult(counted / duration, failures)
+    async def sample() -> float:
+        await asyncio.sleep(measure_from - time.monotonic())
+        before = server.cpu_seconds()
+        await asyncio.sleep(measure_to - time.monotonic())
+        return (server.cpu_seconds() - before) / duration
+
+    sampling = asyncio.ensure_future(sample())
+    try:
+        async with asyncio.timeout(warmup + duration + HANDSHAKE_TIMEOUT + 10):
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            cpu = await sampling
+    finally:
+        sampling.cancel()
+    return ConnectResult(counted / duration, cpu, failures)
 
 
 # -- d. group fan-out -------------------------------------------------------

@@ -33,10 +33,16 @@ def rows(
     """Return the table's rows, in order, for this run's options."""
     table = [
         Row("echo_async", "echo async, msgs/s", "rate"),
+        Row("echo_async_per_cpu", "  per server CPU-second", "rate"),
         Row("echo_async_server_cpu", "  server CPU during it", "pct"),
         Row("echo_async_client_cpu", "  client CPU during it", "pct"),
         Row("echo_sync", "echo sync, msgs/s", "rate"),
+        Row("echo_sync_per_cpu", "  per server CPU-second", "rate"),
+        Row("echo_sync_server_cpu", "  server CPU during it", "pct"),
+        Row("echo_sync_client_cpu", "  client CPU during it", "pct"),
         Row("hs_ramp", f"handshakes/s, ramp 0 to {rss_at:,}", "rate"),
+        Row("hs_ramp_per_cpu", "  per server CPU-second", "rate"),
+        Row("hs_ramp_server_cpu", "  server CPU during it", "pct"),
     ]
     table += [
         Row(f"hs_at_{n}", f"handshakes/s at {n:,} held", "rate") for n in held_points
@@ -45,6 +51,8 @@ def rows(
         Row("rss", f"RSS KiB per idle conn, {rss_at:,}", "kib"),
         Row("held_failed", "held: failed handshakes", "count"),
         Row("auth", "connects/s, session + auth", "rate"),
+        Row("auth_per_cpu", "  per server CPU-second", "rate"),
+        Row("auth_server_cpu", "  server CPU during it", "pct"),
         Row("auth_failed", "auth: failed connects", "count"),
     ]
     for layer in layers:
@@ -61,6 +69,26 @@ def rows(
             Row(f"joins_{layer}", f"{joins:,} joins at once, {layer}: failed", "count")
         )
     return table
+
+
+# Figures divided by the server's CPU share while they were measured: on a
+# machine where other processes take turns on the server's core, these move
+# less from run to run than the plain rates.
+PER_CPU = {
+    "echo_async_per_cpu": ("echo_async", "echo_async_server_cpu"),
+    "echo_sync_per_cpu": ("echo_sync", "echo_sync_server_cpu"),
+    "hs_ramp_per_cpu": ("hs_ramp", "hs_ramp_server_cpu"),
+    "auth_per_cpu": ("auth", "auth_server_cpu"),
+}
+
+
+def with_per_cpu(values: dict[str, float | None]) -> dict[str, float | None]:
+    """Return ``values`` with the per-CPU-second figures added."""
+    derived = dict(values)
+    for key, (rate_key, cpu_key) in PER_CPU.items():
+        if rate_key in values and cpu_key in values:
+            derived[key] = _ratio(values[rate_key], values[cpu_key])
+    return derived
 
 
 def _cell(value: float | None, unit: str) -> str:
@@ -90,7 +118,7 @@ def table(
         cells = []
         present = False
         for column in columns:
-            values = results.get(column, {})
+            values = with_per_cpu(results.get(column, {}))
             if row.key in values:
                 present = True
                 cells.append(_cell(values[row.key], row.unit))

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -26,13 +28,13 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks import _load, _report
-from benchmarks._servers import ROOT, Server, kill_all, serving
+from benchmarks._servers import ROOT, Server, kill_all, pin, serving
 from django_realtime.testing.loadclient import SourceAddresses
 
 STEPS = ("echo", "held", "auth", "fanout", "joins")
@@ -213,6 +215,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--logs", type=Path, default=None, help="keep server logs in this directory"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record each server with py-spy (collapsed stacks) into this directory; "
+        "summarise with python -m benchmarks.profile_summary",
+    )
     args = parser.parse_args(argv)
     try:
         args.servers = _parse_list(args.servers, SERVERS)
@@ -333,13 +342,16 @@ class Run:
         self.say(f"{label} ...")
         started = time.monotonic()
         try:
-            with serving(
-                server_name,
-                app.asgi,
-                self.env(app, layer),
-                self.args.server_cpu if self.pin else None,
-                log_path,
-            ) as server:
+            with (
+                serving(
+                    server_name,
+                    app.asgi,
+                    self.env(app, layer),
+                    self.args.server_cpu if self.pin else None,
+                    log_path,
+                ) as server,
+                self.profiling(server, log_path.stem + f"-{what}"),
+            ):
                 values = await body(server)
         except Exception as error:
             self.record(server_name, app.key, dict.fromkeys(failed_keys))
@@ -355,6 +367,43 @@ class Run:
         )
         self.say(f"{label}: {shown} ({time.monotonic() - started:.0f} s)")
 
+    @contextlib.contextmanager
+    def profiling(self, server: Server, name: str) -> Iterator[None]:
+        """Record ``server`` with py-spy for the block, if --profile is set."""
+        if self.args.profile is None:
+            yield
+            return
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        output = self.args.profile / (re.sub(r"[^\w.-]+", "_", name) + ".txt")
+        client_cpu = self.args.client_cpu if self.pin else None
+        # py-spy runs on the client's core, and does not pause the server.
+        spy = subprocess.Popen(
+            [
+                shutil.which("py-spy") or "py-spy",
+                "record",
+                "--pid",
+                str(server.pid),
+                "--format=raw",
+                "--nolineno",
+                "--nonblocking",
+                "--rate=200",
+                "--gil",  # samples of the thread running Python, not idle ones
+                f"--output={output}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: pin(client_cpu),  # the suite starts no threads
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+
     def note_failures(self, label: str, failures: Any) -> None:
         if failures:
             detail = ", ".join(
@@ -364,11 +413,10 @@ class Run:
 
     async def step_echo(self, server_name: str, app: App) -> None:
         sizes = self.sizes
+        # A server per kind: each profile (--profile) shows one kind alone.
+        for kind in ["async"] if app.key == "raw" else ["async", "sync"]:
 
-        async def body(server: Server) -> dict[str, float | None]:
-            values: dict[str, float | None] = {}
-            kinds = ["async"] if app.key == "raw" else ["async", "sync"]
-            for kind in kinds:
+            async def body(server: Server, kind: str = kind) -> dict[str, float | None]:
                 result = await _load.echo(
                     server,
                     f"/ws/echo/{kind}/",
@@ -378,17 +426,15 @@ class Run:
                     warmup=sizes.echo_warmup,
                     sources=self.sources,
                 )
-                values[f"echo_{kind}"] = result.rate
-                if kind == "async":
-                    values["echo_async_server_cpu"] = result.server_cpu
-                    values["echo_async_client_cpu"] = result.client_cpu
-                self.note_failures(
-                    f"[{server_name} {app.key}] echo {kind}", result.failures
-                )
-            return values
+                label = f"[{server_name} {app.key}] echo {kind}"
+                self.note_failures(label, result.failures)
+                return {
+                    f"echo_{kind}": result.rate,
+                    f"echo_{kind}_server_cpu": result.server_cpu,
+                    f"echo_{kind}_client_cpu": result.client_cpu,
+                }
 
-        keys = ["echo_async"] if app.key == "raw" else ["echo_async", "echo_sync"]
-        await self.measure(server_name, app, "echo", keys, body)
+            await self.measure(server_name, app, f"echo {kind}", [f"echo_{kind}"], body)
 
     async def step_held(self, server_name: str, app: App) -> None:
         sizes = self.sizes
@@ -406,6 +452,7 @@ class Run:
             self.note_failures(f"[{server_name} {app.key}] held", result.failures)
             values: dict[str, float | None] = {
                 "hs_ramp": result.ramp_rate,
+                "hs_ramp_server_cpu": result.ramp_server_cpu,
                 "rss": result.rss_per_connection_kib,
                 "held_failed": float(sum(result.failures.values())),
             }
