@@ -55,6 +55,11 @@ LAYERS = [
     LayerSpec("memory", "django_realtime.layers.InMemoryChannelLayer", redis=False),
     LayerSpec("redis", "channels_redis.core.RedisChannelLayer", redis=True),
     LayerSpec(
+        "realtime-redis",
+        "django_realtime.layers.redis.RedisChannelLayer",
+        redis=True,
+    ),
+    LayerSpec(
         "redis-pubsub",
         "channels_redis.pubsub.RedisPubSubChannelLayer",
         redis=True,
