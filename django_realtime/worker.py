@@ -12,9 +12,15 @@ A channel's instance gets its messages one at a time, in order. When an
 instance returns or fails, the failure is logged and the next message on the
 channel starts a new instance.
 
+A worker takes a message from the layer only when its instance is ready
+for one (plus ``max_pending`` more, 0 by default), so messages it cannot
+start yet stay in the layer for another worker: a long job on one worker
+does not strand the messages queued behind it.
+
 :meth:`Worker.stop` stops receiving; messages already taken from the layer
-are still handled, for up to ``shutdown_timeout`` seconds, and any left after
-that are counted in a warning.
+are still handled, for up to ``shutdown_timeout`` seconds. Messages taken
+but not started by then are sent back to their channel for another worker;
+a message whose handling was cut short is logged as interrupted.
 """
 
 from __future__ import annotations
@@ -50,6 +56,10 @@ class ReceivingLayer(Protocol):
         """Return the next message sent to ``channel``, waiting for one."""
         ...
 
+    async def send(self, channel: str, message: Message, /) -> None:
+        """Send ``message`` to ``channel`` (to hand back unstarted messages)."""
+        ...
+
 
 class _Instance:
     """One running application instance, fed from its channel's queue.
@@ -65,9 +75,11 @@ class _Instance:
         application: ChannelApplication,
         channel: str,
         queue: asyncio.Queue[Message],
+        slots: asyncio.Semaphore,
     ) -> None:
         self.channel = channel
         self.queue = queue
+        self.slots = slots
         self.holding = False
         self.received = 0
         scope: dict[str, Any] = {"type": "channel", "channel": channel}
@@ -100,6 +112,7 @@ class _Instance:
         if self.holding:
             self.holding = False
             self.queue.task_done()
+            self.slots.release()
 
     def end(self) -> None:
         """Log how the instance ended and release the message it held."""
@@ -131,9 +144,10 @@ class Worker:
         channel_layer: The layer to receive from.
         shutdown_timeout: Seconds :meth:`run` waits, after :meth:`stop`, for
             messages already received to be handled.
-        max_pending: Messages received on one channel and waiting for its
-            instance; beyond this the worker stops taking messages from the
-            layer, so the layer's own capacity applies.
+        max_pending: Messages taken from one channel ahead of its instance
+            asking for them. The default, 0, takes a message only when the
+            instance is ready for it, so others wait in the layer, where
+            another worker can take them.
 
     Raises:
         ValueError: ``channels`` is empty or ``channel_layer`` is ``None``.
@@ -146,7 +160,7 @@ class Worker:
         channel_layer: ReceivingLayer | None,
         *,
         shutdown_timeout: float = 5.0,
-        max_pending: int = 100,
+        max_pending: int = 0,
     ) -> None:
         self.application = application
         self.channels = list(dict.fromkeys(channels))
@@ -156,11 +170,16 @@ class Worker:
             raise ValueError(
                 "Worker needs a channel layer, got None; is CHANNEL_LAYERS set?"
             )
+        if max_pending < 0:
+            raise ValueError(f"max_pending must be 0 or more, got {max_pending}.")
         self.channel_layer = channel_layer
         self.shutdown_timeout = shutdown_timeout
         self.max_pending = max_pending
         self._instances: dict[str, _Instance] = {}
         self._queues: dict[str, asyncio.Queue[Message]] = {}
+        # Per channel: messages that may be taken from the layer and not
+        # finished yet (the one being handled plus max_pending).
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._stopping = asyncio.Event()
         self._running = False
 
@@ -198,26 +217,37 @@ class Worker:
             )
         finally:
             stopping.cancel()
+            # A listener that ended by itself failed; what the others raise
+            # once cancelled is the layer reacting to the cancellation (redis-py
+            # may turn it into a TimeoutError), not a failure.
+            ended = [listener for listener in listeners if listener.done()]
             for listener in listeners:
                 listener.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
             failures = [
-                result
-                for result in await asyncio.gather(*listeners, return_exceptions=True)
-                if isinstance(result, BaseException)
-                and not isinstance(result, asyncio.CancelledError)
+                listener.exception()
+                for listener in ended
+                if not listener.cancelled() and listener.exception() is not None
             ]
             await self._shut_down()
             self._running = False
         if failures:
-            raise failures[0]
+            raise failures[0]  # type: ignore[misc]
 
     async def _listen(self, channel: str) -> None:
         """Move messages from ``channel`` on the layer to its instance."""
+        slots = self._slots.setdefault(channel, asyncio.Semaphore(1 + self.max_pending))
         while True:
-            message = await self.channel_layer.receive(channel)
+            await slots.acquire()
+            try:
+                message = await self.channel_layer.receive(channel)
+            except BaseException:
+                slots.release()
+                raise
             if not isinstance(message, dict) or not isinstance(
                 message.get("type"), str
             ):
+                slots.release()
                 logger.error(
                     "Worker dropped a message on %r without a 'type' string: "
                     "expected a dict with 'type', got %r",
@@ -229,15 +259,17 @@ class Worker:
                 continue
             logger.debug("Worker received %r on %r", message["type"], channel)
             self._ensure_instance(channel)
-            await self._queues[channel].put(message)
+            # Never blocks: the slots keep the queue within max_pending + 1.
+            self._queues[channel].put_nowait(message)
 
     def _ensure_instance(self, channel: str) -> None:
         """Start an application instance for ``channel`` unless one is running."""
         instance = self._instances.get(channel)
         if instance is not None and not instance.task.done():
             return
-        queue = self._queues.setdefault(channel, asyncio.Queue(self.max_pending))
-        instance = _Instance(self.application, channel, queue)
+        queue = self._queues.setdefault(channel, asyncio.Queue())
+        slots = self._slots.setdefault(channel, asyncio.Semaphore(1 + self.max_pending))
+        instance = _Instance(self.application, channel, queue, slots)
         instance.task.add_done_callback(lambda _: self._instance_ended(instance))
         self._instances[channel] = instance
 
@@ -257,33 +289,63 @@ class Worker:
             self._ensure_instance(instance.channel)
 
     async def _shut_down(self) -> None:
-        """Give instances ``shutdown_timeout`` to finish, then cancel them."""
+        """Give instances ``shutdown_timeout`` to finish, then cancel them.
+
+        Messages taken but not started go back to their channel.
+        """
         instances = list(self._instances.values())
-        queues = list(self._queues.values())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*(self._drain(instance) for instance in instances)),
                 timeout=self.shutdown_timeout,
             )
-        unhandled = sum(queue.qsize() for queue in queues) + sum(
-            instance.holding for instance in instances
-        )
+        interrupted = sum(instance.holding for instance in instances)
         for instance in instances:
             instance.task.cancel()
         await asyncio.gather(
             *(instance.task for instance in instances), return_exceptions=True
         )
+        unstarted = [
+            (channel, queue.get_nowait())
+            for channel, queue in self._queues.items()
+            for _ in range(queue.qsize())
+        ]
         self._instances.clear()
         self._queues.clear()
-        if unhandled:
+        self._slots.clear()
+        returned = await self._hand_back(unstarted)
+        if interrupted:
             logger.warning(
-                "Worker stopped after waiting %.1fs; %d received message(s) "
-                "were not handled",
+                "Worker stopped after waiting %.1fs; %d message(s) were "
+                "interrupted while being handled",
                 self.shutdown_timeout,
-                unhandled,
+                interrupted,
             )
-        else:
+        if returned:
+            logger.info(
+                "Worker sent %d received but unstarted message(s) back to "
+                "their channel",
+                returned,
+            )
+        if not interrupted and not unstarted:
             logger.info("Worker stopped; every received message was handled")
+
+    async def _hand_back(self, messages: list[tuple[str, Message]]) -> int:
+        """Send unstarted messages back to their channels; return how many went."""
+        returned = 0
+        for channel, message in messages:
+            try:
+                await self.channel_layer.send(channel, message)
+            except Exception:
+                logger.exception(
+                    "Worker could not send an unstarted %r message back to %r; "
+                    "it is lost",
+                    message.get("type"),
+                    channel,
+                )
+            else:
+                returned += 1
+        return returned
 
     @staticmethod
     async def _drain(instance: _Instance) -> None:

@@ -42,6 +42,7 @@ class EchoApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scopes.append(scope)
+        instance = len(self.scopes)
         while True:
             message = await receive()
             self.handling.set()
@@ -56,7 +57,7 @@ class EchoApp:
                     "type": "reply",
                     "text": message["text"],
                     "channel": scope["channel"],
-                    "instance": len(self.scopes),
+                    "instance": instance,
                 },
             )
 
@@ -157,7 +158,61 @@ async def test_stop_gives_up_after_the_deadline_and_counts_what_was_left(
         worker.stop()
         await asyncio.wait_for(running, WAIT)
 
-    assert "2 received message(s) were not handled" in caplog.text
+    assert "1 message(s) were interrupted while being handled" in caplog.text
+    # The worker never took the second message: it is still in the layer.
+    assert (await asyncio.wait_for(layer.receive("tasks"), WAIT))["text"] == "waiting"
+
+
+async def test_a_busy_instance_leaves_the_next_message_to_another_worker(
+    app: EchoApp, layer: InMemoryChannelLayer
+) -> None:
+    busy = Worker(app, ["tasks"], layer, shutdown_timeout=0.05)
+    running = [asyncio.create_task(busy.run())]
+    app.gate.clear()
+    await layer.send("tasks", {"type": "task", "text": "long", "reply_to": "r"})
+    await asyncio.wait_for(app.handling.wait(), WAIT)
+
+    free_app = EchoApp(layer)
+    free = Worker(free_app, ["tasks"], layer, shutdown_timeout=WAIT)
+    running.append(asyncio.create_task(free.run()))
+    try:
+        reply = await ask(layer, "tasks", "next")
+    finally:
+        busy.stop()
+        free.stop()
+        await asyncio.wait_for(asyncio.gather(*running), WAIT)
+
+    assert reply["text"] == "next"
+    assert free_app.scopes, "the free worker should have handled the message"
+
+
+async def test_stop_sends_taken_but_unstarted_messages_back_to_their_channel(
+    app: EchoApp, layer: InMemoryChannelLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(app, ["tasks"], layer, shutdown_timeout=0.05, max_pending=2)
+    running = asyncio.create_task(worker.run())
+    app.gate.clear()
+    for text in ("stuck", "second", "third"):
+        await layer.send("tasks", {"type": "task", "text": text, "reply_to": "r"})
+    await asyncio.wait_for(app.handling.wait(), WAIT)
+    await asyncio.sleep(0.05)  # let the worker take its max_pending
+
+    with caplog.at_level(logging.INFO, logger="django_realtime.worker"):
+        worker.stop()
+        await asyncio.wait_for(running, WAIT)
+
+    back = [
+        (await asyncio.wait_for(layer.receive("tasks"), WAIT))["text"] for _ in "xy"
+    ]
+    assert back == ["second", "third"]
+    assert "sent 2 received but unstarted message(s) back" in caplog.text
+
+
+def test_max_pending_cannot_be_negative(
+    app: EchoApp, layer: InMemoryChannelLayer
+) -> None:
+    with pytest.raises(ValueError, match="max_pending must be 0 or more, got -1"):
+        Worker(app, ["tasks"], layer, max_pending=-1)
 
 
 async def test_failed_instance_is_logged_and_replaced_for_the_next_message(

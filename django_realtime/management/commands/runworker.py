@@ -49,6 +49,16 @@ class Command(BaseCommand):
             help="CHANNEL_LAYERS alias to receive from (default: 'default').",
         )
         parser.add_argument(
+            "--max-pending",
+            type=int,
+            default=0,
+            help=(
+                "Messages to take from each channel ahead of the one being "
+                "handled (default: 0; the rest wait in the layer for any "
+                "worker)."
+            ),
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             type=float,
             default=5.0,
@@ -89,6 +99,7 @@ class Command(BaseCommand):
             options["channels"],
             layer,
             shutdown_timeout=options["shutdown_timeout"],
+            max_pending=options["max_pending"],
         )
         self._verbosity = verbosity = int(options["verbosity"])
         if verbosity >= 1:
