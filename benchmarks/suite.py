@@ -426,7 +426,7 @@ class Run:
                     warmup=sizes.echo_warmup,
                     sources=self.sources,
                 )
-                label = f"[{server_name} {app.key}] echo {kind}"
+                label = f"[{server_name} {_report.APP_TITLES[app.key]}] echo {kind}"
                 self.note_failures(label, result.failures)
                 return {
                     f"echo_{kind}": result.rate,
@@ -449,7 +449,9 @@ class Run:
                 settle=sizes.settle,
                 sources=self.sources,
             )
-            self.note_failures(f"[{server_name} {app.key}] held", result.failures)
+            self.note_failures(
+                f"[{server_name} {_report.APP_TITLES[app.key]}] held", result.failures
+            )
             values: dict[str, float | None] = {
                 "hs_ramp": result.ramp_rate,
                 "hs_ramp_server_cpu": result.ramp_server_cpu,
@@ -479,7 +481,9 @@ class Run:
                 warmup=min(1.0, sizes.auth_seconds / 2),
                 sources=self.sources,
             )
-            self.note_failures(f"[{server_name} {app.key}] auth", result.failures)
+            self.note_failures(
+                f"[{server_name} {_report.APP_TITLES[app.key]}] auth", result.failures
+            )
             return {
                 "auth": result.rate,
                 "auth_failed": float(sum(result.failures.values())),
@@ -508,7 +512,7 @@ class Run:
                 concurrency=50,
                 sources=self.sources,
             )
-            label = f"[{server_name} {app.key}] fan-out {layer}"
+            label = f"[{server_name} {_report.APP_TITLES[app.key]}] fan-out {layer}"
             self.note_failures(f"{label} members", run.join_failures)
             if not run.ready:
                 self.notes.append(f"{label}: not every member got the warm-up message.")
@@ -545,7 +549,7 @@ class Run:
                 drain_timeout=min(sizes.drain_timeout, 15.0),
                 sources=self.sources,
             )
-            label = f"[{server_name} {app.key}] joins {layer}"
+            label = f"[{server_name} {_report.APP_TITLES[app.key]}] joins {layer}"
             self.note_failures(label, result.failures)
             if result.not_reached:
                 self.notes.append(
