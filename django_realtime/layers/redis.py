@@ -561,6 +561,14 @@ class RedisChannelLayer(BaseChannelLayer):
     # Internals: helpers
 
     def _process(self, channel: str) -> str | None:
+        bang = channel.find("!")
+        if bang == -1:
+            return None
+        # This process's own channels, on every receive: skip the regex.
+        if bang >= PROCESS_ID_LENGTH and channel.startswith(
+            self.process_id, bang - PROCESS_ID_LENGTH
+        ):
+            return self.process_id
         try:
             return process_of(channel)
         except ValueError as error:
