@@ -77,7 +77,7 @@ class Subscriber:
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._down_since: float | None = None
         self._last_error: BaseException | None = None
-        self._stopping = False
+        self._stopping = asyncio.Event()
         table.connection_lost()
 
     async def subscribe(self, topic: str) -> None:
@@ -133,7 +133,7 @@ class Subscriber:
     async def stop(self) -> None:
         """Stop reading and close the connection."""
         task, self._task = self._task, None
-        self._stopping = True
+        self._stopping.set()
         while task is not None and not task.done():
             # redis-py's connect() can swallow a cancellation that lands
             # while it finishes; _run then sees _stopping and returns.
@@ -178,13 +178,13 @@ class Subscriber:
         from redis.exceptions import RedisError
 
         attempt = 0
-        while not self._stopping:
+        while not self._stopping.is_set():
             conn = self._connect()
             failure: BaseException | None = None
             try:
                 async with asyncio.timeout(self._timeout):
                     await conn.connect()  # type: ignore[no-untyped-call]
-                if self._stopping:
+                if self._stopping.is_set():
                     return
                 self._conn = conn
                 topics = self.table.connection_made()
