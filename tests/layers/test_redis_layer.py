@@ -382,6 +382,31 @@ async def test_a_worker_message_sent_before_the_receiver_exists_is_received(
     assert await receive(worker, "thumbnails") == {"type": "thumbnail.make", "id": 7}
 
 
+async def blocked_pops(client: redis.asyncio.Redis) -> set[str]:
+    return {c["id"] for c in await client.client_list() if c["cmd"] == "blpop"}
+
+
+@pytest.mark.redis
+async def test_a_message_taken_by_a_cancelled_receive_goes_back_on_the_queue(
+    make: Make, redis_client: redis.asyncio.Redis
+) -> None:
+    impatient, patient = make(), make()
+    before = await blocked_pops(redis_client)
+    waiting = asyncio.create_task(impatient.receive("jobs"))
+    async with asyncio.timeout(TIMEOUT):  # until its BLPOP blocks in Redis
+        while not await blocked_pops(redis_client) - before:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+    await patient.send("jobs", {"type": "job", "n": 1})
+    await patient.send("jobs", {"type": "job", "n": 2})
+
+    received = [(await receive(patient, "jobs"))["n"] for _ in range(2)]
+    assert sorted(received) == [1, 2]  # put back at the head: order may change
+
+
 @pytest.mark.redis
 async def test_each_worker_message_goes_to_one_receiver_across_instances(
     make: Make,
@@ -535,6 +560,21 @@ async def test_calls_from_another_threads_loop_run_on_the_home_loop(
 
     assert await receive(layer, channel) == {"type": "from.thread"}
     assert await receive(layer, channel) == {"type": "group.from.thread"}
+
+
+@pytest.mark.redis
+async def test_close_from_another_threads_loop_closes_on_the_home_loop(
+    make: Make, redis_client: redis.asyncio.Redis
+) -> None:
+    layer = make()
+    await layer.new_channel()
+    topic = f"{layer.prefix}:process:{layer.process_id}"
+
+    await asyncio.to_thread(asyncio.run, layer.close())
+
+    async with asyncio.timeout(TIMEOUT):  # Redis notices the closed socket
+        while await subscribers(redis_client, topic):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 @pytest.mark.redis
