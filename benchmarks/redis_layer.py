@@ -1,4 +1,4 @@
-"""Compare group fan-out on Redis: our RedisChannelLayer against channels-redis.
+"""Compare group fan-out on Redis: our RedisChannelLayer against channels-redis' layers.
 
 Two layer instances sharing the Redis server on 127.0.0.1:6379 stand for two
 server processes (they share this process's event loop and CPU, so the
@@ -33,6 +33,7 @@ REDIS_URL = "redis://127.0.0.1:6379"
 LAYERS = {
     "django_realtime": "django_realtime.layers.redis.RedisChannelLayer",
     "channels_redis": "channels_redis.core.RedisChannelLayer",
+    "channels_redis_pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
 
 
@@ -120,10 +121,11 @@ async def measure(path: str, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*consumers, return_exceptions=True)
         results[pattern] = run
 
-    await layers[0].flush()
     for layer in layers:
-        close = getattr(layer, "close_pools", None) or layer.close
-        await close()
+        await layer.flush()  # the pub/sub layer closes its connections here
+        close = getattr(layer, "close_pools", None) or getattr(layer, "close", None)
+        if close is not None:
+            await close()
     return results
 
 
@@ -150,12 +152,12 @@ def main() -> None:
         f"{args.paced} paced every {args.interval * 1000:.0f} ms"
     )
     print(
-        f"{'layer':<17}{'pattern':<8}{'deliveries/s':>12}{'p50 ms':>10}"
+        f"{'layer':<23}{'pattern':<8}{'deliveries/s':>12}{'p50 ms':>10}"
         f"{'p99 ms':>10}{'lost':>8}"
     )
     for name, result in results.items():
         for pattern in ("burst", "paced"):
-            print(f"{name:<17}{pattern:<8}{result[pattern].row()}")
+            print(f"{name:<23}{pattern:<8}{result[pattern].row()}")
     for name, result in results.items():
         seconds, failures = result["joins"]
         print(
