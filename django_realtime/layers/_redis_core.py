@@ -177,7 +177,7 @@ class ReportGate:
 
     Each key (a channel, a group) reports its first event at once; later
     events within ``interval`` seconds are counted and reported together by
-    the next event after it.
+    the next event after it, or by :meth:`overdue` if none comes.
     """
 
     def __init__(self, interval: float = 1.0) -> None:
@@ -196,6 +196,17 @@ class ReportGate:
         if len(self._keys) > 10_000:
             self._forget_quiet(now)
         return pending
+
+    def overdue(self, now: float) -> list[tuple[str, int]]:
+        """Return (and clear) the counts still unreported after an interval."""
+        due = [
+            (key, pending)
+            for key, (last, pending) in self._keys.items()
+            if pending and now - last >= self.interval
+        ]
+        for key, _ in due:
+            self._keys[key] = (now, 0)
+        return due
 
     def _forget_quiet(self, now: float) -> None:
         for key, (last, pending) in list(self._keys.items()):

@@ -135,8 +135,8 @@ class Subscriber:
         task, self._task = self._task, None
         self._stopping.set()
         while task is not None and not task.done():
-            # redis-py's connect() can swallow a cancellation that lands
-            # while it finishes; _run then sees _stopping and returns.
+            # With a socket_timeout on Python 3.11, redis-py's wait_for() can
+            # swallow a cancellation; _run then sees _stopping and returns.
             task.cancel()
             await asyncio.wait([task], timeout=0.1)
         self.abandon()

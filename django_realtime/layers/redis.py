@@ -215,7 +215,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 keys=[self._names.queue_key(channel)],
                 args=[now, entry, capacity, self._expiry_ms],
             )
-            self._note_expired(channel, expired)
+            self._note_expired(f"channel {channel!r}", expired)
             if not pushed:
                 raise ChannelFull(
                     f"Channel {channel!r} is full: its capacity is {capacity}."
@@ -249,7 +249,7 @@ class RedisChannelLayer(BaseChannelLayer):
             if entry is None:
                 continue
             if unpack_deadline(entry) <= time.time():
-                self._note_expired(channel, 1)
+                self._note_expired(f"channel {channel!r}", 1)
                 continue
             message: dict[str, Any] = self._unpackb(memoryview(entry)[ENTRY_HEADER:])
             return message
@@ -376,7 +376,7 @@ class RedisChannelLayer(BaseChannelLayer):
         )
         self.stats.published += 1
         members, _, expired, *full = result
-        self._note_expired(group, expired)
+        self._note_expired(f"worker channels of group {group!r}", expired)
         if full:
             self.stats.queue_dropped += len(full)
             self._report_full(group, len(full), members, message, "worker channels")
@@ -452,7 +452,7 @@ class RedisChannelLayer(BaseChannelLayer):
             table=self._table,
             where=self._where,
             on_message=self._on_message,
-            on_tick=self._prune_groups,
+            on_tick=self._tick,
             stats=self.stats,
             subscribe_timeout=self.subscribe_timeout,
             health_check_interval=self.health_check_interval,
@@ -518,8 +518,12 @@ class RedisChannelLayer(BaseChannelLayer):
             self._group_of_topic.pop(topic.encode(), None)
         await conns.subscriber.unsubscribe(topics)
 
-    async def _prune_groups(self) -> None:
-        """Unsubscribe from groups whose local memberships have all expired."""
+    async def _tick(self) -> None:
+        """Report overdue drop counts; leave groups whose members all expired."""
+        for what, count in self._gate.overdue(time.monotonic()):
+            logger.warning(
+                "%d more message(s) lost since the last report: %s.", count, what
+            )
         empty = [
             topic.decode()
             for topic, group in self._group_of_topic.items()
@@ -536,7 +540,8 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._local.push(channel, self._unpackb(payload))
             except ChannelFull:
                 self.stats.remote_dropped += 1
-                dropped = self._gate.add(channel, 1, time.monotonic())
+                where = f"full channel {channel!r}"
+                dropped = self._gate.add(where, 1, time.monotonic())
                 if dropped:
                     logger.warning(
                         "Channel %r is full (capacity %d): dropped %d message(s) "
@@ -588,10 +593,10 @@ class RedisChannelLayer(BaseChannelLayer):
         if not count:
             return
         self.stats.queue_expired += count
-        expired = self._gate.add(f"expired:{where}", count, time.monotonic())
+        expired = self._gate.add(f"expired on {where}", count, time.monotonic())
         if expired:
             logger.warning(
-                "%d message(s) expired unread on %r (expiry is %ss).",
+                "%d message(s) expired unread on %s (expiry is %ss).",
                 expired,
                 where,
                 self.expiry,
@@ -600,7 +605,9 @@ class RedisChannelLayer(BaseChannelLayer):
     def _report_full(
         self, group: str, full: int, members: int, message: dict[str, Any], what: str
     ) -> None:
-        dropped = self._gate.add(f"{what}:{group}", full, time.monotonic())
+        dropped = self._gate.add(
+            f"full {what} of group {group!r}", full, time.monotonic()
+        )
         if dropped:
             logger.warning(
                 "group_send to %r: %d of %d %s were full; message dropped for "

@@ -165,6 +165,16 @@ def test_report_gate_reports_at_once_then_at_most_once_per_interval() -> None:
     assert gate.add("chan", 1, now=11.1) == 4
 
 
+def test_report_gate_hands_over_counts_no_later_event_reported() -> None:
+    gate = ReportGate(interval=1.0)
+    gate.add("chan", 1, now=10.0)
+    gate.add("chan", 2, now=10.5)
+
+    assert gate.overdue(now=10.9) == []
+    assert gate.overdue(now=11.0) == [("chan", 2)]
+    assert gate.overdue(now=12.5) == []
+
+
 @pytest.mark.parametrize(
     ("config", "error"),
     [
@@ -676,6 +686,26 @@ async def test_a_silent_connection_is_detected_by_ping_and_replaced(
     assert await receive(layer, channel) == {"type": "after.partition"}
     assert layer.stats.reconnects == 1
     assert "No answer to PING within 0.2 s" in warnings_of(caplog)[0]
+
+
+@pytest.mark.redis
+async def test_drops_not_yet_reported_are_reported_by_the_periodic_tick(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    owner = make(capacity=1, health_check_interval=0.2)
+    sender = make()
+    channel, marker = await owner.new_channel(), await owner.new_channel()
+    for n in range(4):
+        await sender.send(channel, {"type": "direct", "n": n})
+    await sender.send(marker, {"type": "all.sent"})
+    await receive(owner, marker)
+
+    await until(lambda: len(warnings_of(caplog)) == 2, "the overdue report")
+    assert warnings_of(caplog)[1] == (
+        f"2 more message(s) lost since the last report: full channel {channel!r}."
+    )
+    assert owner.stats.remote_dropped == 3
 
 
 @pytest.mark.redis
