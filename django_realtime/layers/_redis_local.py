@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -46,8 +45,10 @@ class LocalChannels:
             capacity_of=capacity_of,
             sweep_interval=min(1.0, expiry, group_expiry),
         )
-        # channel -> receivers waiting for a message on it, oldest first.
-        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        # channel -> receivers waiting for a message on it, oldest first. A
+        # list, not a deque: there is one receiver per channel in the common
+        # case, and an empty deque alone costs ~600 bytes per connection.
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     @property
     def stats(self) -> LayerStats:
@@ -93,7 +94,7 @@ class LocalChannels:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiters = self._waiters.get(channel)
             if waiters is None:
-                waiters = self._waiters[channel] = deque()
+                waiters = self._waiters[channel] = []
             waiters.append(waiter)
             try:
                 await waiter
@@ -148,7 +149,7 @@ class LocalChannels:
         if waiters is None:
             return
         while waiters:
-            waiter = waiters.popleft()
+            waiter = waiters.pop(0)
             # A waiter of an ended loop (an earlier test's) can never run.
             if not waiter.done() and not waiter.get_loop().is_closed():
                 waiter.set_result(None)
