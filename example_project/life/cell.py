@@ -13,11 +13,14 @@ watching the board, adding the sender's ``x`` and ``y``:
     The sender's state at generation ``g``.
 ``{"type": "hello", "generation": g}``
     The sender needs its neighbours' states from generation ``g`` on: it
-    has just connected or reconnected, or it has waited too long. Each
+    has just connected or reconnected (a hello to all neighbours), or it
+    has waited too long for some of them (a hello to each of those). Each
     neighbour answers with the states it still holds from ``g`` on,
-    addressed to the sender alone. Hellos are of no interest to the pages:
-    ``"to": "neighbours"`` makes the server relay a message to the
-    neighbours only, and ``"to": [x, y]`` to that neighbour only.
+    addressed to the sender alone.
+
+``"to"`` narrows who the server relays a message to: ``"neighbours"``
+leaves the pages out (hellos are of no interest to them), ``[x, y]`` names
+one neighbour.
 
 A cell computes generation ``g + 1`` as soon as it has the states of its
 eight neighbours at ``g``. Neighbours are therefore never more than one
@@ -66,9 +69,10 @@ class State:
 
 @dataclass(frozen=True)
 class Hello:
-    """Ask the neighbours for their states from ``generation`` on."""
+    """Ask the neighbours, or one (``to``), for their states from ``generation`` on."""
 
     generation: int
+    to: Coordinates | None = None
 
 
 Message = State | Hello
@@ -76,9 +80,12 @@ Message = State | Hello
 
 def encode(message: Message) -> dict[str, Any]:
     """Return the JSON object a cell sends for ``message``."""
+    content: dict[str, Any]
     if isinstance(message, Hello):
-        return {"type": "hello", "generation": message.generation, "to": "neighbours"}
-    content: dict[str, Any] = {
+        content = {"type": "hello", "generation": message.generation}
+        content["to"] = "neighbours" if message.to is None else list(message.to)
+        return content
+    content = {
         "type": "state",
         "generation": message.generation,
         "alive": message.alive,
@@ -213,16 +220,18 @@ class Cell:
         return [Hello(self.generation), *self._states_from(self.generation - 1)]
 
     def poll(self, now: float) -> list[Message]:
-        """Return a hello if the cell has waited ``patience`` seconds for nothing.
+        """Return hellos if the cell has waited ``patience`` seconds in vain.
 
-        Call it whenever ``patience`` seconds pass without a message.
+        One hello goes to each neighbour whose state is missing, so that
+        only those answer. Call this whenever ``patience`` seconds pass
+        without a message, and after messages that may not have helped.
         """
         if self.finished or self._waiting_since is None:
             return []
         if now - self._waiting_since < self.patience:
             return []
         self._waiting_since = now
-        return [Hello(self.generation)]
+        return [Hello(self.generation, to) for to in sorted(self.missing())]
 
     def receive(
         self, sender: Coordinates, message: Message, now: float

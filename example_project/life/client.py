@@ -28,14 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Origin
 
-from example_project.life.cell import (
-    Cell,
-    Message,
-    ProtocolError,
-    State,
-    decode,
-    encode,
-)
+from example_project.life.cell import Cell, Message, State, decode, encode
 
 __all__ = [
     "CellClientError",
@@ -137,20 +130,25 @@ class _Tracker:
 
     def __init__(self, cells: Sequence[Cell], report: Callable[[Progress], None]):
         self._report = report
-        self._generations = Counter(cell.generation for cell in cells)
+        self._known = {cell.position: cell.generation for cell in cells}
+        self._generations = Counter(self._known.values())
         self._finished: set[tuple[int, int]] = set()
-        self._total = len(cells)
         self._last = Progress(min(self._generations), False)
 
-    def update(self, cell: Cell, before: int) -> None:
+    def update(self, cell: Cell) -> None:
+        """Take the cell's generation and whether it finished; report changes."""
+        before = self._known[cell.position]
         if cell.generation != before:
+            self._known[cell.position] = cell.generation
             self._generations[before] -= 1
             if not self._generations[before]:
                 del self._generations[before]
             self._generations[cell.generation] += 1
         if cell.finished:
             self._finished.add(cell.position)
-        progress = Progress(min(self._generations), len(self._finished) == self._total)
+        progress = Progress(
+            min(self._generations), len(self._finished) == len(self._known)
+        )
         if progress != self._last:
             self._last = progress
             self._report(progress)
@@ -159,6 +157,19 @@ class _Tracker:
 async def _send(socket: ClientConnection, messages: Iterable[Message]) -> None:
     for message in messages:
         await socket.send(json.dumps(encode(message)))
+
+
+async def _ask_again(socket: ClientConnection, cell: Cell, now: float) -> None:
+    """Send a hello if the cell waited too long: a message may have been lost."""
+    hello = cell.poll(now)
+    if hello:
+        logger.info(
+            "Cell %s at generation %s still waits for %s: asking again.",
+            cell.position,
+            cell.generation,
+            sorted(cell.missing()) or "its neighbours to finish",
+        )
+        await _send(socket, hello)
 
 
 async def _play(
@@ -175,25 +186,33 @@ async def _play(
             async with asyncio.timeout(cell.patience):
                 frame = await socket.recv(decode=True)
         except TimeoutError:
-            await _send(socket, cell.poll(loop.time()))
+            await _ask_again(socket, cell, loop.time())
             continue
-        before = cell.generation
         try:
-            sender, message = decode(json.loads(frame))
+            content = json.loads(frame)
+            if isinstance(content, dict) and "error" in content:
+                logger.error(
+                    "The server refused a message of cell %s: %s",
+                    cell.position,
+                    content["error"],
+                )
+                continue
+            sender, message = decode(content)
             replies = cell.receive(sender, message, loop.time())
-        except (ValueError, ProtocolError) as error:
-            # json.JSONDecodeError is a ValueError. A frame the cell cannot
-            # take changes nothing: say so and go on.
+        except ValueError as error:
+            # ProtocolError and json.JSONDecodeError are ValueErrors. A frame
+            # the cell cannot take changes nothing: say so and go on.
             logger.warning("Cell %s ignored a frame: %s", cell.position, error)
             continue
+        # Before anything that may fail with the connection.
+        tracker.update(cell)
         if replies and isinstance(message, State) and config.delay:
             # New states of this cell: pace the game for the people watching.
             # Without the jitter, every cell would send at the same instant,
             # a burst that can overflow the channel of a watching page.
             await asyncio.sleep(config.delay * random.uniform(0.5, 1.5))
         await _send(socket, replies)
-        await _send(socket, cell.poll(loop.time()))
-        tracker.update(cell, before)
+        await _ask_again(socket, cell, loop.time())
 
 
 async def _run_cell(cell: Cell, config: RunConfig, tracker: _Tracker) -> None:
@@ -260,7 +279,9 @@ async def run_cells(
             config.height,
             spec.alive,
             until=config.until,
-            patience=config.patience,
+            # Cells that ask again in step make bursts that may themselves
+            # overflow channels and be lost.
+            patience=config.patience * random.uniform(0.75, 1.25),
         )
         for spec in specs
     ]
