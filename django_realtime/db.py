@@ -53,6 +53,7 @@ __all__ = [
     "boundary_action",
     "call_with_fresh_connections",
     "close_old_connections",
+    "has_loop_connections",
     "is_due_to_close",
     "thread_connections",
     "track_connection",
@@ -151,6 +152,15 @@ def _outside_pool() -> list[BaseDatabaseWrapper]:
         if not is_pool_thread(ident)
         for connection in opened
     ]
+
+
+def has_loop_connections() -> bool:
+    """Return whether a thread outside the sync pool has opened a connection.
+
+    Only those can be due at a consumer's boundary: when this is false,
+    :func:`aclose_old_connections` has nothing to do and need not be awaited.
+    """
+    return any(opened for ident, opened in _opened.items() if not is_pool_thread(ident))
 
 
 async def aclose_old_connections() -> None:

@@ -28,7 +28,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_realtime.conf import get_setting
-from django_realtime.db import aclose_old_connections, call_with_fresh_connections
+from django_realtime.db import (
+    aclose_old_connections,
+    call_with_fresh_connections,
+    has_loop_connections,
+)
 from django_realtime.delivery import (
     deliver,
     deliver_sync,
@@ -86,6 +90,44 @@ def _call_in_pool(
     if close_old:
         return call_with_fresh_connections(fn, *args, **kwargs)
     return fn(*args, **kwargs)
+
+
+class _Turn:
+    """Let one of a consumer's two message sources run a handler at a time.
+
+    The holder sets :attr:`busy` itself when it is false (no await), and
+    otherwise awaits :meth:`wait`; :meth:`release` hands the turn to the
+    longest waiter, or frees it.
+    """
+
+    __slots__ = ("busy", "waiters")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiters: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        """Wait until the turn is handed to us."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Handed the turn, but cancelled before taking it: pass it on.
+                self.release()
+            else:
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Hand the turn to the longest waiter, or free it."""
+        while self.waiters:
+            waiter = self.waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.busy = False
 
 
 class AsyncConsumer:
@@ -180,16 +222,22 @@ class AsyncConsumer:
 
     async def _run_with_layer(self, layer: Any, receive: ASGIReceiveCallable) -> None:
         self.channel_name = await layer.new_channel()
-        # One lock keeps handlers of this consumer one at a time whichever
-        # source their message came from; uncontended, it costs no task.
-        lock = asyncio.Lock()
+        # Handlers of this consumer run one at a time, whichever source
+        # their message came from; an uncontended turn costs no await.
+        turn = _Turn()
         main = asyncio.current_task()
-        reader = asyncio.create_task(self._read_layer(layer, lock, main))
+        reader = asyncio.create_task(self._read_layer(layer, turn, main))
         try:
             while True:
                 message = await receive()
-                async with lock:
+                if turn.busy:
+                    await turn.wait()
+                else:
+                    turn.busy = True
+                try:
                     await self.dispatch(message)  # type: ignore[arg-type]
+                finally:
+                    turn.release()
         except asyncio.CancelledError:
             # The reader cancels us when a layer message's handler stopped
             # the consumer or failed; any other cancellation is the server's.
@@ -204,13 +252,19 @@ class AsyncConsumer:
                 await reader
 
     async def _read_layer(
-        self, layer: Any, lock: asyncio.Lock, main: asyncio.Task[Any] | None
+        self, layer: Any, turn: _Turn, main: asyncio.Task[Any] | None
     ) -> None:
         try:
             while True:
                 message = await layer.receive(self.channel_name)
-                async with lock:
+                if turn.busy:
+                    await turn.wait()
+                else:
+                    turn.busy = True
+                try:
                     await self.dispatch(message)
+                finally:
+                    turn.release()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -256,7 +310,7 @@ class AsyncConsumer:
             ) from None
         name, is_async = self._handler_for(kind)
         handler = getattr(self, name)
-        if self._close_old:
+        if self._close_old and has_loop_connections():
             await aclose_old_connections()
         if not self.defer_sends:
             await self._invoke(handler, is_async, message)
@@ -277,28 +331,35 @@ class AsyncConsumer:
             raise
         finally:
             deactivate(token)
-        held = outbox.close()
-        if held:
-            await send_entries(held)
+        for send, args in outbox.close():
+            await send(*args)
 
-    async def _call_hook(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the user hook ``name`` (``connect``, ``receive``, ...)."""
+    def _call_hook(self, name: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """Call the user hook ``name`` (``connect``, ``receive``, ...); await it."""
         hook = getattr(self, name)
         try:
             is_async = self._hooks[name]
         except KeyError:
             is_async = self._hooks[name] = _is_async(hook)
-        return await self._invoke(hook, is_async, *args, **kwargs)
+        return self._invoke(hook, is_async, *args, **kwargs)
 
-    async def _invoke(
+    def _invoke(
         self, fn: Callable[..., Any], is_async: bool, /, *args: Any, **kwargs: Any
-    ) -> Any:
+    ) -> Awaitable[Any]:
+        """Return the awaitable of ``fn``'s call: its own, or the pool's."""
+        # Plain functions returning awaitables, not coroutines: each hook and
+        # handler call costs no frame of ours on top of the callee's.
         if is_async:
-            return await fn(*args, **kwargs)
-        return await run_sync(_call_in_pool, self._close_old, fn, *args, **kwargs)
+            return fn(*args, **kwargs)  # type: ignore[no-any-return]
+        return run_sync(_call_in_pool, self._close_old, fn, *args, **kwargs)
 
     async def _deliver(self, message: Message, immediately: bool = False) -> None:
-        await deliver(current_outbox(self), self.base_send, (message,), immediately)
+        outbox = current_outbox(self)
+        if outbox is not None and not immediately and not outbox.sync_connections:
+            # An async handler's send: held, with no transaction to wait for.
+            outbox.add((self.base_send, (message,)))
+            return
+        await deliver(outbox, self.base_send, (message,), immediately)
 
     def _deliver_sync(self, message: Message, immediately: bool = False) -> None:
         deliver_sync(current_outbox(self), self.base_send, (message,), immediately)
