@@ -8,8 +8,12 @@ channel layer. The environment changes what a deployment needs:
 ``DJANGO_DEBUG``
     ``0`` turns ``DEBUG`` off; it is on otherwise.
 ``REDIS_URL``
-    Use channels-redis on this server (``redis://127.0.0.1:6379``), so that
-    several server processes share groups.
+    Use a Redis channel layer on this server (``redis://127.0.0.1:6379``),
+    so that several server processes and ``runworker`` share groups and
+    channels: django_realtime's own Redis layer.
+``REDIS_LAYER_BACKEND``
+    The ``BACKEND`` of that layer instead, for example
+    ``channels_redis.core.RedisChannelLayer``.
 ``EXAMPLE_DB_PATH``
     Where the SQLite database lives, instead of ``db.sqlite3`` beside
     ``manage.py``.
@@ -84,7 +88,9 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": os.environ.get(
+                "REDIS_LAYER_BACKEND", "django_realtime.layers.redis.RedisChannelLayer"
+            ),
             "CONFIG": {"hosts": [REDIS_URL]},
         },
     }

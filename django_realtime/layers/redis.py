@@ -674,7 +674,7 @@ def _describe(url: str) -> str:
 def _import_serialiser() -> tuple[Callable[[Any], Any], Callable[[Any], bytes]]:
     """Check that redis-py is there; return msgpack's decoder and encoder."""
     try:
-        import msgpack  # type: ignore[import-untyped]
+        import msgpack
         import redis.asyncio  # noqa: F401
     except ImportError as error:
         raise ImportError(

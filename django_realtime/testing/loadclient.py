@@ -677,6 +677,10 @@ async def connect(
             assert connection._handshake is not None
             await connection._handshake
     except BaseException:
+        # Nobody will await the handshake now: settle it, so that a later
+        # connection_lost does not leave an exception nobody retrieves.
+        if connection._handshake is not None and not connection._handshake.done():
+            connection._handshake.cancel()
         connection.abort()
         raise
     return connection

@@ -1,7 +1,8 @@
 """The channel layer contract, run against every layer in conftest.LAYERS.
 
-Each test body runs unchanged on the in-memory layer, channels-redis'
-RedisChannelLayer and RedisPubSubChannelLayer. Where a layer lacks a feature
+Each test body runs unchanged on the in-memory layer, django_realtime's
+Redis layer, and channels-redis' RedisChannelLayer and
+RedisPubSubChannelLayer. Where a layer lacks a feature
 by design, the test is skipped with the reason.
 """
 
