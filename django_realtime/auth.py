@@ -112,9 +112,7 @@ async def get_user(scope: Scope) -> User:
 
 def _connect_user(scope: Scope, session: SessionBase) -> User:
     """Read the session if need be and return its user (in a pool thread)."""
-    user: User = django_get_user(
-        cast(HttpRequest, _ConnectionRequest(scope, session))
-    )
+    user: User = django_get_user(cast(HttpRequest, _ConnectionRequest(scope, session)))
     return user
 
 
