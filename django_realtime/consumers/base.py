@@ -24,6 +24,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -155,7 +156,6 @@ class AsyncConsumer:
     # "session" are added by routers and middleware, beyond asgiref's types.
     scope: dict[str, Any]
     channel_layer: Any
-    channel_name: str | None
     base_send: Callable[[Message], Awaitable[None]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -167,8 +167,27 @@ class AsyncConsumer:
         for key, value in kwargs.items():
             setattr(self, key, value)
         self.channel_layer = None
-        self.channel_name = None
+        self._channel_name: str | None = None
+        # While running with a layer: start listening on the channel.
+        self._listen: Callable[[], None] | None = None
         self._stop: BaseException | None = None
+
+    @property
+    def channel_name(self) -> str | None:
+        """Return this consumer's channel on the layer (``None`` without one).
+
+        The consumer listens on its channel from the first time the name is
+        read, by its groups or by code that hands it out: a consumer that
+        never does (an echo, say) costs no listening task and its memory.
+        A message sent to the name before then waits in the layer.
+        """
+        if self._listen is not None:
+            self._listen()
+        return self._channel_name
+
+    @channel_name.setter
+    def channel_name(self, value: str | None) -> None:
+        self._channel_name = value
 
     @classmethod
     def as_asgi(cls, **initkwargs: Any) -> ASGIApp:
@@ -221,12 +240,25 @@ class AsyncConsumer:
                 await aclose_old_connections()
 
     async def _run_with_layer(self, layer: Any, receive: ASGIReceiveCallable) -> None:
-        self.channel_name = await layer.new_channel()
+        self._channel_name = await layer.new_channel()
         # Handlers of this consumer run one at a time, whichever source
         # their message came from; an uncontended turn costs no await.
         turn = _Turn()
         main = asyncio.current_task()
-        reader = asyncio.create_task(self._read_layer(layer, turn, main))
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+        reader: asyncio.Task[None] | None = None
+
+        def listen() -> None:
+            nonlocal reader
+            if threading.get_ident() != loop_thread:
+                # Read from a sync handler's thread: start it on the loop.
+                loop.call_soon_threadsafe(listen)
+            elif self._listen is not None:
+                self._listen = None
+                reader = loop.create_task(self._read_layer(layer, turn, main))
+
+        self._listen = listen
         try:
             while True:
                 message = await receive()
@@ -247,16 +279,18 @@ class AsyncConsumer:
                 main.uncancel()
             raise self._stop from None
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            self._listen = None
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
     async def _read_layer(
         self, layer: Any, turn: _Turn, main: asyncio.Task[Any] | None
     ) -> None:
         try:
             while True:
-                message = await layer.receive(self.channel_name)
+                message = await layer.receive(self._channel_name)
                 if turn.busy:
                     await turn.wait()
                 else:

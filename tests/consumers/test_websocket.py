@@ -412,3 +412,49 @@ async def test_consumer_without_a_layer_has_no_channel_name():
     await communicator.send_to(text_data="x")
     assert await communicator.receive_from() == "(None, None)"
     await communicator.disconnect()
+
+
+# Listening on the channel only once its name is given out
+
+
+class InAGroup(Echo):
+    groups = ["listeners"]
+
+
+class HandsOutItsName(AsyncWebsocketConsumer):
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.send(text_data=self.channel_name)
+
+    async def note(self, event):
+        await self.send(text_data=f"note: {event['text']}")
+
+
+class SyncHandsOutItsName(WebsocketConsumer):
+    def receive(self, text_data=None, bytes_data=None):
+        self.send(text_data=self.channel_name)
+
+    def note(self, event):
+        self.send(text_data=f"note: {event['text']}")
+
+
+async def test_a_consumer_that_never_gives_out_its_name_runs_no_listening_task():
+    before = len(asyncio.all_tasks())
+    silent = await connected(Echo.as_asgi())
+    with_groups = await connected(InAGroup.as_asgi())
+    tasks = len(asyncio.all_tasks()) - before
+    await silent.disconnect()
+    await with_groups.disconnect()
+
+    # One application task each, plus one listener for the consumer in groups.
+    assert tasks == 3
+
+
+@pytest.mark.parametrize("consumer", [HandsOutItsName, SyncHandsOutItsName])
+async def test_messages_to_a_name_read_in_a_handler_reach_the_consumer(consumer):
+    communicator = await connected(consumer.as_asgi())
+    await communicator.send_to(text_data="name?")
+    name = await communicator.receive_from()
+    await get_channel_layer().send(name, {"type": "note", "text": "hi"})
+
+    assert await communicator.receive_from() == "note: hi"
+    await communicator.disconnect()
