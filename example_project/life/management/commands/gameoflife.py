@@ -244,7 +244,7 @@ class Command(BaseCommand):
         if importlib.util.find_spec("websockets") is None:
             raise CommandError(
                 "gameoflife needs the websockets package for its cell clients: "
-                "python -m pip install -e \".[example]\""
+                'python -m pip install -e ".[example]"'
             )
         from example_project.life.client import CellSpec, RunConfig
 
