@@ -49,6 +49,7 @@ __all__ = [
     "deliver",
     "deliver_sync",
     "held_layer",
+    "hold",
     "send_entries",
     "send_to_channel",
     "send_to_group",
@@ -88,10 +89,24 @@ def _after_commit(send: Send, args: tuple[Any, ...]) -> None:
         async_to_sync(send)(*args)
 
 
+def hold(outbox: Outbox | None, entry: Entry, immediately: bool = False) -> bool:
+    """Hold ``entry`` if the rules say so with no I/O; return whether it was.
+
+    The common case of :func:`deliver` (a send inside a handler, with no
+    transaction to wait for), answered without awaiting anything.
+    """
+    if outbox is None or immediately or outbox.sync_connections:
+        return False
+    outbox.add(entry)
+    return True
+
+
 async def deliver(
     outbox: Outbox | None, send: Send, args: tuple[Any, ...], immediately: bool = False
 ) -> None:
     """Send or hold ``send(*args)`` from async code, by the module's rules."""
+    if hold(outbox, (send, args), immediately):
+        return
     if outbox is None:
         await send(*args)
     elif immediately:

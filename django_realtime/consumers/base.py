@@ -38,6 +38,7 @@ from django_realtime.delivery import (
     deliver,
     deliver_sync,
     held_layer,
+    hold,
     remember_sync_connections,
     send_entries,
 )
@@ -96,9 +97,9 @@ def _call_in_pool(
 class _Turn:
     """Let one of a consumer's two message sources run a handler at a time.
 
-    The holder sets :attr:`busy` itself when it is false (no await), and
-    otherwise awaits :meth:`wait`; :meth:`release` hands the turn to the
-    longest waiter, or frees it.
+    :meth:`take` takes a free turn at once (no await) or returns what to
+    await for it; :meth:`release` hands the turn to the longest waiter, or
+    frees it.
     """
 
     __slots__ = ("busy", "waiters")
@@ -107,7 +108,14 @@ class _Turn:
         self.busy = False
         self.waiters: list[asyncio.Future[None]] = []
 
-    async def wait(self) -> None:
+    def take(self) -> Awaitable[None] | None:
+        """Take the turn if it is free; otherwise return an awaitable for it."""
+        if self.busy:
+            return self._wait()
+        self.busy = True
+        return None
+
+    async def _wait(self) -> None:
         """Wait until the turn is handed to us."""
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
@@ -262,10 +270,8 @@ class AsyncConsumer:
         try:
             while True:
                 message = await receive()
-                if turn.busy:
-                    await turn.wait()
-                else:
-                    turn.busy = True
+                if (waiting := turn.take()) is not None:
+                    await waiting
                 try:
                     await self.dispatch(message)  # type: ignore[arg-type]
                 finally:
@@ -291,10 +297,8 @@ class AsyncConsumer:
         try:
             while True:
                 message = await layer.receive(self._channel_name)
-                if turn.busy:
-                    await turn.wait()
-                else:
-                    turn.busy = True
+                if (waiting := turn.take()) is not None:
+                    await waiting
                 try:
                     await self.dispatch(message)
                 finally:
@@ -389,11 +393,9 @@ class AsyncConsumer:
 
     async def _deliver(self, message: Message, immediately: bool = False) -> None:
         outbox = current_outbox(self)
-        if outbox is not None and not immediately and not outbox.sync_connections:
-            # An async handler's send: held, with no transaction to wait for.
-            outbox.add((self.base_send, (message,)))
-            return
-        await deliver(outbox, self.base_send, (message,), immediately)
+        entry = (self.base_send, (message,))
+        if not hold(outbox, entry, immediately):
+            await deliver(outbox, *entry, immediately)
 
     def _deliver_sync(self, message: Message, immediately: bool = False) -> None:
         deliver_sync(current_outbox(self), self.base_send, (message,), immediately)
