@@ -1,0 +1,1 @@
+"""Resumable streams: sequenced server-to-client messages that survive reconnects."""

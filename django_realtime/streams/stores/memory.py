@@ -1,0 +1,72 @@
+"""The embedded history store: streams kept in this process's memory.
+
+History lives as long as the process: after a restart every stream starts
+a new epoch, and clients that come back are told their history is gone.
+Servers in several processes need :class:`~django_realtime.streams.stores.
+redis.RedisHistoryStore`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+
+from django_realtime.streams.positions import (
+    History,
+    HistoryWindow,
+    Position,
+    Publication,
+)
+from django_realtime.streams.stores.base import HistoryStore, PolicyTable
+
+__all__ = ["MemoryHistoryStore"]
+
+
+def new_epoch() -> str:
+    """Return a fresh epoch name, never given before."""
+    return secrets.token_hex(4)
+
+
+class MemoryHistoryStore(HistoryStore):
+    """Keep streams in memory and announce to listeners in this process.
+
+    Publishing is safe from any thread: a lock makes assigning, keeping and
+    announcing one step, so every listener sees a stream's publications in
+    offset order.
+    """
+
+    def __init__(
+        self,
+        policies: PolicyTable | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(policies, clock)
+        self._windows: dict[str, HistoryWindow] = {}
+        self._lock = threading.Lock()
+
+    def _window(self, stream: str) -> HistoryWindow:
+        window = self._windows.get(stream)
+        if window is None:
+            window = self._windows[stream] = HistoryWindow(stream, new_epoch())
+        return window
+
+    async def publish(self, stream: str, data: str) -> Publication:
+        """Keep ``data`` at ``stream``'s next position and announce it."""
+        policy = self.policies(stream)
+        with self._lock:
+            publication = self._window(stream).append(data, policy, self.clock())
+            self.hub.announce(publication)
+        return publication
+
+    async def read(self, stream: str, since: Position | None = None) -> History:
+        """Return what ``stream`` published after ``since``."""
+        policy = self.policies(stream)
+        with self._lock:
+            return self._window(stream).since(since, policy, self.clock())
+
+    async def flush(self) -> None:
+        """Forget every stream: each starts a new epoch."""
+        with self._lock:
+            self._windows.clear()
