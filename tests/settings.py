@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "tests",
     "example_project.chat",
+    "example_project.jobs",
 ]
 
 MIDDLEWARE = [

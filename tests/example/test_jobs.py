@@ -15,16 +15,14 @@ import asyncio
 import datetime
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.apps import apps
-from django.core.management import call_command
+from django.contrib.auth.models import User
 from django.db import connections, transaction
 from django.test import Client
-from django.test.utils import modify_settings
 from django.urls import include, path
 from django.utils import timezone
 
@@ -34,13 +32,20 @@ from django_realtime.layers.base import ChannelLayer
 from django_realtime.routing import ChannelNameRouter, URLRouter
 from django_realtime.testing import WebsocketCommunicator
 from django_realtime.worker import Worker
+from example_project.jobs import work
+from example_project.jobs.models import Job, group_for_user
+from example_project.jobs.routing import channel_routes, websocket_urlpatterns
+from example_project.jobs.views import FULL_QUEUE_ERROR, submit_job
+from example_project.jobs.work import (
+    STEPS,
+    JobFailed,
+    count_primes_between,
+    describe,
+    run,
+)
+from example_project.jobs.worker import UNEXPECTED_ERROR, finish
 from tests.example.test_chat_consumer import PASSWORD, session_cookie
 from tests.session_databases import DATABASES, PinnedRouter, database
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import User
-
-    from example_project.jobs.models import Job
 
 __all__ = ["database"]  # a fixture used by name
 
@@ -50,49 +55,12 @@ CommunicatorFactory = Callable[..., WebsocketCommunicator]
 WAIT = 10.0
 
 
-def __getattr__(name: str) -> Any:
-    """Return this module's URLconf, built once the jobs app is installed.
-
-    The page's URLs, with the login and chat URLs its template links to.
-    """
-    if name != "urlpatterns":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return [
-        path("jobs/", include("example_project.jobs.urls")),
-        path("chat/", include("example_project.chat.urls")),
-        path("accounts/", include("django.contrib.auth.urls")),
-    ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _jobs_app(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """Install the jobs app and its table for this module, if not installed.
-
-    tests/settings.py does not list ``example_project.jobs`` (yet); this
-    installs it for the module's tests, migrates it on each test database,
-    and drops its table afterwards: other modules flush the databases
-    without knowing the app, and PostgreSQL refuses to truncate the users
-    a table they do not know refers to.
-    """
-    if apps.is_installed("example_project.jobs"):
-        yield
-        return
-    migrated = [
-        alias
-        for alias in DATABASES
-        if str(connections[alias].settings_dict["NAME"])
-        == str(connections[alias].settings_dict["TEST"]["NAME"])
-    ]
-    with modify_settings(INSTALLED_APPS={"append": "example_project.jobs"}):
-        with django_db_blocker.unblock():
-            for alias in migrated:
-                call_command("migrate", "jobs", database=alias, verbosity=0)
-        try:
-            yield
-        finally:
-            with django_db_blocker.unblock():
-                for alias in migrated:
-                    call_command("migrate", "jobs", "zero", database=alias, verbosity=0)
+# The page's URLs, with the login and chat URLs its template links to.
+urlpatterns = [
+    path("jobs/", include("example_project.jobs.urls")),
+    path("chat/", include("example_project.chat.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -120,33 +88,19 @@ def jobs_database(database: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def page_application() -> Any:
     """Return the page's socket routes behind the project's auth stack."""
-    from example_project.jobs.routing import websocket_urlpatterns
-
     return AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
 
 
-def job_model() -> type[Job]:
-    from example_project.jobs.models import Job
-
-    return Job
-
-
 async def create_user(username: str) -> User:
-    from django.contrib.auth.models import User
-
     return await User.objects.acreate_user(username, password=PASSWORD)
 
 
 async def get_user(username: str) -> User:
-    from django.contrib.auth.models import User
-
     return await User.objects.aget(username=username)
 
 
 async def submit(owner: User, kind: str = "wait", **parameters: Any) -> Job:
     """Submit a job as the view does."""
-    from example_project.jobs.views import submit_job
-
     parameters = {"number": 1, "fail_halfway": False, **parameters}
     return await sync_to_async(submit_job)(owner, kind, parameters)
 
@@ -154,7 +108,7 @@ async def submit(owner: User, kind: str = "wait", **parameters: Any) -> Job:
 def read_committed(pk: int) -> Job:
     """Return job ``pk`` as a new connection, in another thread, sees it."""
     try:
-        return job_model().objects.get(pk=pk)
+        return Job.objects.get(pk=pk)
     finally:
         connections.close_all()
 
@@ -202,8 +156,6 @@ async def states_until_finished(
 @pytest.fixture
 async def worker(channel_layer: ChannelLayer) -> AsyncIterator[Worker]:
     """Run the project's channel routes as ``runworker jobs`` does."""
-    from example_project.jobs.routing import channel_routes
-
     worker = Worker(
         ChannelNameRouter(channel_routes), ["jobs"], channel_layer, shutdown_timeout=1
     )
@@ -217,8 +169,6 @@ async def worker(channel_layer: ChannelLayer) -> AsyncIterator[Worker]:
 
 
 def test_count_primes_between_agrees_with_trial_division() -> None:
-    from example_project.jobs.work import count_primes_between
-
     def is_prime(n: int) -> bool:
         return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))
 
@@ -229,8 +179,6 @@ def test_count_primes_between_agrees_with_trial_division() -> None:
 
 
 async def test_counting_primes_reports_each_step_and_ends_with_the_count() -> None:
-    from example_project.jobs.work import STEPS, run
-
     steps = [step async for step in run("primes", {"number": 1_000_000})]
 
     assert [step.percent for step in steps] == [
@@ -242,8 +190,6 @@ async def test_counting_primes_reports_each_step_and_ends_with_the_count() -> No
 
 
 async def test_a_job_asked_to_fail_fails_halfway() -> None:
-    from example_project.jobs.work import JobFailed, run
-
     percents = []
 
     async def count() -> None:
@@ -257,16 +203,12 @@ async def test_a_job_asked_to_fail_fails_halfway() -> None:
 
 
 async def test_an_unknown_kind_of_job_fails_with_the_kinds_it_knows() -> None:
-    from example_project.jobs.work import JobFailed, run
-
     with pytest.raises(JobFailed, match=r"among \['primes', 'wait'\], got 'nap'"):
         async for _ in run("nap", {"number": 1}):
             pass
 
 
 def test_a_job_says_what_it_does() -> None:
-    from example_project.jobs.work import describe
-
     assert describe("primes", {"number": 1_000_000}) == (
         "Count the primes below 1,000,000"
     )
@@ -280,7 +222,6 @@ def test_a_job_says_what_it_does() -> None:
 
 
 async def test_jobs_no_worker_will_finish_are_failed_with_the_reason() -> None:
-    Job = job_model()
     alice = await create_user("alice")
     now = timezone.now()
 
@@ -334,8 +275,6 @@ def csrf_token(text: str) -> str:
 @pytest.fixture
 def browser() -> Client:
     """Return a client logged in as alice that checks CSRF tokens."""
-    from django.contrib.auth.models import User
-
     User.objects.create_user("alice", password=PASSWORD)
     client = Client(enforce_csrf_checks=True)
     assert client.login(username="alice", password=PASSWORD)
@@ -352,7 +291,6 @@ def test_the_page_needs_a_login() -> None:
 def test_a_submitted_job_is_saved_then_sent_to_the_worker(
     browser: Client, channel_layer: ChannelLayer
 ) -> None:
-    Job = job_model()
     page = browser.get("/jobs/")
     assert page.status_code == 200
     assert "No jobs yet." in page.text
@@ -383,10 +321,6 @@ def test_a_submitted_job_is_saved_then_sent_to_the_worker(
 def test_a_job_whose_transaction_rolls_back_is_never_sent(
     browser: Client, channel_layer: ChannelLayer
 ) -> None:
-    from django.contrib.auth.models import User
-
-    from example_project.jobs.views import submit_job
-
     alice = User.objects.get(username="alice")
     assert isinstance(channel_layer, InMemoryChannelLayer)
     sent = channel_layer.stats.sent
@@ -399,7 +333,7 @@ def test_a_job_whose_transaction_rolls_back_is_never_sent(
     with pytest.raises(RuntimeError, match="roll back"):
         submit_then_roll_back()
 
-    assert not job_model().objects.exists()
+    assert not Job.objects.exists()
     assert channel_layer.stats.sent == sent
 
 
@@ -407,7 +341,7 @@ def test_a_post_without_the_csrf_token_is_refused(browser: Client) -> None:
     response = browser.post("/jobs/", {"kind": "wait", "number": "1"})
 
     assert response.status_code == 403
-    assert not job_model().objects.exists()
+    assert not Job.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -429,14 +363,12 @@ def test_an_invalid_job_is_refused_with_the_reason(
 
     assert response.status_code == 400
     assert expected in response.text
-    assert not job_model().objects.exists()
+    assert not Job.objects.exists()
 
 
 def test_a_job_the_full_worker_channel_refuses_fails_with_the_reason(
     browser: Client, channel_layer: ChannelLayer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from example_project.jobs.views import FULL_QUEUE_ERROR
-
     capacity = 100  # the in-memory layer's default
     for _ in range(capacity):
         async_to_sync(channel_layer.send)("jobs", {"type": "job.run", "job_id": 0})
@@ -448,16 +380,13 @@ def test_a_job_the_full_worker_channel_refuses_fails_with_the_reason(
         )
 
     assert response.status_code == 302
-    (job,) = job_model().objects.all()
+    (job,) = Job.objects.all()
     assert (job.status, job.error) == ("failed", FULL_QUEUE_ERROR)
     assert "'jobs' channel is full" in caplog.text
     assert FULL_QUEUE_ERROR in browser.get("/jobs/").text
 
 
 def test_the_page_shows_the_users_own_jobs_from_the_database(browser: Client) -> None:
-    from django.contrib.auth.models import User
-
-    Job = job_model()
     alice = User.objects.get(username="alice")
     bob = User.objects.create_user("bob", password=PASSWORD)
     done = Job.objects.create(
@@ -505,9 +434,6 @@ async def test_an_anonymous_socket_is_refused(
 async def test_a_socket_gets_the_users_jobs_then_news_of_them_only(
     listen: Listen, channel_layer: ChannelLayer
 ) -> None:
-    from example_project.jobs.models import group_for_user
-
-    Job = job_model()
     page = await listen("alice")
     assert await page.receive_nothing()
     await page.disconnect()
@@ -559,8 +485,6 @@ async def test_a_socket_answers_a_message_with_an_error(listen: Listen) -> None:
 async def test_a_job_reports_each_step_at_once_and_its_result_once_committed(
     jobs_database: str, listen: Listen, worker: Worker
 ) -> None:
-    from example_project.jobs.work import STEPS
-
     page = await listen("alice")
     alice = await get_user("alice")
     job = await submit(alice, "wait", number=3)
@@ -615,9 +539,6 @@ async def test_an_unexpected_error_fails_the_job_without_showing_it(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from example_project.jobs import work
-    from example_project.jobs.worker import UNEXPECTED_ERROR
-
     async def broken(*args: Any, **kwargs: Any) -> AsyncIterator[work.Step]:
         yield work.Step(50, {})
         raise KeyError("a secret of the worker")
@@ -680,8 +601,6 @@ async def test_a_message_without_an_integer_job_id_is_skipped(
 async def test_a_worker_stopped_mid_job_puts_the_job_back_in_the_queue(
     listen: Listen, channel_layer: ChannelLayer
 ) -> None:
-    from example_project.jobs.routing import channel_routes
-
     worker = Worker(
         ChannelNameRouter(channel_routes), ["jobs"], channel_layer, shutdown_timeout=0.1
     )
@@ -707,11 +626,6 @@ async def test_a_worker_stopped_mid_job_puts_the_job_back_in_the_queue(
 def test_a_result_whose_transaction_rolls_back_is_never_sent(
     channel_layer: ChannelLayer,
 ) -> None:
-    from django.contrib.auth.models import User
-
-    from example_project.jobs.worker import finish
-
-    Job = job_model()
     alice = User.objects.create_user("alice", password=PASSWORD)
     job = Job.objects.create(owner=alice, kind="wait", status="running")
     assert isinstance(channel_layer, InMemoryChannelLayer)
