@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django_realtime.layers._core import GroupSendResult, LayerCore, LayerStats
+from django_realtime.layers._waiters import Waiters
 
 __all__ = ["LocalChannels"]
 
@@ -45,10 +46,7 @@ class LocalChannels:
             capacity_of=capacity_of,
             sweep_interval=min(1.0, expiry, group_expiry),
         )
-        # channel -> receivers waiting for a message on it, oldest first. A
-        # list, not a deque: there is one receiver per channel in the common
-        # case, and an empty deque alone costs ~600 bytes per connection.
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters = Waiters()
 
     @property
     def stats(self) -> LayerStats:
@@ -82,7 +80,7 @@ class LocalChannels:
         """
         self._core.push(channel, message, self.now())
         if channel in self._waiters:
-            self._wake(channel)
+            self._waiters.wake(channel)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on ``channel``; cancelling loses none."""
@@ -92,19 +90,11 @@ class LocalChannels:
             if message is not None:
                 return message
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters = self._waiters.get(channel)
-            if waiters is None:
-                waiters = self._waiters[channel] = []
-            waiters.append(waiter)
+            self._waiters.add(channel, waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
-                if waiter.cancelled():
-                    self._forget(channel, waiter)
-                else:
-                    # Woken for a message but cancelled before taking it:
-                    # the message is still queued, so wake the next receiver.
-                    self._wake(channel)
+                self._waiters.forget(channel, waiter)
                 raise
 
     # Groups
@@ -131,39 +121,10 @@ class LocalChannels:
         The members share one copy; each receive returns a shallow copy.
         """
         result = self._core.group_push(group, message, self.now())
-        waiters = self._waiters
-        if waiters:
-            for channel in result.delivered:
-                if channel in waiters:
-                    self._wake(channel)
+        if self._waiters:
+            self._waiters.wake_each(result.delivered)
         return result
 
     def flush(self) -> None:
         """Drop every queued message and membership; receivers keep waiting."""
         self._core.flush()
-
-    # Internals
-
-    def _wake(self, channel: str) -> None:
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return
-        while waiters:
-            waiter = waiters.pop(0)
-            # A waiter of an ended loop (an earlier test's) can never run.
-            if not waiter.done() and not waiter.get_loop().is_closed():
-                waiter.set_result(None)
-                break
-        if not waiters:
-            del self._waiters[channel]
-
-    def _forget(self, channel: str, waiter: asyncio.Future[None]) -> None:
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return
-        try:
-            waiters.remove(waiter)
-        except ValueError:
-            return
-        if not waiters:
-            del self._waiters[channel]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from django_realtime.layers._core import LayerCore, LayerStats
+from django_realtime.layers._waiters import Waiters
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 
 __all__ = ["InMemoryChannelLayer"]
@@ -100,10 +101,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             capacity_of=self.get_capacity,
             sweep_interval=min(1.0, expiry, group_expiry),
         )
-        # channel -> receivers waiting for a message on it, oldest first. A
-        # list, not a deque: there is one receiver per channel in the common
-        # case, and an empty deque alone costs ~600 bytes per connection.
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters = Waiters()
         self._prefix = f"inmemory!{secrets.token_hex(6)}"
         self._counter = 0
 
@@ -127,7 +125,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         now = self._now()
         self._core.push(channel, message, now)
         if channel in self._waiters:
-            self._wake(channel)
+            self._waiters.wake(channel)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on ``channel`` and return it.
@@ -146,19 +144,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if message is not None:
                 return message
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters = self._waiters.get(channel)
-            if waiters is None:
-                waiters = self._waiters[channel] = []
-            waiters.append(waiter)
+            self._waiters.add(channel, waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
-                if waiter.cancelled():
-                    self._forget(channel, waiter)
-                else:
-                    # Woken for a message but cancelled before taking it:
-                    # the message is still queued, so wake the next receiver.
-                    self._wake(channel)
+                self._waiters.forget(channel, waiter)
                 raise
 
     async def new_channel(self, prefix: str = "specific.") -> str:
@@ -211,11 +201,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_message(message)
         self.require_valid_group_name(group)
         result = self._core.group_push(group, message, self._now())
-        waiters = self._waiters
-        if waiters:
-            for channel in result.delivered:
-                if channel in waiters:
-                    self._wake(channel)
+        if self._waiters:
+            self._waiters.wake_each(result.delivered)
         if result.full:
             logger.warning(
                 "group_send to %r: %d of %d members were full; message dropped "
@@ -255,29 +242,3 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 report.expired_memberships,
             )
         return now
-
-    def _wake(self, channel: str) -> None:
-        """Wake the longest waiting live receiver on ``channel``."""
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return
-        while waiters:
-            waiter = waiters.pop(0)
-            # A waiter whose loop has closed (an earlier test's) can never
-            # run; skip it rather than schedule callbacks on a dead loop.
-            if not waiter.done() and not waiter.get_loop().is_closed():
-                waiter.set_result(None)
-                break
-        if not waiters:
-            del self._waiters[channel]
-
-    def _forget(self, channel: str, waiter: asyncio.Future[None]) -> None:
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return
-        try:
-            waiters.remove(waiter)
-        except ValueError:
-            return
-        if not waiters:
-            del self._waiters[channel]
