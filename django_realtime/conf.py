@@ -21,6 +21,14 @@ DEFAULTS: dict[str, Any] = {
     # Close unusable and obsolete database connections around handlers, as
     # Django does around requests (see django_realtime.db).
     "CLOSE_OLD_CONNECTIONS": True,
+    # Where streams keep their history (django_realtime.streams): a backend
+    # and its options, as in CACHES.
+    "STREAM_STORE": {"BACKEND": "django_realtime.streams.stores.MemoryHistoryStore"},
+    # How much history each stream keeps: fnmatch patterns of stream names
+    # to limits; the first match wins (see HistoryPolicy).
+    "STREAM_HISTORY": {
+        "*": {"MAX_COUNT": 1000, "MAX_BYTES": 1024 * 1024, "MAX_AGE": 3600}
+    },
 }
 
 

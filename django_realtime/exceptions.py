@@ -8,7 +8,9 @@ Every exception the package raises on purpose derives from one root, so
     │   ├── DenyConnection          raise in connect() to refuse the handshake
     │   ├── StopConsumer            raise in a handler to end the consumer
     │   ├── InvalidMessageError     a message without a usable "type"
-    │   └── InvalidFrameError       a client frame the consumer cannot take
+    │   ├── InvalidFrameError       a client frame the consumer cannot take
+    │   └── RequestError            raise in a stream request handler to answer
+    │                               with an error frame
     ├── RoutingError                no route for a scope
     │   └── RouteNotFound
     ├── ChannelLayerError           a channel layer refused an operation
@@ -39,6 +41,7 @@ __all__ = [
     "InvalidMessageError",
     "LiveServerError",
     "RealtimeError",
+    "RequestError",
     "RouteNotFound",
     "RoutingError",
     "StopConsumer",
@@ -82,6 +85,19 @@ class InvalidFrameError(ConsumerError):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+class RequestError(ConsumerError):
+    """Refuse a stream protocol request: raise from a ``request_*`` handler.
+
+    The client gets an ``error`` frame with :attr:`code` and :attr:`message`;
+    what the handler sent or published before raising is dropped.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class RoutingError(RealtimeError):

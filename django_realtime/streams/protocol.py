@@ -1,0 +1,188 @@
+"""The stream protocol's frames: parse what clients send, build what they get.
+
+The protocol is specified in ``docs/topics/streams-protocol.rst``. This
+module is pure: :func:`parse_frame` turns a decoded JSON value into one of
+the frame classes or raises :class:`FrameError`; the ``*_frame`` functions
+build the server's frames as dicts ready for ``send_json``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django_realtime.streams.positions import Position, validate_stream_name
+
+__all__ = [
+    "FrameError",
+    "Ping",
+    "Request",
+    "Subscribe",
+    "Unsubscribe",
+    "error_frame",
+    "lost_frame",
+    "parse_frame",
+    "subscribed_frame",
+]
+
+_REQUEST_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
+
+
+class FrameError(Exception):
+    """A client frame that is refused, and the error frame that says why."""
+
+    def __init__(self, frame_id: int | None, code: str, message: str) -> None:
+        super().__init__(message)
+        self.id = frame_id
+        self.code = code
+        self.message = message
+
+    def frame(self) -> dict[str, Any]:
+        """Return the ``error`` frame for the client."""
+        return error_frame(self.id, self.code, self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """``subscribe``: start (or resume from ``since``) a stream."""
+
+    id: int
+    stream: str
+    since: Position | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """``unsubscribe``: stop a stream."""
+
+    id: int
+    stream: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """``request``: call the consumer's handler for ``type`` with ``data``."""
+
+    id: int
+    type: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``ping``: answered with ``pong``."""
+
+    id: int
+
+
+Frame = Subscribe | Unsubscribe | Request | Ping
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _stream(frame_id: int, content: dict[str, Any]) -> str:
+    try:
+        return validate_stream_name(content.get("stream"))
+    except ValueError as exc:
+        raise FrameError(frame_id, "bad_frame", str(exc)) from None
+
+
+def _since(frame_id: int, value: Any) -> Position | None:
+    if value is None:
+        return None
+    if (
+        type(value) is not dict
+        or type(value.get("epoch")) is not str
+        or not _is_int(value.get("offset"))
+    ):
+        raise FrameError(
+            frame_id,
+            "bad_frame",
+            'Expected "since" to be {"epoch": <string>, "offset": <integer>}, '
+            f"got {value!r}.",
+        )
+    return Position(value["epoch"], value["offset"])
+
+
+def parse_frame(content: Any) -> Frame:
+    """Return the frame ``content`` (a decoded JSON value) is.
+
+    Raises:
+        FrameError: ``content`` is not a valid client frame.
+    """
+    if type(content) is not dict:
+        raise FrameError(
+            None, "bad_frame", f"Expected a JSON object with a 'kind', got {content!r}."
+        )
+    frame_id = content.get("id")
+    if not isinstance(frame_id, int) or isinstance(frame_id, bool):
+        raise FrameError(
+            None, "bad_frame", f"Expected an integer 'id', got {frame_id!r}."
+        )
+    kind = content.get("kind")
+    if kind == "subscribe":
+        return Subscribe(
+            frame_id, _stream(frame_id, content), _since(frame_id, content.get("since"))
+        )
+    if kind == "unsubscribe":
+        return Unsubscribe(frame_id, _stream(frame_id, content))
+    if kind == "request":
+        request_type = content.get("type")
+        if type(request_type) is not str or not _REQUEST_TYPE.fullmatch(request_type):
+            raise FrameError(
+                frame_id,
+                "bad_frame",
+                "Expected a request 'type' of dotted names (\"chat.post\"), "
+                f"got {request_type!r}.",
+            )
+        return Request(frame_id, request_type, content.get("data"))
+    if kind == "ping":
+        return Ping(frame_id)
+    raise FrameError(
+        frame_id,
+        "bad_frame",
+        "Expected 'kind' to be 'subscribe', 'unsubscribe', 'request' or 'ping', "
+        f"got {kind!r}.",
+    )
+
+
+def subscribed_frame(
+    frame_id: int,
+    stream: str,
+    position: Position,
+    recovered: bool,
+    reason: str | None,
+    replayed: int,
+) -> dict[str, Any]:
+    """Return the ``subscribed`` frame."""
+    frame: dict[str, Any] = {
+        "kind": "subscribed",
+        "id": frame_id,
+        "stream": stream,
+        "epoch": position.epoch,
+        "offset": position.offset,
+        "recovered": recovered,
+        "replayed": replayed,
+    }
+    if not recovered:
+        frame["reason"] = reason
+    return frame
+
+
+def lost_frame(stream: str, position: Position, reason: str) -> dict[str, Any]:
+    """Return the ``lost`` frame: history up to ``position`` cannot be replayed."""
+    return {
+        "kind": "lost",
+        "stream": stream,
+        "epoch": position.epoch,
+        "offset": position.offset,
+        "reason": reason,
+    }
+
+
+def error_frame(frame_id: int | None, code: str, message: str) -> dict[str, Any]:
+    """Return an ``error`` frame answering the frame ``frame_id``."""
+    return {"kind": "error", "id": frame_id, "code": code, "message": message}
