@@ -23,6 +23,11 @@ Errors
         ``CHANNEL_LAYERS`` is not a dict.
     ``django_realtime.E007``
         ``REALTIME`` is not a dict.
+    ``django_realtime.E008``
+        ``REALTIME["STREAM_STORE"]`` is not ``{"BACKEND": ..., "OPTIONS":
+        {...}}`` naming an importable history store, or
+        ``REALTIME["STREAM_HISTORY"]`` is not a dict of stream-name patterns
+        to valid limits.
 
 Warnings
     ``django_realtime.W001``
@@ -68,6 +73,7 @@ __all__ = [
     "check_installed_apps",
     "check_realtime_setting",
     "check_session_engine",
+    "check_streams",
 ]
 
 TAG = "realtime"
@@ -293,6 +299,63 @@ def check_realtime_setting(
         for key in options
         if key not in DEFAULTS
     ]
+
+
+@register(TAG)
+def check_streams(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Check the history store and history limits of streams."""
+    options = getattr(settings, "REALTIME", None)
+    if not isinstance(options, dict):
+        return []
+    problem = _stream_settings_problem(
+        options.get("STREAM_STORE", DEFAULTS["STREAM_STORE"]),
+        options.get("STREAM_HISTORY", DEFAULTS["STREAM_HISTORY"]),
+    )
+    if problem is None:
+        return []
+    return [
+        Error(
+            problem,
+            hint="See the STREAM_STORE and STREAM_HISTORY settings in the docs.",
+            id="django_realtime.E008",
+        )
+    ]
+
+
+def _stream_settings_problem(store: object, history: object) -> str | None:
+    from django_realtime.streams.stores.base import HistoryStore, PolicyTable
+
+    if not isinstance(store, Mapping) or not isinstance(store.get("BACKEND"), str):
+        return (
+            "REALTIME['STREAM_STORE'] must be a dict with a 'BACKEND' dotted "
+            f"path, got {store!r}."
+        )
+    if not isinstance(store.get("OPTIONS", {}), Mapping):
+        options = store["OPTIONS"]
+        return f"REALTIME['STREAM_STORE']['OPTIONS'] must be a dict, got {options!r}."
+    try:
+        backend = import_string(store["BACKEND"])
+    except ImportError as exc:
+        return f"REALTIME['STREAM_STORE']['BACKEND'] cannot be imported: {exc}"
+    if not (isinstance(backend, type) and issubclass(backend, HistoryStore)):
+        return (
+            "REALTIME['STREAM_STORE']['BACKEND'] must name a HistoryStore "
+            f"subclass, got {store['BACKEND']!r}."
+        )
+    if not isinstance(history, Mapping) or not all(
+        isinstance(limits, Mapping) for limits in history.values()
+    ):
+        return (
+            "REALTIME['STREAM_HISTORY'] must map stream-name patterns to dicts "
+            f"of limits, got {history!r}."
+        )
+    try:
+        PolicyTable(history)
+    except (TypeError, ValueError) as exc:
+        return f"REALTIME['STREAM_HISTORY'] has invalid limits: {exc}"
+    return None
 
 
 @register(TAG, deploy=True)

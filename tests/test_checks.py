@@ -216,6 +216,64 @@ def test_realtime_setting_that_is_not_a_dict_is_e007(settings: Any) -> None:
     assert ids(checks.check_realtime_setting()) == ["django_realtime.E007"]
 
 
+def test_default_and_valid_stream_settings_pass(settings: Any) -> None:
+    assert checks.check_streams() == []
+    settings.REALTIME = {
+        "STREAM_STORE": {
+            "BACKEND": "django_realtime.streams.stores.MemoryHistoryStore",
+            "OPTIONS": {},
+        },
+        "STREAM_HISTORY": {"chat.*": {"MAX_COUNT": 10, "MAX_AGE": None}},
+    }
+    assert checks.check_streams() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"STREAM_STORE": "memory"}, "'BACKEND' dotted path"),
+        ({"STREAM_STORE": {"BACKEND": "no.such.Store"}}, "cannot be imported"),
+        (
+            {
+                "STREAM_STORE": {
+                    "BACKEND": "django_realtime.layers.InMemoryChannelLayer"
+                }
+            },
+            "HistoryStore subclass",
+        ),
+        (
+            {
+                "STREAM_STORE": {
+                    "BACKEND": "django_realtime.streams.stores.MemoryHistoryStore",
+                    "OPTIONS": 3,
+                }
+            },
+            "'OPTIONS'",
+        ),
+        ({"STREAM_HISTORY": {"*": 1000}}, "dicts of limits"),
+        ({"STREAM_HISTORY": {"*": {"MAX_COUNT": -1}}}, "max_count > 0"),
+        (
+            {
+                "STREAM_HISTORY": {
+                    "*": {"MAX_COUNT": None, "MAX_BYTES": None, "MAX_AGE": None}
+                }
+            },
+            "history must be bounded",
+        ),
+        ({"STREAM_HISTORY": {"*": {"MAX_CONT": 5}}}, "invalid limits"),
+    ],
+)
+def test_unusable_stream_settings_are_e008(
+    settings: Any, options: dict[str, Any], fragment: str
+) -> None:
+    settings.REALTIME = options
+
+    messages = checks.check_streams()
+
+    assert ids(messages) == ["django_realtime.E008"]
+    assert fragment in messages[0].msg
+
+
 def test_unknown_realtime_option_is_w003(settings: Any) -> None:
     settings.REALTIME = {"SYNC_THREADS": 4, "SYNC_THREAD": 4}
 
