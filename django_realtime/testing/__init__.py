@@ -18,6 +18,10 @@ _LAZY = {
     "LiveServerError": "django_realtime.testing.live_server",
     "RealtimeLiveServerTestCase": "django_realtime.testing.live_server",
     "ChannelsLiveServerTestCase": "django_realtime.testing.live_server",
+    "RequestFailed": "django_realtime.testing.streams",
+    "StreamClient": "django_realtime.testing.streams",
+    "drop_redis_connections": "django_realtime.testing.streams",
+    "flush_streams": "django_realtime.testing.streams",
 }
 
 __all__ = [
@@ -27,7 +31,11 @@ __all__ = [
     "LiveServer",
     "LiveServerError",
     "RealtimeLiveServerTestCase",
+    "RequestFailed",
+    "StreamClient",
     "WebsocketCommunicator",
+    "drop_redis_connections",
+    "flush_streams",
 ]
 
 if TYPE_CHECKING:
@@ -41,6 +49,12 @@ if TYPE_CHECKING:
         LiveServer,
         LiveServerError,
         RealtimeLiveServerTestCase,
+    )
+    from django_realtime.testing.streams import (
+        RequestFailed,
+        StreamClient,
+        drop_redis_connections,
+        flush_streams,
     )
 
 
