@@ -105,7 +105,8 @@ class StreamHub:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        for listener, loop in list(listeners.items()):
+        # Listeners only queue: none can change the dict while we iterate.
+        for listener, loop in listeners.items():
             if loop is here:
                 listener.publication(publication)
             else:

@@ -35,7 +35,15 @@ class MemoryHistoryStore(HistoryStore):
     Publishing is safe from any thread: a lock makes assigning, keeping and
     announcing one step, so every listener sees a stream's publications in
     offset order.
+
+    A stream that keeps no publication (they aged out, or it never had
+    one) and that nobody listens to is forgotten (checked once a minute):
+    its next use starts a new epoch, so memory is not held by streams
+    nobody uses.
     """
+
+    #: Seconds between two sweeps of forgotten streams.
+    sweep_interval = 60.0
 
     def __init__(
         self,
@@ -45,6 +53,7 @@ class MemoryHistoryStore(HistoryStore):
         super().__init__(policies, clock)
         self._windows: dict[str, HistoryWindow] = {}
         self._lock = threading.Lock()
+        self._swept = self.clock()
 
     def _window(self, stream: str) -> HistoryWindow:
         window = self._windows.get(stream)
@@ -55,10 +64,22 @@ class MemoryHistoryStore(HistoryStore):
     async def publish(self, stream: str, data: str) -> Publication:
         """Keep ``data`` at ``stream``'s next position and announce it."""
         policy = self.policies(stream)
+        now = self.clock()
         with self._lock:
-            publication = self._window(stream).append(data, policy, self.clock())
+            publication = self._window(stream).append(data, policy, now)
             self.hub.announce(publication)
+            if now - self._swept > self.sweep_interval:
+                self._sweep(now)
         return publication
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        for stream, window in list(self._windows.items()):
+            if stream in self.hub:
+                continue
+            window.trim(self.policies(stream), now)
+            if not len(window):
+                del self._windows[stream]
 
     async def read(self, stream: str, since: Position | None = None) -> History:
         """Return what ``stream`` published after ``since``."""
