@@ -276,9 +276,10 @@ export class Realtime {
 
   /**
    * Call `listener({state, attempt, delay, code, reason})` on each change of
-   * state: "connecting" (attempt), "open", "reconnecting" (attempt, delay in
-   * ms, and the close code and reason that caused it), "closed" (code,
-   * reason: no more reconnecting).
+   * state: "connecting" (attempt: 0 for the first connection, then the
+   * number of the reconnection), "open", "reconnecting" (attempt, the delay
+   * in ms before it, and the close code and reason of the connection that
+   * ended), "closed" (code, reason: no more reconnecting).
    * @returns {() => void} removes the listener
    */
   onState(listener) {
@@ -394,7 +395,7 @@ export class Realtime {
   #open() {
     if (this.#closed) return;
     clearTimeout(this.#timer);
-    this.#setState("connecting", { attempt: this.#attempt + 1 });
+    this.#setState("connecting", { attempt: this.#attempt });
     let socket;
     try {
       socket = this.#socket = this.#options.createSocket(this.#url);

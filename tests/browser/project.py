@@ -1,0 +1,149 @@
+"""The browser tests' server: a StreamConsumer, a test page and a publish hook.
+
+The live server runs this module's :data:`application` in a child process
+(daphne, with static files served, so the page loads ``realtime.js`` from
+where a project would). What it serves:
+
+``GET /``
+    The test page: the ``{% realtime_client %}`` import map and
+    ``page.js`` (next to this module), which imports the client by that
+    name and sets up the helpers the tests drive with ``page.evaluate``.
+``POST /publish/?stream=S&count=N&start=K``
+    Publish ``{"type": "tick", "n": K..K+N-1}`` to ``S``, in order, from the
+    server process (the in-memory store lives there).
+``ws /ws/feed/``
+    :class:`Feed`, a :class:`~django_realtime.streams.StreamConsumer`.
+
+History: streams named ``small.*`` keep 3 messages, others 1000. With
+``BROWSER_TEST_REDIS_PREFIX`` in the environment, the history is in Redis
+under that prefix (see :mod:`tests.browser.publisher`); otherwise in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import django
+from django.template.backends.django import DjangoTemplates
+from django.urls import path
+
+from django_realtime.routing import ProtocolTypeRouter, URLRouter
+from django_realtime.streams import (
+    RequestError,
+    StreamConsumer,
+    apublish,
+    set_stream_store,
+)
+from django_realtime.streams.stores import PolicyTable
+
+HERE = Path(__file__).resolve().parent
+POLICIES = {"small.*": {"max_count": 3}, "*": {"max_count": 1000}}
+REDIS_URL = "redis://127.0.0.1:6379"
+#: The Redis client name of the server's store connections, which the e2e
+#: test makes Redis drop.
+REDIS_CLIENT_NAME = "browser-test-server"
+
+PAGE = """{% load realtime %}<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>realtime.js test page</title>
+{% realtime_client %}
+<script type="module" src="/page.js"></script>
+</head>
+<body><p id="status">realtime.js test page</p></body>
+</html>
+"""
+
+
+def build_store() -> None:
+    """Use the history store the environment asks for, with POLICIES."""
+    prefix = os.environ.get("BROWSER_TEST_REDIS_PREFIX")
+    policies = PolicyTable(POLICIES)
+    if prefix:
+        from django_realtime.streams.stores.redis import RedisHistoryStore
+
+        url = f"{REDIS_URL}?client_name={REDIS_CLIENT_NAME}"
+        set_stream_store(RedisHistoryStore(policies=policies, url=url, prefix=prefix))
+    else:
+        from django_realtime.streams.stores import MemoryHistoryStore
+
+        set_stream_store(MemoryHistoryStore(policies))
+
+
+class Feed(StreamConsumer):
+    """Streams for everyone but ``secret.*``, and requests the tests call."""
+
+    async def authorize_stream(self, stream: str) -> bool:
+        return not stream.startswith("secret.")
+
+    async def request_echo(self, data: Any) -> Any:
+        return data
+
+    async def request_refuse(self, data: Any) -> None:
+        raise RequestError(data["code"], data["message"])
+
+    async def request_crash(self, data: Any) -> None:
+        raise RuntimeError("The browser test asked this handler to fail.")
+
+    async def request_sleep(self, data: Any) -> Any:
+        await asyncio.sleep(data["seconds"])
+        return data
+
+    async def request_close(self, data: Any) -> None:
+        await self.close(data["code"])
+
+    async def request_publish_value(self, data: Any) -> None:
+        await apublish(data["stream"], data["value"])
+
+    async def request_publish(self, data: Any) -> None:
+        for n in range(data.get("start", 0), data.get("start", 0) + data["count"]):
+            await apublish(data["stream"], {"type": data.get("type", "tick"), "n": n})
+
+
+def _page() -> bytes:
+    engine = DjangoTemplates(
+        {"NAME": "browser", "DIRS": [], "APP_DIRS": False, "OPTIONS": {}}
+    )
+    return engine.from_string(PAGE).render({}).encode()
+
+
+async def _respond(send: Any, status: int, body: bytes, kind: str) -> None:
+    headers = [(b"content-type", kind.encode()), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def http_application(scope: Any, receive: Any, send: Any) -> None:
+    """Serve the test page and the publish hook."""
+    if scope["path"] == "/":
+        await _respond(send, 200, _page(), "text/html; charset=utf-8")
+    elif scope["path"] == "/page.js":
+        body = (HERE / "page.js").read_bytes()
+        await _respond(send, 200, body, "text/javascript; charset=utf-8")
+    elif scope["path"] == "/publish/" and scope["method"] == "POST":
+        query = parse_qs(scope["query_string"].decode())
+        stream = query["stream"][0]
+        start = int(query.get("start", ["0"])[0])
+        count = int(query["count"][0])
+        for n in range(start, start + count):
+            await apublish(stream, {"type": "tick", "n": n}, immediately=True)
+        await _respond(send, 200, b"published", "text/plain")
+    else:
+        await _respond(send, 404, b"not found", "text/plain")
+
+
+# Under daphne (the live server) Django is set up already; uvicorn does not.
+django.setup()
+build_store()
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_application,
+        "websocket": URLRouter([path("ws/feed/", Feed.as_asgi())]),
+    }
+)
