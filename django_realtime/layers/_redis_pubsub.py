@@ -50,6 +50,10 @@ class Subscriber:
         timeout: Seconds :meth:`subscribe` waits for a confirmation.
         interval: Seconds of silence before a PING; as long again without an
             answer counts as a lost connection.
+        on_active: Called with each topic when Redis confirms it on a
+            connection: a topic confirmed again while still wanted is back
+            after a loss, and messages published meanwhile were missed.
+        topics: What the topics are, for the warning about a lost connection.
     """
 
     def __init__(
@@ -63,6 +67,8 @@ class Subscriber:
         stats: RedisLayerStats,
         timeout: float,
         interval: float,
+        on_active: Callable[[str], None] | None = None,
+        topics: str = "topic(s) (its groups and its channels)",
     ) -> None:
         self.table = table
         self._connect = connect
@@ -72,6 +78,8 @@ class Subscriber:
         self._stats = stats
         self._timeout = timeout
         self._interval = interval
+        self._on_active = on_active
+        self._topics = topics
         self._conn: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiters: dict[str, asyncio.Future[None]] = {}
@@ -242,6 +250,8 @@ class Subscriber:
             future = self._waiters.pop(topic, None)
             if future is not None and not future.done():
                 future.set_result(None)
+            if self._on_active is not None:
+                self._on_active(topic)
 
     def _lost(self, error: BaseException | None) -> None:
         self._last_error = error
@@ -251,10 +261,11 @@ class Subscriber:
         logger.warning(
             "The Redis pub/sub connection to %s is down (%s); reconnecting. "
             "Until it is back, messages published to this process's %d "
-            "topic(s) (its groups and its channels) are lost.",
+            "%s are lost.",
             self._where,
             error,
             len(self.table.wanted),
+            self._topics,
         )
 
     def _restored(self, topics: int) -> None:

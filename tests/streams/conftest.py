@@ -38,6 +38,9 @@ STORES = [
         redis=False,
         lacks={"shared": "the in-memory store lives in one process"},
     ),
+    StoreSpec(
+        "redis", "django_realtime.streams.stores.redis.RedisHistoryStore", redis=True
+    ),
 ]
 
 
