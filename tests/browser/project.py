@@ -14,15 +14,13 @@ where a project would). What it serves:
 ``ws /ws/feed/``
     :class:`Feed`, a :class:`~django_realtime.streams.StreamConsumer`.
 
-History: streams named ``small.*`` keep 3 messages, others 1000. With
-``BROWSER_TEST_REDIS_PREFIX`` in the environment, the history is in Redis
-under that prefix (see :mod:`tests.browser.publisher`); otherwise in memory.
+The history store is :func:`tests.browser.stores.make_store`'s: in memory,
+or in Redis when the environment says so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,16 +34,12 @@ from django_realtime.streams import (
     RequestError,
     StreamConsumer,
     apublish,
+    get_stream_store,
     set_stream_store,
 )
-from django_realtime.streams.stores import PolicyTable
+from tests.browser.stores import make_store
 
 HERE = Path(__file__).resolve().parent
-POLICIES = {"small.*": {"max_count": 3}, "*": {"max_count": 1000}}
-REDIS_URL = "redis://127.0.0.1:6379"
-#: The Redis client name of the server's store connections, which the e2e
-#: test makes Redis drop.
-REDIS_CLIENT_NAME = "browser-test-server"
 
 PAGE = """{% load realtime %}<!doctype html>
 <html lang="en">
@@ -58,21 +52,6 @@ PAGE = """{% load realtime %}<!doctype html>
 <body><p id="status">realtime.js test page</p></body>
 </html>
 """
-
-
-def build_store() -> None:
-    """Use the history store the environment asks for, with POLICIES."""
-    prefix = os.environ.get("BROWSER_TEST_REDIS_PREFIX")
-    policies = PolicyTable(POLICIES)
-    if prefix:
-        from django_realtime.streams.stores.redis import RedisHistoryStore
-
-        url = f"{REDIS_URL}?client_name={REDIS_CLIENT_NAME}"
-        set_stream_store(RedisHistoryStore(policies=policies, url=url, prefix=prefix))
-    else:
-        from django_realtime.streams.stores import MemoryHistoryStore
-
-        set_stream_store(MemoryHistoryStore(policies))
 
 
 class Feed(StreamConsumer):
@@ -93,6 +72,10 @@ class Feed(StreamConsumer):
     async def request_sleep(self, data: Any) -> Any:
         await asyncio.sleep(data["seconds"])
         return data
+
+    async def request_store_name(self, data: Any) -> str:
+        """Return the Redis client name of the server's store connections."""
+        return str(getattr(get_stream_store(), "client_name", ""))
 
     async def request_close(self, data: Any) -> None:
         await self.close(data["code"])
@@ -139,7 +122,7 @@ async def http_application(scope: Any, receive: Any, send: Any) -> None:
 
 # Under daphne (the live server) Django is set up already; uvicorn does not.
 django.setup()
-build_store()
+set_stream_store(make_store())
 
 application = ProtocolTypeRouter(
     {
