@@ -188,6 +188,33 @@ def test_unsubscribe_stops_the_stream_and_a_new_subscription_starts_from_now(
     assert offsets(page, "again") == [5]
 
 
+def test_unsubscribing_before_the_server_answered_rejects_ready_with_closed(
+    page: Page,
+) -> None:
+    result = page.evaluate(
+        """async () => {
+            window.c = t.open();
+            const sub = c.rt.subscribe("never.mind");
+            const unsubscribed = sub.unsubscribe();
+            return [await t.outcome(sub.ready), await unsubscribed, sub.state];
+        }"""
+    )
+
+    assert result == [
+        {
+            "ok": False,
+            "name": "RealtimeError",
+            "code": "closed",
+            "message": "Unsubscribed before the server answered.",
+        },
+        None,
+        "closed",
+    ]
+    # Never connected meanwhile: nothing to tell the server.
+    settle(page)
+    assert page.evaluate("t.tap.sent.filter((f) => f.stream).length") == 0
+
+
 def test_a_refused_subscription_rejects_with_forbidden_and_closes(page: Page) -> None:
     result = page.evaluate(
         """async () => {

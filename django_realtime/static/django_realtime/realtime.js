@@ -14,93 +14,64 @@
  *     sub.on("tick", (data) => render(data.n));
  *     const echoed = await rt.request("echo", { hello: "world" });
  *
- * The wire protocol is docs/topics/streams-protocol.rst; this API is
- * documented in docs/topics/browser-client.rst.
+ * The API is documented in docs/topics/browser-client.rst, the wire
+ * protocol in docs/topics/streams-protocol.rst.
  *
  * @module realtime
  */
 
-/** Stream names the server accepts: 1 to 200 of these characters. */
+/** Stream names the server accepts. */
 const STREAM_NAME = /^[A-Za-z0-9_.:@=-]{1,200}$/;
 
-/** Symbol under which a Subscription keeps what only this module changes. */
+/** Where a Subscription keeps the state only this module changes. */
 const internal = Symbol("realtime.internal");
 
 /**
- * @typedef {object} Backoff
- * @property {number} [initial=500] ceiling of the first delay, in ms
- * @property {number} [max=30000] largest ceiling, in ms
- * @property {number} [factor=2] growth of the ceiling per attempt
- * @property {number} [jitter=1] fraction of the ceiling drawn at random:
- *     1 is "full jitter" (a delay uniform in [0, ceiling]), 0 none
- */
-
-/**
+ * Options of {@link connect}; times in ms.
  * @typedef {object} Options
- * @property {Backoff} [backoff] reconnection delays
- * @property {number} [pingInterval=25000] ms of silence before a ping; 0: never
- * @property {number} [pongTimeout=10000] ms to hear anything after a ping,
- *     or the connection counts as dead and is replaced
- * @property {number} [connectTimeout=10000] ms for the WebSocket to open
+ * @property {{initial?: number, max?: number, factor?: number, jitter?: number}}
+ *     [backoff] delays before reconnecting (see {@link backoffDelay});
+ *     defaults 500, 30000, 2 and 1 ("full jitter")
+ * @property {number} [pingInterval=25000] silence before a ping; 0: never
+ * @property {number} [pongTimeout=10000] silence after a ping before the
+ *     connection counts as dead and is replaced
+ * @property {number} [connectTimeout=10000] for the WebSocket to open
  * @property {number} [requestTimeout=10000] default timeout of request()
- * @property {number[]} [fatalCloseCodes=[1008, 4003]] close codes after which
- *     the client does not reconnect: the server said "do not come back"
- * @property {(url: string) => WebSocket} [createSocket] makes the WebSocket;
- *     tests pass a wrapper here
+ * @property {number[]} [fatalCloseCodes=[1008, 4003]] close codes that stop
+ *     reconnection: the server said "do not come back"
+ * @property {(url: string) => WebSocket} [createSocket] makes each WebSocket
  */
 
 /** @typedef {{epoch: string, offset: number}} Position */
-
+/** @typedef {{stream: string, epoch: string, offset: number, data: *}} Publication */
 /**
- * @typedef {object} Publication
- * @property {string} stream
- * @property {string} epoch
- * @property {number} offset
- * @property {*} data the published message
+ * What the server said when a subscription (re)started: the stream's newest
+ * position then, whether all after `since` is replayed, and if not why.
+ * @typedef {{epoch: string, offset: number, recovered: boolean,
+ *     replayed: number, reason: ?string}} SubscribedInfo
+ */
+/**
+ * Messages lost for good ("epoch_changed", "outside_window",
+ * "invalid_position"); the subscription goes on after (epoch, offset).
+ * @typedef {{reason: string, epoch: string, offset: number}} LostInfo
  */
 
 /**
- * What the server said when a subscription (re)started.
- * @typedef {object} SubscribedInfo
- * @property {string} epoch the stream's newest position then
- * @property {number} offset
- * @property {boolean} recovered every message after `since` is replayed
- * @property {number} replayed how many publications the replay holds
- * @property {?string} reason why nothing could be replayed, when `since`
- *     was given and `recovered` is false
- */
-
-/**
- * Messages that cannot be replayed: reload the state of the stream.
- * @typedef {object} LostInfo
- * @property {string} reason "epoch_changed", "outside_window" or
- *     "invalid_position"
- * @property {string} epoch the subscription continues after this position
- * @property {number} offset
- */
-
-/**
+ * Options of {@link Realtime#subscribe}.
  * @typedef {object} SubscribeOptions
- * @property {?Position} [since] resume after this position (saved before a
- *     page reload, for instance); without it, start with new messages
+ * @property {?Position} [since] resume after this position (one saved before
+ *     a page reload); without it, start with new messages
  * @property {(data: *, publication: Publication) => void} [onPublication]
- *     every publication, before the handlers added with on()
- * @property {(info: LostInfo) => void} [onLost] messages were lost for good
+ * @property {(info: LostInfo) => void} [onLost] reload the stream's state
  * @property {(info: SubscribedInfo) => void} [onSubscribed] each (re)start
- * @property {(position: Position) => void} [onPosition] the position moved;
- *     called after the handlers of a publication ran: save it here to resume
- *     after a reload
- * @property {(error: RealtimeError) => void} [onError] the server refused the
- *     subscription (error.code "forbidden", for instance); it is closed
+ * @property {(position: Position) => void} [onPosition] the position moved,
+ *     after the handlers ran: save it here to resume after a reload
+ * @property {(error: RealtimeError) => void} [onError] the server refused
+ *     the subscription (code "forbidden", say); it is closed
  */
 
-/** An error with a machine-readable `code`, as the protocol's error frames. */
+/** An Error with the `code` of an error frame, or "timeout", "disconnected", "closed". */
 export class RealtimeError extends Error {
-  /**
-   * @param {string} code "timeout", "disconnected", "closed", or a server
-   *     code such as "forbidden", "unknown_request", "bad_frame"
-   * @param {string} message
-   */
   constructor(code, message) {
     super(message);
     this.name = "RealtimeError";
@@ -108,12 +79,7 @@ export class RealtimeError extends Error {
   }
 }
 
-/**
- * Return the ws: or wss: URL of `url`, resolved against the page's URL.
- * @param {string} url "/ws/feed/", "https://example.com/ws/", "ws://..."
- * @param {string} [base] the page's URL by default
- * @returns {string}
- */
+/** Return the ws: or wss: URL of `url`, resolved against `base` (the page). */
 export function resolveUrl(url, base = globalThis.location?.href) {
   const resolved = new URL(url, base);
   const schemes = { "http:": "ws:", "https:": "wss:", "ws:": "ws:", "wss:": "wss:" };
@@ -125,48 +91,37 @@ export function resolveUrl(url, base = globalThis.location?.href) {
 }
 
 /**
- * Return the delay in ms before reconnection attempt `attempt` (from 1).
- * @param {number} attempt
- * @param {Required<Backoff>} backoff
- * @param {() => number} [random] uniform in [0, 1)
- * @returns {number}
+ * Return the delay in ms before reconnection `attempt` (1, 2, ...): drawn
+ * from [(1 - jitter) * ceiling, ceiling], where the ceiling grows from
+ * `initial` by `factor` per attempt up to `max`.
  */
-export function backoffDelay(attempt, backoff, random = Math.random) {
-  const { initial, max, factor, jitter } = backoff;
+export function backoffDelay(attempt, { initial, max, factor, jitter }, random = Math.random) {
   const ceiling = Math.min(max, initial * factor ** (attempt - 1));
   return Math.round(ceiling * (1 - jitter * random()));
 }
 
-/** Report an error to the page (window "error" event, console) and go on. */
+/** Report an error to the page (its "error" event, the console) and go on. */
 function report(error) {
   (globalThis.reportError ?? console.error)(error);
 }
 
-/** Call an application callback; its exception must not stop the client. */
+/** Call an application callback: its exception must not stop the client. */
 function call(callback, ...args) {
-  if (!callback) return;
   try {
-    callback(...args);
+    callback?.(...args);
   } catch (error) {
     report(error);
   }
 }
 
-/**
- * One stream the client receives; made by {@link Realtime#subscribe}.
- */
+/** One stream the client receives; made by {@link Realtime#subscribe}. */
 export class Subscription {
-  /**
-   * @param {Realtime} realtime
-   * @param {string} stream
-   * @param {SubscribeOptions} options
-   */
   constructor(realtime, stream, options) {
     /** The stream's name. */
     this.stream = stream;
     /**
      * Resolves with the first {@link SubscribedInfo}; rejects with the
-     * RealtimeError of a refusal.
+     * RealtimeError of a refusal (or "closed").
      * @type {Promise<SubscribedInfo>}
      */
     this.ready = new Promise((resolve, reject) => {
@@ -174,7 +129,7 @@ export class Subscription {
         realtime,
         options,
         position: options.since ? { ...options.since } : null,
-        since: null, // the position the subscribe in flight resumes from
+        since: null, // what the subscribe in flight resumes from
         state: "pending",
         subscribeId: null,
         resolve,
@@ -184,7 +139,7 @@ export class Subscription {
     this.ready.catch(() => {}); // a refusal also goes to onError
   }
 
-  /** @returns {?Position} where the app is: the last publication delivered */
+  /** @returns {?Position} the last publication delivered to the app */
   get position() {
     const position = this[internal].position;
     return position && { ...position };
@@ -195,29 +150,18 @@ export class Subscription {
     return this[internal].state;
   }
 
-  /**
-   * Call `handler(data, publication)` for publications whose `data.type` is
-   * `type` ("*": every publication).
-   * @returns {() => void} removes the handler
-   */
+  /** Add a handler of this stream: see {@link Realtime#on}. */
   on(type, handler) {
     return this[internal].realtime.on(this.stream, type, handler);
   }
 
-  /**
-   * Stop receiving the stream; handlers added with on() stay registered.
-   * @returns {Promise<void>} settles when the server confirmed, or at once
-   *     when not connected
-   */
+  /** Stop receiving the stream: see {@link Realtime#unsubscribe}. */
   unsubscribe() {
     return this[internal].realtime.unsubscribe(this.stream);
   }
 }
 
-/**
- * A connection to a StreamConsumer that reconnects by itself; made by
- * {@link connect}.
- */
+/** A connection to a StreamConsumer that reconnects by itself; see {@link connect}. */
 export class Realtime {
   #url;
   #options;
@@ -226,26 +170,17 @@ export class Realtime {
   #closed = false;
   #attempt = 0;
   #nextId = 1;
-  /** @type {Map<number, {answer: Function, drop: Function}>} frames sent */
-  #pending = new Map();
-  /** Requests made while not connected, sent once open. */
-  #queue = [];
-  /** @type {Map<string, Subscription>} */
-  #subscriptions = new Map();
-  /** @type {Map<string, Map<string, Set<Function>>>} stream → type → handlers */
-  #buses = new Map();
+  #pending = new Map(); // id of a frame sent -> {answer(frame), drop(code)}
+  #queue = []; // requests made while not connected
+  #subscriptions = new Map(); // stream -> Subscription
+  #buses = new Map(); // stream -> type -> Set of handlers
   #stateListeners = new Set();
-  #timer = null; // connect timeout, reconnection delay or heartbeat
+  #timer = null; // the connect timeout, reconnection delay or heartbeat
   #lastHeard = 0;
   #pingSentAt = null;
-  #onOnline = () => {
-    if (this.#state === "reconnecting") this.#open();
-  };
+  #onOnline = () => this.#state === "reconnecting" && this.#open();
 
-  /**
-   * @param {string} url
-   * @param {Options} [options]
-   */
+  /** Use {@link connect}. */
   constructor(url, options = {}) {
     this.#url = resolveUrl(url);
     this.#options = {
@@ -259,12 +194,11 @@ export class Realtime {
       backoff: { initial: 500, max: 30000, factor: 2, jitter: 1, ...options.backoff },
     };
     globalThis.addEventListener?.("online", this.#onOnline);
-    // Open after the caller's synchronous code: its onState() listeners and
-    // subscriptions are then in place.
+    // After the caller's synchronous code: its listeners are in place.
     queueMicrotask(() => this.#open());
   }
 
-  /** @returns {string} the resolved ws: or wss: URL */
+  /** @returns {string} the ws: or wss: URL */
   get url() {
     return this.#url;
   }
@@ -275,11 +209,10 @@ export class Realtime {
   }
 
   /**
-   * Call `listener({state, attempt, delay, code, reason})` on each change of
-   * state: "connecting" (attempt: 0 for the first connection, then the
-   * number of the reconnection), "open", "reconnecting" (attempt, the delay
-   * in ms before it, and the close code and reason of the connection that
-   * ended), "closed" (code, reason: no more reconnecting).
+   * Call `listener({state, ...})` on each change of state: "connecting"
+   * (`attempt`: 0, then the reconnection's number), "open", "reconnecting"
+   * (`attempt`, its `delay`, and the `code` and `reason` of the close),
+   * "closed" (`code`, `reason`: no more reconnecting).
    * @returns {() => void} removes the listener
    */
   onState(listener) {
@@ -288,7 +221,7 @@ export class Realtime {
   }
 
   /**
-   * Receive `stream`; on reconnection, resume where the app is.
+   * Receive `stream`, and after each reconnection resume where the app is.
    * @param {string} stream
    * @param {SubscribeOptions} [options]
    * @returns {Subscription}
@@ -314,15 +247,15 @@ export class Realtime {
   }
 
   /**
-   * Stop receiving `stream` (see {@link Subscription#unsubscribe}).
-   * @returns {Promise<void>}
+   * Stop receiving `stream`; its handlers stay registered.
+   * @returns {Promise<void>} resolves once the server confirmed, or at once
+   *     when not connected
    */
   unsubscribe(stream) {
     const subscription = this.#subscriptions.get(stream);
     if (!subscription) return Promise.resolve();
     this.#subscriptions.delete(stream);
-    const record = subscription[internal];
-    record.state = "closed";
+    this.#stop(subscription, "Unsubscribed before the server answered.");
     if (this.#state !== "open") return Promise.resolve();
     return new Promise((resolve) => {
       this.#sendFrame({ kind: "unsubscribe", stream }, resolve, resolve);
@@ -330,9 +263,9 @@ export class Realtime {
   }
 
   /**
-   * Call `handler(data, publication)` for publications of `stream` whose
-   * `data.type` is `type` ("*": every publication). Handlers belong to the
-   * stream, not to one subscription: they outlive unsubscribe().
+   * Call `handler(data, publication)` for the publications of `stream` whose
+   * `data.type` is `type`, or for all of them with "*". Handlers belong to
+   * the stream, not to a subscription: they outlive unsubscribe().
    * @returns {() => void} removes the handler
    */
   on(stream, type, handler) {
@@ -340,20 +273,19 @@ export class Realtime {
     const bus = this.#buses.get(stream);
     if (!bus.has(type)) bus.set(type, new Set());
     bus.get(type).add(handler);
-    return () => bus.get(type)?.delete(handler);
+    return () => bus.get(type).delete(handler);
   }
 
   /**
    * Call the consumer's `request_<type>` handler with `data`.
    *
-   * A request made while disconnected waits for the connection. One sent on
-   * a connection that drops rejects with code "disconnected": it may or may
+   * A request made while disconnected is sent once connected. One sent on a
+   * connection that drops rejects with code "disconnected": it may or may
    * not have run, so it is not sent again.
    * @param {string} type dotted names: "echo", "chat.post"
    * @param {*} [data]
-   * @param {{timeout?: number}} [options] ms; the client's requestTimeout
+   * @param {{timeout?: number}} [options] ms; the requestTimeout option
    * @returns {Promise<*>} the reply's data; rejects with a RealtimeError
-   *     whose code is the server's, "timeout", "disconnected" or "closed"
    */
   request(type, data = null, { timeout = this.#options.requestTimeout } = {}) {
     if (this.#closed) {
@@ -371,20 +303,16 @@ export class Realtime {
     });
   }
 
-  /**
-   * Close the connection and stop reconnecting. Waiting requests reject
-   * with code "closed"; subscriptions stop.
-   */
+  /** Close the connection for good: requests waiting reject with "closed". */
   close(code = 1000, reason = "") {
     if (this.#closed) return;
     this.#closed = true;
     globalThis.removeEventListener?.("online", this.#onOnline);
-    const socket = this.#detach();
-    socket?.close(code, reason);
+    this.#detach()?.close(code, reason);
     this.#dropPending("closed");
     this.#rejectQueue();
     for (const subscription of this.#subscriptions.values()) {
-      subscription[internal].state = "closed";
+      this.#stop(subscription, "The client closed before the server answered.");
     }
     this.#subscriptions.clear();
     this.#setState("closed", { code, reason });
@@ -428,7 +356,7 @@ export class Realtime {
     this.#heartbeat();
   }
 
-  /** Forget the socket (its late events are ignored); return it. */
+  /** Forget the socket, so its late events are ignored; return it. */
   #detach() {
     const socket = this.#socket;
     clearTimeout(this.#timer);
@@ -457,10 +385,10 @@ export class Realtime {
   }
 
   /**
-   * Ping after pingInterval of silence; replace a connection that stays
-   * silent for pongTimeout after a ping. Timestamps, not a timer per frame,
-   * so that busy streams cost nothing and throttled background timers cannot
-   * declare a live connection dead.
+   * Ping after pingInterval of silence; replace a connection still silent
+   * pongTimeout after a ping. It compares timestamps rather than restarting
+   * a timer per frame, so busy streams cost nothing, and a timer that a
+   * background tab delays cannot declare a live connection dead.
    */
   #heartbeat() {
     const { pingInterval, pongTimeout } = this.#options;
@@ -478,22 +406,24 @@ export class Realtime {
       this.#pingSentAt = now;
       this.#sendFrame({ kind: "ping" }, () => {}, () => {});
     }
-    const due = this.#pingSentAt === null
-      ? this.#lastHeard + pingInterval
-      : this.#pingSentAt + pongTimeout;
-    this.#timer = setTimeout(() => this.#heartbeat(), Math.max(0, due - now));
+    const due = this.#pingSentAt ?? this.#lastHeard;
+    const wait = (this.#pingSentAt === null ? pingInterval : pongTimeout) + due - now;
+    this.#timer = setTimeout(() => this.#heartbeat(), Math.max(0, wait));
   }
 
   #setState(state, details) {
     this.#state = state;
-    for (const listener of [...this.#stateListeners]) {
-      call(listener, { state, ...details });
-    }
+    for (const listener of [...this.#stateListeners]) call(listener, { state, ...details });
+  }
+
+  #stop(subscription, message) {
+    subscription[internal].state = "closed";
+    subscription[internal].reject(new RealtimeError("closed", message)); // if pending
   }
 
   // -- frames out -----------------------------------------------------------
 
-  /** Send a frame with a new id; `answer(frame)` gets its answer. */
+  /** Send `frame` with a new id; its answer goes to `answer(frame)`. */
   #sendFrame(frame, answer, drop) {
     const id = this.#nextId++;
     this.#pending.set(id, { answer, drop });
@@ -503,32 +433,28 @@ export class Realtime {
 
   #sendSubscribe(subscription) {
     const record = subscription[internal];
-    const since = record.position;
+    const since = (record.since = record.position);
     record.state = "pending";
-    record.since = since;
     const frame = { kind: "subscribe", stream: subscription.stream };
     if (since) frame.since = { epoch: since.epoch, offset: since.offset };
-    record.subscribeId = this.#sendFrame(
-      frame,
-      (answer) => this.#subscribeAnswered(subscription, answer),
-      () => {},
-    );
+    const answer = (reply) => this.#subscribeAnswered(subscription, reply);
+    record.subscribeId = this.#sendFrame(frame, answer, () => {});
   }
 
   #sendRequest(job) {
-    const settle = (answer) => {
+    const answer = (reply) => {
       clearTimeout(job.timer);
-      if (answer.kind === "reply") job.resolve(answer.data);
-      else job.reject(new RealtimeError(answer.code, answer.message));
+      if (reply.kind === "reply") job.resolve(reply.data);
+      else job.reject(new RealtimeError(reply.code, reply.message));
     };
     const drop = (code) => {
       clearTimeout(job.timer);
       job.reject(new RealtimeError(code, `The connection closed before ${job.type} was answered.`));
     };
-    job.id = this.#sendFrame({ kind: "request", type: job.type, data: job.data }, settle, drop);
+    job.id = this.#sendFrame({ kind: "request", type: job.type, data: job.data }, answer, drop);
   }
 
-  /** Settle what waits for an answer that will not come; `code` for requests. */
+  /** Settle what waits for answers that will not come; requests with `code`. */
   #dropPending(code = "disconnected") {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
@@ -536,9 +462,7 @@ export class Realtime {
   }
 
   #rejectQueue() {
-    const queue = this.#queue;
-    this.#queue = [];
-    for (const job of queue) {
+    for (const job of this.#queue.splice(0)) {
       clearTimeout(job.timer);
       job.reject(new RealtimeError("closed", `The client closed before ${job.type} was sent.`));
     }
@@ -565,8 +489,7 @@ export class Realtime {
     } else if (frame.kind === "error") {
       report(new RealtimeError(frame.code, `The server refused a frame: ${frame.message}`));
     }
-    // Anything else (a late answer, a kind this version does not know) is
-    // ignored, so that servers can add frames.
+    // Other frames (late answers, kinds added later) are ignored.
   }
 
   #subscribeAnswered(subscription, frame) {
@@ -584,11 +507,11 @@ export class Realtime {
     const { epoch, offset, recovered, replayed } = frame;
     const info = { epoch, offset, recovered, replayed, reason: frame.reason ?? null };
     record.state = "active";
-    const since = record.since;
-    if (!(since && recovered)) record.position = { epoch, offset };
+    // Recovered: the replay follows, from where the app is.
+    if (!(record.since && recovered)) record.position = { epoch, offset };
     record.resolve(info);
     call(record.options.onSubscribed, info);
-    if (since && !recovered) {
+    if (record.since && !recovered) {
       call(record.options.onLost, { reason: info.reason, epoch, offset });
       call(record.options.onPosition, { epoch, offset });
     }
@@ -597,12 +520,12 @@ export class Realtime {
   #publication(frame) {
     const subscription = this.#subscriptions.get(frame.stream);
     const record = subscription?.[internal];
-    // Before "subscribed", or during a resync: the subscribe replays it.
+    // Before "subscribed", or while resubscribing: the replay will hold it.
     if (record?.state !== "active") return;
     const { epoch, offset } = record.position;
     if (frame.epoch === epoch && frame.offset <= offset) return; // a duplicate
     if (frame.epoch !== epoch || frame.offset !== offset + 1) {
-      // A gap: subscribe again from where the app is; the server replays.
+      // A gap: subscribe again from where the app is, and the server replays.
       console.warn(
         `realtime: ${frame.stream}: expected offset ${offset + 1} of epoch ` +
           `${epoch}, got ${frame.offset} of ${frame.epoch}; resubscribing.`,
@@ -611,20 +534,16 @@ export class Realtime {
       this.#sendSubscribe(subscription);
       return;
     }
-    record.position = { epoch: frame.epoch, offset: frame.offset };
-    this.#dispatch(subscription, frame);
+    record.position = { epoch, offset: frame.offset };
+    const publication = { stream: frame.stream, epoch, offset: frame.offset, data: frame.data };
+    call(record.options.onPublication, frame.data, publication);
+    const bus = this.#buses.get(frame.stream);
+    const type = frame.data?.type;
+    const typed = typeof type === "string" && type !== "*" ? bus?.get(type) : null;
+    for (const handler of [...(typed ?? []), ...(bus?.get("*") ?? [])]) {
+      call(handler, frame.data, publication);
+    }
     call(record.options.onPosition, { ...record.position });
-  }
-
-  #dispatch(subscription, frame) {
-    const { stream, epoch, offset, data } = frame;
-    const publication = { stream, epoch, offset, data };
-    call(subscription[internal].options.onPublication, data, publication);
-    const bus = this.#buses.get(stream);
-    if (!bus) return;
-    const type = typeof data?.type === "string" ? data.type : null;
-    const handlers = [...(type !== null ? bus.get(type) ?? [] : []), ...(bus.get("*") ?? [])];
-    for (const handler of handlers) call(handler, data, publication);
   }
 
   #streamLost(frame) {
