@@ -409,3 +409,28 @@ async def test_a_disconnected_client_stops_listening(
     assert "news" in store.hub
     await communicator.disconnect()
     assert "news" not in store.hub
+
+
+class BrokenStore(MemoryHistoryStore):
+    async def read(self, stream: str, since: Any = None) -> Any:
+        raise ConnectionError("the store is down")
+
+
+async def test_a_failing_store_closes_the_connection_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old = set_stream_store(BrokenStore())
+    try:
+        communicator = WebsocketCommunicator(Feed.as_asgi(), "/ws/feed/")
+        await communicator.connect()
+        with caplog.at_level(logging.WARNING, "django_realtime.streams"):
+            await communicator.send_json_to(
+                {"kind": "subscribe", "id": 1, "stream": "s"}
+            )
+            closed = await communicator.receive_output(timeout=3)
+        assert closed == {"type": "websocket.close", "code": 1011}
+        assert "Stopped streaming to /ws/feed/." in caplog.text
+        assert "the store is down" in caplog.text
+        await communicator.disconnect()
+    finally:
+        set_stream_store(old)
