@@ -409,6 +409,8 @@ class SlotStats:
     resumes: Counter[str] = field(default_factory=Counter)
     catch_ups: list[float] = field(default_factory=list)
     interrupted: int = 0
+    unanswered: int = 0
+    stalls: int = 0
 
 
 def _reset(ws: Any) -> None:
@@ -435,6 +437,11 @@ class Client:
         self.subscribed = asyncio.Event()
         self.drained = False
         self.ws: Any = None
+        # The connection's state, for the stall watchdog.
+        self.current: SlotStats | None = None
+        self.pending: dict[int, tuple[Track, Position | None]] = {}
+        self.last_frame = 0.0
+        self.stalled = False
 
     def check_drained(self) -> None:
         """Count this client drained once it holds every final publication."""
@@ -494,8 +501,13 @@ class Client:
             self._note(f"connected to {slot.name}")
             first = False
             ending = self.rng.expovariate(1 / options.drop_every)
+            self.current, self.stalled = stats, False
+            self.last_frame = loop.time()
             how = await self._follow(stats, started, targets, started + ending)
+            self.current = None
             stats.closed[how] += 1
+            if self.pending:
+                stats.unanswered += 1
             self._note(f"connection to {slot.name} ended: {how}")
             if how in ("reset", "clean"):
                 away = self.rng.uniform(*options.away)
@@ -514,7 +526,8 @@ class Client:
         from websockets.exceptions import ConnectionClosed
 
         ws = self.ws
-        pending: dict[int, tuple[Track, Position | None]] = {}
+        pending = self.pending = {}
+        loop = asyncio.get_running_loop()
         for number, track in enumerate(self.tracks.values(), 1):
             since = track.position
             pending[number] = (track, since)
@@ -536,6 +549,7 @@ class Client:
                     limit = None if self.run.stopping.is_set() else deadline
                     async with asyncio.timeout_at(limit):
                         async for text in ws:
+                            self.last_frame = loop.time()
                             frame = json.loads(text)
                             kind = frame["kind"]
                             if kind == "publication":
@@ -558,7 +572,6 @@ class Client:
                                 assert targets is not None
                                 if self._reached(targets):
                                     catching = False
-                                    loop = asyncio.get_running_loop()
                                     stats.catch_ups.append(loop.time() - started)
                             if not pending:
                                 self.check_drained()
@@ -578,6 +591,31 @@ class Client:
             if catching:
                 stats.interrupted += 1
             return _close_reason(closed)
+
+    def check_stalled(self, now: float, silence: float) -> None:
+        """Count the connection stalled if silent for ``silence`` s while behind."""
+        if (
+            self.current is None
+            or self.stalled
+            or self.pending
+            or now - self.last_frame < silence
+            or self._reached(self.run.targets())
+        ):
+            return
+        self.stalled = True
+        self.current.stalls += 1
+        self._note(f"stalled: nothing for {now - self.last_frame:.1f} s while behind")
+
+
+async def _watch_stalls(run: Run, clients: list[Client]) -> None:
+    """Spot connections that stop receiving while publications go on."""
+    loop = asyncio.get_running_loop()
+    silence = 2.0 + 2 * len(run.streams) / run.options.rate
+    while True:
+        await asyncio.sleep(0.5)  # a periodic check, not waiting for an event
+        now = loop.time()
+        for client in clients:
+            client.check_stalled(now, silence)
 
 
 def _close_reason(closed: Exception) -> str:
@@ -653,6 +691,8 @@ ROWS = [
     _report.Row("catch_up_p99", "catch-up p99, ms", "ms"),
     _report.Row("catch_up_max", "catch-up max, ms", "ms"),
     _report.Row("interrupted", "catch-ups cut by the next drop", "count"),
+    _report.Row("unanswered", "connections ended before subscribed", "count"),
+    _report.Row("stalls", "connections stalled (silent, behind)", "count"),
     _report.Row("redis_kills", "Redis kills (connections cut)", "count"),
     _report.Row("redis_killed", "  connections cut", "count"),
     _report.Row("restarts", "server kill -9 and restarts", "count"),
@@ -727,6 +767,8 @@ def summarise(
                 sum(s.resumes.values()) - s.resumes["recovered"] for s in stats
             ),
             "interrupted": sum(s.interrupted for s in stats),
+            "unanswered": sum(s.unanswered for s in stats),
+            "stalls": sum(s.stalls for s in stats),
             "closed_reset": sum(s.closed["reset"] for s in stats),
             "closed_clean": sum(s.closed["clean"] for s in stats),
             "closed_server": sum(
@@ -854,6 +896,7 @@ async def run(options: Options) -> Outcome:
             await asyncio.to_thread(state.start_server, slot)
         clients = [Client(i, state, options.seed) for i in range(options.clients)]
         tasks += [asyncio.create_task(client.live()) for client in clients]
+        tasks.append(asyncio.create_task(_watch_stalls(state, clients)))
         async with asyncio.timeout(30):
             for client in clients:
                 await client.subscribed.wait()

@@ -5,23 +5,131 @@ uvicorn and one daphne process sharing Redis: every client drops its
 connection a few times (resets and clean closes), the servers' Redis
 connections are cut once, and some clients stay away past the history
 window. Nothing may be lost without a signal, nor arrive twice.
+
+First, the benchmark's own bookkeeping, without servers: it must see a
+silent loss, a duplicate and an unjustified signal when there is one.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from benchmarks import stream_faults
+from benchmarks.stream_faults import Ledger, Track
 
-pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(90)]
+Test = TypeVar("Test", bound=Callable[..., Any])
 
 
-@pytest.fixture(autouse=True)
-def _redis() -> None:
+def e2e(test: Test) -> Test:
+    """Mark ``test`` as a run on real server processes and Redis."""
+    for mark in (
+        pytest.mark.e2e,
+        pytest.mark.redis,
+        pytest.mark.timeout(90),
+        pytest.mark.usefixtures("redis_server"),
+    ):
+        test = mark(test)
+    return test
+
+
+def _ledger(*positions: tuple[str, int]) -> Ledger:
+    ledger = Ledger()
+    for n, (epoch, offset) in enumerate(positions):
+        ledger.add(epoch, offset, n)
+    return ledger
+
+
+def _subscribed(epoch: str, offset: int, **more: object) -> dict[str, object]:
+    frame = {"kind": "subscribed", "id": 1, "stream": "s", "epoch": epoch}
+    return {**frame, "offset": offset, "recovered": False, "replayed": 0, **more}
+
+
+def test_a_skipped_publication_counts_as_missing_and_as_a_gap() -> None:
+    ledger = _ledger(("e", 1), ("e", 2), ("e", 3))
+    track = Track("s", history=10)
+    track.subscribed(_subscribed("e", 0, reason=None), None)
+    track.publication("e", 1, 0)
+    track.publication("e", 3, 2)
+
+    counts = track.compare(ledger)
+
+    assert counts["expected"] == 3
+    assert counts["delivered"] == 2
+    assert counts["missing"] == 1
+    assert counts["gaps"] == 1
+    assert track.missing == [("e", 2)]
+
+
+def test_a_repeated_publication_counts_as_a_duplicate() -> None:
+    ledger = _ledger(("e", 1), ("e", 2))
+    track = Track("s", history=10)
+    track.subscribed(_subscribed("e", 0, reason=None), None)
+    for offset in (1, 2, 2, 1):
+        track.publication("e", offset, offset - 1)
+
+    counts = track.compare(ledger)
+
+    assert counts["delivered"] == 2
+    assert counts["duplicates"] == 2
+    assert counts["missing"] == 0
+
+
+def test_a_lost_frame_covers_what_was_published_up_to_its_position() -> None:
+    # e:2 and e:3 were published, then the store was flushed twice.
+    ledger = _ledger(("e", 1), ("e", 2), ("e", 3), ("f", 1), ("g", 1), ("g", 2))
+    track = Track("s", history=10)
+    track.subscribed(_subscribed("e", 0, reason=None), None)
+    track.publication("e", 1, 0)
+    track.lost(
+        {
+            "kind": "lost",
+            "stream": "s",
+            "epoch": "g",
+            "offset": 1,
+            "reason": "epoch_changed",
+        }
+    )
+    track.publication("g", 2, 5)
+
+    counts = track.compare(ledger)
+
+    assert counts["delivered"] == 2
+    assert counts["signalled"] == 4
+    assert counts["missing"] == 0
+    assert counts["gaps"] == 0
+    assert track.losses == {"epoch_changed": 1}
+
+
+def test_outside_window_within_the_window_is_unjustified() -> None:
+    track = Track("s", history=10)
+    track.subscribed(_subscribed("e", 0, reason=None), None)
+    since = track.position
+    assert since is not None
+
+    reason = track.subscribed(_subscribed("e", 5, reason="outside_window"), since)
+
+    assert reason == "outside_window"
+    assert track.unjustified == 1
+
+
+def test_a_resume_that_skips_the_replay_it_announced_is_a_protocol_error() -> None:
+    track = Track("s", history=10)
+    track.subscribed(_subscribed("e", 3, reason=None), None)
+    since = track.position
+
+    track.subscribed(_subscribed("e", 7, recovered=True, replayed=2), since)
+
+    assert len(track.errors) == 1
+
+
+@pytest.fixture
+def redis_server() -> None:
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
     except OSError as exc:
@@ -31,6 +139,7 @@ def _redis() -> None:
         pytest.skip(reason)
 
 
+@e2e
 async def test_clients_dropping_on_two_servers_lose_nothing_silently_nor_twice(
     tmp_path: Path,
 ) -> None:
@@ -66,6 +175,7 @@ async def test_clients_dropping_on_two_servers_lose_nothing_silently_nor_twice(
         assert outcome.figures[server]["resumed"], server
 
 
+@e2e
 async def test_a_flushed_store_and_a_restarted_server_are_signalled_not_silent(
     tmp_path: Path,
 ) -> None:
