@@ -8,9 +8,11 @@ channel layer. The environment changes what a deployment needs:
 ``DJANGO_DEBUG``
     ``0`` turns ``DEBUG`` off; it is on otherwise.
 ``REDIS_URL``
-    Use a Redis channel layer on this server (``redis://127.0.0.1:6379``),
-    so that several server processes and ``runworker`` share groups and
-    channels: django_realtime's own Redis layer.
+    Use this Redis server (``redis://127.0.0.1:6379``) for the channel layer
+    and for the history of streams, so that several server processes and
+    ``runworker`` share groups, channels and streams: django_realtime's own
+    Redis layer and its ``RedisHistoryStore``. Without it, streams keep their
+    history in the server process and a restart starts them anew.
 ``REDIS_LAYER_BACKEND``
     The ``BACKEND`` of that layer instead, for example
     ``channels_redis.core.RedisChannelLayer``.
@@ -97,6 +99,15 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "django_realtime.layers.InMemoryChannelLayer"},
+    }
+
+# Streams (the chat rooms, the jobs page) keep their history in memory by
+# default; with REDIS_URL every server process shares it through Redis.
+REALTIME: dict[str, Any] = {}
+if REDIS_URL:
+    REALTIME["STREAM_STORE"] = {
+        "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
+        "OPTIONS": {"url": REDIS_URL, "prefix": "example"},
     }
 
 AUTH_PASSWORD_VALIDATORS = [
