@@ -13,6 +13,8 @@ where a project would). What it serves:
     server process (the in-memory store lives there).
 ``ws /ws/feed/``
     :class:`Feed`, a :class:`~django_realtime.streams.StreamConsumer`.
+``ws /ws/refuse/``
+    :class:`Refuse`, which refuses the handshake.
 
 The history store is :func:`tests.browser.stores.make_store`'s: in memory,
 or in Redis when the environment says so.
@@ -88,6 +90,13 @@ class Feed(StreamConsumer):
             await apublish(data["stream"], {"type": data.get("type", "tick"), "n": n})
 
 
+class Refuse(StreamConsumer):
+    """Refuse every handshake, with a 4003 the browser never sees."""
+
+    async def connect(self) -> None:
+        await self.close(4003)
+
+
 def _page() -> bytes:
     engine = DjangoTemplates(
         {"NAME": "browser", "DIRS": [], "APP_DIRS": False, "OPTIONS": {}}
@@ -127,6 +136,11 @@ set_stream_store(make_store())
 application = ProtocolTypeRouter(
     {
         "http": http_application,
-        "websocket": URLRouter([path("ws/feed/", Feed.as_asgi())]),
+        "websocket": URLRouter(
+            [
+                path("ws/feed/", Feed.as_asgi()),
+                path("ws/refuse/", Refuse.as_asgi()),
+            ]
+        ),
     }
 )

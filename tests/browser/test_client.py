@@ -582,6 +582,21 @@ def test_fatal_close_codes_are_an_option(page: Page) -> None:
     ]
 
 
+def test_a_refused_handshake_looks_like_a_network_failure_and_is_retried(
+    page: Page,
+) -> None:
+    page.evaluate("() => { window.c = t.open({}, '/ws/refuse/'); }")
+    wait(page, "() => c.states.filter((e) => e.state === 'reconnecting').length >= 3")
+    page.evaluate("() => c.rt.close()")
+
+    closes = page.evaluate(
+        "c.states.filter((e) => e.state === 'reconnecting').map((e) => e.code)"
+    )
+    # The consumer closed with 4003 before accepting: daphne answers the
+    # handshake with HTTP 403, which browsers report as 1006.
+    assert set(closes) == {1006}
+
+
 def test_a_connection_silent_after_a_ping_is_replaced(page: Page) -> None:
     page.evaluate(
         "() => { window.c = t.open({ pingInterval: 100, pongTimeout: 150 }); }"
