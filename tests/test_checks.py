@@ -60,7 +60,7 @@ def test_check_command_fails_on_missing_asgi_application(settings: Any) -> None:
     del settings.ASGI_APPLICATION
 
     with pytest.raises(SystemCheckError, match=r"django_realtime\.E001"):
-        call_command("check")
+        call_command("check", "--tag", checks.TAG)
 
 
 def test_unimportable_asgi_application_is_e002_with_the_import_error(
@@ -117,7 +117,7 @@ def test_check_command_fails_on_unimportable_layer_backend(settings: Any) -> Non
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "no.such.Layer"}}
 
     with pytest.raises(SystemCheckError, match=r"django_realtime\.E003"):
-        call_command("check")
+        call_command("check", "--tag", checks.TAG)
 
 
 def test_channel_layers_that_is_not_a_dict_is_e006_not_a_crash(
@@ -176,7 +176,7 @@ def test_check_command_fails_when_staticfiles_shadows_runserver(
         override_settings(INSTALLED_APPS=apps_order),
         pytest.raises(SystemCheckError, match=r"django_realtime\.E004"),
     ):
-        call_command("check")
+        call_command("check", "--tag", checks.TAG)
 
 
 def test_realtime_before_staticfiles_passes() -> None:
