@@ -1,9 +1,8 @@
 """The ``room`` path converter, shared by the page URLs and the socket routes.
 
 A room name is 1 to 50 ASCII letters, digits, hyphens and underscores, so
-that ``chat_<room>`` is a valid group name on every channel layer. A URL
-with any other name matches no route: the page is a 404 and the WebSocket
-handshake is refused.
+that ``chat.<room>`` is a valid stream name. A URL with any other name
+matches no route: the page is a 404 and the WebSocket handshake is refused.
 """
 
 from django.urls import register_converter

@@ -2,10 +2,13 @@
 
 import re
 
+from asgiref.sync import async_to_sync
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from django_realtime.streams import get_stream_store
+from example_project.chat.consumers import room_stream
 from example_project.chat.converters import ROOM_NAME_PATTERN
 from example_project.chat.models import MAX_MESSAGE_LENGTH, Message
 
@@ -37,7 +40,16 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def room(request: HttpRequest, room_name: str) -> HttpResponse:
-    """Show the room ``room_name``: its latest messages and a message box."""
+    """Show the room ``room_name``: its latest messages and a message box.
+
+    The page renders the messages saved so far, then follows the room's
+    stream from the position it had before they were read, so it misses
+    nothing said in between.
+    """
+    # First the stream's position, then the rows. A message committed after
+    # this read is published after it too, so the page gets it from the
+    # stream; one both read and published, the page shows once, by its id.
+    position = async_to_sync(get_stream_store().read)(room_stream(room_name))
     latest = (
         Message.objects.filter(room=room_name)
         .select_related("author")
@@ -47,6 +59,7 @@ def room(request: HttpRequest, room_name: str) -> HttpResponse:
         "room_name": room_name,
         # Oldest first, as the log reads.
         "history": list(latest)[::-1],
+        "since": {"epoch": position.epoch, "offset": position.offset},
         "max_message_length": MAX_MESSAGE_LENGTH,
     }
     return render(request, "chat/room.html", context)

@@ -242,6 +242,15 @@ class Browser:
         assert f'<strong id="user-name">{username}</strong>' in page.text
         return page
 
+    def on(self, address: str) -> Browser:
+        """Return this browser on the server at ``address``: the same cookies."""
+        other = Browser(address)
+        other.cookies = self.cookies
+        other.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.cookies)
+        )
+        return other
+
     def cookie_header(self) -> str:
         return "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.cookies)
 
@@ -276,12 +285,107 @@ def http_get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def say(client: ClientConnection, message: str) -> None:
-    client.send(json.dumps({"message": message}))
-
-
 def heard(client: ClientConnection) -> Any:
     return json.loads(client.recv(timeout=IO_TIMEOUT))
+
+
+def script_data(page: Page, element_id: str) -> Any:
+    """Return the JSON of ``page``'s ``json_script`` element ``element_id``."""
+    match = re.search(
+        rf'<script id="{element_id}" type="application/json">(.*?)</script>',
+        page.text,
+    )
+    assert match, f"no #{element_id} in {page!r}"
+    return json.loads(match[1])
+
+
+class StreamError(Exception):
+    """The server answered a frame with an ``error`` frame."""
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        super().__init__(f"{frame.get('code')}: {frame.get('message')}")
+        self.code = frame.get("code")
+        self.frame = frame
+
+
+class Streams:
+    """The stream protocol over a real socket, as the page's realtime.js speaks it.
+
+    Frames are numbered; publications that arrive while an answer is awaited
+    are kept, per stream, in :attr:`received`, and checked to follow each
+    other with no gap.
+    """
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.received: dict[str, list[Any]] = {}
+        self.positions: dict[str, dict[str, Any]] = {}
+        self.next_id = 0
+
+    def call(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send a frame; return its answer.
+
+        Raises:
+            StreamError: the answer is an ``error`` frame.
+        """
+        self.next_id += 1
+        frame_id = self.next_id
+        self.socket.send(json.dumps({"kind": kind, "id": frame_id, **fields}))
+        while True:
+            frame: dict[str, Any] = heard(self.socket)
+            if frame.get("kind") == "publication" or frame.get("id") != frame_id:
+                self._take(frame)
+            elif frame["kind"] == "error":
+                raise StreamError(frame)
+            else:
+                return frame
+
+    def subscribe(
+        self, stream: str, since: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Subscribe to ``stream`` (from ``since``); return ``subscribed``."""
+        fields: dict[str, Any] = {"stream": stream}
+        if since is not None:
+            fields["since"] = since
+        frame = self.call("subscribe", **fields)
+        self.received.setdefault(stream, [])
+        offset = frame["offset"] - frame["replayed"]
+        if since is not None and not frame["recovered"]:
+            offset = frame["offset"]
+        self.positions[stream] = {"epoch": frame["epoch"], "offset": offset}
+        return frame
+
+    def request(self, request_type: str, data: Any) -> Any:
+        """Send a request; return the reply's data."""
+        return self.call("request", type=request_type, data=data)["data"]
+
+    def post(self, text: str) -> int:
+        """Post ``text`` in the socket's room; return the message's id."""
+        reply = self.request("post", {"text": text})
+        assert isinstance(reply["id"], int), reply
+        return reply["id"]
+
+    def wait_for(self, stream: str, count: int) -> list[Any]:
+        """Read until ``stream`` has ``count`` publications; return them all."""
+        while len(self.received.get(stream, ())) < count:
+            self._take(heard(self.socket))
+        return self.received[stream]
+
+    def _take(self, frame: dict[str, Any]) -> None:
+        assert frame.get("kind") == "publication", f"unexpected frame {frame!r}"
+        stream = frame["stream"]
+        last = self.positions[stream]
+        assert (frame["epoch"], frame["offset"]) == (
+            last["epoch"],
+            last["offset"] + 1,
+        ), f"expected the publication after {last} of {stream}, got {frame}"
+        self.received[stream].append(frame["data"])
+        self.positions[stream] = {"epoch": frame["epoch"], "offset": frame["offset"]}
+
+
+def texts(publications: list[Any]) -> list[tuple[str, str]]:
+    """Return the (author, text) of each message publication."""
+    return [(p["author"], p["text"]) for p in publications]
 
 
 def assert_refused(browser: Browser, path: str, origin: str | None = None) -> None:
@@ -306,6 +410,7 @@ def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
     chat = serve(server, **env)
     # A room per server: the database is shared by the module's tests.
     room = f"lobby-{server}"
+    stream = f"chat.{room}"
     path = f"/ws/chat/{room}/"
     alice, bob = Browser(chat.address), Browser(chat.address)
 
@@ -320,41 +425,53 @@ def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
     assert page.status == 200
     assert f"<h1>Room {room}</h1>" in page.text
     assert '<strong id="user-name">alice</strong>' in page.text
-    assert f'<script id="room-name" type="application/json">"{room}"</script>' in (
-        page.text
-    )
+    assert script_data(page, "room-name") == room
+    since = script_data(page, "room-since")
+    assert since["offset"] == 0
     assert "/static/chat/room.js" in page.text
+    assert "/static/django_realtime/realtime.js" in page.text
 
     with alice.open_socket(path) as alice_ws, bob.open_socket(path) as bob_ws:
-        say(alice_ws, "hello bob")
-        from_alice = heard(bob_ws)
+        alice_streams, bob_streams = Streams(alice_ws), Streams(bob_ws)
+        # Alice follows from her page's position, Bob from now.
+        assert alice_streams.subscribe(stream, since)["recovered"]
+        bob_streams.subscribe(stream)
+        first = alice_streams.post("hello bob")
+        (from_alice,) = bob_streams.wait_for(stream, 1)
         assert from_alice == {
-            "id": from_alice["id"],
+            "type": "message",
+            "id": first,
             "author": "alice",
-            "message": "hello bob",
+            "text": "hello bob",
         }
-        assert isinstance(from_alice["id"], int)
-        assert heard(alice_ws) == from_alice
-        say(bob_ws, "hello <alice>")
-        from_bob = heard(alice_ws)
-        assert from_bob["author"] == "bob"
-        assert from_bob["message"] == "hello <alice>"
-        assert from_bob["id"] > from_alice["id"]
-        assert heard(bob_ws) == from_bob
-        say(bob_ws, "")
-        assert set(heard(bob_ws)) == {"error"}
+        second = bob_streams.post("hello <alice>")
+        assert second > first
+        heard_by_alice = alice_streams.wait_for(stream, 2)
+        assert texts(heard_by_alice) == [
+            ("alice", "hello bob"),
+            ("bob", "hello <alice>"),
+        ]
+        assert bob_streams.wait_for(stream, 2) == heard_by_alice
+        with pytest.raises(StreamError) as refused:
+            bob_streams.post("")
+        assert refused.value.code == "invalid"
+        # A socket of this room may follow this room alone.
+        with pytest.raises(StreamError) as forbidden:
+            bob_streams.subscribe("chat.elsewhere")
+        assert forbidden.value.code == "forbidden"
 
-    # The messages were saved: a newcomer's page shows them, oldest first.
+    # The messages were saved: a newcomer's page shows them, oldest first,
+    # with the position after them.
     page = bob.request(f"/chat/{room}/")
     assert (
-        f'<p data-id="{from_alice["id"]}"><span class="author">alice</span>: '
-        "hello bob</p>"
+        f'<p data-id="{first}"><span class="author">alice</span>: hello bob</p>'
     ) in page.text
     assert (
-        f'<p data-id="{from_bob["id"]}"><span class="author">bob</span>: '
+        f'<p data-id="{second}"><span class="author">bob</span>: '
         "hello &lt;alice&gt;</p>"
     ) in page.text
     assert page.text.index("hello bob") < page.text.index("hello &lt;alice&gt;")
+    assert script_data(page, "room-since") == {"epoch": since["epoch"], "offset": 2}
 
     # Without a login, from another site, or to a path of no room: 403.
     assert_refused(Browser(chat.address), path)
@@ -369,19 +486,53 @@ def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
     assert chat.terminate() == EXIT_ON_SIGTERM[server], chat.output
 
 
-def test_runserver_announces_itself_and_serves_the_room_script(serve: Serve) -> None:
+def test_runserver_announces_itself_and_serves_the_page_scripts(serve: Serve) -> None:
     chat = serve("runserver")
     address = chat.address
 
     status, script = http_get(f"http://{address}/static/chat/room.js")
+    client_status, client = http_get(
+        f"http://{address}/static/django_realtime/realtime.js"
+    )
 
     assert status == 200
+    assert 'from "django_realtime"' in script
     assert "/ws/chat/" in script
+    assert client_status == 200
+    assert "export function connect(" in client
     assert chat.terminate() == 0, chat.output
     output = chat.output
     assert f"Starting ASGI/Daphne development server at http://{address}/" in output
     assert "using settings 'example_project.settings'" in output
     assert "HTTP GET /static/chat/room.js 200" in output
+
+
+def test_after_a_restart_on_the_in_memory_store_a_page_is_told_to_reload(
+    serve: Serve,
+) -> None:
+    chat = serve("runserver")
+    room = f"restart-{uuid.uuid4().hex[:8]}"
+    alice = Browser(chat.address)
+    alice.log_in("alice")
+    since = script_data(alice.request(f"/chat/{room}/"), "room-since")
+    with alice.open_socket(f"/ws/chat/{room}/") as socket:
+        Streams(socket).subscribe(f"chat.{room}", since)
+        Streams(socket).post("before the restart")
+    assert chat.terminate() == 0, chat.output
+
+    again = serve("runserver")
+    alice = Browser(again.address)
+    alice.log_in("alice")
+    with alice.open_socket(f"/ws/chat/{room}/") as socket:
+        resumed = Streams(socket).subscribe(
+            f"chat.{room}", {"epoch": since["epoch"], "offset": 1}
+        )
+
+    # The history went with the process; the messages are in the database.
+    assert (resumed["recovered"], resumed["reason"]) == (False, "epoch_changed")
+    page = alice.request(f"/chat/{room}/")
+    assert "before the restart" in page.text
+    assert again.terminate() == 0, again.output
 
 
 @pytest.fixture
@@ -402,7 +553,7 @@ def redis_url() -> str:
 
 
 @pytest.mark.redis
-def test_rooms_span_server_processes_through_redis(
+def test_rooms_span_server_processes_and_their_restarts_through_redis(
     serve: Serve, redis_url: str
 ) -> None:
     daphne = serve("daphne", REDIS_URL=redis_url, DJANGO_DEBUG="0")
@@ -411,19 +562,48 @@ def test_rooms_span_server_processes_through_redis(
     alice.log_in("alice")
     bob.log_in("bob")
     # A room of its own, so that concurrent runs on the same Redis never meet.
-    path = f"/ws/chat/e2e-{uuid.uuid4().hex}/"
+    room = f"e2e-{uuid.uuid4().hex}"
+    stream, path = f"chat.{room}", f"/ws/chat/{room}/"
+    # Bob's page comes from daphne, his socket goes to uvicorn: the position
+    # is the same in every process.
+    bob_since = script_data(
+        bob.on(daphne.address).request(f"/chat/{room}/"), "room-since"
+    )
 
-    with alice.open_socket(path) as alice_ws, bob.open_socket(path) as bob_ws:
-        say(alice_ws, "across processes")
-        from_alice = heard(bob_ws)
-        assert (from_alice["author"], from_alice["message"]) == (
-            "alice",
-            "across processes",
-        )
-        assert heard(alice_ws) == from_alice
-        say(bob_ws, "and back")
-        from_bob = heard(alice_ws)
-        assert (from_bob["author"], from_bob["message"]) == ("bob", "and back")
+    with alice.open_socket(path) as alice_ws:
+        alice_streams = Streams(alice_ws)
+        alice_streams.subscribe(stream)
+        with bob.open_socket(path) as bob_ws:
+            bob_streams = Streams(bob_ws)
+            assert bob_streams.subscribe(stream, bob_since)["recovered"]
+            alice_streams.post("across processes")
+            (from_alice,) = bob_streams.wait_for(stream, 1)
+            assert (from_alice["author"], from_alice["text"]) == (
+                "alice",
+                "across processes",
+            )
+            bob_streams.post("and back")
+            assert texts(alice_streams.wait_for(stream, 2)) == [
+                ("alice", "across processes"),
+                ("bob", "and back"),
+            ]
+            assert bob_streams.wait_for(stream, 2)[1]["text"] == "and back"
+            bob_position = bob_streams.positions[stream]
+
+        # Bob's server stops; what is said meanwhile waits in Redis.
+        assert uvicorn.terminate() == EXIT_ON_SIGTERM["uvicorn"], uvicorn.output
+        alice_streams.post("while uvicorn was down")
+        alice_streams.post("and still")
+        uvicorn = serve("uvicorn", REDIS_URL=redis_url, DJANGO_DEBUG="0")
+        bob = bob.on(uvicorn.address)
+        with bob.open_socket(path) as bob_ws:
+            bob_streams = Streams(bob_ws)
+            resumed = bob_streams.subscribe(stream, bob_position)
+            assert (resumed["recovered"], resumed["replayed"]) == (True, 2)
+            assert texts(bob_streams.wait_for(stream, 2)) == [
+                ("alice", "while uvicorn was down"),
+                ("alice", "and still"),
+            ]
 
     assert daphne.terminate() == EXIT_ON_SIGTERM["daphne"], daphne.output
     assert uvicorn.terminate() == EXIT_ON_SIGTERM["uvicorn"], uvicorn.output
