@@ -50,6 +50,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import platform
 import random
 import shutil
 import socket
@@ -366,6 +368,15 @@ class Run:
         self.publisher: Publisher | None = None
         self.faults_off = asyncio.Event()
         self.began = asyncio.get_running_loop().time()
+        self.events: list[str] = []
+
+    def log(self, event: str) -> None:
+        """Keep a fault's time, to explain what clients saw."""
+        self.events.append(f"{self.since_start():.3f}s {event}")
+
+    def since_start(self) -> float:
+        """Return the seconds since publishing began."""
+        return asyncio.get_running_loop().time() - self.began
 
     def start_server(self, slot: Slot) -> None:
         """Start (or start again) ``slot``'s server process; blocks until it listens."""
@@ -463,7 +474,7 @@ class Client:
         )
 
     def _note(self, event: str) -> None:
-        when = asyncio.get_running_loop().time() - self.run.began
+        when = self.run.since_start()
         for track in self.tracks.values():
             track.note(f"{when:.3f}s {event}")
 
@@ -630,6 +641,7 @@ async def _kill_redis(run: Run, every: float) -> None:
             run.options.redis_url, name_prefix=f"{run.prefix}-streams-"
         )
         run.redis_kills.append(killed)
+        run.log(f"cut {killed} Redis connections")
 
 
 async def _flush_store(run: Run, every: float) -> None:
@@ -638,6 +650,7 @@ async def _flush_store(run: Run, every: float) -> None:
     while not await run.faults_over(every):
         await run.publisher.store.flush()
         run.flushes += 1
+        run.log("flushed the store")
 
 
 async def _restart_servers(run: Run, every: float) -> None:
@@ -649,7 +662,9 @@ async def _restart_servers(run: Run, every: float) -> None:
         slot.up = False
         slot.current.kill()
         run.restarts += 1
+        run.log(f"killed {slot.name}")
         await asyncio.to_thread(run.start_server, slot)
+        run.log(f"restarted {slot.name}")
 
 
 @dataclass
@@ -659,6 +674,8 @@ class Outcome:
     figures: dict[str, dict[str, float | None]]
     failures: list[str]
     logs: Path
+    notes: list[str] = field(default_factory=list)
+    machine: str = ""
 
     @property
     def total(self) -> dict[str, float | None]:
@@ -827,9 +844,19 @@ def summarise(
     for track in failing[:3]:
         failures.append(
             f"e.g. a client of {track.stream} missed {_ranges(track.missing)}; "
-            "its last subscribes and losses:\n      " + "\n      ".join(track.events)
+            "its last events:\n      " + "\n      ".join(track.events)
         )
-    return Outcome(figures, failures, run.logs)
+    notes = []
+    stalled = [c for c in clients if any(s.stalls for s in c.stats.values())]
+    for client in stalled[:2]:
+        track = next(iter(client.tracks.values()))
+        notes.append(
+            f"e.g. a stalled client of {track.stream}, its last events:\n      "
+            + "\n      ".join(track.events)
+        )
+    if notes or failures:
+        notes.append("Faults: " + "; ".join(run.events))
+    return Outcome(figures, failures, run.logs, notes)
 
 
 def _ranges(positions: list[tuple[str, int]]) -> str:
@@ -852,6 +879,7 @@ def report(outcome: Outcome, options: Options) -> str:
     ]
     results = {(name, app): outcome.figures[name] for name, app in columns}
     lines = [
+        outcome.machine,
         f"{options.clients} clients, {options.streams} stream(s), "
         f"{options.duration:g} s at {options.rate:g} msgs/s, history "
         f"{options.history} per stream ({options.window_seconds:.1f} s); a drop "
@@ -871,6 +899,7 @@ def report(outcome: Outcome, options: Options) -> str:
     verdict = "PASS" if not outcome.failures else "FAIL"
     lines.append(f"{verdict}  " + "; ".join(str(check) for check in checks))
     lines += [f"  {failure}" for failure in outcome.failures]
+    lines += outcome.notes
     return "\n".join(lines)
 
 
@@ -891,6 +920,11 @@ async def run(options: Options) -> Outcome:
     )
     publisher = state.publisher = Publisher(store, state.streams)
     tasks: list[asyncio.Task[None]] = []
+    machine = (
+        f"{time.strftime('%Y-%m-%d %H:%M')}  Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores, load at the start "
+        + " ".join(f"{n:.2f}" for n in os.getloadavg())
+    )
     try:
         for slot in state.slots:
             await asyncio.to_thread(state.start_server, slot)
@@ -942,6 +976,8 @@ async def run(options: Options) -> Outcome:
                 publisher.errors += 1
                 logger.warning("%s ends at %s, not %s.", stream, history, newest)
         outcome = summarise(state, clients, elapsed, publisher)
+        load = " ".join(f"{n:.2f}" for n in os.getloadavg())
+        outcome.machine = f"{machine}; load at the end {load}"
         outcome.failures += [f"A fault injector failed: {e!r}" for e in fault_errors]
         return outcome
     finally:
