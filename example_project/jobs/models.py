@@ -1,12 +1,18 @@
 """The jobs app's one model: a job a user asked for, and how far it has got.
 
 The row is the truth about a job; the channel layer only carries the
-request to run it (to the worker) and news of it (to the owner's pages).
-A channel layer is not a durable queue: a message expires if no worker
-takes it in time, a worker that stops drops the messages it had taken but
-not reached, and a worker that is killed takes the job it was running with
-it. :meth:`JobQuerySet.fail_abandoned` turns such jobs into failed ones
-that say why, instead of leaving them queued or running forever.
+request to run it (to the worker), and the owner's stream
+(``jobs.user.<id>``) carries news of it to the owner's pages. A channel
+layer is not a durable queue: a message expires if no worker takes it in
+time, a worker that stops drops the messages it had taken but not reached,
+and a worker that is killed takes the job it was running with it.
+:meth:`JobQuerySet.fail_abandoned` turns such jobs into failed ones that say
+why, instead of leaving them queued or running forever.
+
+Every change of a row adds one to its ``version`` and is published on the
+owner's stream with the job's whole state, version included. A page keeps,
+for each job, the state with the highest version: news that arrives twice,
+or late, changes nothing.
 """
 
 from __future__ import annotations
@@ -15,22 +21,27 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, router, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from django_realtime import get_channel_layer
+from django_realtime.streams import publish
 from example_project.jobs import work
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 __all__ = [
+    "EVENTS",
     "RECENT_JOBS",
     "SILENCE_LIMIT",
     "Job",
     "JobQuerySet",
-    "group_for_user",
+    "cancel_job",
+    "job_news",
     "recent_jobs",
+    "stream_for_user",
 ]
 
 #: How many of a user's latest jobs the page shows.
@@ -40,14 +51,53 @@ RECENT_JOBS = 20
 #: as abandoned; a step of the slowest job takes a fraction of this.
 SILENCE_LIMIT = 60.0
 
+#: The ``type`` of each piece of news on a user's stream: what happened.
+EVENTS = frozenset(
+    {"created", "started", "progress", "done", "failed", "cancelled", "requeued"}
+)
 
-def group_for_user(user_id: int) -> str:
-    """Return the group of the pages of user ``user_id``."""
+
+def stream_for_user(user_id: int) -> str:
+    """Return the stream of the news of user ``user_id``'s jobs."""
     return f"jobs.user.{user_id}"
+
+
+def job_news(event: str, job: Job) -> dict[str, Any]:
+    """Return the publication that tells pages ``event`` happened to ``job``."""
+    if event not in EVENTS:
+        raise ValueError(f"Expected an event among {sorted(EVENTS)}, got {event!r}.")
+    return {"type": event, "job": job.state()}
 
 
 class JobQuerySet(models.QuerySet["Job"]):
     """Queries on jobs."""
+
+    def change(self, pk: int, event: str, **changes: Any) -> Job | None:
+        """Apply ``changes`` to job ``pk`` if it is in this queryset; publish it.
+
+        The row gets one version more, and ``event`` goes to its owner's
+        stream with the state as saved, once the transaction commits (the
+        caller's, or the one opened here). Return the job as saved, or
+        ``None`` if it is not in this queryset (any more): the conditions of
+        the queryset are checked by the ``UPDATE`` itself, so two changes
+        racing for one row never both apply.
+        """
+        using = router.db_for_write(Job)
+        with transaction.atomic(using=using):
+            # Write first, then read: a SQLite transaction that reads first
+            # may be refused the write lock.
+            updated = (
+                self.using(using)
+                .filter(pk=pk)
+                .update(**changes, version=F("version") + 1)
+            )
+            if not updated:
+                return None
+            # Until the commit, the UPDATE holds the row (PostgreSQL) or the
+            # database (SQLite): this reads what it wrote.
+            job = Job.objects.using(using).get(pk=pk)
+            publish(stream_for_user(job.owner_id), job_news(event, job), using=using)
+        return job
 
     def fail_abandoned(
         self,
@@ -66,34 +116,47 @@ class JobQuerySet(models.QuerySet["Job"]):
                 job's worker is taken as gone.
 
         A worker checks the status before it starts a job and before it
-        saves a step, so a job marked failed here never runs again.
+        saves a step, so a job marked failed here never runs again. The
+        owner's pages are told of each one.
         """
-        expired = self.filter(
+        expired = Q(
             status=Job.Status.QUEUED,
             queued_at__lt=now - datetime.timedelta(seconds=queued_for),
-        ).update(
-            status=Job.Status.FAILED,
-            error=(
-                f"No worker started this job within {queued_for:g} s: its message "
-                "expired, or a worker stopped before reaching it. Is "
-                "`manage.py runworker jobs` running?"
-            ),
-            finished_at=now,
-            updated_at=now,
         )
-        silent = self.filter(
+        silent = Q(
             status=Job.Status.RUNNING,
             updated_at__lt=now - datetime.timedelta(seconds=silent_for),
-        ).update(
-            status=Job.Status.FAILED,
-            error=(
-                f"The worker running this job went silent for over {silent_for:g} s "
-                "and is taken as gone."
-            ),
-            finished_at=now,
-            updated_at=now,
         )
-        return expired + silent
+        reasons: dict[str, tuple[Q, str]] = {
+            Job.Status.QUEUED: (
+                expired,
+                f"No worker started this job within {queued_for:g} s: its message "
+                "expired, or a worker stopped before reaching it. Is "
+                "`manage.py runworker jobs` running?",
+            ),
+            Job.Status.RUNNING: (
+                silent,
+                f"The worker running this job went silent for over {silent_for:g} s "
+                "and is taken as gone.",
+            ),
+        }
+        failed = 0
+        for pk, status in self.filter(expired | silent).values_list("pk", "status"):
+            condition, error = reasons[status]
+            # The condition again, in the UPDATE: a job its worker has just
+            # moved on is left alone.
+            failed += (
+                self.filter(condition).change(
+                    pk,
+                    "failed",
+                    status=Job.Status.FAILED,
+                    error=error,
+                    finished_at=now,
+                    updated_at=now,
+                )
+                is not None
+            )
+        return failed
 
 
 class Job(models.Model):
@@ -104,6 +167,10 @@ class Job(models.Model):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    #: The statuses of a job that may still change by itself.
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
@@ -121,8 +188,11 @@ class Job(models.Model):
     queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    #: When the row last changed: pages keep the newest state they are sent.
+    #: When the row last changed: a running job that stays silent is abandoned.
     updated_at = models.DateTimeField(default=timezone.now)
+    #: How many times the row was saved: every change adds one, in its
+    #: UPDATE. Pages keep the state with the highest version.
+    version = models.PositiveIntegerField(default=1)
 
     objects = JobQuerySet.as_manager()
 
@@ -144,10 +214,17 @@ class Job(models.Model):
         return work.describe(self.kind, self.parameters)
 
     @property
+    def is_active(self) -> bool:
+        """Return whether the job is queued or running."""
+        return self.status in Job.ACTIVE
+
+    @property
     def outcome(self) -> str:
         """Return the job's result or error, in words, or where it stands."""
         if self.status == Job.Status.FAILED:
             return self.error
+        if self.status == Job.Status.CANCELLED:
+            return "Cancelled."
         if self.status == Job.Status.QUEUED:
             return "Waiting for a worker."
         result = self.result or {}
@@ -162,14 +239,13 @@ class Job(models.Model):
         """Return what a page shows of the job, as JSON-ready values."""
         return {
             "id": self.pk,
+            "version": self.version,
             "description": self.description,
             "status": self.status,
             "status_label": Job.Status(self.status).label,
             "progress": self.progress,
             "result": self.result,
             "outcome": self.outcome,
-            # One format (UTC, microseconds) for all, so that pages can
-            # compare them as strings.
             "updated_at": self.updated_at.astimezone(datetime.UTC).isoformat(
                 timespec="microseconds"
             ),
@@ -188,3 +264,27 @@ def recent_jobs(owner: User) -> list[Job]:
     mine = Job.objects.filter(owner=owner)
     mine.fail_abandoned(now=timezone.now(), queued_for=expiry)
     return list(mine[:RECENT_JOBS])
+
+
+def cancel_job(owner: User, job_id: int) -> tuple[Job, bool]:
+    """Cancel ``owner``'s job ``job_id`` if it is queued or running.
+
+    Return the job as saved, and whether this call cancelled it. A worker
+    checks the status before it starts a job and before it saves a step, so
+    a cancelled job stops at its next step.
+
+    Raises:
+        Job.DoesNotExist: ``owner`` has no job ``job_id``.
+    """
+    now = timezone.now()
+    mine = Job.objects.filter(owner=owner)
+    cancelled = mine.filter(status__in=Job.ACTIVE).change(
+        job_id,
+        "cancelled",
+        status=Job.Status.CANCELLED,
+        finished_at=now,
+        updated_at=now,
+    )
+    if cancelled is not None:
+        return cancelled, True
+    return mine.get(pk=job_id), False

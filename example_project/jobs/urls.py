@@ -8,4 +8,5 @@ app_name = "jobs"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("state/", views.jobs_state, name="state"),
 ]

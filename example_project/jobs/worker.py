@@ -8,10 +8,16 @@
    job runs once even if its message arrives twice or the page has given
    up on it;
 2. runs the work step by step, saving the progress of each step and
-   sending it to the owner's group at once (``immediately=True``: without
-   it, a handler's sends wait for the handler to return);
-3. saves the result, or the error, in a transaction, and sends it to the
-   owner's group once that transaction has committed.
+   publishing it on the owner's stream at once (``immediately=True``:
+   without it, a handler's publications wait for the handler to return);
+3. saves the result, or the error, in a transaction, and publishes it on
+   the owner's stream once that transaction has committed.
+
+Each change of the row adds one to its ``version``. While a job is running
+only its worker changes the row: anyone else (a cancel, a page that takes
+the job as abandoned) first takes it out of "running", after which the
+worker's conditional updates match nothing. So the worker counts the
+versions it writes instead of reading them back.
 
 A worker stopped by SIGTERM or SIGINT (a deploy) puts the job it was
 running back on the channel, as queued, for the next worker.
@@ -29,15 +35,17 @@ import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from django_realtime import asend_to_channel, asend_to_group, send_to_group
+from django_realtime import asend_to_channel
 from django_realtime.consumers import AsyncConsumer
+from django_realtime.streams import apublish
 from example_project.jobs import work
-from example_project.jobs.models import Job, group_for_user
+from example_project.jobs.models import Job, job_news, stream_for_user
 
-__all__ = ["JOBS_CHANNEL", "JobWorkerConsumer", "finish", "job_event"]
+__all__ = ["JOBS_CHANNEL", "UNEXPECTED_ERROR", "JobWorkerConsumer", "finish"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +56,6 @@ JOBS_CHANNEL = "jobs"
 UNEXPECTED_ERROR = "The job failed unexpectedly; the worker's log says why."
 
 
-def job_event(job: Job) -> dict[str, Any]:
-    """Return the group message that tells pages the state of ``job``."""
-    return {"type": "job.update", "job": job.state()}
-
-
 def finish(job: Job, *, result: dict[str, Any] | None, error: str = "") -> bool:
     """Save the end of ``job`` and tell its owner once it has committed.
 
@@ -61,31 +64,28 @@ def finish(job: Job, *, result: dict[str, Any] | None, error: str = "") -> bool:
     """
     now = timezone.now()
     if error:
+        event = "failed"
         changes: dict[str, Any] = {"status": Job.Status.FAILED, "error": error}
     else:
+        event = "done"
         changes = {"status": Job.Status.DONE, "progress": 100, "result": result}
-    changes.update(finished_at=now, updated_at=now)
-    with transaction.atomic():
+    with transaction.atomic(using=router.db_for_write(Job)):
         # A real job would save what it made here too (a report, a file's
         # row): the owner hears of it only once all of it is committed.
-        if not Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
-            **changes
-        ):
-            return False
-        for name, value in changes.items():
-            setattr(job, name, value)
-        # Inside atomic(): sent once the transaction commits, not before, and
-        # never if it rolls back. Inside a handler, it then waits for the
-        # handler to return.
-        send_to_group(group_for_user(job.owner_id), job_event(job))
-    return True
+        # change() publishes inside atomic(): once the transaction commits,
+        # not before, and never if it rolls back. Inside a handler, the
+        # publication then waits for the handler to return.
+        saved = Job.objects.filter(status=Job.Status.RUNNING).change(
+            job.pk, event, **changes, finished_at=now, updated_at=now
+        )
+    return saved is not None
 
 
 class JobWorkerConsumer(AsyncConsumer):
     """Run each job sent to the ``jobs`` channel, one at a time."""
 
-    # It only receives from runworker, and sends through send_to_group():
-    # it needs no channel of its own.
+    # It only receives from runworker, and publishes to streams: it needs no
+    # channel of its own.
     channel_layer_alias = None
 
     async def job_run(self, message: dict[str, Any]) -> None:
@@ -100,7 +100,7 @@ class JobWorkerConsumer(AsyncConsumer):
             logger.info("Job %d is not queued; skipped", job_id)
             return
         logger.info("Running job %d: %s", job.pk, job.description)
-        await self._report(job)
+        await self._report("started", job)
         try:
             result = await self._run(job)
         except asyncio.CancelledError:
@@ -121,7 +121,10 @@ class JobWorkerConsumer(AsyncConsumer):
         """Mark the job running if it is queued; return it, or ``None``."""
         now = timezone.now()
         claimed = await Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).aupdate(
-            status=Job.Status.RUNNING, started_at=now, updated_at=now
+            status=Job.Status.RUNNING,
+            started_at=now,
+            updated_at=now,
+            version=F("version") + 1,
         )
         if not claimed:
             return None
@@ -139,7 +142,12 @@ class JobWorkerConsumer(AsyncConsumer):
                 now = timezone.now()
                 saved = await Job.objects.filter(
                     pk=job.pk, status=Job.Status.RUNNING
-                ).aupdate(progress=step.percent, result=step.result, updated_at=now)
+                ).aupdate(
+                    progress=step.percent,
+                    result=step.result,
+                    updated_at=now,
+                    version=F("version") + 1,
+                )
                 if not saved:
                     logger.warning("Job %d stopped running meanwhile; dropped", job.pk)
                     return None
@@ -148,14 +156,19 @@ class JobWorkerConsumer(AsyncConsumer):
                     step.result,
                     now,
                 )
-                await self._report(job)
+                job.version += 1
+                await self._report("progress", job)
                 result = step.result
         return result
 
-    async def _report(self, job: Job) -> None:
-        """Send the job's state to its owner's pages now."""
-        await asend_to_group(
-            group_for_user(job.owner_id), job_event(job), immediately=True
+    async def _report(self, event: str, job: Job) -> None:
+        """Publish ``event`` with the job's state to its owner's stream now.
+
+        The row's change is committed already (the async ORM autocommits):
+        there is nothing to wait for.
+        """
+        await apublish(
+            stream_for_user(job.owner_id), job_news(event, job), immediately=True
         )
 
     async def _requeue(self, job: Job) -> None:
@@ -170,6 +183,7 @@ class JobWorkerConsumer(AsyncConsumer):
             started_at=None,
             queued_at=now,
             updated_at=now,
+            version=F("version") + 1,
         )
         if not requeued:
             return
@@ -178,5 +192,6 @@ class JobWorkerConsumer(AsyncConsumer):
         )
         job.status, job.progress, job.result = Job.Status.QUEUED, 0, None
         job.queued_at = job.updated_at = now
-        await self._report(job)
+        job.version += 1
+        await self._report("requeued", job)
         logger.warning("Worker stopped while running job %d; queued it again", job.pk)

@@ -1,21 +1,23 @@
-// The jobs page: show each job's state as it arrives on /ws/jobs/.
-// Every message is one job's state, {id, description, status, status_label,
-// progress, outcome, updated_at}; the list keeps the newest state of each.
-// On (re)connection the server sends the latest jobs again, so nothing
-// that changed while the socket was down is missed.
-// Reconnects after a drop, waiting twice as long after each failed attempt.
+// The jobs page: the table of the user's jobs, kept up to date from the
+// user's stream of news, "jobs.user.<id>", through realtime.js.
+//
+// The view rendered the table from the database, and read the stream's
+// position just before: the page subscribes from that position, so that
+// the news published since the rendering is replayed first, and realtime.js
+// resumes from the last news the page got after every reconnection. Each
+// piece of news holds one job's whole state and its version (how many times
+// its row was saved); a row keeps the state with the highest version, so
+// news the page has seen already, or older than what it shows, changes
+// nothing. When the server says that news was lost for good (its history
+// is gone), the page reads the jobs again, without reloading.
 
-const MIN_DELAY_MS = 500;
-const MAX_DELAY_MS = 10000;
+import { connect } from "django_realtime";
 
-const list = document.getElementById("jobs");
+const config = JSON.parse(document.getElementById("jobs-stream").textContent);
+const table = document.getElementById("jobs");
 const template = document.getElementById("job-template");
-const status = document.getElementById("jobs-status");
-
-const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-const url = `${scheme}://${window.location.host}/ws/jobs/`;
-
-let delay = MIN_DELAY_MS;
+const connection = document.getElementById("jobs-status");
+const problem = document.getElementById("jobs-error");
 
 function rowFor(id) {
   let row = document.getElementById(`job-${id}`);
@@ -25,24 +27,21 @@ function rowFor(id) {
   row = template.content.firstElementChild.cloneNode(true);
   row.id = `job-${id}`;
   row.dataset.id = id;
-  row.dataset.updated = "";
   // Newest job first: before the first row of an older job.
-  const older = [...list.querySelectorAll("li[data-id]")].find(
+  const older = [...table.querySelectorAll("tr[data-id]")].find(
     (other) => Number(other.dataset.id) < id,
   );
-  list.insertBefore(row, older || null);
+  table.insertBefore(row, older || null);
   document.getElementById("no-jobs")?.remove();
   return row;
 }
 
 function show(job) {
   const row = rowFor(job.id);
-  // An older state can arrive after a newer one (the list sent on
-  // connection races with the news): keep the newest.
-  if (row.dataset.updated > job.updated_at) {
-    return;
+  if (Number(row.dataset.version) >= job.version) {
+    return; // the page shows this state, or a newer one, already
   }
-  row.dataset.updated = job.updated_at;
+  row.dataset.version = job.version;
   row.dataset.status = job.status;
   row.querySelector(".description").textContent = job.description;
   const bar = row.querySelector("progress");
@@ -52,26 +51,64 @@ function show(job) {
   row.querySelector(".outcome").textContent = job.outcome;
 }
 
-function connect() {
-  status.value = "connecting";
-  const socket = new WebSocket(url);
-  socket.addEventListener("open", () => {
-    delay = MIN_DELAY_MS;
-    status.value = "open";
-  });
-  socket.addEventListener("message", (event) => {
-    const data = JSON.parse(event.data);
-    if ("error" in data) {
-      console.error(data.error);
-    } else {
-      show(data);
+async function readJobsAgain() {
+  try {
+    const response = await fetch(config.stateUrl, {
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) {
+      throw new Error(`${response.status} ${response.statusText}`);
     }
-  });
-  socket.addEventListener("close", () => {
-    status.value = `closed (reconnecting in ${(delay / 1000).toFixed(1)} s)`;
-    setTimeout(connect, delay);
-    delay = Math.min(delay * 2, MAX_DELAY_MS);
-  });
+    const { jobs } = await response.json();
+    jobs.forEach(show);
+  } catch (error) {
+    // Logged out, say: the page itself will say what to do.
+    console.error("Could not read the jobs again; reloading:", error);
+    window.location.reload();
+  }
 }
 
-connect();
+function report(message) {
+  problem.textContent = message;
+  problem.hidden = !message;
+}
+
+const rt = connect("/ws/jobs/");
+
+rt.onState(({ state, delay, code }) => {
+  if (state === "reconnecting") {
+    connection.value = `reconnecting in ${(delay / 1000).toFixed(1)} s`;
+  } else if (state === "closed") {
+    connection.value = code === 4003 ? "closed: log in again" : "closed";
+  } else {
+    connection.value = state;
+  }
+});
+
+const news = rt.subscribe(config.name, {
+  since: config.since,
+  // The news since `since` is gone (a server that keeps it in memory
+  // restarted, or the page was away too long): the subscription goes on
+  // from now, and the jobs are read again to fill what was missed.
+  onLost: readJobsAgain,
+  onError: (error) => report(`Cannot follow your jobs: ${error.message}`),
+});
+// Every type of news ("created", "progress", "done"...) holds a job's state.
+news.on("*", ({ job }) => show(job));
+
+table.addEventListener("click", async (event) => {
+  const button = event.target.closest("button.cancel");
+  if (!button) {
+    return;
+  }
+  button.disabled = true;
+  try {
+    // The row changes when the news of the cancel arrives.
+    await rt.request("cancel", { id: Number(button.closest("tr").dataset.id) });
+    report("");
+  } catch (error) {
+    report(error.message);
+  } finally {
+    button.disabled = false;
+  }
+});
