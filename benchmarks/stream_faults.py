@@ -25,7 +25,11 @@ the position of its first subscription to the end:
 - duplicates: a publication at or before the last one received;
 - signalled: not received, but the client was told (by reason);
 - catch-up: from the start of a reconnect until the client holds every
-  publication the store had then (p50, p99, max, per server).
+  publication the store had then (p50, p99, max, per server);
+- stalls: connections silent for 2 s while their client is behind. A
+  stalled client stops dropping that connection and waits, as a real
+  client whose pings are still answered would: a stall that never ends
+  leaves the client behind at the end, and what it lacks counts as missing.
 
 Clients away for longer than the history window (``--long-away``) must be
 told ``outside_window``, and after a flush of the store (``--flush-every``)
@@ -422,6 +426,7 @@ class SlotStats:
     interrupted: int = 0
     unanswered: int = 0
     stalls: int = 0
+    stall_seconds: list[float] = field(default_factory=list)
 
 
 def _reset(ws: Any) -> None:
@@ -453,6 +458,7 @@ class Client:
         self.pending: dict[int, tuple[Track, Position | None]] = {}
         self.last_frame = 0.0
         self.stalled = False
+        self.silent_from: float | None = None
 
     def check_drained(self) -> None:
         """Count this client drained once it holds every final publication."""
@@ -516,6 +522,9 @@ class Client:
             self.last_frame = loop.time()
             how = await self._follow(stats, started, targets, started + ending)
             self.current = None
+            if self.silent_from is not None:
+                stats.stall_seconds.append(loop.time() - self.silent_from)
+                self.silent_from = None
             stats.closed[how] += 1
             if self.pending:
                 stats.unanswered += 1
@@ -557,10 +566,16 @@ class Client:
         try:
             while True:
                 try:
-                    limit = None if self.run.stopping.is_set() else deadline
+                    keep = self.run.stopping.is_set() or self.stalled
+                    limit = None if keep else deadline
                     async with asyncio.timeout_at(limit):
                         async for text in ws:
                             self.last_frame = loop.time()
+                            if self.silent_from is not None:
+                                stats.stall_seconds.append(
+                                    self.last_frame - self.silent_from
+                                )
+                                self.silent_from = None
                             frame = json.loads(text)
                             kind = frame["kind"]
                             if kind == "publication":
@@ -588,8 +603,10 @@ class Client:
                                 self.check_drained()
                     return "server_closed_1000"
                 except TimeoutError:
-                    if self.run.stopping.is_set():
-                        continue  # draining: drop no more
+                    if self.run.stopping.is_set() or self.stalled:
+                        # Draining, or stalled: a real client that hears
+                        # nothing but pongs waits too, so drop no more.
+                        continue
                     if catching:
                         stats.interrupted += 1
                     if self.rng.random() < self.run.options.clean_close:
@@ -614,6 +631,7 @@ class Client:
         ):
             return
         self.stalled = True
+        self.silent_from = self.last_frame
         self.current.stalls += 1
         self._note(f"stalled: nothing for {now - self.last_frame:.1f} s while behind")
 
@@ -709,7 +727,8 @@ ROWS = [
     _report.Row("catch_up_max", "catch-up max, ms", "ms"),
     _report.Row("interrupted", "catch-ups cut by the next drop", "count"),
     _report.Row("unanswered", "connections ended before subscribed", "count"),
-    _report.Row("stalls", "connections stalled (silent, behind)", "count"),
+    _report.Row("stalls", "connections stalled (silent 2 s, behind)", "count"),
+    _report.Row("stall_max", "  longest silence while behind, ms", "ms"),
     _report.Row("redis_kills", "Redis kills (connections cut)", "count"),
     _report.Row("redis_killed", "  connections cut", "count"),
     _report.Row("restarts", "server kill -9 and restarts", "count"),
@@ -796,14 +815,18 @@ def summarise(
             ),
         }
         column.update(_server_log(slot))
+        stalls = [t for s in stats for t in s.stall_seconds]
+        column["stall_max"] = max(stalls, default=0.0) * 1000
         seconds = [t for s in stats for t in s.catch_ups]
         every += seconds
         column.update(_catch_up_figures(seconds))
         figures[slot.name] = column
     total = figures["all"]
     for key in figures[run.slots[0].name]:
-        if not key.startswith("catch_up"):
+        if not key.startswith(("catch_up", "stall_max")):
             total[key] = sum(figures[s.name][key] or 0 for s in run.slots)
+    longest = [figures[s.name]["stall_max"] for s in run.slots]
+    total["stall_max"] = max((t or 0.0 for t in longest), default=0.0)
     total.update(_catch_up_figures(every))
     total["reconnects"] = (total["connects"] or 0) - len(clients)
     total["published"] = published
@@ -964,6 +987,10 @@ async def run(options: Options) -> Outcome:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(options.drain_timeout):
                 await state.all_drained.wait()
+        now = loop.time()
+        for client in clients:
+            if client.current is not None and client.silent_from is not None:
+                client.current.stall_seconds.append(now - client.silent_from)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
