@@ -17,4 +17,4 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # not generic at ru
     ordering = ["-created_at", "-id"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
-    readonly_fields = ["created_at", "queued_at", "started_at", "updated_at"]
+    readonly_fields = ["created_at", "queued_at", "started_at", "updated_at", "version"]
