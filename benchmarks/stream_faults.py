@@ -427,6 +427,7 @@ class SlotStats:
     unanswered: int = 0
     stalls: int = 0
     stall_seconds: list[float] = field(default_factory=list)
+    stuck: int = 0
 
 
 def _reset(ws: Any) -> None:
@@ -523,8 +524,11 @@ class Client:
             how = await self._follow(stats, started, targets, started + ending)
             self.current = None
             if self.silent_from is not None:
+                # Silent until the server closed it (or died): never resumed.
                 stats.stall_seconds.append(loop.time() - self.silent_from)
                 self.silent_from = None
+                if how.startswith("server_closed"):
+                    stats.stuck += 1
             stats.closed[how] += 1
             if self.pending:
                 stats.unanswered += 1
@@ -625,7 +629,6 @@ class Client:
         if (
             self.current is None
             or self.stalled
-            or self.pending
             or now - self.last_frame < silence
             or self._reached(self.run.targets())
         ):
@@ -729,6 +732,7 @@ ROWS = [
     _report.Row("unanswered", "connections ended before subscribed", "count"),
     _report.Row("stalls", "connections stalled (silent 2 s, behind)", "count"),
     _report.Row("stall_max", "  longest silence while behind, ms", "ms"),
+    _report.Row("stuck", "  never resumed (silent until closed)", "count"),
     _report.Row("redis_kills", "Redis kills (connections cut)", "count"),
     _report.Row("redis_killed", "  connections cut", "count"),
     _report.Row("restarts", "server kill -9 and restarts", "count"),
@@ -805,6 +809,7 @@ def summarise(
             "interrupted": sum(s.interrupted for s in stats),
             "unanswered": sum(s.unanswered for s in stats),
             "stalls": sum(s.stalls for s in stats),
+            "stuck": sum(s.stuck for s in stats),
             "closed_reset": sum(s.closed["reset"] for s in stats),
             "closed_clean": sum(s.closed["clean"] for s in stats),
             "closed_server": sum(
@@ -858,6 +863,12 @@ def summarise(
     ):
         if totals[key]:
             failures.append(f"{totals[key]} {what}")
+    if total["stuck"]:
+        failures.append(
+            f"{total['stuck']} connections stopped delivering while their client "
+            "was behind, and never resumed (silent until the server closed them "
+            "or the run ended)"
+        )
     if total["undrained"]:
         failures.append(f"{total['undrained']} clients did not catch up at the end")
     if publisher.errors:
@@ -870,7 +881,10 @@ def summarise(
             "its last events:\n      " + "\n      ".join(track.events)
         )
     notes = []
-    stalled = [c for c in clients if any(s.stalls for s in c.stats.values())]
+    stalled = sorted(
+        (c for c in clients if any(s.stalls for s in c.stats.values())),
+        key=lambda c: -sum(s.stuck for s in c.stats.values()),
+    )
     for client in stalled[:2]:
         track = next(iter(client.tracks.values()))
         notes.append(
@@ -991,6 +1005,7 @@ async def run(options: Options) -> Outcome:
         for client in clients:
             if client.current is not None and client.silent_from is not None:
                 client.current.stall_seconds.append(now - client.silent_from)
+                client.current.stuck += 1
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
