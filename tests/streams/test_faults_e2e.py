@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from benchmarks import stream_faults
-from benchmarks.stream_faults import Ledger, Track
+from benchmarks._stream_ledger import Ledger, Track
 
 Test = TypeVar("Test", bound=Callable[..., Any])
 
