@@ -25,7 +25,8 @@ import contextlib
 import inspect
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django_realtime.consumers.websocket import AsyncJsonWebsocketConsumer
 from django_realtime.exceptions import RequestError
@@ -44,11 +45,42 @@ from django_realtime.streams.protocol import (
 from django_realtime.streams.registry import get_stream_store
 
 if TYPE_CHECKING:
+    from django_realtime.streams.positions import History
     from django_realtime.streams.stores.base import HistoryStore
 
-__all__ = ["StreamConsumer"]
+_T = TypeVar("_T")
+
+__all__ = ["CLOSE_STREAMING_FAILED", "StreamConsumer"]
 
 logger = logging.getLogger("django_realtime.streams")
+
+#: The close code when the history store keeps failing: the client reconnects
+#: and resumes. (1011 says the same, but daphne cannot send it.)
+CLOSE_STREAMING_FAILED = 4011
+
+# Seconds between the tries of a store call: reads and listens change
+# nothing, so a Redis blip costs a retry, not the connection.
+_RETRY_DELAYS = (0.05, 0.25, 1.0)
+
+
+class _StoreFailed(Exception):
+    """The history store failed on every try."""
+
+
+async def _with_retries(call: Callable[[], Awaitable[_T]]) -> _T:
+    """Return ``await call()``, trying again after a failure, a few times."""
+    for delay in _RETRY_DELAYS:
+        try:
+            return await call()
+        except Exception as exc:
+            logger.info(
+                "A history store call failed (%r); retrying in %s s.", exc, delay
+            )
+            await asyncio.sleep(delay)
+    try:
+        return await call()
+    except Exception as exc:
+        raise _StoreFailed(repr(exc)) from exc
 
 
 class _Subscription:
@@ -122,7 +154,10 @@ class _Pump:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
         for stream in list(self.listening):
-            await self.store.unlisten(stream, self)
+            try:
+                await self.store.unlisten(stream, self)
+            except Exception:
+                logger.debug("Could not unlisten %s.", stream, exc_info=True)
         self.listening.clear()
 
     async def _run(self) -> None:
@@ -162,17 +197,35 @@ class _Pump:
                     subscription = subscriptions.get(event.stream)
                     if subscription is not None and subscription.cursor is not None:
                         await self._catch_up(event.stream, subscription.cursor, None)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The connection is gone (its send failed) or a store failed:
-            # the client will resume from its last position on reconnect.
+        except _StoreFailed as exc:
             logger.warning(
-                "Stopped streaming to %s.",
+                "Stopped streaming to %s: the history store failed (%s). "
+                "Closing with %d; the client resumes when it reconnects.",
                 self.consumer.scope.get("path", "?"),
-                exc_info=True,
+                exc,
+                CLOSE_STREAMING_FAILED,
             )
-            await self.consumer.close(1011)
+            await self._close()
+        except Exception as exc:
+            # A send failed: the client has gone, and the server is telling
+            # the consumer. Anything else is a bug: close, the client resumes.
+            logger.info(
+                "Stopped streaming to %s (%s: %s).",
+                self.consumer.scope.get("path", "?"),
+                type(exc).__name__,
+                exc,
+            )
+            logger.debug("Traceback of the stop:", exc_info=True)
+            await self._close()
+
+    async def _close(self) -> None:
+        try:
+            await self.consumer.close(CLOSE_STREAMING_FAILED)
+        except Exception:
+            logger.debug("Could not close the connection.", exc_info=True)
+
+    async def _read(self, stream: str, since: Position | None) -> History:
+        return await _with_retries(lambda: self.store.read(stream, since))
 
     async def _start(self, start: _Start) -> None:
         subscription = start.subscription
@@ -182,9 +235,9 @@ class _Pump:
         if stream not in self.listening:
             # Listen before reading, so nothing published in between is
             # missed; what the read also returns is dropped as a duplicate.
-            await self.store.listen(stream, self)
+            await _with_retries(lambda: self.store.listen(stream, self))
             self.listening.add(stream)
-        history = await self.store.read(stream, start.since)
+        history = await self._read(stream, start.since)
         cursor, begin = Cursor.start(history, start.since)
         frame = subscribed_frame(
             start.frame_id,
@@ -223,7 +276,7 @@ class _Pump:
     async def _catch_up(
         self, stream: str, cursor: Cursor, announced: Publication | None
     ) -> None:
-        result = cursor.catch_up(await self.store.read(stream, cursor.position))
+        result = cursor.catch_up(await self._read(stream, cursor.position))
         await self._send_catch_up(stream, result)
         if announced is not None:
             await self._send_catch_up(stream, cursor.settle(announced))

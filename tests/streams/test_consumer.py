@@ -412,25 +412,51 @@ async def test_a_disconnected_client_stops_listening(
 
 
 class BrokenStore(MemoryHistoryStore):
+    """Fails the first ``failures`` reads."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
     async def read(self, stream: str, since: Any = None) -> Any:
-        raise ConnectionError("the store is down")
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the store is down")
+        return await super().read(stream, since)
 
 
-async def test_a_failing_store_closes_the_connection_with_1011(
+async def test_a_store_that_keeps_failing_closes_the_connection_with_4011(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    old = set_stream_store(BrokenStore())
+    old = set_stream_store(BrokenStore(failures=10))
     try:
         communicator = WebsocketCommunicator(Feed.as_asgi(), "/ws/feed/")
         await communicator.connect()
-        with caplog.at_level(logging.WARNING, "django_realtime.streams"):
+        with caplog.at_level(logging.INFO, "django_realtime.streams"):
             await communicator.send_json_to(
                 {"kind": "subscribe", "id": 1, "stream": "s"}
             )
-            closed = await communicator.receive_output(timeout=3)
-        assert closed == {"type": "websocket.close", "code": 1011}
-        assert "Stopped streaming to /ws/feed/." in caplog.text
+            closed = await communicator.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": 4011}
+        assert "Stopped streaming to /ws/feed/: the history store failed" in caplog.text
         assert "the store is down" in caplog.text
+        assert caplog.text.count("retrying") == 3
+        await communicator.disconnect()
+    finally:
+        set_stream_store(old)
+
+
+async def test_a_store_blip_costs_a_retry_not_the_connection() -> None:
+    store = BrokenStore(failures=2)
+    old = set_stream_store(store)
+    try:
+        communicator = WebsocketCommunicator(Feed.as_asgi(), "/ws/feed/")
+        await communicator.connect()
+        client = Client(communicator)
+        assert (await client.subscribe("s"))["kind"] == "subscribed"
+        await apublish("s", "after the blip")
+        (frame,) = await client.publications(1)
+        assert frame["data"] == "after the blip"
         await communicator.disconnect()
     finally:
         set_stream_store(old)
