@@ -26,6 +26,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django_realtime.consumers.websocket import AsyncJsonWebsocketConsumer
@@ -50,13 +51,43 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-__all__ = ["CLOSE_STREAMING_FAILED", "StreamConsumer"]
+__all__ = [
+    "CLOSE_STREAMING_FAILED",
+    "CLOSE_TOO_SLOW",
+    "StreamConsumer",
+    "StreamStats",
+    "stats",
+]
 
 logger = logging.getLogger("django_realtime.streams")
 
 #: The close code when the history store keeps failing: the client reconnects
 #: and resumes. (1011 says the same, but daphne cannot send it.)
 CLOSE_STREAMING_FAILED = 4011
+
+#: The close code for a client that does not keep up with its streams (the
+#: ``"close"`` slow-client policy): it reconnects and resumes from history.
+CLOSE_TOO_SLOW = 4008
+
+
+@dataclass
+class StreamStats:
+    """Counters of this process's stream connections (for metrics).
+
+    Attributes:
+        slow_catch_ups: Times a connection's queue overflowed and its queued
+            publications were dropped, to be sent again from history.
+        slow_closes: Connections closed with :data:`CLOSE_TOO_SLOW`.
+        dropped_publications: Queued publications dropped by either.
+    """
+
+    slow_catch_ups: int = 0
+    slow_closes: int = 0
+    dropped_publications: int = 0
+
+
+#: The process's counters.
+stats = StreamStats()
 
 # Seconds between the tries of a store call: reads and listens change
 # nothing, so a Redis blip costs a retry, not the connection.
@@ -127,13 +158,70 @@ class _Pump:
         self.store = store
         self.events: deque[Publication | _Start | _Stop | _Resync] = deque()
         self.listening: set[str] = set()
+        # Publications queued, and their payload characters: bounded by the
+        # consumer's max_queued and max_queued_bytes.
+        self.queued = 0
+        self.queued_bytes = 0
+        self.closing = False
         self._wakeup: asyncio.Future[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     # The store's Listener protocol: queue, never await.
     def publication(self, publication: Publication) -> None:
-        """Queue an announced publication."""
+        """Queue an announced publication, within the consumer's limits."""
+        if self.closing:
+            return
+        self.queued += 1
+        self.queued_bytes += len(publication.data)
+        consumer = self.consumer
         self.push(publication)
+        if (
+            self.queued > consumer.max_queued
+            or self.queued_bytes > consumer.max_queued_bytes
+        ):
+            self._overflow()
+
+    def _overflow(self) -> None:
+        """Drop the queued publications, by the consumer's slow-client policy."""
+        consumer = self.consumer
+        count, size = self.queued, self.queued_bytes
+        dropped = {e.stream for e in self.events if type(e) is Publication}
+        # Control events stay, but one catch-up per stream is enough.
+        kept: deque[Publication | _Start | _Stop | _Resync] = deque(
+            event
+            for event in self.events
+            if type(event) is not Publication
+            and not (type(event) is _Resync and event.stream in dropped)
+        )
+        self.queued = self.queued_bytes = 0
+        stats.dropped_publications += count
+        path = consumer.scope.get("path", "?")
+        if consumer.slow_client_policy == "close":
+            stats.slow_closes += 1
+            self.closing = True
+            self.events.clear()
+            logger.warning(
+                "Closing %s with %d: it does not keep up (%d publications, %d "
+                "characters queued). It resumes from history when it reconnects.",
+                path,
+                CLOSE_TOO_SLOW,
+                count,
+                size,
+            )
+            # The pump may be stuck in a send to this client: stop it.
+            self.task.cancel()
+            asyncio.get_running_loop().create_task(self._close(CLOSE_TOO_SLOW))
+            return
+        stats.slow_catch_ups += 1
+        logger.warning(
+            "%s does not keep up (%d publications, %d characters queued): "
+            "dropped them, to send again from history once it reads.",
+            path,
+            count,
+            size,
+        )
+        kept.extend(_Resync(stream) for stream in sorted(dropped))
+        self.events = kept
 
     def resync(self, stream: str) -> None:
         """Queue a catch-up of ``stream``: announcements may have been lost."""
@@ -161,18 +249,20 @@ class _Pump:
         self.listening.clear()
 
     async def _run(self) -> None:
-        events = self.events
         send = self.consumer.base_send
         subscriptions = self.consumer.stream_subscriptions
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if not events:
+                # Not bound once: an overflow replaces the queue.
+                if not self.events:
                     self._wakeup = loop.create_future()
                     await self._wakeup
                     continue
-                event = events.popleft()
+                event = self.events.popleft()
                 if type(event) is Publication:
+                    self.queued -= 1
+                    self.queued_bytes -= len(event.data)
                     subscription = subscriptions.get(event.stream)
                     cursor = subscription.cursor if subscription else None
                     if cursor is None:
@@ -218,9 +308,9 @@ class _Pump:
             logger.debug("Traceback of the stop:", exc_info=True)
             await self._close()
 
-    async def _close(self) -> None:
+    async def _close(self, code: int = CLOSE_STREAMING_FAILED) -> None:
         try:
-            await self.consumer.close(CLOSE_STREAMING_FAILED)
+            await self.consumer.close(code)
         except Exception:
             logger.debug("Could not close the connection.", exc_info=True)
 
@@ -314,9 +404,22 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     Attributes:
         max_subscriptions: Most streams one connection may subscribe to.
+        max_queued: Most publications waiting to be written to one
+            connection (a client that does not read, on a slow network).
+        max_queued_bytes: Most payload characters waiting likewise.
+        slow_client_policy: What happens to a connection over either limit:
+            ``"catch_up"`` drops what is queued and sends it again from
+            history once the client reads again (a ``lost`` frame if it has
+            left the window meanwhile); ``"close"`` closes the connection
+            with :data:`CLOSE_TOO_SLOW`, and the client resumes when it
+            reconnects. Either way memory stays bounded, a warning is
+            logged, and :data:`stats` counts it.
     """
 
     max_subscriptions: ClassVar[int] = 100
+    max_queued: ClassVar[int] = 1000
+    max_queued_bytes: ClassVar[int] = 4 * 1024 * 1024
+    slow_client_policy: ClassVar[str] = "catch_up"
     _requests: ClassVar[dict[str, tuple[str, bool] | None]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
