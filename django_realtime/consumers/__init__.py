@@ -7,10 +7,12 @@
 - :class:`AsyncJsonWebsocketConsumer`: WebSocket and JSON, async hooks.
 - :class:`JsonWebsocketConsumer`: WebSocket and JSON, sync hooks.
 - :class:`AsyncHttpConsumer`: HTTP long-poll and streaming responses.
+- :class:`LoginRequiredMixin`: refuse anonymous users before ``connect()``.
 """
 
 from django_realtime.consumers.base import AsyncConsumer, SyncConsumer
 from django_realtime.consumers.http import AsyncHttpConsumer
+from django_realtime.consumers.mixins import LoginRequiredMixin
 from django_realtime.consumers.websocket import (
     AsyncJsonWebsocketConsumer,
     AsyncWebsocketConsumer,
@@ -24,6 +26,7 @@ __all__ = [
     "AsyncJsonWebsocketConsumer",
     "AsyncWebsocketConsumer",
     "JsonWebsocketConsumer",
+    "LoginRequiredMixin",
     "SyncConsumer",
     "WebsocketConsumer",
 ]
