@@ -7,12 +7,29 @@ once, in :class:`_WebsocketHandlers`, as async handlers for the ASGI
 plain functions in the others; the handlers await the former and run the
 latter on the sync pool. The two flavours differ only in how ``accept()``,
 ``send()`` and ``close()`` are spelled.
+
+Bad input gets a defined close code and one log line (the list, with what
+the servers themselves refuse, is in ``docs/topics/hostile-input.rst``):
+
+- a message over :attr:`~AsyncWebsocketConsumer.max_message_size` closes
+  with 1009 before anything decodes it;
+- a JSON consumer closes on a binary frame with 1003, on invalid JSON with
+  1007, and on JSON nested deeper than the decoder goes with 1009;
+- frames that arrive after such a close are dropped;
+- a handler that raises closes the connection with 1011, the consumer
+  leaves its groups and calls ``disconnect(1011)``, and the exception goes
+  on to the server, which logs it.
+
+daphne (autobahn) refuses to send close codes other than 1000 and
+3000-4999; there the codes above become 4003, 4007 and 4009, and daphne
+sends 1011 itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -20,12 +37,18 @@ from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
 from django_realtime.exceptions import (
     DenyConnection,
     InvalidChannelLayerError,
+    InvalidChannelName,
     InvalidFrameError,
     StopConsumer,
 )
 from django_realtime.outbox import current_outbox
 
 __all__ = [
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_INVALID_PAYLOAD",
+    "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_UNSUPPORTED_DATA",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "AsyncJsonWebsocketConsumer",
     "AsyncWebsocketConsumer",
     "JsonWebsocketConsumer",
@@ -36,9 +59,41 @@ logger = logging.getLogger(__name__)
 
 Headers = Iterable[tuple[bytes, bytes]]
 
-# RFC 6455 close codes used when a frame is refused.
+#: RFC 6455 close code: a binary frame to a consumer that takes text (JSON).
 CLOSE_UNSUPPORTED_DATA = 1003
+#: RFC 6455 close code: a text frame that is not JSON.
 CLOSE_INVALID_PAYLOAD = 1007
+#: RFC 6455 close code: a message over ``max_message_size``, or nested too deep.
+CLOSE_MESSAGE_TOO_BIG = 1009
+#: RFC 6455 close code: a handler raised.
+CLOSE_INTERNAL_ERROR = 1011
+
+#: The default ``max_message_size``: 1 MiB, daphne's own limit per message.
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+
+# daphne (autobahn) sends only 1000 and 3000-4999: 1003 becomes 4003, etc.
+_PRIVATE_USE_OFFSET = 3000
+
+
+def _over_limit(text: str | None, data: bytes | None, limit: int) -> str | None:
+    """Return the size of a message over ``limit`` bytes, as words; else ``None``.
+
+    Text is measured in UTF-8 bytes, as it was on the wire. A character is
+    1 to 4 bytes, so only text of more than ``limit // 4`` characters is
+    encoded to be measured, and text of more than ``limit`` characters not
+    at all.
+    """
+    if text is None:
+        size = len(data) if data is not None else 0
+        return f"{size} bytes" if size > limit else None
+    length = len(text)
+    if length > limit:
+        return f"at least {length} bytes"
+    if length * 4 <= limit:
+        return None
+    # Lone surrogates reach here only from test tools; count, do not refuse.
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return f"{size} bytes" if size > limit else None
 
 
 def accept_message(
@@ -85,9 +140,53 @@ class _WebsocketHandlers(AsyncConsumer):
     """Handle ``websocket.*`` messages; shared by every WebSocket consumer."""
 
     groups: ClassVar[list[str] | tuple[str, ...]] = ()
+    max_message_size: ClassVar[int | None] = DEFAULT_MAX_MESSAGE_SIZE
+
+    # The connection's course, as far as the consumer needs it: the
+    # handshake arrived, the consumer accepted it, closed it for a bad frame
+    # (later frames are dropped), and the consumer's end (leaving groups,
+    # calling disconnect()) has begun.
+    _connecting: bool = False
+    _accepted: bool = False
+    _refused: bool = False
+    _ended: bool = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Run the consumer; if a handler raises, close with 1011 and clean up."""
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            if self._connecting and not self._ended:
+                await self._end_after(exc)
+            raise
+
+    async def _end_after(self, exc: Exception) -> None:
+        """Leave groups, call ``disconnect(1011)`` and close, after ``exc``.
+
+        The exception goes on to the server, which logs it: this logs only
+        a failure of the clean-up itself. The close is sent last, so that a
+        test communicator sees the exception, as it always did.
+        """
+        self._ended = True
+        path = self.scope.get("path", "?")
+        try:
+            await self._leave_groups(joined_only=True)
+            await self._call_hook("disconnect", CLOSE_INTERNAL_ERROR)
+        except Exception:
+            logger.exception(
+                "Could not clean up WebSocket %s after %s.", path, type(exc).__name__
+            )
+        if self._accepted and not self._refused:
+            try:
+                await self.base_send(close_message(CLOSE_INTERNAL_ERROR))
+            except Exception as close_error:
+                # daphne refuses to send 1011, and sends it itself when the
+                # exception reaches it; a client that has gone needs none.
+                logger.debug("Could not close %s with 1011: %r", path, close_error)
 
     async def websocket_connect(self, message: Message) -> None:
         """Join ``groups``, then call ``connect()``; a denial closes the handshake."""
+        self._connecting = True
         await self._join_groups()
         try:
             await self._call_hook("connect")
@@ -98,27 +197,57 @@ class _WebsocketHandlers(AsyncConsumer):
             await self.base_send(close_message())
 
     async def websocket_receive(self, message: Message) -> None:
-        """Call ``receive()`` with the frame's text or bytes."""
+        """Call ``receive()`` with the frame's text or bytes.
+
+        A message over :attr:`max_message_size` closes the connection with
+        1009 instead; so does an :exc:`InvalidFrameError` from ``receive()``,
+        with its code. After either, frames still arriving are dropped.
+        """
+        if self._refused:
+            logger.debug("Dropped a frame on %s: closing.", self.scope.get("path"))
+            return
         text = message.get("text")
+        data = None if text is not None else message.get("bytes")
         try:
+            limit = self.max_message_size
+            if limit is not None and (size := _over_limit(text, data, limit)):
+                raise InvalidFrameError(
+                    CLOSE_MESSAGE_TOO_BIG,
+                    f"Expected a message of at most {limit} bytes "
+                    f"(max_message_size of {limit}), got {size}.",
+                )
             if text is not None:
                 await self._call_hook("receive", text_data=text)
             else:
-                await self._call_hook("receive", bytes_data=message.get("bytes"))
+                await self._call_hook("receive", bytes_data=data)
         except InvalidFrameError as exc:
-            outbox = current_outbox(self)
-            if outbox is not None:
-                outbox.discard()
-            logger.warning(
-                "Closing WebSocket %s with %d: %s",
-                self.scope.get("path", "?"),
-                exc.code,
-                exc.reason,
-            )
-            await self.base_send(close_message(exc.code))
+            await self._refuse(exc)
+
+    async def _refuse(self, exc: InvalidFrameError) -> None:
+        """Drop what the handler sent, close with ``exc.code``, log one line."""
+        outbox = current_outbox(self)
+        if outbox is not None:
+            outbox.discard()
+        self._refused = True
+        code = exc.code
+        try:
+            await self.base_send(close_message(code))
+        except Exception:
+            if not 1000 < code < 3000:
+                raise
+            # daphne: autobahn sends only 1000 and 3000-4999.
+            code += _PRIVATE_USE_OFFSET
+            await self.base_send(close_message(code))
+        logger.warning(
+            "Closing WebSocket %s with %d: %s",
+            self.scope.get("path", "?"),
+            code,
+            exc.reason,
+        )
 
     async def websocket_disconnect(self, message: Message) -> None:
         """Leave ``groups``, call ``disconnect(code)`` and stop the consumer."""
+        self._ended = True
         await self._leave_groups()
         await self._call_hook("disconnect", message.get("code", 1005))
         raise StopConsumer
@@ -135,10 +264,16 @@ class _WebsocketHandlers(AsyncConsumer):
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
 
-    async def _leave_groups(self) -> None:
+    async def _leave_groups(self, joined_only: bool = False) -> None:
         if self.groups and self.channel_layer is not None:
             for group in self.groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
+                try:
+                    await self.channel_layer.group_discard(group, self.channel_name)
+                except InvalidChannelName:
+                    # After a failed join: a group with a bad name was never
+                    # joined.
+                    if not joined_only:
+                        raise
 
 
 class AsyncWebsocketConsumer(_WebsocketHandlers):
@@ -147,6 +282,16 @@ class AsyncWebsocketConsumer(_WebsocketHandlers):
     Override ``connect()``, ``receive(text_data=None, bytes_data=None)`` and
     ``disconnect(code)``; handlers for channel layer messages are methods
     named after the message type.
+
+    Attributes:
+        groups: Groups joined before ``connect()`` and left after
+            ``disconnect()``.
+        max_message_size: Most bytes a message from the client may have
+            (UTF-8 bytes for text), checked before ``receive()`` sees it:
+            over it, the connection is closed with 1009 and one warning is
+            logged. ``None`` takes any size (the server's own limit still
+            applies: see ``docs/topics/hostile-input.rst``). Default
+            :data:`DEFAULT_MAX_MESSAGE_SIZE` (1 MiB).
     """
 
     async def connect(self) -> None:
@@ -165,6 +310,7 @@ class AsyncWebsocketConsumer(_WebsocketHandlers):
         self, subprotocol: str | None = None, headers: Headers | None = None
     ) -> None:
         """Accept the handshake, optionally choosing a subprotocol."""
+        self._accepted = True
         await self._deliver(accept_message(subprotocol, headers))
 
     async def send(  # type: ignore[override]
@@ -193,6 +339,16 @@ class WebsocketConsumer(_WebsocketHandlers, SyncConsumer):
     Hooks and handlers run on a thread pool, so they may use the ORM
     directly. Handlers of one connection run one at a time; a slow handler
     does not hold up other connections.
+
+    Attributes:
+        groups: Groups joined before ``connect()`` and left after
+            ``disconnect()``.
+        max_message_size: Most bytes a message from the client may have
+            (UTF-8 bytes for text), checked before ``receive()`` sees it:
+            over it, the connection is closed with 1009 and one warning is
+            logged. ``None`` takes any size (the server's own limit still
+            applies: see ``docs/topics/hostile-input.rst``). Default
+            :data:`DEFAULT_MAX_MESSAGE_SIZE` (1 MiB).
     """
 
     def connect(self) -> None:
@@ -211,6 +367,7 @@ class WebsocketConsumer(_WebsocketHandlers, SyncConsumer):
         self, subprotocol: str | None = None, headers: Headers | None = None
     ) -> None:
         """Accept the handshake, optionally choosing a subprotocol."""
+        self._accepted = True
         self._deliver_sync(accept_message(subprotocol, headers))
 
     def send(  # type: ignore[override]
@@ -257,13 +414,21 @@ class _JsonFrames:
                 CLOSE_INVALID_PAYLOAD,
                 f"Expected a JSON text frame, got invalid JSON: {exc}",
             ) from exc
+        except RecursionError:
+            # json's C decoder nests as deep as the interpreter's recursion
+            # limit, then raises this: "[" * 100_000 would crash the consumer.
+            raise InvalidFrameError(
+                CLOSE_MESSAGE_TOO_BIG,
+                "Expected JSON nested less deeply than the recursion limit "
+                f"({sys.getrecursionlimit()}), got deeper nesting.",
+            ) from None
 
 
 class AsyncJsonWebsocketConsumer(_JsonFrames, AsyncWebsocketConsumer):
     """An async WebSocket consumer that speaks JSON.
 
-    A binary frame closes the connection with 1003 and invalid JSON with
-    1007, each with one log line.
+    A binary frame closes the connection with 1003, invalid JSON with 1007
+    and JSON nested too deep with 1009, each with one log line.
     """
 
     async def receive(
@@ -285,8 +450,8 @@ class AsyncJsonWebsocketConsumer(_JsonFrames, AsyncWebsocketConsumer):
 class JsonWebsocketConsumer(_JsonFrames, WebsocketConsumer):
     """A sync WebSocket consumer that speaks JSON.
 
-    A binary frame closes the connection with 1003 and invalid JSON with
-    1007, each with one log line.
+    A binary frame closes the connection with 1003, invalid JSON with 1007
+    and JSON nested too deep with 1009, each with one log line.
     """
 
     def receive(
