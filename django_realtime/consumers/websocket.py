@@ -21,8 +21,9 @@ the servers themselves refuse, is in ``docs/topics/hostile-input.rst``):
   on to the server, which logs it.
 
 daphne (autobahn) refuses to send close codes other than 1000 and
-3000-4999; there the codes above become 4003, 4007 and 4009, and daphne
-sends 1011 itself.
+3000-4999. There 1003, 1007 and 1009 become 4015, 4000 and 4013 (4000 plus
+the HTTP status of the same meaning, as the package's other codes: 4003 is
+already "login required"), and daphne sends 1011 itself.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "CLOSE_INVALID_PAYLOAD",
     "CLOSE_MESSAGE_TOO_BIG",
     "CLOSE_UNSUPPORTED_DATA",
+    "DAPHNE_CLOSE_CODES",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "AsyncJsonWebsocketConsumer",
     "AsyncWebsocketConsumer",
@@ -71,8 +73,14 @@ CLOSE_INTERNAL_ERROR = 1011
 #: The default ``max_message_size``: 1 MiB, daphne's own limit per message.
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 
-# daphne (autobahn) sends only 1000 and 3000-4999: 1003 becomes 4003, etc.
-_PRIVATE_USE_OFFSET = 3000
+#: What 1003, 1007 and 1009 become on daphne, which (through autobahn) sends
+#: only 1000 and 3000-4999: 4000 plus the HTTP status of the same meaning
+#: (415 Unsupported Media Type, 400 Bad Request, 413 Content Too Large).
+DAPHNE_CLOSE_CODES = {
+    CLOSE_UNSUPPORTED_DATA: 4015,
+    CLOSE_INVALID_PAYLOAD: 4000,
+    CLOSE_MESSAGE_TOO_BIG: 4013,
+}
 
 
 def _over_limit(text: str | None, data: bytes | None, limit: int) -> str | None:
@@ -229,21 +237,32 @@ class _WebsocketHandlers(AsyncConsumer):
         if outbox is not None:
             outbox.discard()
         self._refused = True
+        path = self.scope.get("path", "?")
         code = exc.code
         try:
             await self.base_send(close_message(code))
-        except Exception:
-            if not 1000 < code < 3000:
-                raise
-            # daphne: autobahn sends only 1000 and 3000-4999.
-            code += _PRIVATE_USE_OFFSET
-            await self.base_send(close_message(code))
-        logger.warning(
-            "Closing WebSocket %s with %d: %s",
-            self.scope.get("path", "?"),
-            code,
-            exc.reason,
-        )
+        except Exception as error:
+            # daphne refuses an RFC code (autobahn sends only 1000 and
+            # 3000-4999) and changes nothing: send its replacement. Servers
+            # also refuse any close once the connection is closing (the
+            # client's close crossed ours): then the disconnect is on its way.
+            fallback = DAPHNE_CLOSE_CODES.get(code)
+            try:
+                if fallback is None:
+                    raise
+                await self.base_send(close_message(fallback))
+            except Exception:
+                logger.warning(
+                    "Refused a frame on WebSocket %s (%s) but could not close "
+                    "with %d: %s",
+                    path,
+                    exc.reason,
+                    code,
+                    error,
+                )
+                return
+            code = fallback
+        logger.warning("Closing WebSocket %s with %d: %s", path, code, exc.reason)
 
     async def websocket_disconnect(self, message: Message) -> None:
         """Leave ``groups``, call ``disconnect(code)`` and stop the consumer."""
