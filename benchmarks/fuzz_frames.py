@@ -210,6 +210,9 @@ def read_log(text: str) -> tuple[Counter[str], Counter[str]]:
                 if after and not after.startswith((" ", "\t")):
                     # The exception line: "module.Class: message".
                     name, _, message = after.partition(": ")
+                    if name.endswith("UnicodeDecodeError"):
+                        # One row, whatever the bytes and their position.
+                        message = message.split(":", 1)[0]
                     tracebacks[f"{name.rsplit('.', 1)[-1]}: {message}"[:100]] += 1
                     break
         elif line.startswith("WARNING"):

@@ -303,8 +303,6 @@ class AsyncWebsocketConsumer(_WebsocketHandlers):
     named after the message type.
 
     Attributes:
-        groups: Groups joined before ``connect()`` and left after
-            ``disconnect()``.
         max_message_size: Most bytes a message from the client may have
             (UTF-8 bytes for text), checked before ``receive()`` sees it:
             over it, the connection is closed with 1009 and one warning is
@@ -360,8 +358,6 @@ class WebsocketConsumer(_WebsocketHandlers, SyncConsumer):
     does not hold up other connections.
 
     Attributes:
-        groups: Groups joined before ``connect()`` and left after
-            ``disconnect()``.
         max_message_size: Most bytes a message from the client may have
             (UTF-8 bytes for text), checked before ``receive()`` sees it:
             over it, the connection is closed with 1009 and one warning is
