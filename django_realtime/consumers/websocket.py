@@ -28,6 +28,7 @@ already "login required"), and daphne sends 1011 itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -178,7 +179,7 @@ class _WebsocketHandlers(AsyncConsumer):
         self._ended = True
         path = self.scope.get("path", "?")
         try:
-            await self._leave_groups(joined_only=True)
+            await self._leave_groups()
             await self._call_hook("disconnect", CLOSE_INTERNAL_ERROR)
         except Exception:
             logger.exception(
@@ -283,16 +284,12 @@ class _WebsocketHandlers(AsyncConsumer):
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
 
-    async def _leave_groups(self, joined_only: bool = False) -> None:
+    async def _leave_groups(self) -> None:
         if self.groups and self.channel_layer is not None:
             for group in self.groups:
-                try:
+                # A group with a bad name was never joined: its join failed.
+                with contextlib.suppress(InvalidChannelName):
                     await self.channel_layer.group_discard(group, self.channel_name)
-                except InvalidChannelName:
-                    # After a failed join: a group with a bad name was never
-                    # joined.
-                    if not joined_only:
-                        raise
 
 
 class AsyncWebsocketConsumer(_WebsocketHandlers):

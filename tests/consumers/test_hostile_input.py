@@ -24,11 +24,17 @@ from django_realtime.consumers import (
     WebsocketConsumer,
 )
 from django_realtime.consumers.websocket import DEFAULT_MAX_MESSAGE_SIZE
-from django_realtime.exceptions import InvalidChannelName, InvalidMessageError
+from django_realtime.exceptions import (
+    InvalidChannelName,
+    InvalidFrameError,
+    InvalidMessageError,
+)
 from django_realtime.layers import get_channel_layer
 from django_realtime.testing import WebsocketCommunicator
 
 pytestmark = pytest.mark.timeout(20)
+
+Message = dict[str, Any]
 
 JSON_CONSUMERS = [AsyncJsonWebsocketConsumer, JsonWebsocketConsumer]
 
@@ -389,3 +395,133 @@ def test_any_frame_is_echoed_or_refused_with_a_defined_code(
     else:
         assert answer["type"] == "websocket.send"
         assert size <= 256
+
+
+# Servers that refuse a close: daphne's rule, and a close crossing the client's.
+
+
+class Server:
+    """Play the server's side of one connection, with a server's refusals.
+
+    ``refuse`` says which ``websocket.close`` messages the server raises on,
+    as daphne (autobahn) raises on codes other than 1000 and 3000-4999, and
+    as uvicorn raises on any close once it has answered the client's close.
+    The real servers do the same in ``tests/test_fuzz_e2e.py``; here each
+    branch is reached on purpose.
+    """
+
+    def __init__(self, frames: list[Message], refuse: Any) -> None:
+        self.inbox: list[Message] = [{"type": "websocket.connect"}, *frames]
+        self.inbox.append({"type": "websocket.disconnect", "code": 1000})
+        self.refuse = refuse
+        self.sent: list[Message] = []
+
+    async def receive(self) -> Message:
+        return self.inbox.pop(0)
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.close" and self.refuse(message.get("code")):
+            raise RuntimeError(f"refused close code {message.get('code')}")
+        self.sent.append(message)
+
+    async def serve(self, app: Any) -> None:
+        scope = {"type": "websocket", "path": "/ws/", "headers": [], "subprotocols": []}
+        await asyncio.wait_for(app(scope, self.receive, self.send), 5)
+
+
+def autobahn_refuses(code: int | None) -> bool:
+    return code is not None and code != 1000 and not 3000 <= code <= 4999
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"bytes": b"\x00"}, 4015),
+        ({"text": "{nope"}, 4000),
+        ({"text": "[" * 100_000}, 4013),
+        ({"text": "x" * 300}, 4013),
+    ],
+)
+async def test_on_daphne_the_rfc_codes_become_their_4000_twins(
+    frame: Message, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Server([{"type": "websocket.receive", **frame}], autobahn_refuses)
+    with caplog.at_level(logging.WARNING, logger="django_realtime"):
+        await server.serve(AsyncJsonEcho.as_asgi(max_message_size=256))
+    assert server.sent[-1] == {"type": "websocket.close", "code": code}
+    [record] = realtime_records(caplog)
+    assert f"with {code}:" in record.getMessage()
+
+
+async def test_an_own_code_daphne_cannot_send_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Strict(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            raise InvalidFrameError(1013, "Expected fewer frames.")
+
+    server = Server([{"type": "websocket.receive", "text": "x"}], autobahn_refuses)
+    with caplog.at_level(logging.WARNING, logger="django_realtime"):
+        await server.serve(Strict.as_asgi())
+    [record] = realtime_records(caplog)
+    assert "could not close with 1013" in record.getMessage()
+
+
+async def test_a_refusal_crossing_the_clients_close_logs_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = Server([{"type": "websocket.receive", "bytes": b"x"}], lambda code: True)
+    with caplog.at_level(logging.WARNING, logger="django_realtime"):
+        await server.serve(AsyncJsonEcho.as_asgi())
+    assert [m["type"] for m in server.sent] == ["websocket.accept"]
+    [record] = realtime_records(caplog)
+    assert "could not close with 1003" in record.getMessage()
+
+
+async def test_a_handler_failure_on_daphne_leaves_the_1011_to_the_server() -> None:
+    server = Server([{"type": "websocket.receive", "text": "{}"}], autobahn_refuses)
+
+    class Failing(AsyncJsonWebsocketConsumer):
+        async def receive_json(self, content: Any) -> None:
+            content["message"]
+
+    with pytest.raises(KeyError):
+        await server.serve(Failing.as_asgi())
+    assert [m["type"] for m in server.sent] == ["websocket.accept"]
+
+
+async def test_a_failing_cleanup_logs_one_error_and_the_exception_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Failing(AsyncJsonWebsocketConsumer):
+        async def receive_json(self, content: Any) -> None:
+            raise ValueError("handler")
+
+        async def disconnect(self, code: int) -> None:
+            raise OSError("cleanup")
+
+    communicator = await connected(Failing.as_asgi())
+    with caplog.at_level(logging.ERROR, logger="django_realtime"):
+        await communicator.send_json_to({})
+        with pytest.raises(ValueError, match="handler"):
+            await communicator.receive_output()
+    [record] = realtime_records(caplog)
+    assert "Could not clean up WebSocket /ws/ after ValueError" in record.getMessage()
+
+
+async def test_a_bad_name_in_groups_refuses_the_handshake_and_leaves_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Member(Probed, AsyncWebsocketConsumer):
+        groups = ["hostile-good", "bad name", "hostile-never"]
+
+    communicator = WebsocketCommunicator(Member.as_asgi(), "/ws/")
+    with (
+        caplog.at_level(logging.DEBUG, logger="django_realtime"),
+        pytest.raises(InvalidChannelName),
+    ):
+        await communicator.connect()
+    assert await _sends_reaching("hostile-good") == 0
+    assert not [r for r in realtime_records(caplog) if r.levelno >= logging.WARNING]
