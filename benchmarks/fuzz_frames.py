@@ -78,13 +78,6 @@ KNOWN_TRACEBACKS = {
     "Disconnected: Attempt to send on a closed protocol": "consumers/base.py: a "
     "send to a connection daphne has closed ends the consumer with autobahn's "
     "Disconnected instead of being dropped",
-    "RuntimeError: Expected ASGI message 'websocket.send' or 'websocket.close', "
-    "but got 'websocket.accept'": "consumers/base.py dispatches a layer message "
-    "of type websocket.connect as if the server sent it: connect() runs again",
-    "AttributeError: 'WebSocketProtocol' object has no attribute "
-    "'handshake_deferred'": "consumers/base.py dispatches a layer message of "
-    "type websocket.connect as if the server sent it: connect() runs again and "
-    "daphne fails on the second accept",
     "RouteNotFound: No application for scope type 'http'": "routing.py: "
     "ProtocolTypeRouter raises for a scope type it has no application for; "
     "a plain HTTP request to a WebSocket-only project is a 500 and a traceback",

@@ -80,6 +80,10 @@ _NOT_HANDLERS = frozenset(
 )
 
 
+# Message types only the ASGI server sends.
+_SERVER_EVENTS = ("websocket.", "http.", "lifespan.")
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
@@ -297,6 +301,15 @@ class AsyncConsumer:
         try:
             while True:
                 message = await layer.receive(self._channel_name)
+                if (problem := self._layer_message_problem(message)) is not None:
+                    # Other code's mistake (a typo, a type only newer code
+                    # handles, mid-deploy): skip it, keep the connection.
+                    logger.warning(
+                        "Skipped a channel layer message for %s: %s",
+                        self.scope.get("path", "?"),
+                        problem,
+                    )
+                    continue
                 if (waiting := turn.take()) is not None:
                     await waiting
                 try:
@@ -309,6 +322,24 @@ class AsyncConsumer:
             self._stop = exc
             if main is not None:
                 main.cancel()
+
+    @classmethod
+    def _layer_message_problem(cls, message: Any) -> str | None:
+        """Return why a channel layer message cannot be handled, or ``None``."""
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            return f"expected a dict with a 'type' key, got {message!r:.200}."
+        if type(kind) is str and kind.startswith(_SERVER_EVENTS):
+            return (
+                f"its type {kind!r} is the server's to send; a layer message "
+                "cannot pose as one."
+            )
+        try:
+            cls._handler_for(kind)
+        except InvalidMessageError as exc:
+            return str(exc)
+        return None
 
     @classmethod
     def _handler_for(cls, kind: Any) -> tuple[str, bool]:

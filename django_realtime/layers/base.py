@@ -23,8 +23,9 @@ MAX_NAME_LENGTH = 100
 #: A ``channel_capacity`` key: a glob string or a compiled regular expression.
 CapacityPattern = str | re.Pattern[str]
 
-_CHANNEL_NAME = re.compile(r"^[a-zA-Z\d\-_.]+(![\d\w\-_.]*)?$")
-_GROUP_NAME = re.compile(r"^[a-zA-Z\d\-_.]+$")
+# ASCII only, matched whole (re.match with "$" would take a trailing newline).
+_CHANNEL_NAME = re.compile(r"[a-zA-Z0-9\-_.]+(![a-zA-Z0-9\-_.]*)?")
+_GROUP_NAME = re.compile(r"[a-zA-Z0-9\-_.]+")
 _ALLOWED = "ASCII letters, digits, hyphens, underscores and periods"
 _RESERVED_KEY = "__asgi_channel__"
 
@@ -263,7 +264,7 @@ def _require_name(name: object, kind: str, regex: re.Pattern[str], extra: str) -
             f"{kind} names must be shorter than {MAX_NAME_LENGTH} characters, "
             f"got {len(name)} characters: {name[:40]!r}..."
         )
-    if not regex.match(name):
+    if not regex.fullmatch(name):
         detail = f" {extra}" if extra else ""
         raise InvalidChannelName(
             f"{kind} names may contain only {_ALLOWED}{detail}, got {name!r}."

@@ -39,6 +39,7 @@ from django_realtime.streams.protocol import (
     Request,
     Subscribe,
     Unsubscribe,
+    error_frame,
     lost_frame,
     parse_frame,
     subscribed_frame,
@@ -321,7 +322,16 @@ class _Pump:
         subscription = start.subscription
         stream = subscription.stream
         if self.consumer.stream_subscriptions.get(stream) is not subscription:
-            return  # unsubscribed before it started
+            # Unsubscribed before it started: every frame gets its answer.
+            frame = error_frame(
+                start.frame_id,
+                "cancelled",
+                f"Unsubscribed from {stream!r} before the subscription started.",
+            )
+            await self.consumer.base_send(
+                {"type": "websocket.send", "text": self.consumer.encode_json(frame)}
+            )
+            return
         if stream not in self.listening:
             # Listen before reading, so nothing published in between is
             # missed; what the read also returns is dropped as a duplicate.
@@ -461,7 +471,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             else:
                 await self.send_json({"kind": "pong", "id": frame.id})
         except FrameError as exc:
-            logger.info(
+            # DEBUG: a hostile client must not decide how much we log.
+            logger.debug(
                 "Refused a frame on %s (%s): %s",
                 self.scope.get("path", "?"),
                 exc.code,

@@ -27,7 +27,6 @@ from django_realtime.consumers.websocket import DEFAULT_MAX_MESSAGE_SIZE
 from django_realtime.exceptions import (
     InvalidChannelName,
     InvalidFrameError,
-    InvalidMessageError,
 )
 from django_realtime.layers import get_channel_layer
 from django_realtime.testing import WebsocketCommunicator
@@ -317,20 +316,19 @@ async def test_a_disconnect_that_raises_is_not_called_twice() -> None:
 # Unknown message types from a layer.
 
 
-async def test_an_unknown_layer_message_type_ends_the_consumer_and_leaves_groups() -> (
-    None
-):
-    # What happens now (see docs/topics/hostile-input.rst): the consumer
-    # ends with InvalidMessageError, which the server logs before closing
-    # with 1011; the groups are left on the way out.
+async def test_an_unknown_layer_message_type_is_skipped_and_the_member_stays(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     class Member(AsyncWebsocketConsumer):
         groups = ["hostile-unknown"]
 
     communicator = await connected(Member.as_asgi())
-    await get_channel_layer().group_send("hostile-unknown", {"type": "no.such"})
-    with pytest.raises(InvalidMessageError, match="no_such"):
-        await communicator.receive_output()
-    assert await _sends_reaching("hostile-unknown") == 0
+    with caplog.at_level(logging.WARNING, "django_realtime.consumers.base"):
+        await get_channel_layer().group_send("hostile-unknown", {"type": "no.such"})
+        await communicator.receive_nothing(0.1)
+    assert "no_such" in caplog.text
+    assert await _sends_reaching("hostile-unknown") == 1
+    await communicator.disconnect()
 
 
 # Invalid group names made from client input.

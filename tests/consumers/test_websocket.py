@@ -13,7 +13,7 @@ from django_realtime.consumers import (
     JsonWebsocketConsumer,
     WebsocketConsumer,
 )
-from django_realtime.exceptions import DenyConnection, InvalidMessageError, StopConsumer
+from django_realtime.exceptions import DenyConnection, StopConsumer
 from django_realtime.layers import get_channel_layer
 from django_realtime.testing import WebsocketCommunicator
 
@@ -268,14 +268,33 @@ class Recorder(AsyncWebsocketConsumer):
 
 
 @pytest.mark.parametrize(
-    "kind", ["_private", "close", "send", "websocket.accept", "missing.handler"]
+    "kind",
+    [
+        "_private",
+        "close",
+        "send",
+        "websocket.accept",
+        "websocket.connect",
+        "websocket.disconnect",
+        "missing.handler",
+    ],
 )
-async def test_layer_message_without_a_handler_ends_the_consumer_with_an_error(kind):
-    communicator = await connected(Recorder.as_asgi())
+async def test_a_layer_message_without_a_handler_is_skipped_with_a_warning(
+    kind, caplog
+):
+    class Talker(Recorder):
+        async def chat_message(self, event):
+            await self.send(text_data=event["text"])
+
+    communicator = await connected(Talker.as_asgi())
     channel_name = await communicator.receive_from()
-    await get_channel_layer().send(channel_name, {"type": kind})
-    with pytest.raises(InvalidMessageError):
-        await communicator.receive_output()
+    layer = get_channel_layer()
+    with caplog.at_level(logging.WARNING, "django_realtime.consumers.base"):
+        await layer.send(channel_name, {"type": kind})
+        await layer.send(channel_name, {"type": "chat.message", "text": "still here"})
+        assert await communicator.receive_from() == "still here"
+    assert "Skipped a channel layer message for /ws/" in caplog.text
+    await communicator.disconnect()
 
 
 async def test_stop_consumer_raised_by_a_layer_handler_ends_cleanly():

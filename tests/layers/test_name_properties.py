@@ -63,14 +63,6 @@ def test_any_value_is_a_valid_channel_name_or_invalid_channel_name(name: Any) ->
         assert 0 < len(name) < MAX_NAME_LENGTH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "layers/base.py matches with re.match and '$', which takes a trailing "
-        "newline ('room\\n'), and its '\\d' and '\\w' take non-ASCII digits "
-        "and letters ('٣', 'é'): use re.fullmatch (or \\Z) and [0-9A-Za-z_]."
-    ),
-)
 @settings(max_examples=300)
 @given(name=names)
 def test_the_names_accepted_are_exactly_those_of_the_documented_rule(

@@ -106,7 +106,7 @@ async def test_a_stream_is_refused_unless_the_application_allows_it(
     communicator = WebsocketCommunicator(StreamConsumer.as_asgi(), "/ws/")
     await communicator.connect()
     client = Client(communicator)
-    with caplog.at_level(logging.INFO, "django_realtime.streams"):
+    with caplog.at_level(logging.DEBUG, "django_realtime.streams"):
         frame = await client.subscribe("anything")
     assert frame["kind"] == "error"
     assert frame["code"] == "forbidden"
@@ -460,3 +460,17 @@ async def test_a_store_blip_costs_a_retry_not_the_connection() -> None:
         await communicator.disconnect()
     finally:
         set_stream_store(old)
+
+
+async def test_a_subscribe_cancelled_by_an_unsubscribe_is_still_answered(
+    client: Client,
+) -> None:
+    subscribe = await client.send("subscribe", stream="news")
+    unsubscribe = await client.send("unsubscribe", stream="news")
+    first, second = await client.receive(), await client.receive()
+    assert (first["id"], first["kind"], first["code"]) == (
+        subscribe,
+        "error",
+        "cancelled",
+    )
+    assert second == {"kind": "unsubscribed", "id": unsubscribe, "stream": "news"}
