@@ -1,0 +1,61 @@
+"""Django settings of the slow-client run (benchmarks.slow_client).
+
+Read from the environment the driver sets for each server process:
+``BENCH_SLOW_REDIS`` (the Redis URL), ``BENCH_SLOW_PREFIX`` (this run's key
+and topic prefix, for the history store and the channel layer alike),
+``BENCH_SLOW_HISTORY`` (publications kept per stream) and
+``BENCH_SLOW_CAPACITY`` and ``BENCH_SLOW_EXPIRY`` (the channel layer's
+capacity per channel and its expiry in seconds).
+"""
+
+import os
+
+from benchmarks._settings_base import *  # noqa: F403
+from benchmarks._settings_base import INSTALLED_APPS
+
+INSTALLED_APPS = ["django_realtime", *INSTALLED_APPS]
+
+_REDIS = os.environ.get("BENCH_SLOW_REDIS", "redis://127.0.0.1:6379")
+_PREFIX = os.environ.get("BENCH_SLOW_PREFIX", "bench-slow")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "django_realtime.layers.redis.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [_REDIS],
+            "prefix": f"{_PREFIX}-layer",
+            "capacity": int(os.environ.get("BENCH_SLOW_CAPACITY", "100")),
+            "expiry": float(os.environ.get("BENCH_SLOW_EXPIRY", "60")),
+        },
+    }
+}
+
+REALTIME = {
+    "STREAM_STORE": {
+        "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
+        "OPTIONS": {"url": _REDIS, "prefix": _PREFIX},
+    },
+    "STREAM_HISTORY": {
+        "*": {
+            "MAX_COUNT": int(os.environ.get("BENCH_SLOW_HISTORY", "1000")),
+            "MAX_BYTES": None,
+            "MAX_AGE": None,
+        }
+    },
+}
+
+# The driver reads the slow-client warnings (catch-ups, closes, layer drops)
+# from the server's log.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "django_realtime": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
+}
