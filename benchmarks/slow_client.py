@@ -110,6 +110,7 @@ class Options:
     history: int = 50
     expiry: float = 60.0
     linger: float = 0.0
+    retries: int = 1
     rcvbuf: int = 4096
     mss: int = 1448
     drain_timeout: float = 10.0
@@ -140,6 +141,15 @@ _TCP_STATES = {
     10: "LISTEN",
     11: "CLOSING",
 }
+
+
+def busy_seconds() -> float:
+    """Return the CPU time all processes have used, from ``/proc/stat``."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(field) for field in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: all but idle and iowait.
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def tcp_sockets() -> dict[tuple[int, int], tuple[str, int, int]]:
@@ -466,6 +476,7 @@ async def run_case(
             await client.open(url, server.port, options)
         await asyncio.sleep(1.0)  # let the connects' garbage settle
         cpu_before = server.cpu_seconds()
+        own_before, busy_before = time.process_time(), busy_seconds()
         sampler = asyncio.create_task(_sample_rss(server, result.rss))
         result.publish_seconds, result.late = await _publish(
             publish, options, broadcast
@@ -475,6 +486,15 @@ async def run_case(
             async with asyncio.timeout(options.drain_timeout):
                 await broadcast.all_done.wait()
         result.cpu_seconds = server.cpu_seconds() - cpu_before
+        # What neither the server nor this process used: other work on the
+        # machine (Redis included), which makes latencies move.
+        result.other_cpu_seconds = max(
+            0.0,
+            busy_seconds()
+            - busy_before
+            - result.cpu_seconds
+            - (time.process_time() - own_before),
+        )
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
@@ -562,22 +582,26 @@ async def run(options: Options) -> Outcome:
     )
     outcome = Outcome([], {}, logs, machine)
     for server, path, policy, slow in cases(options):
-        result = await run_case(server, path, policy, slow, options, logs)
-        if not slow:
-            outcome.baselines[server, path] = result
-        per_slow_client = allowance(
-            path,
-            result.frame_bytes,
-            options.max_queued,
-            options.max_queued_bytes,
-            options.capacity,
-        )
-        judge(
-            result,
-            outcome.baselines.get((server, path)),
-            options.limits,
-            per_slow_client,
-        )
+        for attempt in range(options.retries + 1):
+            result = await run_case(server, path, policy, slow, options, logs)
+            result.attempt = attempt + 1
+            if not slow:
+                outcome.baselines[server, path] = result
+            per_slow_client = allowance(
+                path,
+                result.frame_bytes,
+                options.max_queued,
+                options.max_queued_bytes,
+                options.capacity,
+            )
+            baseline = outcome.baselines.get((server, path))
+            judge(result, baseline, options.limits, per_slow_client)
+            # Other work on the machine can stall this process for a second:
+            # a latency failure counts only if it happens again.
+            slow_readers = any(f.startswith("Readers'") for f in result.failures)
+            if not slow_readers or attempt == options.retries:
+                break
+            logger.info("Readers' p99 over the limit: running it again.")
         outcome.results.append(result)
         logger.info(
             "%s %s, %d slow: p99 %.1f ms, peak RSS %.1f MiB",
@@ -656,6 +680,12 @@ def parse_args(argv: list[str] | None) -> Options:
     add("--latency-factor", type=float, default=limits.latency_factor)
     add("--latency-floor-ms", type=float, default=limits.latency_floor_ms)
     add("--rss-slack-mib", type=float, default=limits.rss_slack_mib)
+    add(
+        "--retries",
+        type=int,
+        default=defaults.retries,
+        help="runs again a run whose readers' p99 is over the limit",
+    )
     add("--redis-url", default=defaults.redis_url)
     add("--logs", type=Path, default=None, help="keep server logs here")
     add("--no-pin", action="store_true", help="do not pin server and clients")
@@ -684,6 +714,7 @@ def parse_args(argv: list[str] | None) -> Options:
         history=args.history,
         expiry=args.expiry,
         linger=args.linger,
+        retries=args.retries,
         rcvbuf=args.rcvbuf,
         mss=args.mss,
         redis_url=args.redis_url,

@@ -97,7 +97,7 @@ def test_a_server_that_keeps_what_it_cannot_send_fails_the_held_check() -> None:
     judge(kept, None, Limits(), per_client)
     judge(bounded, None, Limits(), per_client)
 
-    assert per_client.held == WRITE_BUFFERS
+    assert per_client.held == 50 * 16_500 + WRITE_BUFFERS
     assert len(kept.failures) == 1
     assert "held 2344 KiB" in kept.failures[0]
     assert bounded.failures == []
