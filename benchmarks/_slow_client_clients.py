@@ -145,12 +145,16 @@ class SlowClient:
         self.port = 0
 
     async def open(self, url: str, server_port: int, rcvbuf: int, mss: int) -> None:
-        """Connect with a ``rcvbuf``-byte receive buffer and an MSS of ``mss``."""
+        """Connect with a ``rcvbuf``-byte receive buffer and an MSS of ``mss``.
+
+        ``mss`` 0 leaves the MSS to the kernel (64 KiB on loopback).
+        """
         sock = socket.socket()
         sock.setblocking(False)
         # Both before connect(): the window and the MSS are in the SYN.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+        if mss:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
         try:
             await asyncio.get_running_loop().sock_connect(
                 sock, ("127.0.0.1", server_port)

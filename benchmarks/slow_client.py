@@ -466,7 +466,7 @@ def parse_args(argv: list[str] | None) -> Options:
         help="seconds the slow clients stay stalled after the publishing",
     )
     add("--rcvbuf", type=int, default=defaults.rcvbuf)
-    add("--mss", type=int, default=defaults.mss)
+    add("--mss", type=int, default=defaults.mss, help="0: the loopback MSS")
     add("--latency-factor", type=float, default=limits.latency_factor)
     add("--latency-floor-ms", type=float, default=limits.latency_floor_ms)
     add("--rss-slack-mib", type=float, default=limits.rss_slack_mib)
