@@ -325,7 +325,7 @@ async def run_case(
 
 def cases(options: Options) -> list[tuple[str, str, str | None, int]]:
     """Return the runs, each baseline (no slow client) before its runs."""
-    planned = []
+    planned: list[tuple[str, str, str | None, int]] = []
     for server in options.servers:
         stream_policies = [
             path.split("-", 1)[1] for path in options.paths if path.startswith("stream")

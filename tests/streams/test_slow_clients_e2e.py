@@ -125,7 +125,7 @@ def test_readers_slower_than_the_bound_and_a_rising_rss_fail_the_run() -> None:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> slow_client.CaseResult:
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> CaseResult:
     """Run the readers alone once for the module: the latency to compare with."""
     logs = tmp_path_factory.mktemp("slow_client")
     return asyncio.run(
