@@ -30,3 +30,36 @@ DATABASES = {
 CHANNEL_LAYERS = {"default": json.loads(os.environ.get("BENCH_LAYER", "null"))}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def redis_streams(url: str, prefix: str, history: int) -> dict[str, object]:
+    """Return ``REALTIME`` for streams in Redis, bounded by count only.
+
+    Count only, so that a driver knows the history window exactly.
+    """
+    return {
+        "STREAM_STORE": {
+            "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
+            "OPTIONS": {"url": url, "prefix": prefix},
+        },
+        "STREAM_HISTORY": {
+            "*": {"MAX_COUNT": history, "MAX_BYTES": None, "MAX_AGE": None}
+        },
+    }
+
+
+#: ``LOGGING`` for drivers that read django_realtime's warnings from a
+#: server's output (lowercase, so that it is not a setting itself).
+console_logging = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "django_realtime": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
+}

@@ -11,7 +11,11 @@ capacity per channel and its expiry in seconds).
 import os
 
 from benchmarks._settings_base import *  # noqa: F403
-from benchmarks._settings_base import INSTALLED_APPS
+from benchmarks._settings_base import (
+    INSTALLED_APPS,
+    console_logging,
+    redis_streams,
+)
 
 INSTALLED_APPS = ["django_realtime", *INSTALLED_APPS]
 
@@ -30,32 +34,12 @@ CHANNEL_LAYERS = {
     }
 }
 
-REALTIME = {
-    "STREAM_STORE": {
-        "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
-        "OPTIONS": {"url": _REDIS, "prefix": _PREFIX},
-    },
-    "STREAM_HISTORY": {
-        "*": {
-            "MAX_COUNT": int(os.environ.get("BENCH_SLOW_HISTORY", "1000")),
-            "MAX_BYTES": None,
-            "MAX_AGE": None,
-        }
-    },
-}
+REALTIME = redis_streams(
+    _REDIS,
+    _PREFIX,
+    int(os.environ.get("BENCH_SLOW_HISTORY", "1000")),
+)
 
 # The driver reads the slow-client warnings (catch-ups, closes, layer drops)
 # from the server's log.
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {
-        "django_realtime": {
-            "handlers": ["console"],
-            "level": "INFO",
-            "propagate": False,
-        },
-    },
-}
+LOGGING = console_logging

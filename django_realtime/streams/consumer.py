@@ -164,6 +164,7 @@ class _Pump:
         self.queued = 0
         self.queued_bytes = 0
         self.closing = False
+        self._closing: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -211,7 +212,10 @@ class _Pump:
             )
             # The pump may be stuck in a send to this client: stop it.
             self.task.cancel()
-            asyncio.get_running_loop().create_task(self._close(CLOSE_TOO_SLOW))
+            # Kept: the loop holds only a weak reference to a task.
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(CLOSE_TOO_SLOW)
+            )
             return
         stats.slow_catch_ups += 1
         logger.warning(
