@@ -183,6 +183,10 @@ class AsyncConsumer:
         # While running with a layer: start listening on the channel.
         self._listen: Callable[[], None] | None = None
         self._stop: BaseException | None = None
+        # Handlers of this consumer run one at a time, whichever source their
+        # message came from (the connection, the layer, a drain); an
+        # uncontended turn costs no await.
+        self._turn = _Turn()
 
     @property
     def channel_name(self) -> str | None:
@@ -240,8 +244,15 @@ class AsyncConsumer:
             layer = get_channel_layer(self.channel_layer_alias)
         try:
             if layer is None:
+                turn = self._turn
                 while True:
-                    await self.dispatch(await receive())  # type: ignore[arg-type]
+                    message = await receive()
+                    if (waiting := turn.take()) is not None:
+                        await waiting
+                    try:
+                        await self.dispatch(message)  # type: ignore[arg-type]
+                    finally:
+                        turn.release()
             else:
                 self.channel_layer = held_layer(layer)
                 await self._run_with_layer(layer, receive)
@@ -253,9 +264,7 @@ class AsyncConsumer:
 
     async def _run_with_layer(self, layer: Any, receive: ASGIReceiveCallable) -> None:
         self._channel_name = await layer.new_channel()
-        # Handlers of this consumer run one at a time, whichever source
-        # their message came from; an uncontended turn costs no await.
-        turn = _Turn()
+        turn = self._turn
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()
         loop_thread = threading.get_ident()

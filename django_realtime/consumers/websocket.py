@@ -35,6 +35,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from django_realtime import drain
 from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
 from django_realtime.exceptions import (
     DenyConnection,
@@ -168,6 +169,8 @@ class _WebsocketHandlers(AsyncConsumer):
             if self._connecting and not self._ended:
                 await self._end_after(exc)
             raise
+        finally:
+            drain.untrack(self)
 
     async def _end_after(self, exc: Exception) -> None:
         """Leave groups, call ``disconnect(1011)`` and close, after ``exc``.
@@ -194,8 +197,16 @@ class _WebsocketHandlers(AsyncConsumer):
                 logger.debug("Could not close %s with 1011: %r", path, close_error)
 
     async def websocket_connect(self, message: Message) -> None:
-        """Join ``groups``, then call ``connect()``; a denial closes the handshake."""
+        """Join ``groups``, then call ``connect()``; a denial closes the handshake.
+
+        While the process drains (:mod:`django_realtime.drain`) the handshake
+        is refused before ``connect()``: the client retries elsewhere.
+        """
         self._connecting = True
+        if drain.is_draining():
+            logger.debug("Refused WebSocket %s: draining.", self.scope.get("path"))
+            await self.base_send(close_message())
+            return
         await self._join_groups()
         try:
             await self._call_hook("connect")
@@ -204,6 +215,9 @@ class _WebsocketHandlers(AsyncConsumer):
             if outbox is not None:
                 outbox.discard()
             await self.base_send(close_message())
+            return
+        if self._accepted:
+            drain.track(self)
 
     async def websocket_receive(self, message: Message) -> None:
         """Call ``receive()`` with the frame's text or bytes.
