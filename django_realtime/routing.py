@@ -73,11 +73,25 @@ async def _serve_lifespan(receive: Any, send: Any) -> None:
             return
 
 
+async def _not_found(send: Any) -> None:
+    """Answer an HTTP request with 404."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Not Found"})
+
+
 class ProtocolTypeRouter:
     """Pick an application by ``scope["type"]`` (``http``, ``websocket``, ...).
 
     A ``lifespan`` scope with no application of its own is answered here, so
-    servers that speak it (uvicorn) start without complaint.
+    servers that speak it (uvicorn) start without complaint; so is an
+    ``http`` scope, with 404 and a warning, as Django answers a URL it does
+    not know.
     """
 
     def __init__(self, application_mapping: Mapping[str, ASGIApp]) -> None:
@@ -90,6 +104,15 @@ class ProtocolTypeRouter:
         except KeyError:
             if kind == "lifespan":
                 await _serve_lifespan(receive, send)
+                return
+            if kind == "http":
+                # A plain request to a WebSocket-only application (a probe,
+                # a scanner, a browser opening the URL): a 404, not a 500.
+                logger.warning(
+                    "Not Found: %s (ProtocolTypeRouter has no 'http' application)",
+                    scope.get("path", "?"),
+                )
+                await _not_found(send)
                 return
             raise RouteNotFound(
                 f"No application for scope type {kind!r}: ProtocolTypeRouter "

@@ -115,10 +115,20 @@ async def test_protocol_type_router_picks_by_scope_type():
     assert await route_of(router, "/ws/") == "((), {})"
 
 
+async def test_protocol_type_router_answers_http_with_404_when_not_routed(caplog):
+    router = ProtocolTypeRouter({"websocket": Route.as_asgi()})
+    response = await HttpCommunicator(router, "GET", "/probe/").get_response()
+    assert response["status"] == 404
+    assert response["body"] == b"Not Found"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "Not Found: /probe/ (ProtocolTypeRouter has no 'http' application)"
+    ]
+
+
 async def test_protocol_type_router_refuses_unknown_types():
     router = ProtocolTypeRouter({"websocket": Route.as_asgi()})
-    communicator = ApplicationCommunicator(router, {"type": "http", "path": "/"})
-    with pytest.raises(RouteNotFound, match="'http'"):
+    communicator = ApplicationCommunicator(router, {"type": "webtransport"})
+    with pytest.raises(RouteNotFound, match="'webtransport'"):
         await communicator.wait(timeout=1)
 
 

@@ -61,6 +61,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# What a server raises for a send to a connection that has gone: OSError, as
+# the ASGI spec asks (uvicorn's ClientDisconnected), or, on daphne while the
+# close handshake runs, autobahn's Disconnected (a RuntimeError).
+_GONE: tuple[type[Exception], ...]
+try:
+    from autobahn.exception import Disconnected as _AutobahnDisconnected
+except ImportError:  # pragma: no cover - daphne, and so autobahn, is a dependency
+    _GONE = (OSError,)
+else:
+    _GONE = (OSError, _AutobahnDisconnected)
+
 Headers = Iterable[tuple[bytes, bytes]]
 
 #: RFC 6455 close code: a binary frame to a consumer that takes text (JSON).
@@ -161,16 +172,50 @@ class _WebsocketHandlers(AsyncConsumer):
     _refused: bool = False
     _ended: bool = False
 
+    # The server's send; sends go through _send_to_server().
+    _server_send: Any = None
+    # A close went out: what the consumer sends afterwards is dropped.
+    _close_sent: bool = False
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the consumer; if a handler raises, close with 1011 and clean up."""
+        self._server_send = send
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, self._send_to_server)
         except Exception as exc:
             if self._connecting and not self._ended:
                 await self._end_after(exc)
             raise
         finally:
             drain.untrack(self)
+
+    async def _send_to_server(self, message: Message) -> None:
+        """Send ``message`` to the server, unless the connection is closing.
+
+        A send after the consumer's close (a drain's, a refusal's, a handler
+        that closed and then sent from another source), or to a client that
+        has gone, is dropped with a DEBUG line: the disconnect is on its
+        way, and the server would raise instead of sending.
+        """
+        if self._close_sent:
+            logger.debug(
+                "Dropped %s to WebSocket %s: it is closing.",
+                message.get("type"),
+                self.scope.get("path", "?"),
+            )
+            return
+        try:
+            await self._server_send(message)
+        except _GONE as exc:
+            logger.debug(
+                "Dropped %s to WebSocket %s: the connection has gone (%r).",
+                message.get("type"),
+                self.scope.get("path", "?"),
+                exc,
+            )
+            return
+        if message["type"] == "websocket.close":
+            self._close_sent = True
 
     async def _end_after(self, exc: Exception) -> None:
         """Leave groups, call ``disconnect(1011)`` and close, after ``exc``.
