@@ -181,7 +181,11 @@ class _WebsocketHandlers(AsyncConsumer):
         """Run the consumer; if a handler raises, close with 1011 and clean up."""
         self._server_send = send
         try:
-            await super().__call__(scope, receive, self._send_to_server)
+            await super().__call__(
+                scope,
+                receive,
+                self._send_to_server,  # type: ignore[arg-type]
+            )
         except Exception as exc:
             if self._connecting and not self._ended:
                 await self._end_after(exc)

@@ -2,7 +2,8 @@
 
 ``ws/close-then-send/``: sent ``"held"``, closes with 4001 and then sends
 in the same handler; sent ``"layer"``, closes with 4001 and sends itself a
-layer message whose handler sends a frame: both sends come after the close. The application has no ``http`` route.
+layer message whose handler sends a frame: both sends come after the close.
+The application has no ``http`` route.
 """
 
 from typing import Any
