@@ -18,12 +18,13 @@ signal receiver, a management command, a worker) through
 4. Otherwise it goes out now.
 
 Held sends go out in the order they were made; a send that waited for a
-commit takes its place at the moment of the commit. Transactions only exist
-in sync code (Django's ORM refuses ``atomic()`` in async code), so rule 2
-applies to sync handlers, to sync Django code, and to a sync handler's
-``async_to_sync(self.channel_layer.group_send)(...)``: the handler's thread
-records its database connections in the outbox, and the send checks their
-transactions.
+commit takes its place at the moment of the commit. Layer messages carry the
+correlation id of the code that sends them (:mod:`django_realtime.correlation`).
+Transactions only exist in sync code (Django's ORM refuses ``atomic()`` in
+async code), so rule 2 applies to sync handlers, to sync Django code, and to
+a sync handler's ``async_to_sync(self.channel_layer.group_send)(...)``: the
+handler's thread records its database connections in the outbox, and the
+send checks their transactions.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from asgiref.sync import async_to_sync
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from django_realtime.correlation import stamp
 from django_realtime.db import thread_connections
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers import get_channel_layer
@@ -162,7 +164,7 @@ class HeldLayer:
     ) -> None:
         """Send ``message`` to ``channel`` (held or after commit, see the module)."""
         await deliver(
-            current_outbox(), self.layer.send, (channel, message), immediately
+            current_outbox(), self.layer.send, (channel, stamp(message)), immediately
         )
 
     async def group_send(
@@ -170,7 +172,10 @@ class HeldLayer:
     ) -> None:
         """Send ``message`` to ``group`` (held or after commit, see the module)."""
         await deliver(
-            current_outbox(), self.layer.group_send, (group, message), immediately
+            current_outbox(),
+            self.layer.group_send,
+            (group, stamp(message)),
+            immediately,
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -220,7 +225,7 @@ def send_to_group(
     """
     target = _layer(layer)
     deliver_sync(
-        current_outbox(), target.group_send, (group, message), immediately, using
+        current_outbox(), target.group_send, (group, stamp(message)), immediately, using
     )
 
 
@@ -233,7 +238,9 @@ async def asend_to_group(
 ) -> None:
     """Send ``message`` to ``group`` from async code (held inside a handler)."""
     target = _layer(layer)
-    await deliver(current_outbox(), target.group_send, (group, message), immediately)
+    await deliver(
+        current_outbox(), target.group_send, (group, stamp(message)), immediately
+    )
 
 
 def send_to_channel(
@@ -249,7 +256,9 @@ def send_to_channel(
     Takes the same arguments as :func:`send_to_group`.
     """
     target = _layer(layer)
-    deliver_sync(current_outbox(), target.send, (channel, message), immediately, using)
+    deliver_sync(
+        current_outbox(), target.send, (channel, stamp(message)), immediately, using
+    )
 
 
 async def asend_to_channel(
@@ -261,4 +270,4 @@ async def asend_to_channel(
 ) -> None:
     """Send ``message`` to ``channel`` from async code (held inside a handler)."""
     target = _layer(layer)
-    await deliver(current_outbox(), target.send, (channel, message), immediately)
+    await deliver(current_outbox(), target.send, (channel, stamp(message)), immediately)

@@ -100,6 +100,10 @@ async def drain(layer, channel):
             return seen
 
 
+def without_correlation_id(message):
+    return {key: value for key, value in message.items() if key != "correlation_id"}
+
+
 class Poster(WebsocketConsumer):
     """Save a row and announce it, inside a transaction, the Channels way."""
 
@@ -121,7 +125,9 @@ class Poster(WebsocketConsumer):
 @pytest.mark.parametrize("alias", ALIASES)
 async def test_sync_handler_sends_go_out_in_order_after_commit(alias):
     layer, channel = await observe("posts")
-    communicator = WebsocketCommunicator(Poster.as_asgi(alias=alias), "/ws/")
+    communicator = WebsocketCommunicator(
+        Poster.as_asgi(alias=alias), "/ws/", headers=[(b"x-request-id", b"req-7")]
+    )
     assert (await communicator.connect())[0]
     await communicator.send_to(text_data="alice")
     assert [await communicator.receive_from() for _ in range(3)] == [
@@ -129,7 +135,10 @@ async def test_sync_handler_sends_go_out_in_order_after_commit(alias):
         "saved",
         "after",
     ]
-    assert await drain(layer, channel) == [{"type": "post", "name": "alice"}]
+    # The first frame of the connection whose proxy named it req-7.
+    assert await drain(layer, channel) == [
+        {"type": "post", "name": "alice", "correlation_id": "req-7.1"}
+    ]
     await communicator.disconnect()
 
 
@@ -161,7 +170,10 @@ async def test_async_handler_group_sends_are_held_until_it_returns():
     await communicator.send_to(text_data="go")
     assert await drain(layer, channel) == []
     release.set()
-    assert await drain(layer, channel) == [{"type": "n", "i": 1}, {"type": "n", "i": 2}]
+    assert [without_correlation_id(m) for m in await drain(layer, channel)] == [
+        {"type": "n", "i": 1},
+        {"type": "n", "i": 2},
+    ]
     await communicator.disconnect()
 
 

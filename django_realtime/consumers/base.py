@@ -29,6 +29,17 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_realtime.conf import get_setting
+from django_realtime.correlation import (
+    KEY as CORRELATION_KEY,
+)
+from django_realtime.correlation import (
+    _current as _correlation,
+)
+from django_realtime.correlation import (
+    get_correlation_id,
+    id_from_headers,
+    new_correlation_id,
+)
 from django_realtime.db import (
     aclose_old_connections,
     call_with_fresh_connections,
@@ -157,6 +168,9 @@ class AsyncConsumer:
     defer_sends: ClassVar[bool] = True
     # REALTIME["CLOSE_OLD_CONNECTIONS"], read once per connection.
     _close_old: bool = False
+    # The connection's correlation id, and the number of its last frame.
+    _connection_id: str = ""
+    _frames: int = 0
 
     # Per class caches: message type -> (handler name, is coroutine), and
     # hook name -> is coroutine. Kept apart so that a message type can never
@@ -205,6 +219,15 @@ class AsyncConsumer:
     def channel_name(self, value: str | None) -> None:
         self._channel_name = value
 
+    @property
+    def correlation_id(self) -> str | None:
+        """Return the correlation id of the message being handled.
+
+        A frame from the client has ``<connection id>.<n>``; a layer message
+        the id it was sent with; see :mod:`django_realtime.correlation`.
+        """
+        return get_correlation_id()
+
     @classmethod
     def as_asgi(cls, **initkwargs: Any) -> ASGIApp:
         """Return an ASGI application that runs a new consumer per connection.
@@ -236,6 +259,12 @@ class AsyncConsumer:
         """Run the consumer until it stops or its connection ends."""
         self.scope = scope  # type: ignore[assignment]
         self.base_send = send  # type: ignore[assignment]
+        connection_id = self.scope.get(CORRELATION_KEY)
+        if connection_id is None:
+            headers = self.scope.get("headers") or ()
+            connection_id = id_from_headers(headers) or new_correlation_id()
+            self.scope[CORRELATION_KEY] = connection_id
+        self._connection_id = connection_id
         self._close_old = bool(get_setting("CLOSE_OLD_CONNECTIONS"))
         layer = None
         if self.channel_layer_alias is not None:
@@ -388,29 +417,40 @@ class AsyncConsumer:
             ) from None
         name, is_async = self._handler_for(kind)
         handler = getattr(self, name)
-        if self._close_old and has_loop_connections():
-            await aclose_old_connections()
-        if not self.defer_sends:
-            await self._invoke(handler, is_async, message)
-            return
-        outbox = Outbox(self)
-        token = activate(outbox)
+        if kind == "websocket.receive":
+            self._frames += 1
+            correlation = f"{self._connection_id}.{self._frames}"
+        else:
+            correlation = message.get(CORRELATION_KEY) or self._connection_id
+        correlated = _correlation.set(correlation)
         try:
-            await self._invoke(handler, is_async, message)
-        except StopConsumer:
-            await send_entries(outbox.close())
-            raise
-        except BaseException:
-            dropped = outbox.discard()
-            if dropped:
-                logger.debug(
-                    "Handler for %r raised; discarded %d held send(s).", kind, dropped
-                )
-            raise
+            if self._close_old and has_loop_connections():
+                await aclose_old_connections()
+            if not self.defer_sends:
+                await self._invoke(handler, is_async, message)
+                return
+            outbox = Outbox(self)
+            token = activate(outbox)
+            try:
+                await self._invoke(handler, is_async, message)
+            except StopConsumer:
+                await send_entries(outbox.close())
+                raise
+            except BaseException:
+                dropped = outbox.discard()
+                if dropped:
+                    logger.debug(
+                        "Handler for %r raised; discarded %d held send(s).",
+                        kind,
+                        dropped,
+                    )
+                raise
+            finally:
+                deactivate(token)
+            for send, args in outbox.close():
+                await send(*args)
         finally:
-            deactivate(token)
-        for send, args in outbox.close():
-            await send(*args)
+            _correlation.reset(correlated)
 
     def _call_hook(self, name: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Call the user hook ``name`` (``connect``, ``receive``, ...); await it."""

@@ -899,6 +899,8 @@ async def test_a_worker_stopped_mid_job_puts_the_job_back_in_the_queue(
     assert saved.queued_at > job.queued_at
     assert requeued["job"] == saved.state()
     message = await asyncio.wait_for(channel_layer.receive("jobs"), WAIT)
+    # Handed back with the correlation id it was handled under.
+    assert message.pop("correlation_id")
     assert message == {"type": "job.run", "job_id": job.pk}
 
 
