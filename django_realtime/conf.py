@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_HISTORY": {
         "*": {"MAX_COUNT": 1000, "MAX_BYTES": 1024 * 1024, "MAX_AGE": 3600}
     },
+    # Record Prometheus metrics (django_realtime.metrics; needs the
+    # prometheus-client package: pip install django-realtime[metrics]).
+    "METRICS": False,
 }
 
 
