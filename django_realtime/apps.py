@@ -13,3 +13,9 @@ class RealtimeConfig(AppConfig):
 
     def ready(self) -> None:
         from django_realtime import checks  # noqa: F401  (registers the checks)
+        from django_realtime.conf import get_setting
+
+        if get_setting("METRICS"):
+            from django_realtime import metrics
+
+            metrics.enable()

@@ -25,9 +25,11 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django_realtime import metrics
 from django_realtime.conf import get_setting
 from django_realtime.correlation import (
     KEY as CORRELATION_KEY,
@@ -423,6 +425,7 @@ class AsyncConsumer:
         else:
             correlation = message.get(CORRELATION_KEY) or self._connection_id
         correlated = _correlation.set(correlation)
+        started = time.perf_counter() if metrics.counts is not None else None
         try:
             if self._close_old and has_loop_connections():
                 await aclose_old_connections()
@@ -451,6 +454,8 @@ class AsyncConsumer:
                 await send(*args)
         finally:
             _correlation.reset(correlated)
+            if started is not None:
+                metrics.observe_handler(type(self), name, time.perf_counter() - started)
 
     def _call_hook(self, name: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Call the user hook ``name`` (``connect``, ``receive``, ...); await it."""

@@ -35,7 +35,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from django_realtime import drain
+from django_realtime import drain, metrics
 from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
 from django_realtime.exceptions import (
     DenyConnection,
@@ -176,6 +176,8 @@ class _WebsocketHandlers(AsyncConsumer):
     _server_send: Any = None
     # A close went out: what the consumer sends afterwards is dropped.
     _close_sent: bool = False
+    # The accept went out (counted as an open connection in the metrics).
+    _open: bool = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the consumer; if a handler raises, close with 1011 and clean up."""
@@ -187,11 +189,15 @@ class _WebsocketHandlers(AsyncConsumer):
                 self._send_to_server,  # type: ignore[arg-type]
             )
         except Exception as exc:
+            if self._connecting and not self._accepted and metrics.counts:
+                metrics.counts.failed += 1
             if self._connecting and not self._ended:
                 await self._end_after(exc)
             raise
         finally:
             drain.untrack(self)
+            if self._open and metrics.counts:
+                metrics.counts.closed += 1
 
     async def _send_to_server(self, message: Message) -> None:
         """Send ``message`` to the server, unless the connection is closing.
@@ -218,8 +224,22 @@ class _WebsocketHandlers(AsyncConsumer):
                 exc,
             )
             return
-        if message["type"] == "websocket.close":
+        kind = message["type"]
+        if (counts := metrics.counts) is not None:
+            if kind == "websocket.send":
+                counts.frames_out += 1
+                counts.bytes_out += metrics.frame_size(
+                    message.get("text"), message.get("bytes")
+                )
+            elif kind == "websocket.accept":
+                counts.opened += 1
+                metrics.start_timer()
+            elif kind == "websocket.close" and not self._open:
+                counts.refused += 1
+        if kind == "websocket.close":
             self._close_sent = True
+        elif kind == "websocket.accept":
+            self._open = True
 
     async def _end_after(self, exc: Exception) -> None:
         """Leave groups, call ``disconnect(1011)`` and close, after ``exc``.
@@ -280,6 +300,9 @@ class _WebsocketHandlers(AsyncConsumer):
             return
         text = message.get("text")
         data = None if text is not None else message.get("bytes")
+        if (counts := metrics.counts) is not None:
+            counts.frames_in += 1
+            counts.bytes_in += metrics.frame_size(text, data)
         try:
             limit = self.max_message_size
             if limit is not None and (size := _over_limit(text, data, limit)):

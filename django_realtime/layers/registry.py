@@ -115,6 +115,9 @@ class ChannelLayerManager:
             return self.backends[alias]
         except KeyError:
             layer = self.backends[alias] = self.make_backend(alias)
+            from django_realtime import metrics
+
+            metrics.instrument_layer(layer, alias)
             return layer
 
     def __contains__(self, alias: object) -> bool:
