@@ -28,6 +28,11 @@ Errors
         {...}}`` naming an importable history store, or
         ``REALTIME["STREAM_HISTORY"]`` is not a dict of stream-name patterns
         to valid limits.
+    ``django_realtime.E009``
+        ``REALTIME["DRAIN"]`` is not a dict of known drain options with
+        valid values (a positive ``BATCH_SIZE``, ``INTERVAL`` >= 0, a
+        positive ``DEADLINE``, a ``REASON`` of at most 123 UTF-8 bytes,
+        boolean ``SIGNAL`` and ``CONTROL``).
 
 Warnings
     ``django_realtime.W001``
@@ -69,6 +74,7 @@ __all__ = [
     "TAG",
     "check_asgi_application",
     "check_channel_layers",
+    "check_drain",
     "check_in_memory_layer_in_production",
     "check_installed_apps",
     "check_realtime_setting",
@@ -356,6 +362,64 @@ def _stream_settings_problem(store: object, history: object) -> str | None:
     except (TypeError, ValueError) as exc:
         return f"REALTIME['STREAM_HISTORY'] has invalid limits: {exc}"
     return None
+
+
+@register(TAG)
+def check_drain(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Check the options of the graceful drain, ``REALTIME["DRAIN"]``."""
+    options = getattr(settings, "REALTIME", None)
+    if not isinstance(options, dict) or "DRAIN" not in options:
+        return []
+    problem = _drain_settings_problem(options["DRAIN"])
+    if problem is None:
+        return []
+    return [
+        Error(
+            problem,
+            hint=(
+                "Defaults: REALTIME['DRAIN'] = "
+                f"{DEFAULTS['DRAIN']!r}; give only the keys you change."
+            ),
+            id="django_realtime.E009",
+        )
+    ]
+
+
+def _drain_settings_problem(drain: object) -> str | None:
+    if not isinstance(drain, Mapping):
+        return f"REALTIME['DRAIN'] must be a dict, got {type(drain).__name__}."
+    known = DEFAULTS["DRAIN"]
+    for key in drain:
+        if key not in known:
+            return (
+                f"REALTIME['DRAIN'] has an unknown key {key!r}; expected some "
+                f"of {', '.join(known)}."
+            )
+    expected: dict[str, tuple[str, Any]] = {
+        "BATCH_SIZE": ("a positive integer", lambda v: _is_int(v) and v > 0),
+        "INTERVAL": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
+        "DEADLINE": ("a number of seconds > 0", lambda v: _is_number(v) and v > 0),
+        "REASON": (
+            "a string of at most 123 UTF-8 bytes",
+            lambda v: isinstance(v, str) and len(v.encode()) <= 123,
+        ),
+        "SIGNAL": ("True or False", lambda v: isinstance(v, bool)),
+        "CONTROL": ("True or False", lambda v: isinstance(v, bool)),
+    }
+    for key, (what, valid) in expected.items():
+        if key in drain and not valid(drain[key]):
+            return f"REALTIME['DRAIN'][{key!r}] must be {what}, got {drain[key]!r}."
+    return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @register(TAG, deploy=True)
