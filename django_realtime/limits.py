@@ -13,6 +13,11 @@ router, inside the origin check) and, for WebSocket connections only:
   :data:`CLOSE_RATE_LIMITED` (``policy="close"``), or the message is dropped
   and counted (``policy="drop"``).
 
+Limits nest: an outer instance for the whole process (``max_connections``,
+``handshake_timeout``) and inner ones around the routes that need a message
+rate; a connection is counted once, by the outermost, which alone applies
+``max_connections``.
+
 Each refusal, close or first drop logs one warning; :data:`stats` counts
 them all. The rate is a token bucket (:class:`TokenBucket`), pure and
 tested without a loop.
@@ -150,6 +155,12 @@ class ConnectionLimits:
         if scope["type"] != "websocket":
             await self.application(scope, receive, send)
             return
+        if _COUNTED in scope:
+            # An outer ConnectionLimits counts this connection and applied
+            # max_connections: only this one's timeout and rate apply here.
+            await _Connection(self, scope.get("path", "?"), receive, send).run(scope)
+            return
+        scope[_COUNTED] = True
         path = scope.get("path", "?")
         if self.max_connections is not None and stats.open >= self.max_connections:
             stats.refused_over_capacity += 1
@@ -277,6 +288,9 @@ class _Connection:
             self.close_code = code
             await self.server_send({"type": "websocket.close", "code": code})
 
+
+# The scope key by which an inner ConnectionLimits knows an outer one counts.
+_COUNTED = "realtime.limits"
 
 _ANSWERS = frozenset(
     {"websocket.accept", "websocket.close", "websocket.http.response.start"}

@@ -16,7 +16,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 # Set Django up before anything imports models, consumers or routes.
 django_asgi_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
 from django_realtime.auth import AuthMiddlewareStack  # noqa: E402
+from django_realtime.limits import ConnectionLimits  # noqa: E402
 from django_realtime.routing import (  # noqa: E402
     ChannelNameRouter,
     ProtocolTypeRouter,
@@ -40,8 +43,15 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Sockets only from pages of this site (an Origin in ALLOWED_HOSTS),
         # with the session and user of the browser's cookie in the scope.
+        # Then at most MAX_CONNECTIONS sockets per process (more are refused
+        # with 1013, "try again later"), 10 s to finish a handshake; the
+        # chat and the jobs page limit each socket's message rate too.
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ConnectionLimits(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+                max_connections=settings.MAX_CONNECTIONS,  # type: ignore[misc]
+                handshake_timeout=10,
+            )
         ),
         # Background jobs: manage.py runworker jobs
         "channel": ChannelNameRouter(jobs_routing.channel_routes),

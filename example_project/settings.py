@@ -21,6 +21,7 @@ channel layer. The environment changes what a deployment needs:
     ``manage.py``.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # An id per request (the proxy's X-Request-ID if it set one), carried
+    # into the consumers that a view's sends reach, and into log lines.
+    "django_realtime.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,6 +113,13 @@ if REDIS_URL:
         "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
         "OPTIONS": {"url": REDIS_URL, "prefix": "example"},
     }
+# Prometheus metrics at /metrics when prometheus-client is installed
+# (pip install -e ".[example]").
+REALTIME["METRICS"] = importlib.util.find_spec("prometheus_client") is not None
+
+# The most WebSocket connections one server process holds (see asgi.py): under
+# the process's file descriptor limit, with room for the database and Redis.
+MAX_CONNECTIONS = int(os.environ.get("MAX_CONNECTIONS", "19900"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}
@@ -137,8 +148,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Every line names the message it came from (frame, request, layer
+    # message): see docs/topics/observability.rst.
+    "filters": {
+        "correlation": {"()": "django_realtime.correlation.CorrelationIdFilter"}
+    },
+    "formatters": {
+        "plain": {"format": "%(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["correlation"],
+            "formatter": "plain",
+        }
+    },
     "loggers": {
         "example_project": {"handlers": ["console"], "level": "INFO"},
+        "django_realtime": {"handlers": ["console"], "level": "WARNING"},
     },
 }

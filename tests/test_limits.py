@@ -133,6 +133,25 @@ async def test_the_drop_policy_drops_and_counts_what_is_over_the_rate() -> None:
     await communicator.disconnect()
 
 
+async def test_nested_limits_count_a_connection_once_and_apply_each_rate() -> None:
+    clock = Clock()
+    inner = ConnectionLimits(Echo.as_asgi(), rate=1, burst=1, clock=clock)
+    app = ConnectionLimits(inner, max_connections=2)
+    open_before = limits.stats.open
+    first, ok1, _ = await connect(app)
+    second, ok2, _ = await connect(app)
+    assert limits.stats.open == open_before + 2
+    _third, ok3, code = await connect(app)
+    assert (ok1, ok2, ok3, code) == (True, True, False, 1013)
+    await first.send_to(text_data="a")
+    assert await first.receive_from() == "a"
+    await first.send_to(text_data="b")  # the inner rate: one a second
+    assert await first.receive_output() == {"type": "websocket.close", "code": 4029}
+    await first.wait()
+    await second.disconnect()
+    assert limits.stats.open == open_before
+
+
 async def test_other_connections_types_pass_untouched() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})

@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django_realtime import drain, metrics
+from django_realtime._daphne import flow_controlled
 from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
 from django_realtime.exceptions import (
     DenyConnection,
@@ -181,7 +182,8 @@ class _WebsocketHandlers(AsyncConsumer):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the consumer; if a handler raises, close with 1011 and clean up."""
-        self._server_send = send
+        # On daphne, sends wait while the socket's write buffer is full.
+        self._server_send = flow_controlled(send)
         try:
             await super().__call__(
                 scope,

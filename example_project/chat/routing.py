@@ -2,11 +2,17 @@
 
 from django.urls import path
 
+from django_realtime.limits import ConnectionLimits
 from example_project.chat import converters  # noqa: F401  (registers "room")
 from example_project.chat.consumers import ChatConsumer
 
 __all__ = ["websocket_urlpatterns"]
 
 websocket_urlpatterns = [
-    path("ws/chat/<room:room_name>/", ChatConsumer.as_asgi()),
+    # People type slowly: 10 messages a second, bursts of 30 (a reconnect
+    # subscribes to every room at once), or the socket is closed with 4029.
+    path(
+        "ws/chat/<room:room_name>/",
+        ConnectionLimits(ChatConsumer.as_asgi(), rate=10, burst=30),  # type: ignore[arg-type]
+    ),
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.urls import path
 
+from django_realtime.limits import ConnectionLimits
 from example_project.jobs.consumers import JobsConsumer
 from example_project.jobs.worker import JOBS_CHANNEL, JobWorkerConsumer
 
@@ -16,7 +17,11 @@ __all__ = ["channel_routes", "websocket_urlpatterns"]
 
 websocket_urlpatterns = [
     # Django's stubs type path() for views; URLRouter takes ASGI applications.
-    path("ws/jobs/", JobsConsumer.as_asgi()),  # type: ignore[arg-type]
+    # Requests from a page: 10 a second, bursts of 30, or closed with 4029.
+    path(
+        "ws/jobs/",
+        ConnectionLimits(JobsConsumer.as_asgi(), rate=10, burst=30),  # type: ignore[arg-type]
+    ),
 ]
 
 #: Channel layer channels of ``manage.py runworker``, for ``ChannelNameRouter``.

@@ -471,3 +471,20 @@ async def test_post_message_publishes_only_once_the_row_has_committed(
     assert [json.loads(p.data) for p in history.publications] == [
         {"type": "message", "id": pk, "author": "alice", "text": "held"}
     ]
+
+
+async def test_a_socket_that_floods_the_room_is_closed_with_4029(
+    join: Join, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await join("lobby")
+    communicator = client.communicator
+    # The route allows 10 frames a second in bursts of 30 (routing.py).
+    with caplog.at_level(logging.WARNING, "django_realtime.limits"):
+        for _ in range(40):
+            await communicator.send_to(text_data=json.dumps({"kind": "ping"}))
+        while True:
+            output = await communicator.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                break
+    assert output["code"] == 4029
+    assert "over 10 messages a second (bursts of 30)" in caplog.text
