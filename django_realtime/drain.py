@@ -1,28 +1,538 @@
-"""Graceful drain: close every WebSocket with 1012 in batches, then stop.
+"""Graceful drain: refuse new WebSockets, close the open ones in batches, stop.
 
-(Placeholder API, filled in by the drain work: ``track``/``untrack`` are
-called by every WebSocket consumer when its handshake is accepted and when
-it ends; ``is_draining`` is asked at every handshake.)
+A drain, started by SIGTERM, by ``manage.py drain`` or by :func:`drain` /
+:func:`start_drain`:
+
+1. makes :func:`is_draining` true: every new handshake is refused (HTTP
+   403) before ``connect()`` runs, and the :func:`ready` view answers 503,
+   so a load balancer sends new clients elsewhere;
+2. closes every open WebSocket with 1012 (service restart), ``BATCH_SIZE``
+   connections every ``INTERVAL`` seconds, so that the clients reconnect
+   to other processes in a spread-out stream instead of all at once (each
+   close waits for the handler the connection is running, so its replies
+   are sent before the close);
+3. gives the connections until ``DEADLINE`` seconds after the start to end
+   (their ``disconnect()`` runs), then reports, and for SIGTERM and the
+   command calls the server's own SIGTERM handler: uvicorn and daphne stop
+   as they would have.
+
+Every WebSocket consumer calls :func:`track` once it has accepted the
+handshake and :func:`untrack` when it ends. The first :func:`track` of a
+process running under a server that handles SIGTERM (uvicorn, daphne)
+replaces the server's handler with ours, which chains to it after the
+drain (a second SIGTERM chains at once), and, unless the default channel
+layer is the in-memory one, joins the control group that ``manage.py
+drain`` sends to. SIGINT (Ctrl-C) is left to the server.
+
+daphne (through autobahn) refuses to send 1012; there the close code is
+:data:`DAPHNE_CLOSE_SERVICE_RESTART` (4012), and the reason is not sent.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import concurrent.futures
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-_live: set[Any] = set()
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
+
+    from django_realtime.layers.base import ChannelLayer
+
+__all__ = [
+    "CLOSE_SERVICE_RESTART",
+    "CONTROL_GROUP",
+    "DAPHNE_CLOSE_SERVICE_RESTART",
+    "DrainReport",
+    "drain",
+    "is_draining",
+    "plan_batches",
+    "ready",
+    "resume",
+    "start_drain",
+    "track",
+    "untrack",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The close code of a drain: 1012, "service restart" (RFC 6455, IANA).
+CLOSE_SERVICE_RESTART = 1012
+#: What 1012 becomes on daphne, which sends only 1000 and 3000-4999.
+DAPHNE_CLOSE_SERVICE_RESTART = 4012
+#: The channel layer group of the processes that obey ``manage.py drain``.
+CONTROL_GROUP = "django_realtime.drain"
+
+# Connections in the order they were accepted (a dict keeps it): a drain
+# closes the oldest first.
+_live: dict[Any, None] = {}
 _draining = False
+# The loop the consumers run on: start_drain() and the signal handler
+# schedule the drain there.
+_loop: asyncio.AbstractEventLoop | None = None
+_current: asyncio.Task[DrainReport] | None = None
+# Set by untrack() when the last connection of a drain has ended.
+_emptied: asyncio.Event | None = None
+_engaged = False
+# The server's SIGTERM handler that ours replaced (None: not replaced).
+_server_sigterm: Any = None
+_sigterm_received = False
+_stopped = False
+_control: asyncio.Task[None] | None = None
+# Tasks nobody awaits, kept here so that they are not collected mid-way.
+_background: set[asyncio.Task[Any]] = set()
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What a drain did.
+
+    Attributes:
+        closed: Connections the drain sent a close to.
+        still_open: Connections that had not ended at the deadline (the
+            server closes or drops them when it stops).
+        elapsed: Seconds from the start of the drain to its end.
+    """
+
+    closed: int
+    still_open: int
+    elapsed: float
 
 
 def track(consumer: Any) -> None:
-    """Count ``consumer`` among the connections a drain closes."""
-    _live.add(consumer)
+    """Count ``consumer`` among the connections a drain closes.
+
+    The first call in a process also installs the SIGTERM handler and
+    joins the control group, when the process runs under a server (see the
+    module's docstring).
+    """
+    global _loop
+    _live[consumer] = None
+    _loop = asyncio.get_running_loop()
+    if not _engaged:
+        _engage(_loop)
 
 
 def untrack(consumer: Any) -> None:
     """Forget ``consumer``: its connection has ended."""
-    _live.discard(consumer)
+    _live.pop(consumer, None)
+    if not _live and _emptied is not None:
+        _emptied.set()
 
 
 def is_draining() -> bool:
     """Return whether this process is draining (refusing new handshakes)."""
     return _draining
+
+
+def resume() -> None:
+    """Accept new handshakes again after a drain that did not stop the process."""
+    global _draining
+    _draining = False
+
+
+def plan_batches(
+    count: int, batch_size: int, interval: float, deadline: float
+) -> list[tuple[float, int]]:
+    """Return when (seconds after the start) to close how many of ``count``.
+
+    Batches of ``batch_size`` go every ``interval`` seconds, but the last
+    one goes within half the deadline: with more connections than that
+    allows, the batches grow. The other half of the deadline is for the
+    handlers that are running and the closing handshakes.
+
+    Raises:
+        ValueError: ``batch_size`` is not positive, or ``interval`` or
+            ``deadline`` is negative.
+    """
+    if batch_size <= 0 or interval < 0 or deadline < 0:
+        raise ValueError(
+            "Expected batch_size > 0, interval >= 0 and deadline >= 0, got "
+            f"{batch_size!r}, {interval!r} and {deadline!r}."
+        )
+    if count <= 0:
+        return []
+    if interval > 0:
+        fitting = int(deadline / 2 / interval) + 1
+        batch_size = max(batch_size, math.ceil(count / fitting))
+    return [
+        (number * interval, min(batch_size, count - number * batch_size))
+        for number in range(math.ceil(count / batch_size))
+    ]
+
+
+async def drain(
+    *,
+    batch_size: int | None = None,
+    interval: float | None = None,
+    deadline: float | None = None,
+    code: int = CLOSE_SERVICE_RESTART,
+    reason: str | None = None,
+) -> DrainReport:
+    """Refuse new handshakes, close every WebSocket in batches; wait for them.
+
+    Arguments left out take their value from ``REALTIME["DRAIN"]``. The
+    process keeps refusing handshakes afterwards (until :func:`resume`);
+    it does not stop. A drain already under way is joined, whatever the
+    arguments; cancelling the caller does not cancel the drain.
+
+    Args:
+        batch_size: Connections closed together.
+        interval: Seconds between batches.
+        deadline: Seconds from the start until the drain gives up on the
+            connections still open.
+        code: The close code.
+        reason: The close reason (at most 123 UTF-8 bytes).
+
+    Returns:
+        The :class:`DrainReport`.
+    """
+    global _current
+    if _current is None or _current.done():
+        options = _options()
+        _current = asyncio.get_running_loop().create_task(
+            _drain(
+                options["BATCH_SIZE"] if batch_size is None else batch_size,
+                options["INTERVAL"] if interval is None else interval,
+                options["DEADLINE"] if deadline is None else deadline,
+                code,
+                options["REASON"] if reason is None else reason,
+            )
+        )
+    return await asyncio.shield(_current)
+
+
+def start_drain(
+    *, stop: bool = True, **parameters: Any
+) -> concurrent.futures.Future[DrainReport]:
+    """Start a drain from any thread (a view, a signal handler); do not wait.
+
+    Args:
+        stop: Stop the server afterwards, as SIGTERM does; otherwise accept
+            handshakes again (see :func:`resume`).
+        **parameters: Arguments of :func:`drain`.
+
+    Returns:
+        A future of the :class:`DrainReport` (do not wait for it on the
+        loop that serves the connections).
+    """
+    loop = _loop
+    if loop is None or loop.is_closed():
+        # No connection was ever accepted here: nothing to close.
+        global _draining
+        _draining = True
+        done: concurrent.futures.Future[DrainReport] = concurrent.futures.Future()
+        done.set_result(DrainReport(0, 0, 0.0))
+        if stop:
+            _stop_server()
+        else:
+            resume()
+        return done
+    return asyncio.run_coroutine_threadsafe(_drain_then(stop, parameters), loop)
+
+
+async def ready(request: HttpRequest) -> HttpResponse:
+    """Answer 200, or 503 while the process drains: a readiness probe.
+
+    Route it (``path("ready/", drain.ready)``) and point the load balancer's
+    health check or Kubernetes' ``readinessProbe`` at it, so that new
+    clients go elsewhere as soon as a drain starts.
+    """
+    from django.http import HttpResponse
+
+    status, text = (503, "draining\n") if _draining else (200, "ready\n")
+    response = HttpResponse(text, status=status, content_type="text/plain")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# -- the drain ---------------------------------------------------------------
+
+
+def _options() -> dict[str, Any]:
+    from django_realtime.conf import DEFAULTS, get_setting
+
+    return {**DEFAULTS["DRAIN"], **(get_setting("DRAIN") or {})}
+
+
+async def _drain(
+    batch_size: int, interval: float, deadline: float, code: int, reason: str
+) -> DrainReport:
+    global _draining, _emptied
+    _draining = True
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + deadline
+    targets = list(_live)
+    plan = plan_batches(len(targets), batch_size, interval, deadline)
+    logger.info(
+        "Draining: closing %d WebSocket connections with %d, in %d batches "
+        "over %.1f s; deadline %.1f s.",
+        len(targets),
+        code,
+        len(plan),
+        plan[-1][0] if plan else 0.0,
+        deadline,
+    )
+    _emptied = asyncio.Event()
+    if not _live:
+        _emptied.set()
+    closes: set[asyncio.Task[bool]] = set()
+    sent: set[Any] = set()
+    try:
+        async with asyncio.timeout_at(end):
+            for at, size in plan:
+                delay = start + at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # pacing: the batch's turn
+                batch, targets = targets[:size], targets[size:]
+                for consumer in batch:
+                    if consumer in _live:
+                        sent.add(consumer)
+                        closes.add(loop.create_task(_close(consumer, code, reason)))
+            # Handshakes that were past the draining check when it started.
+            for consumer in list(_live):
+                if consumer not in sent:
+                    closes.add(loop.create_task(_close(consumer, code, reason)))
+            if closes:
+                await asyncio.wait(closes)
+            await _emptied.wait()
+    except TimeoutError:
+        pass
+    finally:
+        for task in closes:
+            task.cancel()
+        _emptied = None
+    closed = sum(
+        1 for task in closes if task.done() and not task.cancelled() and task.result()
+    )
+    report = DrainReport(closed, len(_live), loop.time() - start)
+    logger.info(
+        "Drained in %.1f s: closed %d WebSocket connections, %d still open.",
+        report.elapsed,
+        report.closed,
+        report.still_open,
+    )
+    return report
+
+
+async def _close(consumer: Any, code: int, reason: str) -> bool:
+    """Close ``consumer``'s connection once its running handler has finished.
+
+    Returns whether a close was sent (not when the consumer had closed).
+    """
+    waiting = consumer._turn.take()
+    if waiting is not None:
+        await waiting
+    try:
+        if getattr(consumer, "_close_sent", False):
+            return False
+        message = {"type": "websocket.close", "code": code, "reason": reason}
+        try:
+            await consumer.base_send(message)
+        except Exception as exc:
+            if code != CLOSE_SERVICE_RESTART:
+                logger.debug("Could not close a WebSocket with %d: %r", code, exc)
+                return False
+            # daphne refuses 1012 and sends nothing; any server refuses a
+            # close once the client's close has crossed ours.
+            fallback = {"type": "websocket.close", "code": DAPHNE_CLOSE_SERVICE_RESTART}
+            try:
+                await consumer.base_send(fallback)
+            except Exception as again:
+                logger.debug("Could not close a WebSocket: %r, %r", exc, again)
+                return False
+        return True
+    finally:
+        consumer._turn.release()
+
+
+async def _drain_then(
+    stop: bool,
+    parameters: dict[str, Any],
+    tell: Callable[[DrainReport], Awaitable[None]] | None = None,
+) -> DrainReport:
+    """Drain, ``tell`` the report, then stop the server or accept handshakes."""
+    report = await drain(**parameters)
+    if tell is not None:
+        try:
+            await tell(report)
+        except Exception as exc:
+            logger.warning("Could not tell `manage.py drain` the outcome: %s", exc)
+    if stop:
+        if _control is not None:
+            _control.cancel()
+        _stop_server()
+    else:
+        resume()
+    return report
+
+
+def _in_background(task: asyncio.Task[Any]) -> None:
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+# -- SIGTERM and the control group -------------------------------------------
+
+
+def _engage(loop: asyncio.AbstractEventLoop) -> None:
+    """Take over the server's SIGTERM and join the control group, if served."""
+    global _engaged, _server_sigterm, _control
+    _engaged = True
+    if threading.current_thread() is not threading.main_thread():
+        return  # Signals go to the main thread only: not a server's loop.
+    handler = signal.getsignal(signal.SIGTERM)
+    if not callable(handler):
+        # Nobody handles SIGTERM (a test run, a script): not under a server.
+        return
+    if getattr(handler, "__name__", "") == "_sighandler_noop":
+        # loop.add_signal_handler() (hypercorn): the loop reads the signal
+        # from its wakeup fd whatever the Python handler is.
+        logger.warning(
+            "The server handles SIGTERM with loop.add_signal_handler(): "
+            "SIGTERM does not drain; run `manage.py drain` before stopping it."
+        )
+        return
+    options = _options()
+    if options["SIGNAL"]:
+        _server_sigterm = handler
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    if options["CONTROL"]:
+        layer = _control_layer()
+        if layer is not None:
+            _control = loop.create_task(_obey_commands(layer))
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Drain, then call the server's handler; on a second SIGTERM, call it now."""
+    global _sigterm_received
+    loop = _loop
+    if _sigterm_received or loop is None or loop.is_closed():
+        _stop_server()
+        return
+    _sigterm_received = True
+    try:
+        loop.call_soon_threadsafe(_start_for_sigterm)
+    except RuntimeError:  # The loop has been closed meanwhile.
+        _stop_server()
+
+
+def _start_for_sigterm() -> None:
+    _in_background(asyncio.get_running_loop().create_task(_drain_then(True, {})))
+
+
+def _stop_server() -> None:
+    """Stop the process as SIGTERM would have without us (once)."""
+    global _server_sigterm, _stopped
+    if _stopped:
+        return
+    _stopped = True
+    handler, _server_sigterm = _server_sigterm, None
+    if handler is None:
+        # Not installed (not the main thread, or SIGNAL is off): whoever
+        # handles SIGTERM stops the process.
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    signal.signal(signal.SIGTERM, handler)
+    handler(signal.SIGTERM, None)
+
+
+def _control_layer() -> ChannelLayer | None:
+    """Return the default layer if it reaches other processes, else ``None``."""
+    from django_realtime.layers import get_channel_layer
+
+    try:
+        layer = get_channel_layer()
+    except Exception as exc:  # A broken layer must not break the connection.
+        logger.warning("`manage.py drain` cannot reach this process: %s", exc)
+        return None
+    if layer is None or type(layer).__name__ == "InMemoryChannelLayer":
+        return None
+    if "groups" not in getattr(layer, "extensions", ()):
+        return None
+    return layer
+
+
+def _is_for(message: dict[str, Any], host: str, pid: int) -> bool:
+    """Return whether a drain command ``message`` is meant for this process."""
+    hosts = message.get("hosts") or []
+    pids = message.get("pids") or []
+    return (not hosts or host in hosts) and (not pids or pid in pids)
+
+
+async def _obey_commands(layer: ChannelLayer) -> None:
+    """Join the control group, renewing it before it expires; obey commands."""
+    loop = asyncio.get_running_loop()
+    # Renew well within the layer's group expiry (a day by default).
+    renew = max(1.0, float(getattr(layer, "group_expiry", 86400)) / 4)
+    host, pid = socket.gethostname(), os.getpid()
+    channel: str | None = None
+    renew_at = 0.0
+    while True:
+        try:
+            if channel is None:
+                channel = await layer.new_channel()
+            if loop.time() >= renew_at:
+                await layer.group_add(CONTROL_GROUP, channel)
+                renew_at = loop.time() + renew
+            try:
+                async with asyncio.timeout_at(renew_at):
+                    message = await layer.receive(channel)
+            except TimeoutError:
+                continue
+            if message.get("type") == "drain.request" and _is_for(message, host, pid):
+                await _answer(layer, message, host, pid)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning(
+                "Listening for `manage.py drain` failed; retrying in 1 s.",
+                exc_info=True,
+            )
+            await asyncio.sleep(1)  # back off before the layer is asked again
+            renew_at = 0.0
+
+
+async def _answer(
+    layer: ChannelLayer, message: dict[str, Any], host: str, pid: int
+) -> None:
+    """Start the drain ``message`` asks for; tell the command, now and at the end."""
+    parameters = {
+        key: message[key]
+        for key in ("batch_size", "interval", "deadline", "reason")
+        if message.get(key) is not None
+    }
+    stop = bool(message.get("stop", True))
+    reply_to = message.get("reply_to")
+    logger.info("`manage.py drain` asked this process to drain (stop: %s).", stop)
+    deadline = parameters.get("deadline", _options()["DEADLINE"])
+    about = {"host": host, "pid": pid, "connections": len(_live)}
+    tell = None
+    if isinstance(reply_to, str):
+        started = {"type": "drain.started", **about, "deadline": deadline}
+        await layer.send(reply_to, started)
+
+        async def tell(report: DrainReport) -> None:
+            await layer.send(
+                reply_to,
+                {
+                    "type": "drain.finished",
+                    **about,
+                    "closed": report.closed,
+                    "still_open": report.still_open,
+                    "elapsed": report.elapsed,
+                },
+            )
+
+    loop = asyncio.get_running_loop()
+    _in_background(loop.create_task(_drain_then(stop, parameters, tell)))
