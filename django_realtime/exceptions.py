@@ -15,6 +15,7 @@ Every exception the package raises on purpose derives from one root, so
     │   └── RouteNotFound
     ├── ChannelLayerError           a channel layer refused an operation
     │   ├── ChannelFull             a channel is at capacity
+    │   ├── GroupsExpired           a channel read too late lost its groups
     │   ├── InvalidChannelName      a channel or group name is malformed
     │   └── InvalidChannelLayerError  CHANNEL_LAYERS names a bad backend
     └── LiveServerError             a test server did not start or is not running
@@ -35,6 +36,7 @@ __all__ = [
     "ChannelLayerError",
     "ConsumerError",
     "DenyConnection",
+    "GroupsExpired",
     "InvalidChannelLayerError",
     "InvalidChannelName",
     "InvalidFrameError",
@@ -118,6 +120,28 @@ class ChannelFull(ChannelLayerError):
     """The channel is at capacity; the message was not sent."""
 
     __slots__ = ()
+
+
+class GroupsExpired(ChannelLayerError):
+    """A channel's messages expired unread, and the layer took it out of its groups.
+
+    Raised once by the next ``receive()`` on the channel: its reader (a
+    consumer blocked in a slow send, say) was taken for gone. WebSocket
+    consumers close with 4008 on it, so that the client reconnects and joins
+    its groups again.
+
+    Attributes:
+        channel: The channel.
+        groups: The groups it was taken out of.
+    """
+
+    def __init__(self, channel: str, groups: tuple[str, ...]) -> None:
+        self.channel = channel
+        self.groups = groups
+        super().__init__(
+            f"Channel {channel!r} was not read for longer than the layer's "
+            f"expiry: it was taken out of its groups {sorted(groups)}."
+        )
 
 
 class InvalidChannelName(ChannelLayerError, TypeError):

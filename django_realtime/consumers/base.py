@@ -55,7 +55,11 @@ from django_realtime.delivery import (
     remember_sync_connections,
     send_entries,
 )
-from django_realtime.exceptions import InvalidMessageError, StopConsumer
+from django_realtime.exceptions import (
+    GroupsExpired,
+    InvalidMessageError,
+    StopConsumer,
+)
 from django_realtime.outbox import Outbox, activate, current_outbox, deactivate
 from django_realtime.sync import run_sync
 
@@ -340,7 +344,16 @@ class AsyncConsumer:
     ) -> None:
         try:
             while True:
-                message = await layer.receive(self._channel_name)
+                try:
+                    message = await layer.receive(self._channel_name)
+                except GroupsExpired as exc:
+                    if (waiting := turn.take()) is not None:
+                        await waiting
+                    try:
+                        await self._groups_expired(exc)
+                    finally:
+                        turn.release()
+                    continue
                 if (problem := self._layer_message_problem(message)) is not None:
                     # Other code's mistake (a typo, a type only newer code
                     # handles, mid-deploy): skip it, keep the connection.
@@ -362,6 +375,21 @@ class AsyncConsumer:
             self._stop = exc
             if main is not None:
                 main.cancel()
+
+    async def _groups_expired(self, exc: GroupsExpired) -> None:
+        """Join the groups again that the layer took this consumer out of.
+
+        The layer did so because the consumer's messages expired unread (it
+        was busy longer than the layer's ``expiry``): what was sent to those
+        groups meanwhile is lost, hence the warning.
+        """
+        logger.warning(
+            "%s: %s Joining them again; messages sent to them meanwhile are lost.",
+            type(self).__name__,
+            exc,
+        )
+        for group in exc.groups:
+            await self.channel_layer.group_add(group, self._channel_name)
 
     @classmethod
     def _layer_message_problem(cls, message: Any) -> str | None:

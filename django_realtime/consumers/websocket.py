@@ -40,6 +40,7 @@ from django_realtime._daphne import flow_controlled
 from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
 from django_realtime.exceptions import (
     DenyConnection,
+    GroupsExpired,
     InvalidChannelLayerError,
     InvalidChannelName,
     InvalidFrameError,
@@ -51,6 +52,7 @@ __all__ = [
     "CLOSE_INTERNAL_ERROR",
     "CLOSE_INVALID_PAYLOAD",
     "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_TOO_SLOW",
     "CLOSE_UNSUPPORTED_DATA",
     "DAPHNE_CLOSE_CODES",
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -83,6 +85,9 @@ CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_MESSAGE_TOO_BIG = 1009
 #: RFC 6455 close code: a handler raised.
 CLOSE_INTERNAL_ERROR = 1011
+#: The connection fell behind: its consumer was taken out of its groups for
+#: not reading the layer in time (the same code as a slow stream client's).
+CLOSE_TOO_SLOW = 4008
 
 #: The default ``max_message_size``: 1 MiB, daphne's own limit per message.
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
@@ -266,6 +271,21 @@ class _WebsocketHandlers(AsyncConsumer):
                 # daphne refuses to send 1011, and sends it itself when the
                 # exception reaches it; a client that has gone needs none.
                 logger.debug("Could not close %s with 1011: %r", path, close_error)
+
+    async def _groups_expired(self, exc: GroupsExpired) -> None:
+        """Close with 4008: the client reconnects, joins again and catches up.
+
+        The layer took the consumer out of its groups because it was busy
+        (in a send to a client that does not read) for longer than the
+        layer's ``expiry``; what the groups carried meanwhile is lost to it.
+        """
+        logger.warning(
+            "Closing WebSocket %s with %d: %s",
+            self.scope.get("path", "?"),
+            CLOSE_TOO_SLOW,
+            exc,
+        )
+        await self.base_send(close_message(CLOSE_TOO_SLOW))
 
     async def websocket_connect(self, message: Message) -> None:
         """Join ``groups``, then call ``connect()``; a denial closes the handshake.

@@ -16,7 +16,10 @@ Rules:
 - A membership made (or renewed) at ``now`` is live while the clock is below
   ``now + group_expiry``.
 - A channel found holding an expired message is treated as abandoned by its
-  reader: it leaves every group (a direct send still reaches it).
+  reader: it leaves every group (a direct send still reaches it), and the
+  next :meth:`LayerCore.pop` on it raises
+  :exc:`~django_realtime.exceptions.GroupsExpired` once, so that a reader
+  that was only slow learns it (the note is kept for ``group_expiry``).
 - Messages are stored as a shallow copy taken at send time, so a sender may
   reuse its dict. A group message is stored once and shared by all members;
   each receiver gets its own shallow copy. Nested values are shared: treat
@@ -30,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django_realtime.exceptions import ChannelFull
+from django_realtime.exceptions import ChannelFull, GroupsExpired
 
 __all__ = ["GroupSendResult", "LayerCore", "LayerStats", "SweepReport"]
 
@@ -148,6 +151,8 @@ class LayerCore:
         self._groups_of: dict[str, set[str]] = {}
         self._next_sweep = float("-inf")
         self._unreported = _Unreported()
+        # channel -> (groups it was taken out of, when): for its next pop().
+        self._evicted: dict[str, tuple[tuple[str, ...], float]] = {}
 
     # Channels
 
@@ -174,13 +179,22 @@ class LayerCore:
         self.stats.sent += 1
 
     def pop(self, channel: str, now: float) -> Message | None:
-        """Remove and return the oldest live message on ``channel``, or ``None``."""
+        """Remove and return the oldest live message on ``channel``, or ``None``.
+
+        Raises:
+            GroupsExpired: ``channel`` was taken out of its groups for an
+                expired message since the last pop (raised once).
+        """
         state = self._channels.get(channel)
         if state is None:
+            if self._evicted:
+                self._raise_if_evicted(channel)
             return None
         entries = state.entries
         if entries and entries[0][0] <= now:
             self._expire(channel, state, now)
+        if self._evicted:
+            self._raise_if_evicted(channel)
         if not entries:
             return None
         _, message, shared = entries.popleft()
@@ -267,7 +281,7 @@ class LayerCore:
             state.entries.append(entry)
             delivered.append(channel)
         for channel in abandoned:
-            self._leave_groups(channel)
+            self._leave_groups(channel, now)
         self.stats.sent += len(delivered)
         self.stats.dropped_messages += len(full)
         return GroupSendResult(delivered, full)
@@ -304,6 +318,12 @@ class LayerCore:
                 del self._channels[channel]
         for group, members in list(self._groups.items()):
             self._trim(group, members, now)
+        if self._evicted:
+            # A reader that has not come back in group_expiry is gone.
+            cutoff = now - self.group_expiry
+            for channel, (_, when) in list(self._evicted.items()):
+                if when <= cutoff:
+                    del self._evicted[channel]
         unreported = self._unreported
         if not (unreported.expired_messages or unreported.expired_memberships):
             return None
@@ -319,6 +339,7 @@ class LayerCore:
         self._channels.clear()
         self._groups.clear()
         self._groups_of.clear()
+        self._evicted.clear()
         self._unreported = _Unreported()
 
     # Internals
@@ -335,12 +356,18 @@ class LayerCore:
         self._unreported.expired_messages += count
         self._unreported.channels.add(channel)
         if leave_groups:
-            self._leave_groups(channel)
+            self._leave_groups(channel, now)
 
-    def _leave_groups(self, channel: str) -> None:
+    def _raise_if_evicted(self, channel: str) -> None:
+        evicted = self._evicted.pop(channel, None)
+        if evicted is not None:
+            raise GroupsExpired(channel, evicted[0])
+
+    def _leave_groups(self, channel: str, now: float) -> None:
         groups = self._groups_of.pop(channel, None)
         if not groups:
             return
+        self._evicted[channel] = (tuple(groups), now)
         for group in groups:
             members = self._groups.get(group)
             if members is None:

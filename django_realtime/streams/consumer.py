@@ -29,7 +29,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from django_realtime.consumers.websocket import AsyncJsonWebsocketConsumer
+from django_realtime.consumers.websocket import (
+    CLOSE_TOO_SLOW,
+    AsyncJsonWebsocketConsumer,
+)
 from django_realtime.exceptions import RequestError
 from django_realtime.outbox import current_outbox
 from django_realtime.streams.cursor import DELIVER, GAP, CatchUp, Cursor
@@ -66,9 +69,9 @@ logger = logging.getLogger("django_realtime.streams")
 #: and resumes. (1011 says the same, but daphne cannot send it.)
 CLOSE_STREAMING_FAILED = 4011
 
-#: The close code for a client that does not keep up with its streams (the
-#: ``"close"`` slow-client policy): it reconnects and resumes from history.
-CLOSE_TOO_SLOW = 4008
+# CLOSE_TOO_SLOW (4008), imported above, closes a client that does not keep
+# up with its streams (the "close" slow-client policy): it reconnects and
+# resumes from history.
 
 
 @dataclass

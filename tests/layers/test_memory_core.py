@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_realtime.exceptions import ChannelFull
+from django_realtime.exceptions import ChannelFull, GroupsExpired
 from django_realtime.layers._core import LayerCore, SweepReport
 
 T0 = 1000.0
@@ -131,8 +131,28 @@ def test_direct_push_to_an_abandoned_channel_still_queues() -> None:
 
     core.push("chan", {"type": "direct"}, T0 + 11)
 
+    # The reader learns once that it was taken out of its groups; the
+    # direct message waits for it.
+    with pytest.raises(GroupsExpired) as expired:
+        core.pop("chan", T0 + 11)
+    assert (expired.value.channel, expired.value.groups) == ("chan", ("room",))
     assert core.pop("chan", T0 + 11) == {"type": "direct"}
     assert core.members("room", T0 + 11) == []
+
+
+def test_a_reader_that_never_comes_back_is_forgotten_after_group_expiry() -> None:
+    core = make_core(expiry=10, group_expiry=100)
+    core.group_add("room", "chan", T0)
+    core.push("chan", {"type": "unread"}, T0)
+    core.sweep(T0 + 11)  # expires the message and the membership
+    core.sweep(T0 + 11 + 99)
+    with pytest.raises(GroupsExpired):
+        core.pop("chan", T0 + 11 + 99)
+    core.push("other", {"type": "unread"}, T0)
+    core.group_add("room", "other", T0)
+    core.sweep(T0 + 11)
+    core.sweep(T0 + 11 + 100)
+    assert core.pop("other", T0 + 11 + 100) is None
 
 
 # Groups
