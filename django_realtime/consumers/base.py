@@ -271,6 +271,8 @@ class AsyncConsumer:
             connection_id = id_from_headers(headers) or new_correlation_id()
             self.scope[CORRELATION_KEY] = connection_id
         self._connection_id = connection_id
+        if metrics.counts is not None:
+            metrics.start_timer()
         self._close_old = bool(get_setting("CLOSE_OLD_CONNECTIONS"))
         layer = None
         if self.channel_layer_alias is not None:

@@ -240,7 +240,6 @@ class _WebsocketHandlers(AsyncConsumer):
                 )
             elif kind == "websocket.accept":
                 counts.opened += 1
-                metrics.start_timer()
             elif kind == "websocket.close" and not self._open:
                 counts.refused += 1
         if kind == "websocket.close":
