@@ -170,9 +170,24 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:.1f}"
 
 
+_LABEL = 24
+_ALLOCATOR_ROWS = [
+    ("pymalloc arenas (MiB)", "pymalloc_arenas_kib"),
+    ("pymalloc used (MiB)", "pymalloc_used_kib"),
+    ("glibc heap used (MiB)", "glibc_used_kib"),
+    ("glibc heap free (MiB)", "glibc_free_kib"),
+]
+
+
+def _app_mib(app: dict[str, Any], key: str) -> str | None:
+    kib = app.get(key)
+    return None if kib is None else _mib(kib)
+
+
 def _value(snap: Snapshot, row: str) -> str:
     app = snap.app
     values: dict[str, object] = {
+        **{row: _app_mib(app, key) for row, key in _ALLOCATOR_ROWS},
         "RSS (MiB)": _mib(snap.rss_kib),
         "server fds": snap.server_fds,
         "client fds": snap.client_fds,
@@ -197,12 +212,13 @@ def table(columns: list[tuple[str, Snapshot]]) -> str:
         "live consumers",
         "asyncio tasks",
         "gc objects",
+        *(row for row, _ in _ALLOCATOR_ROWS),
     ]
     width = max(12, *(len(name) + 2 for name, _ in columns))
-    lines = ["".ljust(16) + "".join(name.rjust(width) for name, _ in columns)]
+    lines = ["".ljust(_LABEL) + "".join(name.rjust(width) for name, _ in columns)]
     for row in rows:
         cells = [_value(snap, row) for _, snap in columns]
         if all(cell == "-" for cell in cells):
             continue
-        lines.append(row.ljust(16) + "".join(cell.rjust(width) for cell in cells))
+        lines.append(row.ljust(_LABEL) + "".join(cell.rjust(width) for cell in cells))
     return "\n".join(lines)

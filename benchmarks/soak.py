@@ -111,6 +111,7 @@ class Options:
     settle: float = 10.0
     settle_timeout: float = 60.0
     rss_factor: float = 1.10
+    growth_factor: float = 1.05
     per_host: int = 5_000
     redis_url: str = "redis://127.0.0.1:6379"
     logs: Path | None = None
@@ -296,16 +297,23 @@ async def _soak(
     trimmed = await asyncio.to_thread(app_stats, server, trim=True)
     result.trimmed_kib = trimmed.get("rss_after_trim_kib")
     result.log = scan_log(server.output)
+    first = result.afters[0] if result.afters else None
     for after in result.afters:
-        result.checks.append(
-            checks(
-                result.baseline,
-                after,
-                result.log,
-                fleet.stats.failures,
-                options.rss_factor,
-            )
+        verdict = checks(
+            result.baseline, after, result.log, fleet.stats.failures, options.rss_factor
         )
+        if first is not None and after is not first:
+            limit = first.rss_kib * options.growth_factor
+            verdict.append(
+                Check(
+                    "RSS growth",
+                    after.rss_kib <= limit,
+                    f"{after.rss_kib / 1024:.1f} MiB after, limit "
+                    f"{limit / 1024:.1f} MiB ({options.growth_factor:.2f} x "
+                    "the first cycle's)",
+                )
+            )
+        result.checks.append(verdict)
     return result
 
 
@@ -358,7 +366,8 @@ def report(result: SoakResult, options: Options) -> str:
         f"failed handshakes: {failures or 'none'}; dropped by the server: "
         f"{dropped or 'none'}",
         f"probes {fleet.probes}: {fleet.delivered} of {fleet.expected} "
-        f"deliveries, {fleet.missing} missing, {fleet.unexpected} unexpected",
+        f"deliveries, {fleet.missing} missing, {fleet.unexpected} unexpected "
+        f"({fleet.late_joins} to members that joined as the probe left)",
         "",
     ]
     columns = [("baseline", result.baseline)]
@@ -375,6 +384,12 @@ def report(result: SoakResult, options: Options) -> str:
     layer_stats = result.afters[-1].app.get("layer") if result.afters else None
     if layer_stats:
         lines.append(f"layer counters: {layer_stats}")
+    held = result.afters[-1].app.get("held_by") if result.afters else None
+    for chains in held or []:
+        # The chains through a task say what outlives the connection.
+        shown = [chain for chain in chains if "<- Task" in chain] or chains[:4]
+        lines += ["consumer still alive, held by:"]
+        lines += [f"  {chain}" for chain in shown[:4]]
     lines.append(
         f"server log: {result.log.errors} error lines, {result.log.warnings} warnings"
     )
@@ -418,6 +433,12 @@ def parse_args(argv: list[str] | None) -> Options:
     add("--settle", type=float, default=defaults.settle, help="seconds")
     add("--settle-timeout", type=float, default=defaults.settle_timeout)
     add("--rss-factor", type=_positive, default=defaults.rss_factor)
+    add(
+        "--growth-factor",
+        type=_positive,
+        default=defaults.growth_factor,
+        help="RSS after a later cycle, at most this times the first cycle's",
+    )
     add("--per-host", type=int, default=defaults.per_host, help="per source address")
     add("--redis-url", default=defaults.redis_url)
     add("--logs", type=Path, default=None, help="keep server logs here")
@@ -450,6 +471,7 @@ def parse_args(argv: list[str] | None) -> Options:
         settle=args.settle,
         settle_timeout=args.settle_timeout,
         rss_factor=args.rss_factor,
+        growth_factor=args.growth_factor,
         per_host=args.per_host,
         redis_url=args.redis_url,
         logs=args.logs,

@@ -8,11 +8,12 @@
 ``soak/stats``
     A plain ASGI HTTP endpoint for the driver, read only when no WebSocket
     is open: after a full garbage collection, the consumers still alive,
-    the event loop's tasks, the objects the collector tracks and the
-    layer's counters, as JSON. With ``?trim=1`` it then hands the heap's
-    free memory back to the system (glibc's ``malloc_trim``) and reports
-    the RSS before and after: what the allocator kept, as opposed to what
-    the process still uses.
+    the event loop's tasks, the objects the collector tracks, the layer's
+    counters, and what the two allocators hold: pymalloc's arenas and the
+    bytes of their blocks in use, glibc's heap in use and free (its
+    ``mallinfo2``), as JSON. With ``?trim=1`` it then hands the heap's free
+    memory back to the system (glibc's ``malloc_trim``) and reports the RSS
+    before and after.
 """
 
 import os
@@ -27,6 +28,10 @@ import ctypes  # noqa: E402
 import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import types  # noqa: E402
 import weakref  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -68,21 +73,122 @@ def _rss_kib() -> int:
     return 0
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+_libc = ctypes.CDLL("libc.so.6")
+_libc.mallinfo2.restype = _MallInfo2
+
+
+def _pymalloc() -> dict[str, int]:
+    """Return pymalloc's arenas and the bytes of their blocks in use, in KiB.
+
+    ``sys._debugmallocstats()`` writes to the C stderr: it is caught in a
+    file for the time of the call.
+    """
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode(errors="replace")
+
+    def figure(label: str) -> int:
+        match = re.search(rf"# {label} += +([\d,]+)", text)
+        return int(match.group(1).replace(",", "")) if match else -1
+
+    return {
+        "pymalloc_arenas_kib": figure("arenas allocated current") * 1024,
+        "pymalloc_used_kib": figure("bytes in allocated blocks") // 1024,
+    }
+
+
+def _glibc() -> dict[str, int]:
+    """Return glibc's heap in use and free (mmapped blocks count as used)."""
+    info = _libc.mallinfo2()
+    return {
+        "glibc_used_kib": (info.uordblks + info.hblkhd) // 1024,
+        "glibc_free_kib": info.fordblks // 1024,
+    }
+
+
+def _holders(target: object, depth: int = 7) -> list[str]:
+    """Describe what keeps ``target`` alive: chains of referrer types.
+
+    The search's own lists and frames are left out; dicts show the keys
+    under which they hold the object, frames their function.
+    """
+    ignored = {id(sys._getframe())}
+    chains: list[str] = []
+    ignored.add(id(chains))
+    stack: list[tuple[object, str, int]] = [(target, type(target).__name__, 0)]
+    ignored.add(id(stack))
+    seen = {id(target)}
+    ignored.add(id(seen))
+    while stack and len(chains) < 16:
+        obj, path, level = stack.pop(0)
+        referrers = [
+            r
+            for r in gc.get_referrers(obj)
+            if id(r) not in ignored and id(r) not in seen
+        ]
+        ignored.add(id(referrers))
+        seen.update(id(r) for r in referrers)
+        if level == depth or not referrers:
+            chains.append(path)
+            continue
+        for referrer in referrers[:4]:
+            if isinstance(referrer, dict):
+                keys = [str(k) for k, v in referrer.items() if v is obj][:2]
+                name = f"dict[{','.join(keys)}]"
+            elif isinstance(referrer, asyncio.Task):
+                name = f"Task {referrer.get_name()!r}"
+            elif isinstance(referrer, types.FrameType):
+                name = f"frame {referrer.f_code.co_qualname}"
+            else:
+                name = type(referrer).__qualname__
+            stack.append((referrer, f"{path} <- {name}", level + 1))
+    return chains
+
+
 def stats(trim: bool) -> dict[str, Any]:
     """Return the process's live objects and the layer's counters."""
     gc.collect()
     layer = get_channel_layer()
     figures: dict[str, Any] = {
         "consumers": len(_alive),
+        "held_by": [_holders(consumer) for consumer in _alive.copy()][:2],
         "tasks": len(asyncio.all_tasks()),
         "gc_objects": len(gc.get_objects()),
         "layer": dataclasses.asdict(layer.stats)  # type: ignore[union-attr]
         if dataclasses.is_dataclass(getattr(layer, "stats", None))
         else None,
+        **_pymalloc(),
+        **_glibc(),
     }
     if trim:
         figures["rss_before_trim_kib"] = _rss_kib()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        _libc.malloc_trim(0)
         figures["rss_after_trim_kib"] = _rss_kib()
     return figures
 
