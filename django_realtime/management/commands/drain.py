@@ -174,9 +174,10 @@ class Command(BaseCommand):
                         f"{name} drained in {answer['elapsed']:.1f} s: closed "
                         f"{answer['closed']}, {answer['still_open']} still open."
                     )
-                    done = finished >= len(started) and loop.time() >= window
-                    if options["wait"] and done:
-                        break
+                    if finished >= len(started):
+                        # Every process that answered has finished: wait only
+                        # for late answers.
+                        until = window
         finally:
             close = getattr(layer, "close", None)
             if close is not None:
