@@ -72,15 +72,17 @@ DAPHNE_CLOSE_SERVICE_RESTART = 4012
 #: The channel layer group of the processes that obey ``manage.py drain``.
 CONTROL_GROUP = "django_realtime.drain"
 
-# Connections in the order they were accepted (a dict keeps it): a drain
-# closes the oldest first.
-_live: dict[Any, None] = {}
+# Connections in the order they were accepted (a dict keeps it), with the
+# loop each runs on: a drain closes the oldest of its loop first.
+_live: dict[Any, asyncio.AbstractEventLoop] = {}
 _draining = False
 # The loop the consumers run on: start_drain() and the signal handler
 # schedule the drain there.
 _loop: asyncio.AbstractEventLoop | None = None
 _current: asyncio.Task[DrainReport] | None = None
-# Set by untrack() when the last connection of a drain has ended.
+# The connections the drain under way waits for, and the event untrack()
+# sets when the last of them has ended.
+_pending: set[Any] = set()
 _emptied: asyncio.Event | None = None
 _engaged = False
 # The server's SIGTERM handler that ours replaced (None: not replaced).
@@ -116,8 +118,7 @@ def track(consumer: Any) -> None:
     module's docstring).
     """
     global _loop
-    _live[consumer] = None
-    _loop = asyncio.get_running_loop()
+    _loop = _live[consumer] = asyncio.get_running_loop()
     if not _engaged:
         _engage(_loop)
 
@@ -125,8 +126,10 @@ def track(consumer: Any) -> None:
 def untrack(consumer: Any) -> None:
     """Forget ``consumer``: its connection has ended."""
     _live.pop(consumer, None)
-    if not _live and _emptied is not None:
-        _emptied.set()
+    if _emptied is not None and consumer in _pending:
+        _pending.discard(consumer)
+        if not _pending:
+            _emptied.set()
 
 
 def is_draining() -> bool:
@@ -272,7 +275,7 @@ async def _drain(
     loop = asyncio.get_running_loop()
     start = loop.time()
     end = start + deadline
-    targets = list(_live)
+    targets = _open_on(loop)
     plan = plan_batches(len(targets), batch_size, interval, deadline)
     logger.info(
         "Draining: closing %d WebSocket connections with %d, in %d batches "
@@ -283,11 +286,15 @@ async def _drain(
         plan[-1][0] if plan else 0.0,
         deadline,
     )
+    _pending.clear()
+    _pending.update(targets)
     _emptied = asyncio.Event()
-    if not _live:
-        _emptied.set()
     closes: set[asyncio.Task[bool]] = set()
-    sent: set[Any] = set()
+
+    def close(consumer: Any) -> None:
+        if consumer in _live:
+            closes.add(loop.create_task(_close(consumer, code, reason)))
+
     try:
         async with asyncio.timeout_at(end):
             for at, size in plan:
@@ -296,16 +303,16 @@ async def _drain(
                     await asyncio.sleep(delay)  # pacing: the batch's turn
                 batch, targets = targets[:size], targets[size:]
                 for consumer in batch:
-                    if consumer in _live:
-                        sent.add(consumer)
-                        closes.add(loop.create_task(_close(consumer, code, reason)))
+                    close(consumer)
             # Handshakes that were past the draining check when it started.
-            for consumer in list(_live):
-                if consumer not in sent:
-                    closes.add(loop.create_task(_close(consumer, code, reason)))
+            for consumer in _open_on(loop):
+                if consumer not in _pending:
+                    _pending.add(consumer)
+                    close(consumer)
             if closes:
                 await asyncio.wait(closes)
-            await _emptied.wait()
+            if _pending:
+                await _emptied.wait()
     except TimeoutError:
         pass
     finally:
@@ -313,9 +320,15 @@ async def _drain(
             task.cancel()
         _emptied = None
     closed = sum(
-        1 for task in closes if task.done() and not task.cancelled() and task.result()
+        1
+        for task in closes
+        if task.done()
+        and not task.cancelled()
+        and task.exception() is None
+        and task.result()
     )
-    report = DrainReport(closed, len(_live), loop.time() - start)
+    report = DrainReport(closed, len(_pending), loop.time() - start)
+    _pending.clear()
     logger.info(
         "Drained in %.1f s: closed %d WebSocket connections, %d still open.",
         report.elapsed,
@@ -323,6 +336,11 @@ async def _drain(
         report.still_open,
     )
     return report
+
+
+def _open_on(loop: asyncio.AbstractEventLoop) -> list[Any]:
+    """Return the connections served by ``loop``, oldest first."""
+    return [consumer for consumer, its in _live.items() if its is loop]
 
 
 async def _close(consumer: Any, code: int, reason: str) -> bool:
@@ -516,7 +534,8 @@ async def _answer(
     reply_to = message.get("reply_to")
     logger.info("`manage.py drain` asked this process to drain (stop: %s).", stop)
     deadline = parameters.get("deadline", _options()["DEADLINE"])
-    about = {"host": host, "pid": pid, "connections": len(_live)}
+    loop = asyncio.get_running_loop()
+    about = {"host": host, "pid": pid, "connections": len(_open_on(loop))}
     tell = None
     if isinstance(reply_to, str):
         started = {"type": "drain.started", **about, "deadline": deadline}
@@ -534,5 +553,4 @@ async def _answer(
                 },
             )
 
-    loop = asyncio.get_running_loop()
     _in_background(loop.create_task(_drain_then(stop, parameters, tell)))
