@@ -179,6 +179,29 @@ async def test_sigterm_closes_every_connection_in_batches_then_the_server_exits(
     assert "closed 300 WebSocket connections, 0 still open" in server.output
 
 
+async def test_a_second_sigterm_stops_the_server_without_waiting_for_the_drain(
+    start_server: StartServer,
+) -> None:
+    server = start_server("daphne", {"BATCH_SIZE": 1, "INTERVAL": 0.1, "DEADLINE": 20})
+    slow, other = await _clients(server, 2)
+    await slow.ws.send("slow 30")
+    while await other.ask("busy") != "1":
+        pass  # each question is a round trip: the handler starts meanwhile
+    loop = asyncio.get_running_loop()
+    os.kill(server.pid, signal.SIGTERM)
+    # The drain is under way: the second batch is closed, the first waits.
+    assert await asyncio.wait_for(other.closed, 5) == (4012, "")
+    start = loop.time()
+
+    os.kill(server.pid, signal.SIGTERM)
+    await _wait_for_exit(server, 10)
+
+    assert loop.time() - start < 3
+    assert "closed" not in server.output.rpartition("Draining:")[2]
+    await asyncio.wait_for(slow.closed, 5)
+    assert slow.received == []
+
+
 async def _manage(prefix: str, *args: str) -> tuple[int, str, str]:
     """Run ``manage.py`` (``django-admin``) with the tests' settings."""
     env = {
