@@ -3,7 +3,8 @@
 From the environment the tests set: ``DRAIN_TEST_OPTIONS`` (the JSON of
 ``REALTIME["DRAIN"]``), ``DRAIN_TEST_REDIS_PREFIX`` (when set, the default
 channel layer and the stream history live in Redis under this prefix;
-otherwise in memory).
+otherwise in memory) and ``DRAIN_TEST_GROUP_EXPIRY`` (the Redis layer's
+``group_expiry``).
 """
 
 import json
@@ -26,7 +27,11 @@ if _prefix:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "django_realtime.layers.redis.RedisChannelLayer",
-            "CONFIG": {"hosts": ["redis://127.0.0.1:6379"], "prefix": _prefix},
+            "CONFIG": {
+                "hosts": ["redis://127.0.0.1:6379"],
+                "prefix": _prefix,
+                "group_expiry": float(os.environ.get("DRAIN_TEST_GROUP_EXPIRY", 86400)),
+            },
         }
     }
     REALTIME["STREAM_STORE"] = {

@@ -222,3 +222,18 @@ async def test_a_second_drain_joins_the_one_under_way() -> None:
     await _closed(clients[0])
 
     assert await first is await second
+
+
+@pytest.mark.timeout(20)
+async def test_start_drain_drains_from_another_thread_and_resumes() -> None:
+    clients = await _connected(3)
+
+    future = await asyncio.to_thread(
+        drain.start_drain, stop=False, batch_size=1, interval=0.05, deadline=5
+    )
+    closes = await asyncio.gather(*map(_closed, clients))
+    report = await asyncio.wrap_future(future)
+
+    assert [message["code"] for _, message in closes] == [1012] * 3
+    assert (report.closed, report.still_open) == (3, 0)
+    assert not drain.is_draining()

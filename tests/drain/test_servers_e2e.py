@@ -41,10 +41,16 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Start servers of the test's application; kill them after the test."""
     started: list[Server] = []
 
-    def start(kind: str, options: dict[str, Any], prefix: str | None = None) -> Server:
+    def start(
+        kind: str,
+        options: dict[str, Any],
+        prefix: str | None = None,
+        **more_env: str,
+    ) -> Server:
         env = {
             "DJANGO_SETTINGS_MODULE": "tests.drain.settings",
             "DRAIN_TEST_OPTIONS": json.dumps(options),
+            **more_env,
         }
         if prefix is not None:
             env["DRAIN_TEST_REDIS_PREFIX"] = prefix
@@ -202,6 +208,26 @@ async def test_a_second_sigterm_stops_the_server_without_waiting_for_the_drain(
     assert slow.received == []
 
 
+async def test_sigint_still_stops_the_server_at_once(
+    start_server: StartServer,
+) -> None:
+    server = start_server("uvicorn", {"BATCH_SIZE": 1, "INTERVAL": 1, "DEADLINE": 20})
+    clients = await _clients(server, 5)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    os.kill(server.pid, signal.SIGINT)
+    closes = await asyncio.wait_for(
+        asyncio.gather(*(client.closed for client in clients)), 5
+    )
+    await _wait_for_exit(server, 5)
+
+    # uvicorn's own shutdown: every connection at once, no drain.
+    assert {code for code, _ in closes} == {1012}
+    assert max(client.closed_at for client in clients) - start < 1
+    assert "Draining" not in server.output
+
+
 async def _manage(prefix: str, *args: str) -> tuple[int, str, str]:
     """Run ``manage.py`` (``django-admin``) with the tests' settings."""
     env = {
@@ -256,6 +282,23 @@ async def test_the_drain_command_drains_a_server_through_redis_and_it_stops(
     times = sorted(client.closed_at for client in clients)
     assert times[-1] - times[0] == pytest.approx(0.6, abs=0.2)
     assert exit_code == -signal.SIGTERM
+
+
+@pytest.mark.redis
+async def test_a_long_running_process_stays_in_the_control_group(
+    start_server: StartServer, redis_prefix: str
+) -> None:
+    server = start_server("uvicorn", {}, redis_prefix, DRAIN_TEST_GROUP_EXPIRY="2")
+    clients = await _clients(server, 2)
+    await asyncio.sleep(4)  # twice the group expiry: time is what is tested
+
+    status, out, err = await _manage(
+        redis_prefix, "drain", f"--pid={server.pid}", "--no-stop"
+    )
+
+    assert status == 0, err
+    assert f"{server.pid} (2 connections)" in out
+    await asyncio.wait_for(asyncio.gather(*(c.closed for c in clients)), 10)
 
 
 @pytest.mark.redis
