@@ -228,14 +228,16 @@ async def test_sigint_still_stops_the_server_at_once(
     assert "Draining" not in server.output
 
 
-async def _manage(prefix: str, *args: str) -> tuple[int, str, str]:
+async def _manage(prefix: str | None, *args: str) -> tuple[int, str, str]:
     """Run ``manage.py`` (``django-admin``) with the tests' settings."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.drain.settings",
-        "DRAIN_TEST_REDIS_PREFIX": prefix,
         "PYTHONPATH": str(ROOT),
     }
+    env.pop("DRAIN_TEST_REDIS_PREFIX", None)
+    if prefix is not None:
+        env["DRAIN_TEST_REDIS_PREFIX"] = prefix
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -333,21 +335,37 @@ async def test_the_drain_command_with_no_stop_leaves_the_server_accepting(
 async def test_the_drain_command_explains_that_the_in_memory_layer_reaches_no_one() -> (
     None
 ):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.drain.settings"}
-    env.pop("DRAIN_TEST_REDIS_PREFIX", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "django",
-        "drain",
-        cwd=ROOT,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(process.communicate(), 30)
+    status, _, err = await _manage(None, "drain")
 
-    assert process.returncode == 1
-    assert "cannot reach server processes (it is in-memory)" in err.decode()
+    assert status == 1
+    assert "cannot reach server processes (it is in-memory)" in err
+
+
+@pytest.mark.redis
+async def test_the_drain_command_fails_when_no_process_answers(
+    redis_prefix: str,
+) -> None:
+    status, _, err = await _manage(redis_prefix, "drain", "--timeout=0.5")
+
+    assert status == 1
+    assert "No server process answered within 0.5 s." in err
+
+
+async def test_the_drain_command_signals_local_processes_without_a_layer(
+    start_server: StartServer,
+) -> None:
+    server = start_server("uvicorn", {"BATCH_SIZE": 2, "INTERVAL": 0.2})
+    clients = await _clients(server, 4)
+
+    status, out, err = await _manage(None, "drain", "--signal", f"--pid={server.pid}")
+    closes = await asyncio.wait_for(
+        asyncio.gather(*(client.closed for client in clients)), 10
+    )
+
+    assert status == 0, err
+    assert out == f"Sent SIGTERM to process {server.pid}.\n"
+    assert {code for code, _ in closes} == {1012}
+    assert "closed 4 WebSocket connections, 0 still open" in server.output
 
 
 class StreamFollower:
