@@ -93,6 +93,8 @@ SETTINGS = "benchmarks.slow_client_settings"
 ROUTES = {"stream": "/ws/streams/", "group": "/ws/group/"}
 GROUP = "bench"
 PATHS = ("stream-catch_up", "stream-close", "group")
+# The failures that other work on the machine can cause (see run()).
+_NOISY = ("Readers' p99", "Peak RSS", "RSS still rising")
 
 logger = logging.getLogger("benchmarks.slow_client")
 
@@ -387,11 +389,14 @@ async def run(options: Options) -> Outcome:
             baseline = outcome.baselines.get((server, path))
             judge(result, baseline, options.limits, per_slow_client)
             # Other work on the machine can stall this process for a second:
-            # a latency failure counts only if it happens again.
-            slow_readers = any(f.startswith("Readers'") for f in result.failures)
-            if not slow_readers or attempt == options.retries:
+            # a latency failure counts only if it happens again. So does an
+            # RSS failure: the readers fall behind then, and daphne keeps up
+            # to its write buffer (64 KiB and a frame) for each of them,
+            # tens of MiB over 1,000 readers.
+            noisy = any(f.startswith(_NOISY) for f in result.failures)
+            if not noisy or attempt == options.retries:
                 break
-            logger.info("Readers' p99 over the limit: running it again.")
+            logger.info("Over a latency or RSS limit: running it again.")
         outcome.results.append(result)
         logger.info(
             "%s %s, %d slow: p99 %.1f ms, peak RSS %.1f MiB",
@@ -474,7 +479,7 @@ def parse_args(argv: list[str] | None) -> Options:
         "--retries",
         type=int,
         default=defaults.retries,
-        help="runs again a run whose readers' p99 is over the limit",
+        help="runs again a run over a latency or RSS limit",
     )
     add("--redis-url", default=defaults.redis_url)
     add("--logs", type=Path, default=None, help="keep server logs here")
