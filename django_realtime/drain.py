@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import math
 import os
@@ -209,7 +210,10 @@ async def drain(
                 options["DEADLINE"] if deadline is None else deadline,
                 code,
                 options["REASON"] if reason is None else reason,
-            )
+            ),
+            # Not the caller's context: a handler's would keep its consumer
+            # (through its outbox) alive as long as the task.
+            context=contextvars.Context(),
         )
     return await asyncio.shield(_current)
 
@@ -428,7 +432,11 @@ def _engage(loop: asyncio.AbstractEventLoop) -> None:
     if options["CONTROL"]:
         layer = _control_layer()
         if layer is not None:
-            _control = loop.create_task(_obey_commands(layer))
+            # track() runs in the first consumer's handler: a copy of its
+            # context would keep that consumer alive for the process's life.
+            _control = loop.create_task(
+                _obey_commands(layer), context=contextvars.Context()
+            )
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -440,7 +448,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         return
     _sigterm_received = True
     try:
-        loop.call_soon_threadsafe(_start_for_sigterm)
+        # The signal may interrupt a handler: not its context.
+        loop.call_soon_threadsafe(_start_for_sigterm, context=contextvars.Context())
     except RuntimeError:  # The loop has been closed meanwhile.
         _stop_server()
 
