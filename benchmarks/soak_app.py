@@ -95,7 +95,7 @@ _libc = ctypes.CDLL("libc.so.6")
 _libc.mallinfo2.restype = _MallInfo2
 
 
-def _pymalloc() -> dict[str, int]:
+def _pymalloc() -> dict[str, int | None]:
     """Return pymalloc's arenas and the bytes of their blocks in use, in KiB.
 
     ``sys._debugmallocstats()`` writes to the C stderr: it is caught in a
@@ -113,13 +113,16 @@ def _pymalloc() -> dict[str, int]:
         caught.seek(0)
         text = caught.read().decode(errors="replace")
 
-    def figure(label: str) -> int:
+    def figure(label: str) -> int | None:
         match = re.search(rf"# {label} += +([\d,]+)", text)
-        return int(match.group(1).replace(",", "")) if match else -1
+        return int(match.group(1).replace(",", "")) if match else None
 
+    # No figures under PYTHONMALLOC=malloc: then glibc holds everything.
+    arenas = figure("arenas allocated current")
+    used = figure("bytes in allocated blocks")
     return {
-        "pymalloc_arenas_kib": figure("arenas allocated current") * 1024,
-        "pymalloc_used_kib": figure("bytes in allocated blocks") // 1024,
+        "pymalloc_arenas_kib": None if arenas is None else arenas * 1024,
+        "pymalloc_used_kib": None if used is None else used // 1024,
     }
 
 

@@ -96,18 +96,7 @@ def test_memory_fds_and_redis_come_back_to_the_baseline(
         assert result.baseline.redis_clients == 2, report  # commands, pub/sub
 
 
-def test_no_consumer_outlives_its_connection(
-    result: soak.SoakResult, request: pytest.FixtureRequest
-) -> None:
-    if result.layer == "redis":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "django_realtime.drain starts its control task in the first "
-                    "accepted consumer's context, which keeps that consumer's "
-                    "Outbox, and so the consumer, alive (drain.py, _engage)"
-                ),
-            )
-        )
+def test_no_consumer_outlives_its_connection(result: soak.SoakResult) -> None:
+    # With the Redis layer, drain's control task once kept the first
+    # accepted consumer alive through its context (fixed in 58b7fca).
     assert result.afters[0].app["consumers"] == 0, soak.report(result, OPTIONS)
