@@ -94,22 +94,36 @@ def _daphne_protocol(send: Any) -> Any:
     return protocol
 
 
+def _producer_of(transport: Any) -> Any:
+    """Return the producer registered with ``transport``, or ``None``.
+
+    A TCP transport keeps it as ``producer``; a TLS transport (daphne's
+    ``ssl:`` endpoint) keeps it wrapped in a membrane, which Twisted offers
+    no public way to look through (and its ``producer`` is the TCP
+    transport's: the membrane).
+    """
+    membrane = getattr(transport, "_producer", None)
+    if membrane is not None:
+        return getattr(membrane, "_producer", None)
+    return getattr(transport, "producer", None)
+
+
 def _register(transport: Any, gate: _FlowGate) -> bool:
     """Register ``gate`` as the producer feeding ``transport``.
 
     Returns:
         Whether it is registered. It is not when the transport's producer
-        slot is taken by something that does not pass pause and resume on
-        (for example daphne's TLS endpoint, whose transport holds a wrapper
-        of the HTTP channel).
+        slot is taken by something other than daphne's HTTP channel, which
+        would not pass pause and resume on.
     """
-    current = getattr(transport, "producer", None)
+    current = _producer_of(transport)
     try:
         if current is None:
             transport.registerProducer(gate, True)
         elif getattr(current, "_networkProducer", None) is transport:
-            # daphne's HTTP channel: it forwards pause and resume to the
-            # producer registered with it.
+            # daphne's HTTP channel: it passes pause and resume on to the
+            # producer registered with it. Its attribute is private, but it
+            # is how the channel tells the transport it was made for.
             current.registerProducer(gate, True)
         else:
             return False
