@@ -63,23 +63,14 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks._load import raise_fd_limit
 from benchmarks._servers import Server, ServerError, pin, serving
-from benchmarks._soak_fleet import Fleet, FleetStats
-from benchmarks._soak_measure import (
-    Check,
-    LogScan,
-    Snapshot,
-    app_stats,
-    checks,
-    open_fds,
-    scan_log,
-    snapshot,
-    table,
-)
+from benchmarks._soak_fleet import Fleet
+from benchmarks._soak_measure import app_stats, open_fds, scan_log, snapshot
+from benchmarks._soak_report import SoakResult, report, verdicts
 from django_realtime.testing.loadclient import SourceAddresses
 
 APP = "benchmarks.soak_app:application"
@@ -122,36 +113,6 @@ class Options:
         """Return the most a run of one layer may take, in seconds."""
         cycle = self.duration + self.settle_timeout + self.settle + 180
         return 120 + self.settle_timeout + self.settle + self.cycles * cycle
-
-
-@dataclass
-class SoakResult:
-    """What one layer's run measured.
-
-    Attributes:
-        peaks: The figures at the end of each cycle's churn, all open.
-        afters: The figures after each cycle, all closed and settled.
-        ramp_seconds: How long each cycle's ramp took.
-        trimmed_kib: The RSS after ``malloc_trim`` at the end, if measured.
-        checks: The verdict of each cycle.
-    """
-
-    server: str
-    layer: str
-    baseline: Snapshot
-    peaks: list[Snapshot] = field(default_factory=list)
-    afters: list[Snapshot] = field(default_factory=list)
-    ramp_seconds: list[float] = field(default_factory=list)
-    peak_rss_kib: int = 0
-    trimmed_kib: int | None = None
-    fleet: FleetStats = field(default_factory=FleetStats)
-    log: LogScan = field(default_factory=lambda: LogScan(0, 0, []))
-    checks: list[list[Check]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Return whether every check of every cycle passed."""
-        return all(check.ok for cycle in self.checks for check in cycle)
 
 
 class _Redis:
@@ -297,23 +258,7 @@ async def _soak(
     trimmed = await asyncio.to_thread(app_stats, server, trim=True)
     result.trimmed_kib = trimmed.get("rss_after_trim_kib")
     result.log = scan_log(server.output)
-    first = result.afters[0] if result.afters else None
-    for after in result.afters:
-        verdict = checks(
-            result.baseline, after, result.log, fleet.stats.failures, options.rss_factor
-        )
-        if first is not None and after is not first:
-            limit = first.rss_kib * options.growth_factor
-            verdict.append(
-                Check(
-                    "RSS growth",
-                    after.rss_kib <= limit,
-                    f"{after.rss_kib / 1024:.1f} MiB after, limit "
-                    f"{limit / 1024:.1f} MiB ({options.growth_factor:.2f} x "
-                    "the first cycle's)",
-                )
-            )
-        result.checks.append(verdict)
+    result.checks = verdicts(result, options.rss_factor, options.growth_factor)
     return result
 
 
@@ -348,58 +293,6 @@ async def run(options: Options, logs: Path) -> list[SoakResult]:
     """Soak every layer of ``options`` in turn; server logs go to ``logs``."""
     raise_fd_limit()
     return [await run_layer(layer, options, logs) for layer in options.layers]
-
-
-def report(result: SoakResult, options: Options) -> str:
-    """Return one run's figures and verdict as text."""
-    fleet = result.fleet
-    failures = ", ".join(f"{k} x{v}" for k, v in fleet.connect_failures.items())
-    dropped = ", ".join(f"code {k} x{v}" for k, v in fleet.dropped.items())
-    lines = [
-        f"== {result.server}, {result.layer} layer: {options.connections} "
-        f"connections in {options.rooms} rooms, churn {options.churn} per "
-        f"{options.period:g} s for {options.duration:g} s, "
-        f"{options.cycles} cycle(s)",
-        f"ramp: {', '.join(f'{s:.1f} s' for s in result.ramp_seconds)}; "
-        f"opened {fleet.opened}, closed {fleet.closed}, aborted {fleet.aborted}, "
-        f"unclean closes {fleet.unclean_closes}",
-        f"failed handshakes: {failures or 'none'}; dropped by the server: "
-        f"{dropped or 'none'}",
-        f"probes {fleet.probes}: {fleet.delivered} of {fleet.expected} "
-        f"deliveries, {fleet.missing} missing, {fleet.unexpected} unexpected "
-        f"({fleet.late_joins} to members that joined as the probe left)",
-        "",
-    ]
-    columns = [("baseline", result.baseline)]
-    for cycle, (peak, after) in enumerate(
-        zip(result.peaks, result.afters, strict=False), 1
-    ):
-        columns += [(f"open {cycle}", peak), (f"after {cycle}", after)]
-    lines.append(table(columns))
-    lines.append(f"peak RSS sampled: {result.peak_rss_kib / 1024:.1f} MiB")
-    if result.trimmed_kib is not None:
-        lines.append(
-            f"RSS after malloc_trim(0) at the end: {result.trimmed_kib / 1024:.1f} MiB"
-        )
-    layer_stats = result.afters[-1].app.get("layer") if result.afters else None
-    if layer_stats:
-        lines.append(f"layer counters: {layer_stats}")
-    held = result.afters[-1].app.get("held_by") if result.afters else None
-    for chains in held or []:
-        # The chains through a task say what outlives the connection.
-        shown = [chain for chain in chains if "<- Task" in chain] or chains[:4]
-        lines += ["consumer still alive, held by:"]
-        lines += [f"  {chain}" for chain in shown[:4]]
-    lines.append(
-        f"server log: {result.log.errors} error lines, {result.log.warnings} warnings"
-    )
-    lines += [f"  {sample}" for sample in result.log.samples]
-    for cycle, verdict in enumerate(result.checks, 1):
-        for check in verdict:
-            state = "PASS" if check.ok else "FAIL"
-            lines.append(f"{state}  cycle {cycle} {check.name}: {check.detail}")
-    lines.append("verdict: " + ("PASS" if result.ok else "FAIL"))
-    return "\n".join(lines)
 
 
 def _positive(text: str) -> float:
