@@ -14,7 +14,14 @@ First the gate itself, with no server.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
+import ipaddress
+import os
+import socket
+import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +30,14 @@ from typing import Any, TypeVar
 import pytest
 
 from benchmarks import slow_client
-from benchmarks._servers import Server
+from benchmarks._servers import ROOT, Server, free_port
 from benchmarks._slow_client_clients import Broadcast, SlowClient, abort, tcp_sockets
-from benchmarks._slow_client_report import WRITE_BUFFERS, CaseResult, allowance
+from benchmarks._slow_client_report import (
+    WRITE_BUFFERS,
+    CaseResult,
+    allowance,
+    parse_log,
+)
 from django_realtime._daphne import _FlowGate, flow_controlled
 
 OPTIONS = slow_client.Options(
@@ -40,6 +52,8 @@ OPTIONS = slow_client.Options(
     history=1000,
     pin=False,
 )
+
+HOST = "127.0.0.1"
 
 Test = TypeVar("Test", bound=Callable[..., Any])
 
@@ -251,3 +265,127 @@ async def test_a_client_that_disconnects_while_its_send_waits_leaves_no_stuck_co
         await redis.aclose()
     assert "took too long to shut down" not in server.output
     assert "Traceback" not in server.output, server.output[-3000:]
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """Write a certificate for 127.0.0.1 and its key; return (key, cert)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def _start_daphne_tls(
+    port: int, key: Path, cert: Path, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """Start daphne on a TLS endpoint at ``port``; return once it listens."""
+    endpoint = f"ssl:port={port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    environment = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    environment["PYTHONPATH"] = str(ROOT)
+    argv = ["-m", "daphne", "-e", endpoint, "-v", "0", slow_client.APP]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)  # a process's listening cannot be awaited
+    process.kill()
+    raise RuntimeError(f"daphne did not listen on {port}:\n{log.read_text()}")
+
+
+@e2e
+async def test_a_group_member_that_stops_reading_over_tls_is_skipped_at_capacity(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("OpenSSL")
+    from websockets.asyncio.client import connect
+
+    from django_realtime.layers.redis import RedisChannelLayer
+
+    key, cert = _self_signed_certificate(tmp_path)
+    prefix = f"bdt{time.monotonic_ns() % 10**10}"
+    env = {
+        "DJANGO_SETTINGS_MODULE": slow_client.SETTINGS,
+        "BENCH_SLOW_REDIS": OPTIONS.redis_url,
+        "BENCH_SLOW_PREFIX": prefix,
+        "BENCH_SLOW_CAPACITY": "20",
+    }
+    port = free_port()
+    log = tmp_path / "daphne.log"
+    process = await asyncio.to_thread(_start_daphne_tls, port, key, cert, env, log)
+    layer = RedisChannelLayer([OPTIONS.redis_url], prefix=f"{prefix}-layer")
+    context = ssl.create_default_context(cafile=str(cert))
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1448)
+    ws: Any = None
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        ws = await connect(
+            f"wss://127.0.0.1:{port}/ws/group/",
+            sock=sock,
+            ssl=context,
+            server_hostname="127.0.0.1",
+            max_size=None,
+            ping_interval=None,
+        )
+        ws.transport.pause_reading()
+        pad = "x" * 16384
+        for n in range(100):  # 1.6 MB, 50 a second
+            await layer.group_send(
+                slow_client.GROUP,
+                {"type": "bench.message", "data": {"n": n, "pad": pad}},
+            )
+            await asyncio.sleep(0.02)  # pacing, not waiting for an event
+    finally:
+        abort(ws)
+        sock.close()
+        process.kill()
+        await asyncio.to_thread(process.wait, 10)
+        await layer.flush()
+        await layer.close()
+    counts = parse_log(log.read_text(errors="replace"))
+    # The member's handler waited in send, its channel filled and
+    # group_send skipped it: daphne did not take everything in.
+    assert counts.layer_dropped > 0
+    assert counts.errors == 0
