@@ -338,11 +338,6 @@ async def echo_crossing_close(ctx: Context) -> list[str]:
             {"http 101", "http 400", "http 404", "http 405", "dropped"}
         ),
     },
-    **{
-        "http 500": "routing.py: ProtocolTypeRouter raises RouteNotFound for a "
-        "scope type it has no application for (here a POST, scope 'http'), "
-        "so the server answers 500 and logs a traceback"
-    },
 )
 async def bad_handshakes(ctx: Context) -> list[str]:
     host = f"Host: 127.0.0.1:{ctx.port}\r\n"

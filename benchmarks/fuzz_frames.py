@@ -68,19 +68,6 @@ KNOWN_TRACEBACKS = {
     "UnicodeDecodeError": "uvicorn (its websockets-sansio protocol, the default "
     "with websockets installed) logs a traceback for each text frame of invalid "
     "UTF-8, then closes with 1007 as it should",
-    "RuntimeError: Unexpected ASGI message 'websocket.send', after sending "
-    "'websocket.close'": "consumers/base.py: a send to a connection the server "
-    "is closing (the client's close crossed the reply) ends the consumer with "
-    "uvicorn's RuntimeError instead of being dropped",
-    "RuntimeError: Unexpected ASGI message 'websocket.close', after sending "
-    "'websocket.close'": "consumers/base.py: a close sent to a connection the "
-    "server is closing ends the consumer with uvicorn's RuntimeError",
-    "Disconnected: Attempt to send on a closed protocol": "consumers/base.py: a "
-    "send to a connection daphne has closed ends the consumer with autobahn's "
-    "Disconnected instead of being dropped",
-    "RouteNotFound: No application for scope type 'http'": "routing.py: "
-    "ProtocolTypeRouter raises for a scope type it has no application for; "
-    "a plain HTTP request to a WebSocket-only project is a 500 and a traceback",
 }
 
 

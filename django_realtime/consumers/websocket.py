@@ -75,6 +75,9 @@ except ImportError:  # pragma: no cover - daphne, and so autobahn, is a dependen
 else:
     _GONE = (OSError, _AutobahnDisconnected)
 
+# uvicorn's RuntimeError for a send after the connection's close.
+_SERVER_CLOSED = "after sending 'websocket.close'"
+
 Headers = Iterable[tuple[bytes, bytes]]
 
 #: RFC 6455 close code: a binary frame to a consumer that takes text (JSON).
@@ -224,11 +227,25 @@ class _WebsocketHandlers(AsyncConsumer):
         try:
             await self._server_send(message)
         except _GONE as exc:
+            self._close_sent = True
             logger.debug(
                 "Dropped %s to WebSocket %s: the connection has gone (%r).",
                 message.get("type"),
                 self.scope.get("path", "?"),
                 exc,
+            )
+            return
+        except RuntimeError as exc:
+            # uvicorn raises this, not an OSError, once it has closed the
+            # connection itself (a protocol error, a keepalive timeout).
+            if _SERVER_CLOSED not in str(exc):
+                raise
+            self._close_sent = True
+            logger.debug(
+                "Dropped %s to WebSocket %s: the connection has gone "
+                "(the server closed it).",
+                message.get("type"),
+                self.scope.get("path", "?"),
             )
             return
         kind = message["type"]

@@ -104,8 +104,12 @@ async def test_sends_after_the_consumers_close_are_dropped_with_a_debug_line(
     [
         ConnectionResetError("client left"),
         Disconnected("Attempt to send on a closed protocol"),
+        # uvicorn, once it has closed the connection itself.
+        RuntimeError(
+            "Unexpected ASGI message 'websocket.send', after sending 'websocket.close'."
+        ),
     ],
-    ids=["OSError", "autobahn"],
+    ids=["OSError", "autobahn", "uvicorn-closed"],
 )
 @pytest.mark.parametrize("consumer", ["async", "sync"])
 async def test_a_send_to_a_client_that_has_gone_is_dropped_and_the_consumer_ends(
@@ -138,6 +142,23 @@ async def test_a_send_to_a_client_that_has_gone_is_dropped_and_the_consumer_ends
     assert any("the connection has gone" in r.getMessage() for r in caplog.records), (
         caplog.text
     )
+
+
+async def test_other_server_errors_still_reach_the_server() -> None:
+    server = Server(
+        [{"type": "websocket.receive", "text": "hi"}],
+        gone=RuntimeError("Expected ASGI message 'websocket.send', but got 'x'."),
+    )
+    server.done.set()
+
+    class Echo(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: Any = None
+        ) -> None:
+            await self.send(text_data)
+
+    with pytest.raises(RuntimeError, match="but got 'x'"):
+        await server.serve(Echo.as_asgi())
 
 
 # The same against the real servers, whose exceptions these are.
