@@ -133,6 +133,11 @@ def untrack(consumer: Any) -> None:
             _emptied.set()
 
 
+def open_count() -> int:
+    """Return how many accepted WebSocket connections this process holds."""
+    return len(_live)
+
+
 def is_draining() -> bool:
     """Return whether this process is draining (refusing new handshakes)."""
     return _draining

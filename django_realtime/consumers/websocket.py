@@ -35,7 +35,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from django_realtime import drain, metrics
+from django_realtime import drain, metrics, release
 from django_realtime._daphne import flow_controlled
 from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
 from django_realtime.exceptions import (
@@ -206,6 +206,7 @@ class _WebsocketHandlers(AsyncConsumer):
             raise
         finally:
             drain.untrack(self)
+            release.closed(drain.open_count())
             if self._open and metrics.counts:
                 metrics.counts.closed += 1
 
@@ -325,6 +326,7 @@ class _WebsocketHandlers(AsyncConsumer):
             return
         if self._accepted:
             drain.track(self)
+            release.opened(drain.open_count())
 
     async def websocket_receive(self, message: Message) -> None:
         """Call ``receive()`` with the frame's text or bytes.

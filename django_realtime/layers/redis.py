@@ -411,6 +411,17 @@ class RedisChannelLayer(BaseChannelLayer):
             [topic for topic in self._table.wanted if topic != self._process_topic],
         )
 
+    async def release_idle(self) -> None:
+        """Close the pooled connections no call is using (the pool reopens).
+
+        The pool keeps every connection it opened, as many as calls ever ran
+        at once; :mod:`django_realtime.release` calls this once a wave of
+        connections has gone. The pub/sub connection stays.
+        """
+        conns = self._conns
+        if conns is not None and self._home is asyncio.get_running_loop():
+            await conns.redis.connection_pool.disconnect(inuse_connections=False)
+
     async def close(self) -> None:
         """Close this layer's Redis connections.
 
