@@ -34,8 +34,8 @@ from django.contrib.auth import (
     SESSION_KEY,
     aget_user,
     alogout,
+    get_user as django_get_user,
 )
-from django.contrib.auth import get_user as django_get_user
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.signals import user_logged_in

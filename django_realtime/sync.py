@@ -39,12 +39,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from asgiref.sync import SyncToAsync
-
 # asgiref's own step for moving a context to another thread, private but the
 # only way to hand asgiref.local.Local data over (tests/test_sync.py checks
 # that a translation activated on the loop is active in the pool thread).
-from asgiref.sync import _restore_context as _adopt_context
+from asgiref.sync import SyncToAsync, _restore_context as _adopt_context
 from django.db import connections
 
 from django_realtime.conf import get_setting

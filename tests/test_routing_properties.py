@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 from django.urls import path, re_path
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
+from hypothesis import event, given, settings, strategies as st
 
 from django_realtime.exceptions import RouteNotFound
 from django_realtime.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter

@@ -33,11 +33,7 @@ from django_realtime import metrics
 from django_realtime.conf import get_setting
 from django_realtime.correlation import (
     KEY as CORRELATION_KEY,
-)
-from django_realtime.correlation import (
     _current as _correlation,
-)
-from django_realtime.correlation import (
     get_correlation_id,
     id_from_headers,
     new_correlation_id,

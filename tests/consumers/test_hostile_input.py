@@ -14,8 +14,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from django_realtime.consumers import (
     AsyncJsonWebsocketConsumer,

@@ -34,8 +34,7 @@ from tests.example.test_chat_e2e import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser as Chromium
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser as Chromium, Page
 
 __all__ = ["browser", "example_db", "redis_url", "serve"]  # fixtures used by name
 

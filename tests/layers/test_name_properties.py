@@ -13,8 +13,7 @@ import string
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from django_realtime.exceptions import InvalidChannelName
 from django_realtime.layers import InMemoryChannelLayer

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from django_realtime.streams.cursor import DELIVER, DUPLICATE, GAP, Cursor
 from django_realtime.streams.positions import (

@@ -10,8 +10,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from django_realtime.streams import StreamConsumer, apublish, set_stream_store
-from django_realtime.streams import consumer as stream_consumer
+from django_realtime.streams import (
+    StreamConsumer,
+    apublish,
+    consumer as stream_consumer,
+    set_stream_store,
+)
 from django_realtime.streams.stores import MemoryHistoryStore, PolicyTable
 
 pytestmark = pytest.mark.timeout(10)
