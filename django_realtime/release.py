@@ -6,8 +6,9 @@ groups at once. When the open WebSocket connections have fallen by a
 quarter of their peak (and by at least :data:`MIN_DROP`), and no more have
 closed for :data:`QUIET` seconds, the process:
 
-- asks glibc to return free heap pages to the system (``malloc_trim(0)``,
-  in a worker thread: it walks the heap);
+- runs a full garbage collection (what the connections left in reference
+  cycles) and asks glibc to return free heap pages to the system
+  (``malloc_trim(0)``, in a worker thread: it walks the heap);
 - closes the idle pooled connections of each channel layer that can
   (``release_idle()``, as :class:`~django_realtime.layers.redis.RedisChannelLayer`
   does); busy ones stay, and the pool opens new ones on demand.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -96,6 +98,9 @@ async def release() -> None:
 
     was = _peak
     _peak = drain.open_count()
+    # What the connections left in reference cycles is freed only by a full
+    # collection, which would otherwise come much later: free it first.
+    gc.collect()
     trimmed = False
     if _malloc_trim is not None:
         trim = _malloc_trim
