@@ -25,6 +25,8 @@ class SoakResult:
         peaks: The figures at the end of each cycle's churn, all open.
         afters: The figures after each cycle, all closed and settled.
         ramp_seconds: How long each cycle's ramp took.
+        settle_rss_kib: The server's RSS once a second during each settle
+            after a cycle (the baseline's settle first).
         trimmed_kib: The RSS after ``malloc_trim`` at the end, if measured.
         checks: The verdict of each cycle.
     """
@@ -36,6 +38,7 @@ class SoakResult:
     afters: list[Snapshot] = field(default_factory=list)
     ramp_seconds: list[float] = field(default_factory=list)
     peak_rss_kib: int = 0
+    settle_rss_kib: list[list[int]] = field(default_factory=list)
     trimmed_kib: int | None = None
     fleet: FleetStats = field(default_factory=FleetStats)
     log: LogScan = field(default_factory=lambda: LogScan(0, 0, []))
@@ -222,6 +225,11 @@ def report(result: SoakResult, options: Options) -> str:
         columns += [(f"open {cycle}", peak), (f"after {cycle}", after)]
     lines.append(table(columns))
     lines.append(f"peak RSS sampled: {result.peak_rss_kib / 1024:.1f} MiB")
+    for number, samples in enumerate(result.settle_rss_kib):
+        every = max(1, len(samples) // 10)
+        shown = " ".join(f"{kib / 1024:.1f}" for kib in samples[::every])
+        name = f"after {number}" if number else "baseline"
+        lines.append(f"RSS in the settle ({name}; MiB every {every} s): {shown}")
     if result.trimmed_kib is not None:
         lines.append(
             f"RSS after malloc_trim(0) at the end: {result.trimmed_kib / 1024:.1f} MiB"

@@ -99,7 +99,7 @@ class Options:
     abort_fraction: float = 0.1
     probe_interval: float = 1.0
     probe_timeout: float = 10.0
-    settle: float = 10.0
+    settle: float = 30.0
     settle_timeout: float = 60.0
     rss_factor: float = 1.10
     growth_factor: float = 1.05
@@ -136,16 +136,24 @@ class _Redis:
 
 async def _settle(
     server: Server, fleet: Fleet, baseline_fds: int | None, options: Options
-) -> None:
-    """Wait for the server's fds to come back, then ``options.settle`` more."""
+) -> list[int]:
+    """Wait for the server's fds to come back, then ``options.settle`` more.
+
+    Returns the server's RSS sampled once a second from the last close.
+    """
     deadline = time.monotonic() + options.settle_timeout
     while baseline_fds is not None and time.monotonic() < deadline:
         server.check_alive()
         if open_fds(server.pid) <= baseline_fds:
             break
         await asyncio.sleep(0.5)
-    await asyncio.sleep(options.settle)
+    samples = []
+    end = time.monotonic() + options.settle
+    while (left := end - time.monotonic()) > 0:
+        samples.append(server.rss_kib())
+        await asyncio.sleep(min(1.0, left))
     fleet.check_dropped()
+    return samples
 
 
 async def _warm_up(fleet: Fleet, options: Options) -> None:
@@ -220,10 +228,11 @@ async def _soak(
     )
     logger.info("%s, %s layer: warm-up with %d", server.name, layer, options.warmup)
     await _warm_up(fleet, options)
-    await _settle(server, fleet, None, options)
+    settled = await _settle(server, fleet, None, options)
     result = SoakResult(
         server.name, layer, await asyncio.to_thread(snapshot, server, client, prefix)
     )
+    result.settle_rss_kib.append(settled)
     result.fleet = fleet.stats
     sampler = asyncio.ensure_future(_sample_peak(server, result))
     try:
@@ -247,7 +256,9 @@ async def _soak(
             )
             logger.info("cycle %d: closing %d", cycle, len(fleet))
             await fleet.close_all(options.concurrency)
-            await _settle(server, fleet, result.baseline.server_fds, options)
+            result.settle_rss_kib.append(
+                await _settle(server, fleet, result.baseline.server_fds, options)
+            )
             result.afters.append(
                 await asyncio.to_thread(snapshot, server, client, prefix)
             )

@@ -37,6 +37,7 @@ from typing import Any  # noqa: E402
 
 from django.urls import path  # noqa: E402
 
+from django_realtime import release  # noqa: E402
 from django_realtime.consumers import AsyncWebsocketConsumer  # noqa: E402
 from django_realtime.layers import get_channel_layer  # noqa: E402
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -73,26 +74,7 @@ def _rss_kib() -> int:
     return 0
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
 _libc = ctypes.CDLL("libc.so.6")
-_libc.mallinfo2.restype = _MallInfo2
 
 
 def _pymalloc() -> dict[str, int | None]:
@@ -128,11 +110,8 @@ def _pymalloc() -> dict[str, int | None]:
 
 def _glibc() -> dict[str, int]:
     """Return glibc's heap in use and free (mmapped blocks count as used)."""
-    info = _libc.mallinfo2()
-    return {
-        "glibc_used_kib": (info.uordblks + info.hblkhd) // 1024,
-        "glibc_free_kib": info.fordblks // 1024,
-    }
+    used, free = release.heap() or (0, 0)
+    return {"glibc_used_kib": used // 1024, "glibc_free_kib": free // 1024}
 
 
 def _holders(target: object, depth: int = 7) -> list[str]:

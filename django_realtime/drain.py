@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from django_realtime import _compact
+
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
@@ -131,6 +133,11 @@ def untrack(consumer: Any) -> None:
         _pending.discard(consumer)
         if not _pending:
             _emptied.set()
+
+
+def compact() -> None:
+    """Shrink the registry's table after a wave of connections has gone."""
+    _compact.compact(_live, _pending)
 
 
 def open_count() -> int:

@@ -1,17 +1,31 @@
 """Give back what a wave of connections left behind, once it has gone.
 
-A server process grows to hold its busiest moment: the C heap, and the
-Redis connections its channel layer opened while many consumers joined
-groups at once. When the open WebSocket connections have fallen by a
-quarter of their peak (and by at least :data:`MIN_DROP`), and no more have
-closed for :data:`QUIET` seconds, the process:
+A server process grows to hold its busiest moment: the C heap, the tables
+that held every connection, and the Redis connections its channel layer
+opened while many consumers joined groups at once. When the open WebSocket
+connections have fallen by a quarter of their peak (and by at least
+:data:`MIN_DROP`), and no more have closed for :data:`QUIET` seconds, the
+process:
 
-- runs a full garbage collection (what the connections left in reference
-  cycles) and asks glibc to return free heap pages to the system
-  (``malloc_trim(0)``, in a worker thread: it walks the heap);
 - closes the idle pooled connections of each channel layer that can
   (``release_idle()``, as :class:`~django_realtime.layers.redis.RedisChannelLayer`
-  does); busy ones stay, and the pool opens new ones on demand.
+  does; busy ones stay, and the pool opens new ones on demand), and lets
+  the layers shrink their tables of channels and groups;
+- runs a full garbage collection (what the connections left in reference
+  cycles), then shrinks the tables sized for the crowd: the drain's
+  registry of connections, asyncio's tables of tasks, transports and
+  registered sockets, and uvicorn's of connections and their tasks (a dict
+  or set never shrinks by itself);
+- asks glibc to return free heap pages to the system (``malloc_trim(0)``,
+  in a worker thread: it walks the heap).
+
+The heap keeps its size after that, with the pages returned; new
+allocations land in free chunks all over it and bring pages back. So the
+trim is repeated :data:`RETRIM` seconds later, then at intervals that
+double up to :data:`RETRIM_MAX`, for as long as the heap holds more free
+memory than used; a new wave of connections fills it again and ends the
+repetition, and the next drop starts it over. A trim of a heap of a few
+hundred MiB takes about 5 ms.
 
 CPython's own small-object allocator (pymalloc) returns an arena only when
 every object in it is free, and a few long-lived objects allocated at the
@@ -28,10 +42,22 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["MIN_DROP", "QUIET", "closed", "opened", "release"]
+from django_realtime._compact import compact, compact_weak
+
+__all__ = [
+    "MIN_DROP",
+    "QUIET",
+    "RETRIM",
+    "RETRIM_MAX",
+    "closed",
+    "heap",
+    "opened",
+    "release",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +65,15 @@ logger = logging.getLogger(__name__)
 MIN_DROP = 1000
 #: Seconds without a further close before the release runs.
 QUIET = 5.0
+#: Seconds from a release to the first repeated trim of the heap.
+RETRIM = 10.0
+#: The longest interval between repeated trims, in seconds.
+RETRIM_MAX = 600.0
 
 _peak = 0
 _timer: asyncio.TimerHandle | None = None
+_retrim: asyncio.TimerHandle | None = None
+_retrim_delay = RETRIM
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
@@ -57,7 +89,39 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _find_mallinfo2() -> Callable[[], _MallInfo2] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        mallinfo2 = ctypes.CDLL(name).mallinfo2
+    except (OSError, AttributeError):  # not glibc, or older than 2.33
+        return None
+    mallinfo2.argtypes = []
+    mallinfo2.restype = _MallInfo2
+    return mallinfo2
+
+
 _malloc_trim = _find_malloc_trim()
+_mallinfo2 = _find_mallinfo2()
 
 
 def opened(count: int) -> None:
@@ -75,6 +139,7 @@ def closed(count: int) -> None:
         return
     if _timer is not None:
         _timer.cancel()
+    _stop_retrims()
     # Each close postpones it: release once the wave is over.
     _timer = asyncio.get_running_loop().call_later(QUIET, _start)
 
@@ -82,12 +147,93 @@ def closed(count: int) -> None:
 def _start() -> None:
     global _timer
     _timer = None
-    task = asyncio.ensure_future(release())
+    _spawn(release())
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coroutine)
     _running.add(task)
     task.add_done_callback(_running.discard)
 
 
 _running: set[asyncio.Future[Any]] = set()
+
+
+def _stop_retrims() -> None:
+    global _retrim
+    if _retrim is not None:
+        _retrim.cancel()
+        _retrim = None
+
+
+def _schedule_retrim(delay: float) -> None:
+    global _retrim, _retrim_delay
+    _stop_retrims()
+    _retrim_delay = delay
+    _retrim = asyncio.get_running_loop().call_later(delay, _start_retrim)
+
+
+def _start_retrim() -> None:
+    global _retrim
+    _retrim = None
+    _spawn(_retrim_heap())
+
+
+def heap() -> tuple[int, int] | None:
+    """Return the bytes glibc's heap has in use and free; ``None`` if unknown.
+
+    Blocks glibc mapped on their own (large ones) count as in use. Known on
+    glibc 2.33 and later (``mallinfo2()``).
+    """
+    if _mallinfo2 is None:
+        return None
+    info = _mallinfo2()
+    return info.uordblks + info.hblkhd, info.fordblks
+
+
+async def _retrim_heap() -> None:
+    """Trim again while the heap holds more free memory than used."""
+    figures = heap()
+    if figures is not None and figures[1] <= figures[0]:
+        logger.debug("The C heap is in use again: no more trims.")
+        return
+    await _trim()
+    _schedule_retrim(min(_retrim_delay * 2, RETRIM_MAX))
+
+
+async def _trim() -> bool:
+    """Run ``malloc_trim(0)`` in a worker thread; return whether it gave any."""
+    if _malloc_trim is None:
+        return False
+    loop = asyncio.get_running_loop()
+    return bool(await loop.run_in_executor(None, _malloc_trim, 0))
+
+
+def _compact_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Shrink asyncio's tables of tasks, transports and registered sockets.
+
+    These are private attributes of asyncio (Python 3.11 to 3.13); one that
+    is missing in another version is skipped.
+    """
+    names = ("_all_tasks", "_scheduled_tasks")  # 3.11; 3.12 and later
+    tasks = [getattr(asyncio.tasks, name, None) for name in names]
+    compact_weak(*tasks, getattr(loop, "_transports", None))
+    registered = getattr(getattr(loop, "_selector", None), "_fd_to_key", None)
+    if isinstance(registered, dict):
+        compact(registered)
+
+
+def _compact_server() -> None:
+    """Shrink uvicorn's tables of its connections and their tasks.
+
+    They are on its server state, which the ASGI interface does not show;
+    uvicorn's SIGINT handler is a method of its ``Server``, which holds it.
+    Under another server (or uvicorn in a thread) nothing is found.
+    """
+    owner = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    state = getattr(owner, "server_state", None)
+    tables = [getattr(state, name, None) for name in ("connections", "tasks")]
+    compact(*(table for table in tables if isinstance(table, set)))
 
 
 async def release() -> None:
@@ -98,13 +244,11 @@ async def release() -> None:
 
     was = _peak
     _peak = drain.open_count()
-    # What the connections left in reference cycles is freed only by a full
-    # collection, which would otherwise come much later: free it first.
-    gc.collect()
-    trimmed = False
-    if _malloc_trim is not None:
-        trim = _malloc_trim
-        trimmed = bool(await asyncio.get_running_loop().run_in_executor(None, trim, 0))
+    # Idle layer connections close; what the connections left in reference
+    # cycles (freed only by a full collection, which would otherwise come
+    # much later) is freed; then tables sized for the crowd (ours, the
+    # layers' and asyncio's, which hold tasks and transports until they are
+    # freed) shrink to their contents, and the heap is trimmed.
     for layer in list(channel_layers.backends.values()):
         release_idle = getattr(layer, "release_idle", None)
         if release_idle is not None:
@@ -114,9 +258,16 @@ async def release() -> None:
                 logger.warning(
                     "Could not close the idle connections of %r.", layer, exc_info=True
                 )
+    gc.collect()
+    drain.compact()
+    _compact_event_loop(asyncio.get_running_loop())
+    _compact_server()
+    trimmed = await _trim()
+    if _malloc_trim is not None:
+        _schedule_retrim(RETRIM)
     logger.info(
-        "WebSocket connections fell from %d to %d: %s the C heap and closed the "
-        "channel layers' idle connections.",
+        "WebSocket connections fell from %d to %d: %s the C heap, shrank the "
+        "tables that held them and closed the channel layers' idle connections.",
         was,
         _peak,
         "trimmed" if trimmed else "nothing to trim in",

@@ -296,7 +296,7 @@ class AsyncConsumer:
                 await aclose_old_connections()
 
     async def _run_with_layer(self, layer: Any, receive: ASGIReceiveCallable) -> None:
-        self._channel_name = await layer.new_channel()
+        self._channel_name = channel = await layer.new_channel()
         turn = self._turn
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()
@@ -336,6 +336,12 @@ class AsyncConsumer:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+            # Nobody reads the channel any more: what is queued on it goes
+            # now rather than at its expiry, with a warning (layers that
+            # can; channels-redis' cannot).
+            discard_channel = getattr(layer, "discard_channel", None)
+            if discard_channel is not None:
+                discard_channel(channel)
 
     async def _read_layer(
         self, layer: Any, turn: _Turn, main: asyncio.Task[Any] | None

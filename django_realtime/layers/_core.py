@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django_realtime._compact import compact
 from django_realtime.exceptions import ChannelFull, GroupsExpired
 
 __all__ = ["GroupSendResult", "LayerCore", "LayerStats", "SweepReport"]
@@ -59,6 +60,8 @@ class LayerStats:
         expired_messages: Messages discarded unread because they expired.
         expired_memberships: Group memberships removed because they expired
             or because their channel was found holding expired messages.
+        discarded_messages: Messages dropped unread because the consumer of
+            their channel had ended (``discard_channel()``).
     """
 
     sent: int = 0
@@ -67,6 +70,7 @@ class LayerStats:
     dropped_messages: int = 0
     expired_messages: int = 0
     expired_memberships: int = 0
+    discarded_messages: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,19 @@ class LayerCore:
         self.stats.received += 1
         return dict(message) if shared else message
 
+    def discard(self, channel: str) -> int:
+        """Drop ``channel``'s queue: its receiver has ended for good.
+
+        Returns how many messages it held. Group memberships stay (the
+        receiver leaves its groups itself); a later message queues anew.
+        """
+        self._evicted.pop(channel, None)
+        state = self._channels.pop(channel, None)
+        if state is None:
+            return 0
+        self.stats.discarded_messages += len(state.entries)
+        return len(state.entries)
+
     def size(self, channel: str, now: float) -> int:
         """Return how many live messages wait on ``channel``."""
         state = self._channels.get(channel)
@@ -333,6 +350,11 @@ class LayerCore:
             channels=len(unreported.channels),
             expired_memberships=unreported.expired_memberships,
         )
+
+    def compact(self) -> None:
+        """Shrink the tables to what they hold (after a wave of channels)."""
+        compact(self._channels, self._groups, self._groups_of, self._evicted)
+        compact(*self._groups.values())
 
     def flush(self) -> None:
         """Drop every message and membership; keep the statistics."""

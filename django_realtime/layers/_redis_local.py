@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django_realtime._compact import compact
 from django_realtime.layers._core import GroupSendResult, LayerCore, LayerStats
 from django_realtime.layers._waiters import Waiters
 
@@ -47,6 +48,11 @@ class LocalChannels:
             sweep_interval=min(1.0, expiry, group_expiry),
         )
         self._waiters = Waiters()
+
+    def compact(self) -> None:
+        """Shrink the tables of channels, groups and waiters to their contents."""
+        self._core.compact()
+        compact(self._waiters)
 
     @property
     def stats(self) -> LayerStats:
@@ -124,6 +130,14 @@ class LocalChannels:
         if self._waiters:
             self._waiters.wake_each(result.delivered)
         return result
+
+    def discard(self, channel: str) -> None:
+        """Drop the messages queued on ``channel``: its receiver has ended."""
+        dropped = self._core.discard(channel)
+        if dropped:
+            logger.debug(
+                "Dropped %d unread messages of ended channel %s.", dropped, channel
+            )
 
     def flush(self) -> None:
         """Drop every queued message and membership; receivers keep waiting."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from django_realtime._compact import compact
 from django_realtime.layers._core import LayerCore, LayerStats
 from django_realtime.layers._waiters import Waiters
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
@@ -226,6 +227,28 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     async def close(self) -> None:
         """Do nothing: the layer holds no connections."""
+
+    def discard_channel(self, channel: str) -> None:
+        """Drop the messages queued on ``channel``: its consumer has ended.
+
+        Consumers call this as they end, so that what was sent to them in
+        their last moments does not wait for its expiry (and a warning).
+        """
+        dropped = self._core.discard(channel)
+        if dropped:
+            logger.debug(
+                "Dropped %d unread messages of ended channel %s.", dropped, channel
+            )
+
+    async def release_idle(self) -> None:
+        """Shrink the tables of channels and groups to what they hold now.
+
+        :mod:`django_realtime.release` calls this once a wave of connections
+        has gone: a table sized for the crowd would otherwise keep its
+        memory until as many channels came again.
+        """
+        self._core.compact()
+        compact(self._waiters)
 
     # Internals
 

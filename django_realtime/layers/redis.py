@@ -28,6 +28,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequen
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+from django_realtime._compact import compact
 from django_realtime.exceptions import (
     ChannelFull,
     ChannelLayerError,
@@ -411,13 +412,26 @@ class RedisChannelLayer(BaseChannelLayer):
             [topic for topic in self._table.wanted if topic != self._process_topic],
         )
 
+    def discard_channel(self, channel: str) -> None:
+        """Drop the messages queued on ``channel``: its consumer has ended.
+
+        Only this process's channels have a queue here; for others, nothing
+        happens.
+        """
+        self._local.discard(channel)
+
     async def release_idle(self) -> None:
         """Close the pooled connections no call is using (the pool reopens).
 
         The pool keeps every connection it opened, as many as calls ever ran
         at once; :mod:`django_realtime.release` calls this once a wave of
-        connections has gone. The pub/sub connection stays.
+        connections has gone. The pub/sub connection stays. The tables of
+        local channels, groups and topics shrink to what they hold now.
         """
+        self._local.compact()
+        self._table.compact()
+        self._gate.compact()
+        compact(self._group_of_topic)
         conns = self._conns
         if conns is not None and self._home is asyncio.get_running_loop():
             await conns.redis.connection_pool.disconnect(inuse_connections=False)

@@ -766,3 +766,19 @@ async def test_an_unreachable_redis_fails_new_channel_within_the_timeout(
         assert "is down" in warnings_of(caplog)[0]
     finally:
         await layer.close()
+
+
+@pytest.mark.redis
+async def test_discarding_an_ended_channel_drops_its_queue(make: Make) -> None:
+    layer = make(capacity=2)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "unread"})
+    await layer.send(channel, {"type": "unread"})
+
+    layer.discard_channel(channel)
+
+    assert layer.stats.local.discarded_messages == 2
+    # The queue is gone, room and all: two more fit, none of the old.
+    await layer.send(channel, {"type": "new"})
+    await layer.send(channel, {"type": "new"})
+    assert (await receive(layer, channel))["type"] == "new"
