@@ -11,11 +11,13 @@ process:
   (``release_idle()``, as :class:`~django_realtime.layers.redis.RedisChannelLayer`
   does; busy ones stay, and the pool opens new ones on demand), and lets
   the layers shrink their tables of channels and groups;
-- runs a full garbage collection (what the connections left in reference
-  cycles), then shrinks the tables sized for the crowd: the drain's
-  registry of connections, asyncio's tables of tasks, transports and
-  registered sockets, and uvicorn's of connections and their tasks (a dict
-  or set never shrinks by itself);
+- empties CPython's cache of attribute lookups, which holds on to names
+  made for one lookup, and runs a full garbage collection (what the
+  connections left in reference cycles);
+- shrinks the tables sized for the crowd (a dict or set never shrinks by
+  itself): the drain's registry of connections, asyncio's tables of tasks,
+  transports and registered sockets, and uvicorn's of connections and
+  their tasks;
 - asks glibc to return free heap pages to the system (``malloc_trim(0)``,
   in a worker thread: it walks the heap).
 
@@ -43,6 +45,7 @@ import ctypes.util
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -223,6 +226,24 @@ def _compact_event_loop(loop: asyncio.AbstractEventLoop) -> None:
         compact(registered)
 
 
+def _clear_type_cache() -> None:
+    """Empty CPython's cache of attribute lookups on types.
+
+    It keeps a reference to the name of each lookup it caches, in a slot
+    chosen by the name's address: a name made for one lookup (a C
+    function's ``PyObject_CallMethod(obj, "dst", ...)``, as
+    ``datetime.timetuple()`` does for each handshake's Date header) takes a
+    slot of its own and stays, one small block in a page of its own, until
+    another name takes the slot. After a wave, up to 4,096 of them keep
+    pages from the trim; emptied, the cache fills again on demand.
+    """
+    clear = getattr(sys, "_clear_internal_caches", None) or getattr(
+        sys, "_clear_type_cache", None
+    )
+    if clear is not None:
+        clear()
+
+
 def _compact_server() -> None:
     """Shrink uvicorn's tables of its connections and their tasks.
 
@@ -258,6 +279,7 @@ async def release() -> None:
                 logger.warning(
                     "Could not close the idle connections of %r.", layer, exc_info=True
                 )
+    _clear_type_cache()
     gc.collect()
     drain.compact()
     _compact_event_loop(asyncio.get_running_loop())

@@ -187,6 +187,20 @@ async def test_a_new_wave_of_closes_stops_the_repeated_trims(
     assert small_waves == [0, 0]  # the first release, then the new one
 
 
+def test_the_type_cache_lets_go_of_names_made_for_one_lookup() -> None:
+    class Thing:
+        pass
+
+    name = "".join(["one_off_", "name"])  # a new str, as a C caller makes
+    before = sys.getrefcount(name)
+    getattr(Thing(), name, None)
+    # CPython's cache of lookups keeps the name (in a slot of its own)...
+    assert sys.getrefcount(name) == before + 1
+    release._clear_type_cache()
+    # ...until the release empties it.
+    assert sys.getrefcount(name) == before
+
+
 def _retrims_pending() -> bool:
     return release._retrim is not None
 
