@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import weakref
 from typing import Any
 
 __all__ = ["compact", "compact_weak"]
@@ -43,7 +42,7 @@ def compact(*tables: dict[Any, Any] | set[Any]) -> int:
     return saved
 
 
-def compact_weak(*containers: weakref.WeakSet[Any] | Any) -> int:
+def compact_weak(*containers: object) -> int:
     """Like :func:`compact`, for weak containers (``WeakSet``, weak dicts).
 
     Their tables of references are rebuilt with the collector paused, so

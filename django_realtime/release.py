@@ -79,17 +79,23 @@ _retrim: asyncio.TimerHandle | None = None
 _retrim_delay = RETRIM
 
 
-def _find_malloc_trim() -> Callable[[int], int] | None:
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    trim = getattr(_libc(), "malloc_trim", None)  # glibc only (not musl, macOS)
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-    return trim
+    return trim  # type: ignore[no-any-return]
 
 
 class _MallInfo2(ctypes.Structure):
@@ -111,16 +117,12 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _find_mallinfo2() -> Callable[[], _MallInfo2] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        mallinfo2 = ctypes.CDLL(name).mallinfo2
-    except (OSError, AttributeError):  # not glibc, or older than 2.33
+    mallinfo2 = getattr(_libc(), "mallinfo2", None)  # glibc 2.33 and later
+    if mallinfo2 is None:
         return None
     mallinfo2.argtypes = []
     mallinfo2.restype = _MallInfo2
-    return mallinfo2
+    return mallinfo2  # type: ignore[no-any-return]
 
 
 _malloc_trim = _find_malloc_trim()
@@ -258,18 +260,19 @@ def _compact_server() -> None:
 
 
 async def release() -> None:
-    """Trim the C heap and close idle layer connections now; log what it gave."""
+    """Give back what the connections left now (see the module); log it."""
     global _peak
     from django_realtime import drain
     from django_realtime.layers import channel_layers
 
     was = _peak
     _peak = drain.open_count()
-    # Idle layer connections close; what the connections left in reference
-    # cycles (freed only by a full collection, which would otherwise come
-    # much later) is freed; then tables sized for the crowd (ours, the
-    # layers' and asyncio's, which hold tasks and transports until they are
-    # freed) shrink to their contents, and the heap is trimmed.
+    # Idle layer connections close (and the layers' tables shrink); the
+    # type cache lets go of its one-off names; what the connections left
+    # in reference cycles (freed only by a full collection, which would
+    # otherwise come much later) is freed; then the tables sized for the
+    # crowd (asyncio's hold tasks and transports until they are freed)
+    # shrink to their contents, and the heap is trimmed.
     for layer in list(channel_layers.backends.values()):
         release_idle = getattr(layer, "release_idle", None)
         if release_idle is not None:
