@@ -28,16 +28,13 @@ def compact(*tables: dict[Any, Any] | set[Any]) -> int:
     saved = 0
     for table in tables:
         before = sys.getsizeof(table)
-        if before - sys.getsizeof(table.copy()) < _SLACK:
+        # A copy is sized for the contents: it measures the slack, then
+        # refills the emptied table.
+        fresh = table.copy()
+        if before - sys.getsizeof(fresh) < _SLACK:
             continue
-        if isinstance(table, dict):
-            items = list(table.items())
-            table.clear()
-            table.update(items)
-        else:
-            members = list(table)
-            table.clear()
-            table.update(members)
+        table.clear()
+        table.update(fresh)
         saved += before - sys.getsizeof(table)
     return saved
 
