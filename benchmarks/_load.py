@@ -1,7 +1,7 @@
 """The suite's measurements, from the client side, on the load client.
 
 Every function drives one running server through
-:mod:`django_realtime.testing.loadclient` and returns plain figures. Times
+:mod:`benchmarks.loadclient` and returns plain figures. Times
 come from ``time.monotonic()`` / ``time.monotonic_ns()``; every wait is
 bounded.
 """
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from benchmarks._servers import Server
-from django_realtime.testing.loadclient import (
+from benchmarks.loadclient import (
     HandshakeError,
     LoadConnection,
     SourceAddresses,

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from benchmarks._load import HANDSHAKE_TIMEOUT, _failure_name
-from django_realtime.testing.loadclient import (
+from benchmarks.loadclient import (
     ConnectionClosed,
     HandshakeError,
     LoadConnection,

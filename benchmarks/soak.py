@@ -4,7 +4,7 @@ For each channel layer (the in-memory layer, then the Redis layer), a fresh
 server process (uvicorn, or daphne with ``--server daphne``) serves
 ``benchmarks.soak_app``, whose consumer joins one of ``--rooms`` groups on
 connect and leaves it on disconnect, and this process runs the clients on
-the load client (:mod:`django_realtime.testing.loadclient`):
+the load client (:mod:`benchmarks.loadclient`):
 
 1. warm-up: ``--warmup`` connections open, probes go through the rooms,
    all close; then the run settles (below) and the **baseline** is taken:
@@ -71,7 +71,7 @@ from benchmarks._servers import Server, ServerError, pin, serving
 from benchmarks._soak_fleet import Fleet
 from benchmarks._soak_measure import app_stats, open_fds, scan_log, snapshot
 from benchmarks._soak_report import SoakResult, report, verdicts
-from django_realtime.testing.loadclient import SourceAddresses
+from benchmarks.loadclient import SourceAddresses
 
 APP = "benchmarks.soak_app:application"
 SETTINGS = "benchmarks.soak_settings"

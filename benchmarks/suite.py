@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks import _load, _report
 from benchmarks._servers import ROOT, Server, kill_all, pin, serving
-from django_realtime.testing.loadclient import SourceAddresses
+from benchmarks.loadclient import SourceAddresses
 
 STEPS = ("echo", "held", "auth", "fanout", "joins")
 SERVERS = ("uvicorn", "daphne")

@@ -14,8 +14,10 @@ class RealtimeConfig(AppConfig):
     def ready(self) -> None:
         from django_realtime import checks  # noqa: F401  (registers the checks)
         from django_realtime.conf import get_setting
+        from django_realtime.ops import drain
 
+        drain.install()
         if get_setting("METRICS"):
-            from django_realtime import metrics
+            from django_realtime.ops import metrics
 
             metrics.enable()

@@ -44,13 +44,13 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
-from django_realtime.db import call_with_fresh_connections
+from django_realtime.delivery.db import call_with_fresh_connections
+from django_realtime.delivery.sync import run_sync
 from django_realtime.sessions import (
     CookieMiddleware,
     SessionMiddleware,
     handshake_answered,
 )
-from django_realtime.sync import run_sync
 
 __all__ = ["AuthMiddleware", "AuthMiddlewareStack", "get_user", "login", "logout"]
 

@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     # up to this many.
     "SYNC_THREADS": 16,
     # Close unusable and obsolete database connections around handlers, as
-    # Django does around requests (see django_realtime.db).
+    # Django does around requests (see django_realtime.delivery.db).
     "CLOSE_OLD_CONNECTIONS": True,
     # Where streams keep their history (django_realtime.streams): a backend
     # and its options, as in CACHES.
@@ -29,23 +29,25 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_HISTORY": {
         "*": {"MAX_COUNT": 1000, "MAX_BYTES": 1024 * 1024, "MAX_AGE": 3600}
     },
-    # Record Prometheus metrics (django_realtime.metrics; needs the
+    # Record Prometheus metrics (django_realtime.ops.metrics; needs the
     # prometheus-client package: pip install django-realtime[metrics]).
     "METRICS": False,
-    # Graceful drain (django_realtime.drain): on SIGTERM or the drain command,
+    # Graceful drain (django_realtime.ops.drain): on SIGTERM or the drain command,
     # refuse new handshakes and close every WebSocket with 1012 (service
     # restart), BATCH_SIZE connections every INTERVAL seconds, then give
     # handlers until DEADLINE seconds after the start and stop. 500 every
     # 0.25 s closes 10,000 connections in 5 s, and the deadline of 25 s ends
     # the drain before Kubernetes' SIGKILL (terminationGracePeriodSeconds,
-    # 30 s by default). SIGNAL: drain on SIGTERM; CONTROL: obey the drain
-    # command through the default channel layer (not the in-memory one).
+    # 30 s by default). SIGNAL: take SIGTERM over from the server and drain
+    # on it (off: the signal is the server's; drain.handle_sigterm() in
+    # asgi.py does the same); CONTROL: obey the drain command through the
+    # default channel layer (not the in-memory one).
     "DRAIN": {
         "BATCH_SIZE": 500,
         "INTERVAL": 0.25,
         "DEADLINE": 25.0,
         "REASON": "service restart",
-        "SIGNAL": True,
+        "SIGNAL": False,
         "CONTROL": True,
     },
 }

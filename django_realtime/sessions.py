@@ -34,8 +34,8 @@ from django.http import HttpResponse
 from django.http.cookie import parse_cookie
 from django.utils.http import http_date
 
-from django_realtime.db import call_with_fresh_connections
-from django_realtime.sync import run_sync
+from django_realtime.delivery.db import call_with_fresh_connections
+from django_realtime.delivery.sync import run_sync
 
 __all__ = ["CookieMiddleware", "SessionMiddleware", "SessionMiddlewareStack"]
 

@@ -19,7 +19,7 @@ django_asgi_app = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from django_realtime.auth import AuthMiddlewareStack  # noqa: E402
-from django_realtime.limits import ConnectionLimits  # noqa: E402
+from django_realtime.middleware.limits import ConnectionLimits  # noqa: E402
 from django_realtime.routing import (  # noqa: E402
     ChannelNameRouter,
     ProtocolTypeRouter,

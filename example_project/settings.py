@@ -52,7 +52,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # An id per request (the proxy's X-Request-ID if it set one), carried
     # into the consumers that a view's sends reach, and into log lines.
-    "django_realtime.correlation.CorrelationIdMiddleware",
+    "django_realtime.middleware.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -151,7 +151,9 @@ LOGGING = {
     # Every line names the message it came from (frame, request, layer
     # message): see docs/topics/observability.rst.
     "filters": {
-        "correlation": {"()": "django_realtime.correlation.CorrelationIdFilter"}
+        "correlation": {
+            "()": "django_realtime.middleware.correlation.CorrelationIdFilter"
+        }
     },
     "formatters": {
         "plain": {"format": "%(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from django_realtime.metrics import metrics_view
+from django_realtime.ops.metrics import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index")),

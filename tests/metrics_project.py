@@ -20,7 +20,7 @@ from django.core.asgi import get_asgi_application
 from django.urls import path
 
 from django_realtime.consumers import AsyncWebsocketConsumer
-from django_realtime.metrics import metrics_view
+from django_realtime.ops.metrics import metrics_view
 from django_realtime.routing import ProtocolTypeRouter, URLRouter
 
 

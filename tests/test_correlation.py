@@ -14,7 +14,9 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from django_realtime.consumers import AsyncWebsocketConsumer, WebsocketConsumer
-from django_realtime.correlation import (
+from django_realtime.delivery import send_to_group
+from django_realtime.layers import channel_layers, get_channel_layer
+from django_realtime.middleware.correlation import (
     CorrelationIdFilter,
     CorrelationIdMiddleware,
     correlation_id,
@@ -22,8 +24,6 @@ from django_realtime.correlation import (
     id_from_headers,
     stamp,
 )
-from django_realtime.delivery import send_to_group
-from django_realtime.layers import channel_layers, get_channel_layer
 from django_realtime.testing import WebsocketCommunicator
 
 pytestmark = pytest.mark.timeout(20)

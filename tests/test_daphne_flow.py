@@ -38,7 +38,7 @@ from benchmarks._slow_client_report import (
     allowance,
     parse_log,
 )
-from django_realtime._daphne import _FlowGate, flow_controlled
+from django_realtime.servers.daphne import _FlowGate, flow_controlled
 
 OPTIONS = slow_client.Options(
     readers=50,

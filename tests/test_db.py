@@ -10,7 +10,7 @@ from django.db import connections
 from django.test import TestCase
 
 from django_realtime.consumers import AsyncWebsocketConsumer, WebsocketConsumer
-from django_realtime.db import close_old_connections, is_due_to_close
+from django_realtime.delivery.db import close_old_connections, is_due_to_close
 from django_realtime.testing import WebsocketCommunicator
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,9 +7,13 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from django_realtime import delivery
 from django_realtime.consumers import AsyncWebsocketConsumer, WebsocketConsumer
-from django_realtime.delivery import asend_to_group, send_to_channel, send_to_group
+from django_realtime.delivery import (
+    asend_to_group,
+    send_to_channel,
+    send_to_group,
+    sends as delivery,
+)
 from django_realtime.layers import get_channel_layer
 from django_realtime.testing import WebsocketCommunicator
 

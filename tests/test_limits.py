@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from django_realtime import limits
 from django_realtime.consumers import AsyncWebsocketConsumer
-from django_realtime.limits import ConnectionLimits, TokenBucket
+from django_realtime.middleware import limits
+from django_realtime.middleware.limits import ConnectionLimits, TokenBucket
 from django_realtime.testing import HttpCommunicator, WebsocketCommunicator
 
 pytestmark = pytest.mark.timeout(10)
@@ -72,7 +72,7 @@ async def test_handshakes_over_max_connections_are_refused(
     before = limits.stats.refused_over_capacity
     first, ok1, _ = await connect(app)
     second, ok2, _ = await connect(app)
-    with caplog.at_level(logging.WARNING, "django_realtime.limits"):
+    with caplog.at_level(logging.WARNING, "django_realtime.middleware.limits"):
         _third, ok3, code = await connect(app)
     assert (ok1, ok2, ok3, code) == (True, True, False, 1013)
     assert limits.stats.refused_over_capacity == before + 1
@@ -90,7 +90,7 @@ async def test_an_unanswered_handshake_is_refused_after_the_timeout(
     app = ConnectionLimits(SlowToAnswer.as_asgi(), handshake_timeout=0.1)
     before = limits.stats.handshake_timeouts
     communicator = WebsocketCommunicator(app, "/ws/")
-    with caplog.at_level(logging.WARNING, "django_realtime.limits"):
+    with caplog.at_level(logging.WARNING, "django_realtime.middleware.limits"):
         accepted, code = await communicator.connect(timeout=2)
     assert (accepted, code) == (False, 1013)
     assert limits.stats.handshake_timeouts == before + 1
@@ -105,7 +105,7 @@ async def test_a_connection_over_its_rate_is_closed_with_4029(
     app = ConnectionLimits(Echo.as_asgi(), rate=5, burst=3, clock=clock)
     communicator, accepted, _ = await connect(app)
     assert accepted
-    with caplog.at_level(logging.WARNING, "django_realtime.limits"):
+    with caplog.at_level(logging.WARNING, "django_realtime.middleware.limits"):
         for n in range(4):
             await communicator.send_to(text_data=str(n))
         echoed = [await communicator.receive_from() for _ in range(3)]

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from django.test import RequestFactory
 
-from django_realtime import limits, metrics
 from django_realtime.consumers import AsyncWebsocketConsumer
 from django_realtime.exceptions import ChannelFull, DenyConnection
 from django_realtime.layers import channel_layers
-from django_realtime.metrics import metrics_view
+from django_realtime.middleware import limits
+from django_realtime.ops import metrics
+from django_realtime.ops.metrics import metrics_view
 from django_realtime.testing import WebsocketCommunicator
 
 pytestmark = pytest.mark.timeout(30)

@@ -2,7 +2,7 @@
 
 import contextvars
 
-from django_realtime.outbox import Outbox, activate, current_outbox, deactivate
+from django_realtime.delivery.outbox import Outbox, activate, current_outbox, deactivate
 
 
 def test_outbox_returns_messages_in_send_order_and_empties():

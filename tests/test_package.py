@@ -34,8 +34,8 @@ def test_import_reads_no_settings_and_imports_no_models():
 
 
 def test_top_level_names_resolve_to_the_public_modules():
-    from django_realtime import delivery
     from django_realtime.consumers import AsyncJsonWebsocketConsumer
+    from django_realtime.delivery import sends as delivery
     from django_realtime.layers import get_channel_layer
 
     assert django_realtime.AsyncJsonWebsocketConsumer is AsyncJsonWebsocketConsumer

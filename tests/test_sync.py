@@ -12,7 +12,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import translation
 
-from django_realtime.sync import is_pool_thread, run_sync, shutdown_executor
+from django_realtime.delivery.sync import is_pool_thread, run_sync, shutdown_executor
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -107,7 +107,7 @@ STRANDED = textwrap.dedent(
 
     settings.configure()
 
-    from django_realtime.sync import run_sync
+    from django_realtime.delivery.sync import run_sync
 
     async def never():
         await asyncio.Event().wait()

@@ -7,11 +7,12 @@ turned into underscores (``chat.message`` calls ``chat_message()``).
 Handlers of one consumer never run concurrently.
 
 The logic is written once, async. A handler may be a coroutine function or a
-plain function: plain functions run on the sync pool (:mod:`django_realtime.sync`),
-so :class:`SyncConsumer` is only the sync spelling of ``send()``.
+plain function: plain functions run on the sync pool
+(:mod:`django_realtime.delivery.sync`), so :class:`SyncConsumer` is only the
+sync spelling of ``send()``.
 
 What a handler sends to its connection is held in an
-:class:`~django_realtime.outbox.Outbox` and goes out when the handler
+:class:`~django_realtime.delivery.outbox.Outbox` and goes out when the handler
 returns; if the handler raises, none of it goes out.
 ``send(..., immediately=True)`` sends at once, after everything held before
 it.
@@ -29,21 +30,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from django_realtime import metrics
 from django_realtime.conf import get_setting
-from django_realtime.correlation import (
-    KEY as CORRELATION_KEY,
-    _current as _correlation,
-    get_correlation_id,
-    id_from_headers,
-    new_correlation_id,
-)
-from django_realtime.db import (
+from django_realtime.delivery.db import (
     aclose_old_connections,
     call_with_fresh_connections,
     has_loop_connections,
 )
-from django_realtime.delivery import (
+from django_realtime.delivery.outbox import Outbox, activate, current_outbox, deactivate
+from django_realtime.delivery.sends import (
     deliver,
     deliver_sync,
     held_layer,
@@ -51,13 +45,21 @@ from django_realtime.delivery import (
     remember_sync_connections,
     send_entries,
 )
+from django_realtime.delivery.sync import run_sync
 from django_realtime.exceptions import (
     GroupsExpired,
     InvalidMessageError,
     StopConsumer,
 )
-from django_realtime.outbox import Outbox, activate, current_outbox, deactivate
-from django_realtime.sync import run_sync
+from django_realtime.layers import get_channel_layer
+from django_realtime.middleware.correlation import (
+    KEY as CORRELATION_KEY,
+    _current as _correlation,
+    get_correlation_id,
+    id_from_headers,
+    new_correlation_id,
+)
+from django_realtime.ops import metrics
 
 if TYPE_CHECKING:
     from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -226,7 +228,7 @@ class AsyncConsumer:
         """Return the correlation id of the message being handled.
 
         A frame from the client has ``<connection id>.<n>``; a layer message
-        the id it was sent with; see :mod:`django_realtime.correlation`.
+        the id it was sent with; see :mod:`django_realtime.middleware.correlation`.
         """
         return get_correlation_id()
 
@@ -272,8 +274,6 @@ class AsyncConsumer:
         self._close_old = bool(get_setting("CLOSE_OLD_CONNECTIONS"))
         layer = None
         if self.channel_layer_alias is not None:
-            from django_realtime.layers import get_channel_layer
-
             layer = get_channel_layer(self.channel_layer_alias)
         try:
             if layer is None:

@@ -35,9 +35,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from django_realtime import drain, metrics, release
-from django_realtime._daphne import flow_controlled
 from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
+from django_realtime.delivery.outbox import current_outbox
 from django_realtime.exceptions import (
     DenyConnection,
     GroupsExpired,
@@ -46,7 +45,8 @@ from django_realtime.exceptions import (
     InvalidFrameError,
     StopConsumer,
 )
-from django_realtime.outbox import current_outbox
+from django_realtime.ops import lifecycle, metrics
+from django_realtime.servers.daphne import flow_controlled
 
 __all__ = [
     "CLOSE_INTERNAL_ERROR",
@@ -187,6 +187,8 @@ class _WebsocketHandlers(AsyncConsumer):
     _close_sent: bool = False
     # The accept went out (counted as an open connection in the metrics).
     _open: bool = False
+    # lifecycle.opened() was called: lifecycle.closed() is due at the end.
+    _tracked: bool = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the consumer; if a handler raises, close with 1011 and clean up."""
@@ -205,8 +207,8 @@ class _WebsocketHandlers(AsyncConsumer):
                 await self._end_after(exc)
             raise
         finally:
-            drain.untrack(self)
-            release.closed(drain.open_count())
+            if self._tracked:
+                lifecycle.closed(self)
             if self._open and metrics.counts:
                 metrics.counts.closed += 1
 
@@ -307,12 +309,13 @@ class _WebsocketHandlers(AsyncConsumer):
     async def websocket_connect(self, message: Message) -> None:
         """Join ``groups``, then call ``connect()``; a denial closes the handshake.
 
-        While the process drains (:mod:`django_realtime.drain`) the handshake
-        is refused before ``connect()``: the client retries elsewhere.
+        A gate of :mod:`django_realtime.ops.lifecycle` (the drain's, while
+        the process drains) may refuse the handshake before ``connect()``:
+        the client retries elsewhere.
         """
         self._connecting = True
-        if drain.is_draining():
-            logger.debug("Refused WebSocket %s: draining.", self.scope.get("path"))
+        if (reason := lifecycle.refusal(self.scope)) is not None:
+            logger.debug("Refused WebSocket %s: %s.", self.scope.get("path"), reason)
             await self.base_send(close_message())
             return
         await self._join_groups()
@@ -325,8 +328,8 @@ class _WebsocketHandlers(AsyncConsumer):
             await self.base_send(close_message())
             return
         if self._accepted:
-            drain.track(self)
-            release.opened(drain.open_count())
+            self._tracked = True
+            lifecycle.opened(self)
 
     async def websocket_receive(self, message: Message) -> None:
         """Call ``receive()`` with the frame's text or bytes.

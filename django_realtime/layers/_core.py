@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django_realtime._compact import compact
 from django_realtime.exceptions import ChannelFull, GroupsExpired
 
 __all__ = ["GroupSendResult", "LayerCore", "LayerStats", "SweepReport"]
@@ -350,11 +349,6 @@ class LayerCore:
             channels=len(unreported.channels),
             expired_memberships=unreported.expired_memberships,
         )
-
-    def compact(self) -> None:
-        """Shrink the tables to what they hold (after a wave of channels)."""
-        compact(self._channels, self._groups, self._groups_of, self._evicted)
-        compact(*self._groups.values())
 
     def flush(self) -> None:
         """Drop every message and membership; keep the statistics."""

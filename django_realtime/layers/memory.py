@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from django_realtime._compact import compact
 from django_realtime.layers._core import LayerCore, LayerStats
 from django_realtime.layers._waiters import Waiters
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
@@ -239,16 +238,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
             logger.debug(
                 "Dropped %d unread messages of ended channel %s.", dropped, channel
             )
-
-    async def release_idle(self) -> None:
-        """Shrink the tables of channels and groups to what they hold now.
-
-        :mod:`django_realtime.release` calls this once a wave of connections
-        has gone: a table sized for the crowd would otherwise keep its
-        memory until as many channels came again.
-        """
-        self._core.compact()
-        compact(self._waiters)
 
     # Internals
 

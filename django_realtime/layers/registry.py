@@ -27,6 +27,7 @@ from django.utils.module_loading import import_string
 
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers.base import ChannelLayer
+from django_realtime.ops import metrics
 
 __all__ = [
     "DEFAULT_CHANNEL_LAYER",
@@ -115,8 +116,6 @@ class ChannelLayerManager:
             return self.backends[alias]
         except KeyError:
             layer = self.backends[alias] = self.make_backend(alias)
-            from django_realtime import metrics
-
             metrics.instrument_layer(layer, alias)
             return layer
 
@@ -226,3 +225,28 @@ def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> ChannelLayer | None
 
 #: The process-wide manager, reading ``CHANNEL_LAYERS``.
 channel_layers = ChannelLayerManager()
+
+
+def _layer_drops(layer: Any) -> int | None:
+    """Return the messages ``layer`` dropped for capacity, if it counts them."""
+    stats = getattr(layer, "stats", None)
+    if stats is None:
+        return None
+    # The in-memory layer, and the Redis layer (its local fan-out, its
+    # queues, and its remote channels).
+    local = getattr(stats, "local", stats)
+    total = getattr(local, "dropped_messages", 0)
+    total += getattr(stats, "queue_dropped", 0) + getattr(stats, "remote_dropped", 0)
+    return int(total)
+
+
+def _metrics_source() -> list[tuple[str, str, int]]:
+    found = []
+    for alias, layer in list(channel_layers.backends.items()):
+        dropped = _layer_drops(layer)
+        if dropped is not None:
+            found.append(("capacity_drops", alias, dropped))
+    return found
+
+
+metrics.add_source(_metrics_source)

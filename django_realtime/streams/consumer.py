@@ -33,8 +33,9 @@ from django_realtime.consumers.websocket import (
     CLOSE_TOO_SLOW,
     AsyncJsonWebsocketConsumer,
 )
+from django_realtime.delivery.outbox import current_outbox
 from django_realtime.exceptions import RequestError
-from django_realtime.outbox import current_outbox
+from django_realtime.ops import metrics
 from django_realtime.streams.cursor import DELIVER, GAP, CatchUp, Cursor
 from django_realtime.streams.positions import Position, Publication
 from django_realtime.streams.protocol import (
@@ -92,6 +93,16 @@ class StreamStats:
 
 #: The process's counters.
 stats = StreamStats()
+
+
+def _metrics_source() -> list[tuple[str, str, int]]:
+    return [
+        ("slow_clients", "catch_up", stats.slow_catch_ups),
+        ("slow_clients", "closed", stats.slow_closes),
+    ]
+
+
+metrics.add_source(_metrics_source)
 
 # Seconds between the tries of a store call: reads and listens change
 # nothing, so a Redis blip costs a retry, not the connection.

@@ -1,7 +1,7 @@
 """Publish to streams from consumers and from ordinary Django code.
 
 :func:`publish` and :func:`apublish` follow the rules of every send
-(:mod:`django_realtime.delivery`): inside a consumer handler the
+(:mod:`django_realtime.delivery.sends`): inside a consumer handler the
 publication is held until the handler returns and dropped if it raises;
 inside ``transaction.atomic()`` it waits for the commit and is dropped on
 rollback; ``immediately=True`` publishes now. The payload is checked and
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_realtime.delivery import deliver, deliver_sync
-from django_realtime.outbox import current_outbox
+from django_realtime.delivery.outbox import current_outbox
+from django_realtime.delivery.sends import deliver, deliver_sync
 from django_realtime.streams.positions import encode_data, validate_stream_name
 from django_realtime.streams.registry import get_stream_store
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django_realtime.testing.loadclient import (
+from benchmarks.loadclient import (
     LoadConnection,
     SourceAddresses,
     connect,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from django_realtime.limits import ConnectionLimits
+from django_realtime.middleware.limits import ConnectionLimits
 from example_project.chat import converters  # noqa: F401  (registers "room")
 from example_project.chat.consumers import ChatConsumer
 

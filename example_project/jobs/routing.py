@@ -9,7 +9,7 @@ from typing import Any
 
 from django.urls import path
 
-from django_realtime.limits import ConnectionLimits
+from django_realtime.middleware.limits import ConnectionLimits
 from example_project.jobs.consumers import JobsConsumer
 from example_project.jobs.worker import JOBS_CHANNEL, JobWorkerConsumer
 

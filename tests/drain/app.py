@@ -10,7 +10,7 @@ django.setup()
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from django_realtime import drain  # noqa: E402
+from django_realtime.ops import drain  # noqa: E402
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from tests.drain.consumers import Echo, Streams  # noqa: E402
 

@@ -47,5 +47,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_realtime.drain": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "django_realtime.ops.drain": {"handlers": ["console"], "level": "INFO"}
+    },
 }

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from django.test import RequestFactory, override_settings
 
-from django_realtime import drain
 from django_realtime.checks import check_drain
 from django_realtime.conf import DEFAULTS
+from django_realtime.ops import drain
 from django_realtime.testing import WebsocketCommunicator
 from tests.drain import consumers
 from tests.drain.consumers import Echo

@@ -479,7 +479,7 @@ async def test_a_socket_that_floods_the_room_is_closed_with_4029(
     client = await join("lobby")
     communicator = client.communicator
     # The route allows 10 frames a second in bursts of 30 (routing.py).
-    with caplog.at_level(logging.WARNING, "django_realtime.limits"):
+    with caplog.at_level(logging.WARNING, "django_realtime.middleware.limits"):
         for _ in range(40):
             await communicator.send_to(text_data=json.dumps({"kind": "ping"}))
         while True:

@@ -25,7 +25,8 @@ from django_realtime.exceptions import (
     ChannelLayerError,
     InvalidChannelName,
 )
-from django_realtime.layers._redis_core import (
+from django_realtime.layers.redis import RedisChannelLayer
+from django_realtime.layers.redis._core import (
     Names,
     ReportGate,
     Subscriptions,
@@ -36,12 +37,11 @@ from django_realtime.layers._redis_core import (
     split_direct,
     unpack_deadline,
 )
-from django_realtime.layers.redis import RedisChannelLayer
 from tests.layers.conftest import REDIS_HOST, REDIS_PORT, REDIS_URL, RUN_PREFIX
 
 TIMEOUT = 10.0
 QUIET = 0.3
-LOGGER = "django_realtime.layers.redis"
+LOGGER = "django_realtime.layers.redis.layer"
 
 
 # The rules, without Redis or an event loop

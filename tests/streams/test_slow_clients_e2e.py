@@ -71,10 +71,12 @@ def test_the_log_counts_catch_ups_closes_and_layer_drops() -> None:
             "WARNING django_realtime.streams: Closing /ws/streams/ with 4008: it "
             "does not keep up (21 publications, 344000 characters queued). It "
             "resumes from history when it reconnects.",
-            "WARNING django_realtime.layers.redis: group_send to 'bench': 1 of 101 "
+            "WARNING django_realtime.layers.redis.layer: "
+            "group_send to 'bench': 1 of 101 "
             "members were full; message dropped for them (message type "
             "'bench.message'; 1 dropped since the last report).",
-            "WARNING django_realtime.layers.redis: 9 more message(s) lost since the "
+            "WARNING django_realtime.layers.redis.layer: "
+            "9 more message(s) lost since the "
             "last report: full members of group 'bench'.",
             "ERROR uvicorn.error: something else",
         ]

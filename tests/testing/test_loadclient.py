@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from django_realtime.exceptions import RealtimeError
-from django_realtime.testing.loadclient import (
+from benchmarks.loadclient import (
     ConnectionClosed,
     HandshakeError,
     LoadConnection,
     SourceAddresses,
     connect,
 )
+from django_realtime.exceptions import RealtimeError
 from tests.example.test_chat_e2e import ROOT, free_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -2,7 +2,7 @@
 
 Server processes on other hosts or in other containers cannot be signalled,
 so the command goes through the default channel layer: every server process
-that has accepted a WebSocket listens in the :data:`~django_realtime.drain.
+that has accepted a WebSocket listens in the :data:`~django_realtime.ops.drain.
 CONTROL_GROUP` group (not with the in-memory layer, which reaches no other
 process). The command sends one request to the group; each process it
 selects (``--host``, ``--pid``; all without them) drains as on SIGTERM and,
@@ -23,10 +23,10 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_realtime.drain import CONTROL_GROUP
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers import get_channel_layer
 from django_realtime.layers.base import ChannelLayer
+from django_realtime.ops.drain import CONTROL_GROUP
 
 __all__ = ["Command"]
 

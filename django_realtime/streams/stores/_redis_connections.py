@@ -3,7 +3,7 @@
 redis-py's asyncio connections belong to the loop that opened them, so the
 store keeps one :class:`LoopConnections` per loop it is used on: a command
 client with the store's scripts, and a pub/sub
-:class:`~django_realtime.layers._redis_pubsub.Subscriber`, started only on
+:class:`~django_realtime.layers.redis._pubsub.Subscriber`, started only on
 the one loop that listens.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from django_realtime.layers._redis_core import RedisLayerStats, Subscriptions
-from django_realtime.layers._redis_pubsub import Subscriber
+from django_realtime.layers.redis._core import RedisLayerStats, Subscriptions
+from django_realtime.layers.redis._pubsub import Subscriber
 from django_realtime.streams.stores._redis_scripts import PUBLISH, READ
 
 if TYPE_CHECKING:

@@ -113,7 +113,9 @@ class CorrelationIdFilter(logging.Filter):
     In ``LOGGING``::
 
         "filters": {
-            "correlation": {"()": "django_realtime.correlation.CorrelationIdFilter"}
+            "correlation": {
+                "()": "django_realtime.middleware.correlation.CorrelationIdFilter"
+            }
         },
         "formatters": {
             "plain": {"format": "%(levelname)s [%(correlation_id)s] %(message)s"}

@@ -26,7 +26,6 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django_realtime._compact import compact
 from django_realtime.layers._core import LayerStats
 
 __all__ = [
@@ -186,10 +185,6 @@ class ReportGate:
         # key -> (time of the last report, events not yet reported)
         self._keys: dict[str, tuple[float, int]] = {}
 
-    def compact(self) -> None:
-        """Shrink the table of keys to its contents."""
-        compact(self._keys)
-
     def add(self, key: str, count: int, now: float) -> int:
         """Record ``count`` events; return how many to report now (0: none)."""
         last, pending = self._keys.get(key, (float("-inf"), 0))
@@ -267,10 +262,6 @@ class Subscriptions:
         self._wanted: set[str] = set()
         self._active: set[str] = set()
         self._unconfirmed: dict[str, int] = {}
-
-    def compact(self) -> None:
-        """Shrink the tables of topics to their contents."""
-        compact(self._wanted, self._active, self._unconfirmed)
 
     @property
     def wanted(self) -> frozenset[str]:

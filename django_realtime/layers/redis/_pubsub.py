@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from django_realtime.layers._redis_core import (
+from django_realtime.layers.redis._core import (
     RedisLayerStats,
     Subscriptions,
     backoff_delay,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Subscriber"]
 
-logger = logging.getLogger("django_realtime.layers.redis")
+logger = logging.getLogger("django_realtime.layers.redis.layer")
 
 # Topics per SUBSCRIBE command when subscribing everything again.
 _SUBSCRIBE_BATCH = 1000

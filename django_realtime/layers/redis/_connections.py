@@ -15,13 +15,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from django_realtime.layers._redis_core import (
+from django_realtime.layers.redis._core import (
     GROUP_SEND_SCRIPT,
     SEND_SCRIPT,
     RedisLayerStats,
     Subscriptions,
 )
-from django_realtime.layers._redis_pubsub import Subscriber
+from django_realtime.layers.redis._pubsub import Subscriber
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django_realtime._compact import compact
 from django_realtime.layers._core import GroupSendResult, LayerCore, LayerStats
 from django_realtime.layers._waiters import Waiters
 
 __all__ = ["LocalChannels"]
 
-logger = logging.getLogger("django_realtime.layers.redis")
+logger = logging.getLogger("django_realtime.layers.redis.layer")
 
 
 class LocalChannels:
@@ -48,11 +47,6 @@ class LocalChannels:
             sweep_interval=min(1.0, expiry, group_expiry),
         )
         self._waiters = Waiters()
-
-    def compact(self) -> None:
-        """Shrink the tables of channels, groups and waiters to their contents."""
-        self._core.compact()
-        compact(self._waiters)
 
     @property
     def stats(self) -> LayerStats:

@@ -19,7 +19,8 @@ signal receiver, a management command, a worker) through
 
 Held sends go out in the order they were made; a send that waited for a
 commit takes its place at the moment of the commit. Layer messages carry the
-correlation id of the code that sends them (:mod:`django_realtime.correlation`).
+correlation id of the code that sends them
+(:mod:`django_realtime.middleware.correlation`).
 Transactions only exist in sync code (Django's ORM refuses ``atomic()`` in
 async code), so rule 2 applies to sync handlers, to sync Django code, and to
 a sync handler's ``async_to_sync(self.channel_layer.group_send)(...)``: the
@@ -38,11 +39,11 @@ from asgiref.sync import async_to_sync
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_realtime.correlation import stamp
-from django_realtime.db import thread_connections
+from django_realtime.delivery.db import thread_connections
+from django_realtime.delivery.outbox import Entry, Outbox, current_outbox
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers import get_channel_layer
-from django_realtime.outbox import Entry, Outbox, current_outbox
+from django_realtime.middleware.correlation import stamp
 
 __all__ = [
     "HeldLayer",

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django_realtime.ops import metrics
+
 __all__ = [
     "CLOSE_RATE_LIMITED",
     "ConnectionLimits",
@@ -69,6 +71,18 @@ class LimitStats:
 
 #: The process's counters.
 stats = LimitStats()
+
+
+def _metrics_source() -> list[tuple[str, str, int]]:
+    return [
+        ("handshakes", "over_capacity", stats.refused_over_capacity),
+        ("handshakes", "timeout", stats.handshake_timeouts),
+        ("rate_limited", "closed", stats.rate_limited_closes),
+        ("rate_limited", "dropped", stats.rate_limited_drops),
+    ]
+
+
+metrics.add_source(_metrics_source)
 
 
 class TokenBucket:

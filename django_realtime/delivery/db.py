@@ -43,7 +43,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-from django_realtime.sync import is_pool_thread
+from django_realtime.delivery.sync import is_pool_thread
 
 __all__ = [
     "CHECK",
@@ -213,4 +213,4 @@ def call_with_fresh_connections(
 
 # Connected here rather than in AppConfig.ready() so that consumers track
 # connections even in projects that use them without the app installed.
-connection_created.connect(track_connection, dispatch_uid="django_realtime.db")
+connection_created.connect(track_connection, dispatch_uid="django_realtime.delivery.db")

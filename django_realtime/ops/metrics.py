@@ -4,7 +4,7 @@ Turned on with ``REALTIME = {"METRICS": True}`` (and the ``prometheus-client``
 package: ``pip install django-realtime[metrics]``); route
 :func:`metrics_view` in the project's ``urls.py`` for Prometheus to scrape::
 
-    from django_realtime.metrics import metrics_view
+    from django_realtime.ops.metrics import metrics_view
 
     urlpatterns = [path("metrics", metrics_view)]
 
@@ -16,10 +16,11 @@ every process's environment, and any process's view answers for all.
 The hot path stays cheap: a frame or a send adds to plain integers on
 :data:`counts`, which a timer pushes into the Prometheus counters once a
 second (and the view before it answers); only the two latency histograms
-are observed as they happen. The counters that other modules already keep
-(:data:`django_realtime.limits.stats`, :data:`django_realtime.streams.consumer.stats`,
-each channel layer's ``stats``) are pushed the same way. The list of
-metrics, with their labels, is in ``docs/topics/metrics.rst``.
+are observed as they happen. Modules that keep counters of their own (the
+connection limits, the streams, the channel layer registry) register a
+source with :func:`add_source`, pushed the same way: this module is a sink
+and imports none of them. The list of metrics, with their labels, is in
+``docs/topics/observability.rst``.
 """
 
 from __future__ import annotations
@@ -28,13 +29,21 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-__all__ = ["Counts", "counts", "enable", "flush", "metrics_view"]
+__all__ = [
+    "Counts",
+    "Source",
+    "add_source",
+    "counts",
+    "enable",
+    "flush",
+    "metrics_view",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -208,9 +217,6 @@ class _Metrics:
 
     def flush(self) -> None:
         """Push every plain counter of this process into Prometheus."""
-        from django_realtime import limits
-        from django_realtime.layers import channel_layers
-        from django_realtime.streams import consumer as streams
 
         own = counts
         if own is not None:
@@ -222,16 +228,15 @@ class _Metrics:
             self._push(self._handshake["refused"], own.refused)
             self._push(self._handshake["failed"], own.failed)
             self.connections_open.set(own.opened - own.closed)
-        self._push(self._handshake["over_capacity"], limits.stats.refused_over_capacity)
-        self._push(self._handshake["timeout"], limits.stats.handshake_timeouts)
-        self._push(self.rate_limited.labels("closed"), limits.stats.rate_limited_closes)
-        self._push(self.rate_limited.labels("dropped"), limits.stats.rate_limited_drops)
-        self._push(self.slow_clients.labels("catch_up"), streams.stats.slow_catch_ups)
-        self._push(self.slow_clients.labels("closed"), streams.stats.slow_closes)
-        for alias, layer in list(channel_layers.backends.items()):
-            dropped = _layer_drops(layer)
-            if dropped is not None:
-                self._push(self.capacity_drops.labels(alias), dropped)
+        families = {
+            "handshakes": self.handshakes,
+            "rate_limited": self.rate_limited,
+            "slow_clients": self.slow_clients,
+            "capacity_drops": self.capacity_drops,
+        }
+        for source in _sources:
+            for family, label, total in source():
+                self._push(families[family].labels(label), total)
 
     def start_timer(self) -> None:
         """Push once a second on the running loop (once per loop)."""
@@ -250,17 +255,18 @@ class _Metrics:
             self._timer = self._loop.call_later(FLUSH_INTERVAL, self._tick)
 
 
-def _layer_drops(layer: Any) -> int | None:
-    """Return the messages ``layer`` dropped for capacity, if it counts them."""
-    stats = getattr(layer, "stats", None)
-    if stats is None:
-        return None
-    # The in-memory layer, and the Redis layer (its local fan-out, its
-    # queues, and its remote channels).
-    local = getattr(stats, "local", stats)
-    total = getattr(local, "dropped_messages", 0)
-    total += getattr(stats, "queue_dropped", 0) + getattr(stats, "remote_dropped", 0)
-    return int(total)
+#: A source yields ``(family, label, total)``: a running total to push into
+#: the counter ``family`` (``"handshakes"``, ``"rate_limited"``,
+#: ``"slow_clients"`` or ``"capacity_drops"``) under ``label``.
+Source = Callable[[], Iterable[tuple[str, str, int]]]
+
+_sources: list[Source] = []
+
+
+def add_source(source: Source) -> None:
+    """Push the totals ``source`` yields at every flush (idempotent)."""
+    if source not in _sources:
+        _sources.append(source)
 
 
 def enable() -> None:

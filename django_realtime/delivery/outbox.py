@@ -18,7 +18,7 @@ An entry is a pair ``(send, args)``: an async callable and its arguments
 one outbox keeps the order of everything a handler sent, wherever it goes.
 
 This module holds no I/O: it is a list with rules, testable without a loop.
-The rules for when a send is held are in :mod:`django_realtime.delivery`.
+The rules for when a send is held are in :mod:`django_realtime.delivery.sends`.
 """
 
 from __future__ import annotations

@@ -28,14 +28,14 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequen
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-from django_realtime._compact import compact
 from django_realtime.exceptions import (
     ChannelFull,
     ChannelLayerError,
     InvalidChannelName,
 )
-from django_realtime.layers._redis_connections import Connections
-from django_realtime.layers._redis_core import (
+from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+from django_realtime.layers.redis._connections import Connections
+from django_realtime.layers.redis._core import (
     ENTRY_HEADER,
     ORIGIN_LENGTH,
     PROCESS_ID_LENGTH,
@@ -50,8 +50,7 @@ from django_realtime.layers._redis_core import (
     split_direct,
     unpack_deadline,
 )
-from django_realtime.layers._redis_local import LocalChannels
-from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+from django_realtime.layers.redis._local import LocalChannels
 
 __all__ = ["RedisChannelLayer", "RedisLayerStats"]
 
@@ -419,22 +418,6 @@ class RedisChannelLayer(BaseChannelLayer):
         happens.
         """
         self._local.discard(channel)
-
-    async def release_idle(self) -> None:
-        """Close the pooled connections no call is using (the pool reopens).
-
-        The pool keeps every connection it opened, as many as calls ever ran
-        at once; :mod:`django_realtime.release` calls this once a wave of
-        connections has gone. The pub/sub connection stays. The tables of
-        local channels, groups and topics shrink to what they hold now.
-        """
-        self._local.compact()
-        self._table.compact()
-        self._gate.compact()
-        compact(self._group_of_topic)
-        conns = self._conns
-        if conns is not None and self._home is asyncio.get_running_loop():
-            await conns.redis.connection_pool.disconnect(inuse_connections=False)
 
     async def close(self) -> None:
         """Close this layer's Redis connections.

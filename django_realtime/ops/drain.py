@@ -16,13 +16,16 @@ A drain, started by SIGTERM, by ``manage.py drain`` or by :func:`drain` /
    command calls the server's own SIGTERM handler: uvicorn and daphne stop
    as they would have.
 
-Every WebSocket consumer calls :func:`track` once it has accepted the
-handshake and :func:`untrack` when it ends. The first :func:`track` of a
-process running under a server that handles SIGTERM (uvicorn, daphne)
-replaces the server's handler with ours, which chains to it after the
-drain (a second SIGTERM chains at once), and, unless the default channel
-layer is the in-memory one, joins the control group that ``manage.py
-drain`` sends to. SIGINT (Ctrl-C) is left to the server.
+The drain follows connections through :mod:`django_realtime.ops.lifecycle`
+(``AppConfig.ready()`` calls :func:`install`). The first connection of a
+process joins the control group that ``manage.py drain`` sends to, unless
+the default channel layer is the in-memory one (``CONTROL``).
+
+SIGTERM is the server's: the drain takes it over only when asked, with
+``REALTIME["DRAIN"]["SIGNAL"] = True`` or :func:`handle_sigterm` in
+``asgi.py``. Then the first connection replaces the server's SIGTERM
+handler with one that drains and then chains to it (a second SIGTERM
+chains at once). SIGINT (Ctrl-C) is always left to the server.
 
 daphne (through autobahn) refuses to send 1012; there the close code is
 :data:`DAPHNE_CLOSE_SERVICE_RESTART` (4012), and the reason is not sent.
@@ -44,11 +47,13 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from django_realtime import _compact
+from django.http import HttpRequest, HttpResponse
+
+from django_realtime.conf import DEFAULTS, get_setting
+from django_realtime.layers import get_channel_layer
+from django_realtime.ops import lifecycle
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest, HttpResponse
-
     from django_realtime.layers.base import ChannelLayer
 
 __all__ = [
@@ -57,6 +62,8 @@ __all__ = [
     "DAPHNE_CLOSE_SERVICE_RESTART",
     "DrainReport",
     "drain",
+    "handle_sigterm",
+    "install",
     "is_draining",
     "plan_batches",
     "ready",
@@ -73,7 +80,7 @@ CLOSE_SERVICE_RESTART = 1012
 #: What 1012 becomes on daphne, which sends only 1000 and 3000-4999.
 DAPHNE_CLOSE_SERVICE_RESTART = 4012
 #: The channel layer group of the processes that obey ``manage.py drain``.
-CONTROL_GROUP = "django_realtime.drain"
+CONTROL_GROUP = "django_realtime.ops.drain"
 
 # Connections in the order they were accepted (a dict keeps it), with the
 # loop each runs on: a drain closes the oldest of its loop first.
@@ -88,6 +95,8 @@ _current: asyncio.Task[DrainReport] | None = None
 _pending: set[Any] = set()
 _emptied: asyncio.Event | None = None
 _engaged = False
+# handle_sigterm() was called: take SIGTERM over whatever the setting says.
+_sigterm_wanted = False
 # The server's SIGTERM handler that ours replaced (None: not replaced).
 _server_sigterm: Any = None
 _sigterm_received = False
@@ -116,9 +125,9 @@ class DrainReport:
 def track(consumer: Any) -> None:
     """Count ``consumer`` among the connections a drain closes.
 
-    The first call in a process also installs the SIGTERM handler and
-    joins the control group, when the process runs under a server (see the
-    module's docstring).
+    The first call in a process also joins the control group and, if asked
+    (see :func:`handle_sigterm`), takes SIGTERM over, when the process runs
+    under a server.
     """
     global _loop
     _loop = _live[consumer] = asyncio.get_running_loop()
@@ -135,9 +144,43 @@ def untrack(consumer: Any) -> None:
             _emptied.set()
 
 
-def compact() -> None:
-    """Shrink the registry's table after a wave of connections has gone."""
-    _compact.compact(_live, _pending)
+class _Tracker:
+    """The drain's view of the connection lifecycle."""
+
+    def opened(self, connection: Any) -> None:
+        track(connection)
+
+    def closed(self, connection: Any) -> None:
+        untrack(connection)
+
+    def __repr__(self) -> str:
+        return "<drain tracker>"
+
+
+_tracker = _Tracker()
+
+
+def _gate(scope: dict[str, Any]) -> str | None:
+    return "draining" if _draining else None
+
+
+def install() -> None:
+    """Follow connections and refuse handshakes while draining (idempotent)."""
+    lifecycle.observe(_tracker)
+    lifecycle.add_gate(_gate)
+
+
+def handle_sigterm() -> None:
+    """Drain on SIGTERM, then stop the server as its own handler would.
+
+    Call it in ``asgi.py`` (or set ``REALTIME["DRAIN"]["SIGNAL"] = True``):
+    the first connection then replaces the server's SIGTERM handler with
+    one that drains and chains to it. Off by default, since the signal
+    belongs to the server.
+    """
+    global _sigterm_wanted
+    _sigterm_wanted = True
+    install()
 
 
 def open_count() -> int:
@@ -266,8 +309,6 @@ async def ready(request: HttpRequest) -> HttpResponse:
     health check or Kubernetes' ``readinessProbe`` at it, so that new
     clients go elsewhere as soon as a drain starts.
     """
-    from django.http import HttpResponse
-
     status, text = (503, "draining\n") if _draining else (200, "ready\n")
     response = HttpResponse(text, status=status, content_type="text/plain")
     response["Cache-Control"] = "no-store"
@@ -278,8 +319,6 @@ async def ready(request: HttpRequest) -> HttpResponse:
 
 
 def _options() -> dict[str, Any]:
-    from django_realtime.conf import DEFAULTS, get_setting
-
     return {**DEFAULTS["DRAIN"], **(get_setting("DRAIN") or {})}
 
 
@@ -438,7 +477,7 @@ def _engage(loop: asyncio.AbstractEventLoop) -> None:
         )
         return
     options = _options()
-    if options["SIGNAL"]:
+    if options["SIGNAL"] or _sigterm_wanted:
         _server_sigterm = handler
         signal.signal(signal.SIGTERM, _on_sigterm)
     if options["CONTROL"]:
@@ -488,8 +527,6 @@ def _stop_server() -> None:
 
 def _control_layer() -> ChannelLayer | None:
     """Return the default layer if it reaches other processes, else ``None``."""
-    from django_realtime.layers import get_channel_layer
-
     try:
         layer = get_channel_layer()
     except Exception as exc:  # A broken layer must not break the connection.
