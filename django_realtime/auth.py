@@ -24,7 +24,6 @@ logs the cookie out for HTTP requests as well.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
 from django.conf import settings
@@ -51,13 +50,12 @@ from django_realtime.sessions import (
     SessionMiddleware,
     handshake_answered,
 )
+from django_realtime.types import ASGIApp, Scope
 
 __all__ = ["AuthMiddleware", "AuthMiddlewareStack", "get_user", "login", "logout"]
 
 logger = logging.getLogger(__name__)
 
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
-Scope = MutableMapping[str, Any]
 User = AbstractBaseUser | AnonymousUser
 
 

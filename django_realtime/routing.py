@@ -18,7 +18,7 @@ one log line at WARNING and no traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +28,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from django.utils.module_loading import import_string
 
 from django_realtime.exceptions import RouteNotFound
+from django_realtime.types import ASGIApp
 
 __all__ = [
     "ChannelNameRouter",
@@ -37,8 +38,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 def get_default_application() -> ASGIApp:

@@ -30,18 +30,19 @@ WARNING line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from django_realtime.types import ASGIApp
+
 __all__ = ["AllowedHostsOriginValidator", "OriginValidator", "is_origin_allowed"]
 
 logger = logging.getLogger(__name__)
 
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 # What Django allows when DEBUG is on and ALLOWED_HOSTS is empty.

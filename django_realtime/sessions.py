@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from importlib import import_module
 from typing import Any
 
@@ -36,13 +36,12 @@ from django.utils.http import http_date
 
 from django_realtime.delivery.db import call_with_fresh_connections
 from django_realtime.delivery.sync import run_sync
+from django_realtime.types import ASGIApp, Message
 
 __all__ = ["CookieMiddleware", "SessionMiddleware", "SessionMiddlewareStack"]
 
 logger = logging.getLogger(__name__)
 
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
-Message = MutableMapping[str, Any]
 
 # Where SessionMiddleware keeps what it must know when the handshake is
 # answered: the key the client's cookie holds, and whether a cookie can

@@ -32,12 +32,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from django_realtime.exceptions import ConsumerError
+from django_realtime.types import Message
 
 __all__ = ["ChannelApplication", "ReceivingLayer", "Worker"]
 
 logger = logging.getLogger(__name__)
 
-Message = dict[str, Any]
 #: An ASGI application: ``await application(scope, receive, send)``.
 ChannelApplication = Callable[
     [

@@ -60,6 +60,7 @@ from django_realtime.middleware.correlation import (
     new_correlation_id,
 )
 from django_realtime.ops import metrics
+from django_realtime.types import ASGIApp, Message
 
 if TYPE_CHECKING:
     from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -68,8 +69,6 @@ __all__ = ["AsyncConsumer", "SyncConsumer"]
 
 logger = logging.getLogger(__name__)
 
-Message = dict[str, Any]
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 # Methods of the consumer classes that a message type must never reach: a
 # layer message of type "close" or "send" is not a handler call.

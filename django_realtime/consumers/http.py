@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from django_realtime.consumers.base import AsyncConsumer, Message
+from django_realtime.consumers.base import AsyncConsumer
 from django_realtime.exceptions import StopConsumer
+from django_realtime.types import Message
 
 __all__ = ["AsyncHttpConsumer"]
 

@@ -32,10 +32,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from django_realtime.consumers.base import AsyncConsumer, Message, SyncConsumer
+from django_realtime.consumers.base import AsyncConsumer, SyncConsumer
 from django_realtime.delivery.outbox import current_outbox
 from django_realtime.exceptions import (
     DenyConnection,
@@ -47,6 +46,7 @@ from django_realtime.exceptions import (
 )
 from django_realtime.ops import lifecycle, metrics
 from django_realtime.servers.daphne import flow_controlled
+from django_realtime.types import Headers, Message
 
 __all__ = [
     "CLOSE_INTERNAL_ERROR",
@@ -78,7 +78,6 @@ else:
 # uvicorn's RuntimeError for a send after the connection's close.
 _SERVER_CLOSED = "after sending 'websocket.close'"
 
-Headers = Iterable[tuple[bytes, bytes]]
 
 #: RFC 6455 close code: a binary frame to a consumer that takes text (JSON).
 CLOSE_UNSUPPORTED_DATA = 1003

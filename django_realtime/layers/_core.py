@@ -31,13 +31,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from django_realtime.exceptions import ChannelFull, GroupsExpired
+from django_realtime.types import Message
 
 __all__ = ["GroupSendResult", "LayerCore", "LayerStats", "SweepReport"]
 
-Message = dict[str, Any]
 
 # (expires_at, message, shared): ``shared`` marks a message stored in several
 # queues at once, which must be copied on the way out.

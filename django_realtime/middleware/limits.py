@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django_realtime.ops import metrics
+from django_realtime.types import ASGIApp
 
 __all__ = [
     "CLOSE_RATE_LIMITED",
@@ -46,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 #: The close code for a connection over its message rate (policy "close").
 CLOSE_RATE_LIMITED = 4029
-
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 @dataclass
