@@ -28,6 +28,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from django.utils.module_loading import import_string
 
 from django_realtime.exceptions import RouteNotFound
+from django_realtime.ops.logs import printable
 from django_realtime.types import ASGIApp
 
 __all__ = [
@@ -109,7 +110,7 @@ class ProtocolTypeRouter:
                 # a scanner, a browser opening the URL): a 404, not a 500.
                 logger.warning(
                     "Not Found: %s (ProtocolTypeRouter has no 'http' application)",
-                    scope.get("path", "?"),
+                    printable(scope.get("path", "?")),
                 )
                 await _not_found(send)
                 return
@@ -120,17 +121,23 @@ class ProtocolTypeRouter:
         await application(scope, receive, send)
 
 
+# The application a path leads to, what is left of the path, and the values
+# captured at this level: positional, and named with the route's kwargs=.
+_Resolved = tuple[ASGIApp, str, tuple[Any, ...], dict[str, Any]]
+
+
 class _Route:
     """One compiled route: a Django pattern and the application it leads to."""
 
-    __slots__ = ("application", "is_router", "name", "pattern")
+    __slots__ = ("application", "extra", "pattern", "router")
 
     def __init__(self, route: URLPattern) -> None:
         self.application: ASGIApp = route.callback
-        self.name = route.name
-        self.is_router = isinstance(route.callback, URLRouter)
+        # kwargs= of path() and re_path(), passed on as Django passes them.
+        self.extra: dict[str, Any] = dict(route.default_args)
+        self.router = route.callback if isinstance(route.callback, URLRouter) else None
         pattern = route.pattern
-        if self.is_router:
+        if self.router is not None:
             # path("chat/", URLRouter(...)) builds an endpoint pattern that
             # must match the whole path; a nested router needs a prefix match.
             # Rebuilding the pattern from its public parts keeps converters.
@@ -140,12 +147,20 @@ class _Route:
                 pattern = RegexPattern(str(pattern), name=route.name, is_endpoint=False)
         self.pattern = pattern
 
-    def match(self, path: str) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
-        return self.pattern.match(path)
-
 
 class URLRouter:
     """Route by path with Django's ``path()`` and ``re_path()`` patterns.
+
+    The first route that matches the path wins, as in ``urls.py``. A route
+    to another :class:`URLRouter` matches a prefix of the path; when the
+    inner router has no route for the rest, the search goes on with the
+    outer router's next route. The application is called with
+    ``scope["url_route"]``: the positional values captured on the way
+    (``"args"``) and the named ones merged with each route's ``kwargs=``
+    (``"kwargs"``; an inner route's values win over an outer one's, and a
+    route's ``kwargs=`` over what its own pattern captured, as in Django).
+    ``scope["path_remaining"]`` holds what is left of the path (empty once
+    an endpoint has matched all of it).
 
     Args:
         routes: URL patterns whose views are ASGI applications (usually
@@ -166,6 +181,27 @@ class URLRouter:
                 )
             self.routes.append(_Route(route))
 
+    def _resolve(self, path: str) -> _Resolved | None:
+        """Return where ``path`` leads (leading slashes ignored), or ``None``.
+
+        Returns:
+            The application of the first matching route, what is left of
+            the path after its pattern, and the positional and named values
+            for ``scope["url_route"]`` at this level (named values include
+            the route's ``kwargs=``). A route to a nested router matches
+            only if the nested router resolves the rest of the path.
+        """
+        path = path.lstrip("/")
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            remaining, args, kwargs = match
+            if route.router is not None and route.router._resolve(remaining) is None:
+                continue
+            return route.application, remaining, args, {**kwargs, **route.extra}
+        return None
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path_remaining")
         if path is None:
@@ -178,27 +214,21 @@ class URLRouter:
             root_path = scope.get("root_path", "")
             if root_path and path.startswith(root_path):
                 path = path[len(root_path) :]
-            path = path.lstrip("/")
-        for route in self.routes:
-            match = route.match(path)
-            if match is None:
-                continue
-            remaining, args, kwargs = match
-            outer = scope.get("url_route", {"args": (), "kwargs": {}})
-            scope = {
-                **scope,
-                "url_route": {
-                    "args": (*outer["args"], *args),
-                    "kwargs": {**outer["kwargs"], **kwargs},
-                },
-            }
-            if route.is_router:
-                scope["path_remaining"] = remaining
-            else:
-                scope.pop("path_remaining", None)
-            await route.application(scope, receive, send)
+        resolved = self._resolve(path)
+        if resolved is None:
+            await self._refuse(scope, receive, send)
             return
-        await self._refuse(scope, receive, send)
+        application, remaining, args, kwargs = resolved
+        outer = scope.get("url_route", {"args": (), "kwargs": {}})
+        scope = {
+            **scope,
+            "path_remaining": remaining,
+            "url_route": {
+                "args": (*outer["args"], *args),
+                "kwargs": {**outer["kwargs"], **kwargs},
+            },
+        }
+        await application(scope, receive, send)
 
     @staticmethod
     async def _refuse(scope: Any, receive: Any, send: Any) -> None:
@@ -206,13 +236,14 @@ class URLRouter:
         path = scope.get("path")
         if kind == "websocket":
             logger.warning(
-                "Refused WebSocket handshake for %s: no route matches.", path
+                "Refused WebSocket handshake for %s: no route matches.",
+                printable(path),
             )
             message = await receive()
             if message["type"] == "websocket.connect":
                 await send({"type": "websocket.close", "code": 1008})
         elif kind == "http":
-            logger.warning("Not Found: %s (no route matches).", path)
+            logger.warning("Not Found: %s (no route matches).", printable(path))
             await send(
                 {
                     "type": "http.response.start",
@@ -222,7 +253,9 @@ class URLRouter:
             )
             await send({"type": "http.response.body", "body": b"Not Found"})
         else:
-            raise RouteNotFound(f"No route matches path {path!r} for a {kind!r} scope.")
+            raise RouteNotFound(
+                f"No route matches path {printable(repr(path))} for a {kind!r} scope."
+            )
 
 
 class ChannelNameRouter:

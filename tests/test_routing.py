@@ -70,6 +70,103 @@ async def test_nested_routers_merge_captured_kwargs():
     assert await route_of(outer, "/v2/ws/") == "((), {'version': '2'})"
 
 
+async def test_a_path_the_nested_router_does_not_match_goes_on_to_the_next_route():
+    chat = URLRouter([path("room/<slug:room>/", Route.as_asgi())])
+    outer = URLRouter(
+        [
+            path("chat/", chat),
+            path("chat/admin/", Route.as_asgi(), kwargs={"admin": True}),
+            re_path(r"^(?P<rest>.*)$", Route.as_asgi()),
+        ]
+    )
+    assert await route_of(outer, "/chat/room/lobby/") == "((), {'room': 'lobby'})"
+    assert await route_of(outer, "/chat/admin/") == "((), {'admin': True})"
+    assert await route_of(outer, "/chat/nowhere/") == "((), {'rest': 'chat/nowhere/'})"
+
+
+async def test_a_path_falls_through_routers_nested_two_deep():
+    deep = URLRouter(
+        [path("a/", URLRouter([path("b/", URLRouter([path("c/", Route.as_asgi())]))]))]
+    )
+    outer = URLRouter([path("x/", deep), path("x/a/b/d/", Route.as_asgi())])
+    assert await route_of(outer, "/x/a/b/c/") == "((), {})"
+    assert await route_of(outer, "/x/a/b/d/") == "((), {})"
+    ok, _ = await WebsocketCommunicator(outer, "/x/a/b/e/").connect()
+    assert not ok
+
+
+async def test_an_http_request_falls_through_a_nested_router():
+    async def found(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"admin"})
+
+    outer = URLRouter(
+        [
+            path("chat/", URLRouter([path("room/", Route.as_asgi())])),
+            path("chat/admin/", found),
+        ]
+    )
+    response = await HttpCommunicator(outer, "GET", "/chat/admin/").get_response()
+    assert (response["status"], response["body"]) == (200, b"admin")
+
+
+async def test_extra_kwargs_of_path_and_re_path_land_in_url_route():
+    router = URLRouter(
+        [
+            path("ws/", Route.as_asgi(), kwargs={"mode": "ro"}),
+            path("rooms/<int:pk>/", Route.as_asgi(), {"mode": "rw"}),
+            re_path(r"^re/(?P<word>\w+)/$", Route.as_asgi(), kwargs={"mode": "re"}),
+        ]
+    )
+    assert await route_of(router, "/ws/") == "((), {'mode': 'ro'})"
+    assert await route_of(router, "/rooms/7/") == "((), {'pk': 7, 'mode': 'rw'})"
+    assert await route_of(router, "/re/abc/") == "((), {'word': 'abc', 'mode': 're'})"
+
+
+async def test_extra_kwargs_win_over_captured_ones_and_inner_routes_over_outer():
+    inner = URLRouter([path("<str:room>/", Route.as_asgi(), kwargs={"level": "inner"})])
+    outer = URLRouter(
+        [
+            path("org/<slug:org>/", inner, kwargs={"level": "outer", "org": "fixed"}),
+        ]
+    )
+    assert (
+        await route_of(outer, "/org/acme/lobby/")
+        == "((), {'org': 'fixed', 'level': 'inner', 'room': 'lobby'})"
+    )
+
+
+async def test_the_application_gets_what_is_left_of_the_path():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["path_remaining"])
+
+    outer = URLRouter(
+        [path("ws/", app), re_path(r"^api/", URLRouter([re_path(r"^v1/", app)]))]
+    )
+    await ApplicationCommunicator(outer, {"type": "http", "path": "/ws/"}).wait(1)
+    await ApplicationCommunicator(outer, {"type": "http", "path": "/api/v1/x"}).wait(1)
+    assert seen == ["", "x"]
+
+
+async def test_a_refused_path_is_logged_with_its_control_characters_escaped(caplog):
+    router = URLRouter([path("ws/", Route.as_asgi())])
+    forged = "/x\nCRITICAL forged line"
+    websocket = ApplicationCommunicator(router, {"type": "websocket", "path": forged})
+    http = ApplicationCommunicator(router, {"type": "http", "path": forged})
+    with caplog.at_level(logging.WARNING):
+        await websocket.send_input({"type": "websocket.connect"})
+        assert await websocket.receive_output(1) == {
+            "type": "websocket.close",
+            "code": 1008,
+        }
+        await http.wait(1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert all("\n" not in line and "/x\\nCRITICAL" in line for line in lines)
+
+
 async def test_endpoint_routes_match_the_whole_path():
     router = URLRouter([path("ws/", Route.as_asgi())])
     ok, _ = await WebsocketCommunicator(router, "/ws/extra/").connect()

@@ -15,11 +15,19 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.urls import path, re_path
+from django.urls import (
+    Resolver404,
+    URLPattern,
+    URLResolver,
+    include,
+    path,
+    re_path,
+)
+from django.urls.resolvers import RegexPattern
 from hypothesis import event, given, settings, strategies as st
 
 from django_realtime.exceptions import RouteNotFound
@@ -47,23 +55,33 @@ FILES = Recorder("files")
 TOKEN = Recorder("token")
 REGEX = Recorder("regex")
 INNER = Recorder("inner")
+ADMIN = Recorder("admin")
 ROOT = Recorder("root")
-APPS = [ROOM, USER, FILES, TOKEN, REGEX, INNER, ROOT]
+APPS = [ROOM, USER, FILES, TOKEN, REGEX, INNER, ADMIN, ROOT]
 
-ROUTER = URLRouter(
-    [
+
+def _routes(nest: Callable[[list[URLPattern]], Any]) -> list[URLPattern | URLResolver]:
+    """Return the routes of the tests, nesting with ``nest``."""
+    return [
         path("", ROOT),
         path("ws/rooms/<slug:room>/", ROOM),
-        path("ws/users/<int:pk>/", USER),
+        path("ws/users/<int:pk>/", USER, kwargs={"role": "user"}),
         path("ws/files/<path:name>", FILES),
         path("ws/tokens/<uuid:token>/", TOKEN),
         re_path(r"^ws/re/(?P<word>\w+)/(\d{1,3})/$", REGEX),
         path(
             "ws/org/<str:org>/",
-            URLRouter([path("chat/<int:n>/", INNER)]),
+            nest([path("chat/<int:n>/", INNER, kwargs={"org": "inner"})]),
+            kwargs={"nested": True},
         ),
+        # Reached only by falling through the nested router above.
+        path("ws/org/<str:org>/<slug:page>/", ADMIN),
     ]
-)
+
+
+ROUTER = URLRouter(_routes(URLRouter))
+# The same routes for Django's own resolver, which nests with include().
+DJANGO = URLResolver(RegexPattern(r"^/"), _routes(include))
 
 # Every character, surrogates and controls included: a server may hand the
 # application whatever percent-decoding produced.
@@ -84,6 +102,7 @@ templates = st.sampled_from(
         "/ws/re/{}/{}/",
         "/ws/org/{}/chat/{}/",
         "/ws/org/{}/chat/{}",
+        "/ws/org/{}/{}/",
         "{}/ws/users/{}/",
     ]
 )
@@ -154,13 +173,17 @@ def _check_route(app: Recorder, scope: Message) -> None:
     elif app is TOKEN:
         assert isinstance(kwargs["token"], uuid.UUID)
     elif app is INNER:
-        assert "/" not in kwargs["org"]
+        assert kwargs["org"] == "inner"
+        assert kwargs["nested"] is True
         assert type(kwargs["n"]) is int
+    elif app is ADMIN:
+        assert "/" not in kwargs["org"]
+        assert all(c.isascii() and (c.isalnum() or c in "-_") for c in kwargs["page"])
     elif app is REGEX:
         # As in Django: with named groups, unnamed ones are not passed.
         assert kwargs["word"]
         assert scope["url_route"]["args"] == ()
-    assert "path_remaining" not in scope
+    assert scope["path_remaining"] == ""
 
 
 @settings(max_examples=400, deadline=None)
@@ -180,6 +203,25 @@ def test_a_websocket_path_is_routed_or_refused_with_1008(
     [record] = records
     assert record.levelno == logging.WARNING
     assert record.exc_info is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(path=paths)
+def test_a_path_goes_where_djangos_resolver_sends_it(path: str) -> None:
+    stripped = path.lstrip("/")
+    if "//" in stripped:
+        # Each router ignores the leading slashes of what is left (as
+        # Channels' does); Django's resolver matches them.
+        return
+    scope = {"type": "websocket", "path": path}
+    _, app = asyncio.run(_route(ROUTER, scope, {"type": "websocket.connect"}))
+    try:
+        match = DJANGO.resolve("/" + stripped)
+    except Resolver404:
+        assert app is None
+        return
+    assert app is match.func
+    assert app.scopes[0]["url_route"] == {"args": match.args, "kwargs": match.kwargs}
 
 
 @settings(max_examples=200, deadline=None)
