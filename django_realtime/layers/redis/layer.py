@@ -7,60 +7,57 @@ none unless it is the process's first member of the group. Normal channels
 (read by workers) are Redis lists with queue semantics.
 
 The layer is split by reason to change: the rules and wire formats
-(:mod:`._redis_core`, no I/O), this process's channels
-(:mod:`._redis_local`), the pub/sub connection (:mod:`._redis_pubsub`) and
-the connections of one event loop (:mod:`._redis_connections`); this module
-routes each call to them.
+(:mod:`._core`, no I/O), the options (:mod:`._config`), the lists of
+normal channels (:mod:`._queues`), this process's channels
+(:mod:`._local`) and what reaches them over pub/sub (:mod:`._topics`), the
+pub/sub connection (:mod:`._pubsub`), the connections of one event loop
+(:mod:`._connections`) and the loop they belong to (:mod:`._home`), and
+the reports of lost messages (:mod:`._reports`); this module routes each
+call to them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import itertools
 import logging
 import math
-import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from django_realtime.exceptions import (
-    ChannelFull,
     ChannelLayerError,
     InvalidChannelName,
 )
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+from django_realtime.layers.redis._config import (
+    client_name,
+    describe,
+    import_serialiser,
+    one_host,
+    seconds,
+)
 from django_realtime.layers.redis._connections import Connections
 from django_realtime.layers.redis._core import (
-    ENTRY_HEADER,
-    ORIGIN_LENGTH,
     PROCESS_ID_LENGTH,
     Names,
     RedisLayerStats,
-    ReportGate,
     Subscriptions,
     member_value,
     pack_direct,
     pack_entry,
     process_of,
-    split_direct,
-    unpack_deadline,
 )
+from django_realtime.layers.redis._home import HomeLoop
 from django_realtime.layers.redis._local import LocalChannels
+from django_realtime.layers.redis._queues import Queues
+from django_realtime.layers.redis._reports import DropReports
+from django_realtime.layers.redis._topics import Topics
 
 __all__ = ["RedisChannelLayer", "RedisLayerStats"]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-_INSTALL = "python -m pip install 'django-realtime[redis]'"
-_DEFAULT_HOST = "redis://127.0.0.1:6379"
-_CLIENT_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -144,36 +141,45 @@ class RedisChannelLayer(BaseChannelLayer):
         super().__init__(
             expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
         )
-        self.group_expiry = _seconds(group_expiry, "group_expiry")
-        self.subscribe_timeout = _seconds(subscribe_timeout, "subscribe_timeout")
-        self.health_check_interval = _seconds(
+        self.group_expiry = seconds(group_expiry, "group_expiry")
+        self.subscribe_timeout = seconds(subscribe_timeout, "subscribe_timeout")
+        self.health_check_interval = seconds(
             health_check_interval, "health_check_interval"
         )
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}.")
         self.prefix = prefix
-        self._url, self._redis_kwargs = _one_host(hosts)
-        self._where = _describe(self._url)
-        self._unpackb, self._packb = _import_serialiser()
+        self._url, self._redis_kwargs = one_host(hosts)
+        self._where = describe(self._url)
+        self._unpackb, self._packb = import_serialiser()
 
         self.process_id = secrets.token_hex(PROCESS_ID_LENGTH // 2)
         self._pid_bytes = self.process_id.encode()
         self._names = Names(prefix)
         self._process_topic = self._names.process_topic(self.process_id)
-        self._process_topic_bytes = self._process_topic.encode()
         self._expiry_ms = math.ceil(expiry * 1000)
         self._local = LocalChannels(
             expiry=expiry, group_expiry=self.group_expiry, capacity_of=self.get_capacity
         )
         self.stats = RedisLayerStats(local=self._local.stats)
-        self._gate = ReportGate()
+        self._reports = DropReports(self.stats, expiry)
+        self._topics = Topics(
+            local=self._local,
+            reports=self._reports,
+            decode=self._unpackb,
+            process_topic=self._process_topic,
+            process_id=self.process_id,
+        )
+        self._queues = Queues(
+            names=self._names,
+            reports=self._reports,
+            decode=self._unpackb,
+            expiry=expiry,
+            expiry_ms=self._expiry_ms,
+        )
         self._counter = itertools.count(1)
         self._table = Subscriptions()
-        self._group_of_topic: dict[bytes, str] = {}
-        # The home loop and what is bound to it.
-        self._home: asyncio.AbstractEventLoop | None = None
-        self._guard: AsyncGenerator[None, None] | None = None
-        self._conns: Connections | None = None
+        self._home = HomeLoop(self._connect)
 
     def __repr__(self) -> str:
         return f"<RedisChannelLayer {self._where} prefix={self.prefix!r}>"
@@ -194,9 +200,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_message(message)
         self.require_valid_channel_name(channel)
         process = self._process(channel)
-        conns = self._conns if self._home is asyncio.get_running_loop() else None
-        if conns is None and (conns := await self._settle()) is None:
-            return await self._delegate(self.send(channel, message))
+        conns = self._home.here()
+        if conns is None and (conns := await self._home.settle()) is None:
+            return await self._home.delegate(self.send(channel, message))
         payload = self._encode(message)
         if process == self.process_id:
             self._local.push(channel, self._unpackb(payload))
@@ -208,18 +214,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 self.stats.undeliverable += 1
                 logger.debug("send to %r: no process receives on it.", channel)
         else:
-            capacity = self.get_capacity(channel)
-            now = time.time()
-            entry = pack_entry(now + self.expiry, payload)
-            pushed, expired = await conns.send_script(
-                keys=[self._names.queue_key(channel)],
-                args=[now, entry, capacity, self._expiry_ms],
-            )
-            self._note_expired(f"channel {channel!r}", expired)
-            if not pushed:
-                raise ChannelFull(
-                    f"Channel {channel!r} is full: its capacity is {capacity}."
-                )
+            await self._queues.push(conns, channel, payload, self.get_capacity(channel))
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on ``channel`` and return it.
@@ -238,21 +233,12 @@ class RedisChannelLayer(BaseChannelLayer):
                 f"Cannot receive on {channel!r}: it was made by another process "
                 "(or another layer instance); only its maker receives on it."
             )
-        conns = self._conns if self._home is asyncio.get_running_loop() else None
-        if conns is None and (conns := await self._settle()) is None:
-            return await self._delegate(self.receive(channel))
+        conns = self._home.here()
+        if conns is None and (conns := await self._home.settle()) is None:
+            return await self._home.delegate(self.receive(channel))
         if process is not None:
             return await self._local.receive(channel)
-        key = self._names.queue_key(channel)
-        while True:
-            entry = await conns.pop(key)
-            if entry is None:
-                continue
-            if unpack_deadline(entry) <= time.time():
-                self._note_expired(f"channel {channel!r}", 1)
-                continue
-            message: dict[str, Any] = self._unpackb(memoryview(entry)[ENTRY_HEADER:])
-            return message
+        return await self._queues.pop(conns, channel)
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new channel name that only this process receives on.
@@ -291,9 +277,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         process = self._process(channel)
-        conns = self._conns if self._home is asyncio.get_running_loop() else None
-        if conns is None and (conns := await self._settle()) is None:
-            return await self._delegate(self.group_add(group, channel))
+        conns = self._home.here()
+        if conns is None and (conns := await self._home.settle()) is None:
+            return await self._home.delegate(self.group_add(group, channel))
         if process != self.process_id:
             key = self._names.group_key(group)
             joined = member_value(time.time(), self.get_capacity(channel))
@@ -306,7 +292,7 @@ class RedisChannelLayer(BaseChannelLayer):
         topic = self._names.group_topic(group)
         if self._table.is_active(topic):
             return
-        self._group_of_topic[topic.encode()] = group
+        self._topics.add_group(topic, group)
         try:
             await conns.subscriber.subscribe(topic)
         except BaseException:
@@ -327,9 +313,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         process = self._process(channel)
-        conns = self._conns if self._home is asyncio.get_running_loop() else None
-        if conns is None and (conns := await self._settle()) is None:
-            return await self._delegate(self.group_discard(group, channel))
+        conns = self._home.here()
+        if conns is None and (conns := await self._home.settle()) is None:
+            return await self._home.delegate(self.group_discard(group, channel))
         if process == self.process_id and self._local.group_discard(group, channel):
             if not self._local.has_members(group):
                 await self._unsubscribe(conns, [self._names.group_topic(group)])
@@ -354,9 +340,9 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         self.require_valid_message(message)
         self.require_valid_group_name(group)
-        conns = self._conns if self._home is asyncio.get_running_loop() else None
-        if conns is None and (conns := await self._settle()) is None:
-            return await self._delegate(self.group_send(group, message))
+        conns = self._home.here()
+        if conns is None and (conns := await self._home.settle()) is None:
+            return await self._home.delegate(self.group_send(group, message))
         payload = self._encode(message)
         topic = self._names.group_topic(group)
         now = time.time()
@@ -376,12 +362,14 @@ class RedisChannelLayer(BaseChannelLayer):
         )
         self.stats.published += 1
         members, _, expired, *full = result
-        self._note_expired(f"worker channels of group {group!r}", expired)
+        self._reports.expired(f"worker channels of group {group!r}", expired)
         if full:
             self.stats.queue_dropped += len(full)
-            self._report_full(group, len(full), members, message, "worker channels")
+            self._reports.full_members(
+                group, len(full), members, message, "worker channels"
+            )
         if self._table.is_wanted(topic):
-            self._fan_out(group, self._unpackb(payload))
+            self._topics.fan_out(group, self._unpackb(payload))
 
     # Flush extension and cleanup
 
@@ -393,9 +381,9 @@ class RedisChannelLayer(BaseChannelLayer):
         dropped. Other processes keep their own memberships: flush is meant
         for tests.
         """
-        conns = self._conns if self._home is asyncio.get_running_loop() else None
-        if conns is None and (conns := await self._settle()) is None:
-            return await self._delegate(self.flush())
+        conns = self._home.here()
+        if conns is None and (conns := await self._home.settle()) is None:
+            return await self._home.delegate(self.flush())
         redis = conns.redis
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=self._names.key_pattern(), count=500):
@@ -425,151 +413,48 @@ class RedisChannelLayer(BaseChannelLayer):
         Queued messages and memberships of this process are kept; the next
         call connects and subscribes again.
         """
-        home = self._home
-        if home is None:
-            return
-        if home is not asyncio.get_running_loop():
-            if home.is_running() and not home.is_closed():
-                return await self._delegate(self.close())
-            self._abandon()
-            return
-        guard, self._guard = self._guard, None
-        await self._release()
-        if guard is not None:
-            await guard.aclose()
+        await self._home.close()
 
-    # Internals: event loops
+    # Internals
 
-    async def _settle(self) -> Connections | None:
-        """Make the running loop home; return ``None`` to delegate instead.
-
-        Calls are delegated while another thread's home loop runs. A home
-        loop that has stopped or closed is replaced by the running one.
-        """
-        loop = asyncio.get_running_loop()
-        home = self._home
-        if home is not None and home.is_running() and not home.is_closed():
-            return None
-        self._abandon()
-        self._home = loop
-        name = _CLIENT_NAME_UNSAFE.sub("_", f"{self.prefix}-{self.process_id}")
-        conns = self._conns = Connections(
+    def _connect(self) -> Connections:
+        """Open the connections of a new home loop; resubscribe if needed."""
+        conns = Connections(
             url=self._url,
             redis_kwargs=self._redis_kwargs,
-            client_name=f"{name}-pubsub",
+            client_name=client_name(self.prefix, self.process_id),
             table=self._table,
             where=self._where,
-            on_message=self._on_message,
+            on_message=self._topics.on_message,
             on_tick=self._tick,
             stats=self.stats,
             subscribe_timeout=self.subscribe_timeout,
             health_check_interval=self.health_check_interval,
             expiry_ms=self._expiry_ms,
         )
-        # An async generator started on the loop is closed by the loop's
-        # shutdown_asyncgens() (asyncio.run, asyncio.Runner, pytest-asyncio)
-        # while the loop still runs: the moment to close our connections.
-        guard = self._guard = self._guard_loop(loop)
-        await anext(guard)
         if self._table.wanted:
             conns.subscriber.start()
         return conns
 
-    async def _guard_loop(
-        self, loop: asyncio.AbstractEventLoop
-    ) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            if self._home is loop:
-                self._guard = None
-                await self._release()
-
-    async def _delegate(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        home = self._home
-        if home is None:  # the home loop ended meanwhile: run here
-            return await coroutine
-        future = asyncio.run_coroutine_threadsafe(coroutine, home)
-        return await asyncio.wrap_future(future)
-
-    def _abandon(self) -> None:
-        """Forget the connections of a home loop that has ended."""
-        guard, self._guard = self._guard, None
-        conns, self._conns = self._conns, None
-        self._home = None
-        if guard is not None:
-            # Finish the generator here: its finally does nothing now that
-            # the loop is not home, and a dead loop cannot finalise it.
-            closing = guard.aclose()
-            with contextlib.suppress(StopIteration):
-                closing.send(None)
-        if conns is not None:
-            conns.abandon()
-
-    async def _release(self) -> None:
-        """Close the home loop's connections."""
-        conns, self._conns = self._conns, None
-        self._home = None
-        if conns is not None:
-            await conns.close()
-
     # Internals: pub/sub
 
     async def _subscribe_process_topic(self) -> None:
-        conns = self._conns if self._home is asyncio.get_running_loop() else None
-        if conns is None and (conns := await self._settle()) is None:
-            return await self._delegate(self._subscribe_process_topic())
+        conns = self._home.here()
+        if conns is None and (conns := await self._home.settle()) is None:
+            return await self._home.delegate(self._subscribe_process_topic())
         await conns.subscriber.subscribe(self._process_topic)
 
     async def _unsubscribe(self, conns: Connections, topics: list[str]) -> None:
-        for topic in topics:
-            self._group_of_topic.pop(topic.encode(), None)
+        self._topics.forget(topics)
         await conns.subscriber.unsubscribe(topics)
 
     async def _tick(self) -> None:
         """Report overdue drop counts; leave groups whose members all expired."""
-        for what, count in self._gate.overdue(time.monotonic()):
-            logger.warning(
-                "%d more message(s) lost since the last report: %s.", count, what
-            )
-        empty = [
-            topic.decode()
-            for topic, group in self._group_of_topic.items()
-            if not self._local.has_members(group)
-        ]
-        if empty and self._conns is not None:
-            await self._unsubscribe(self._conns, empty)
-
-    def _on_message(self, topic: bytes, data: bytes) -> None:
-        """Deliver a message from the pub/sub connection, in this process."""
-        if topic == self._process_topic_bytes:
-            channel, payload = split_direct(data)
-            try:
-                self._local.push(channel, self._unpackb(payload))
-            except ChannelFull:
-                self.stats.remote_dropped += 1
-                where = f"full channel {channel!r}"
-                dropped = self._gate.add(where, 1, time.monotonic())
-                if dropped:
-                    logger.warning(
-                        "Channel %r is full (capacity %d): dropped %d message(s) "
-                        "sent to it from other processes.",
-                        channel,
-                        self._local.capacity(channel),
-                        dropped,
-                    )
-            return
-        group = self._group_of_topic.get(topic)
-        if group is None or data.startswith(self._pid_bytes):
-            return  # unsubscribed since, or sent from here and delivered here
-        self._fan_out(group, self._unpackb(memoryview(data)[ORIGIN_LENGTH:]))
-
-    def _fan_out(self, group: str, message: dict[str, Any]) -> None:
-        result = self._local.fan_out(group, message)
-        if result.full:
-            self._report_full(
-                group, len(result.full), result.members, message, "members"
-            )
+        self._reports.overdue()
+        empty = self._topics.without_members()
+        conns = self._home.connections
+        if empty and conns is not None:
+            await self._unsubscribe(conns, empty)
 
     # Internals: helpers
 
@@ -596,101 +481,3 @@ class RedisChannelLayer(BaseChannelLayer):
                 f"(message type {message.get('type')!r})."
             ) from error
         return payload
-
-    def _note_expired(self, where: str, count: int) -> None:
-        if not count:
-            return
-        self.stats.queue_expired += count
-        expired = self._gate.add(f"expired on {where}", count, time.monotonic())
-        if expired:
-            logger.warning(
-                "%d message(s) expired unread on %s (expiry is %ss).",
-                expired,
-                where,
-                self.expiry,
-            )
-
-    def _report_full(
-        self, group: str, full: int, members: int, message: dict[str, Any], what: str
-    ) -> None:
-        dropped = self._gate.add(
-            f"full {what} of group {group!r}", full, time.monotonic()
-        )
-        if dropped:
-            logger.warning(
-                "group_send to %r: %d of %d %s were full; message dropped for "
-                "them (message type %r; %d dropped since the last report).",
-                group,
-                full,
-                members,
-                what,
-                message.get("type"),
-                dropped,
-            )
-
-
-def _seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}.")
-    return value
-
-
-def _one_host(
-    hosts: Sequence[str | Mapping[str, Any]] | None,
-) -> tuple[str, dict[str, Any]]:
-    """Return the URL and redis-py keyword arguments of the one host."""
-    if hosts is None:
-        hosts = [_DEFAULT_HOST]
-    if isinstance(hosts, str | bytes) or not isinstance(hosts, Sequence):
-        raise TypeError(f"hosts must be a list of one Redis URL, got {hosts!r}.")
-    if len(hosts) != 1:
-        raise ValueError(
-            "RedisChannelLayer uses one Redis server; hosts must list exactly "
-            f"one, got {len(hosts)}."
-        )
-    host: object = hosts[0]
-    kwargs: dict[str, Any] = {}
-    if isinstance(host, Mapping):
-        kwargs = dict(host)
-        host = kwargs.pop("address", None)
-    if not isinstance(host, str) or not host:
-        raise TypeError(
-            "Each host must be a Redis URL or a dict with an 'address' URL, "
-            f"got {hosts[0]!r}."
-        )
-    # The pub/sub reader reads RESP2 arrays; bytes keep msgpack payloads whole.
-    kwargs.update(protocol=2, decode_responses=False)
-    # redis-py 6+ defaults to 5 s, enforced on Python 3.11 with
-    # asyncio.wait_for(), which can swallow a task's cancellation (a consumer
-    # that never stops, a loop that never shuts down). The layer bounds its
-    # own waits instead; set socket_timeout in the host dict to have one.
-    kwargs.setdefault("socket_timeout", None)
-    return host, kwargs
-
-
-def _describe(url: str) -> str:
-    """Return ``url`` without credentials, for messages."""
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return f"{parts.scheme}://{parts.path}"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
-
-
-def _import_serialiser() -> tuple[Callable[[Any], Any], Callable[[Any], bytes]]:
-    """Check that redis-py is there; return msgpack's decoder and encoder."""
-    try:
-        import msgpack
-        import redis.asyncio  # noqa: F401
-    except ImportError as error:
-        raise ImportError(
-            "RedisChannelLayer needs redis-py and msgpack, which are not "
-            f"installed ({error}). Install them with: {_INSTALL}"
-        ) from error
-    # Keys other than strings are allowed: payloads come from our processes.
-    return (
-        functools.partial(msgpack.unpackb, raw=False, strict_map_key=False),
-        functools.partial(msgpack.packb, use_bin_type=True),
-    )
