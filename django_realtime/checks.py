@@ -55,6 +55,9 @@ Warnings
         in the client's cookie, which a WebSocket cannot set after its
         handshake, so ``login()``, ``logout()`` and session changes made by
         a consumer are not persisted.
+    ``django_realtime.W007``
+        ``ALLOWED_HOSTS`` contains ``"*"`` and a WebSocket route of
+        ``ASGI_APPLICATION`` reaches a consumer through no origin check.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ from django.utils.module_loading import import_string
 
 from django_realtime.conf import DEFAULTS
 from django_realtime.layers.registry import EMBEDDED_CHANNEL_LAYERS
+from django_realtime.security import unguarded_websocket_routes
 
 __all__ = [
     "TAG",
@@ -80,6 +84,7 @@ __all__ = [
     "check_realtime_setting",
     "check_session_engine",
     "check_streams",
+    "check_websocket_origin",
 ]
 
 TAG = "realtime"
@@ -236,9 +241,8 @@ def check_installed_apps(
 ) -> list[CheckMessage]:
     """Check that other apps' management commands do not shadow ours.
 
-    Django takes a command from the first app in ``INSTALLED_APPS`` that
-    provides it, so the order decides whose ``runserver`` and ``runworker``
-    run.
+    Django takes each command from the first app in ``INSTALLED_APPS`` that
+    has it: the order decides whose ``runserver`` and ``runworker`` run.
     """
     names = [config.name for config in apps.get_app_configs()]
     if _APP not in names:
@@ -398,9 +402,10 @@ def _drain_settings_problem(drain: object) -> str | None:
                 f"of {', '.join(known)}."
             )
     expected: dict[str, tuple[str, Any]] = {
-        "BATCH_SIZE": ("a positive integer", lambda v: _is_int(v) and v > 0),
-        "INTERVAL": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
-        "DEADLINE": ("a number of seconds > 0", lambda v: _is_number(v) and v > 0),
+        # type() rather than isinstance(): True and False are not numbers here.
+        "BATCH_SIZE": ("a positive integer", lambda v: type(v) is int and v > 0),
+        "INTERVAL": ("a number of seconds >= 0", lambda v: _number(v) and v >= 0),
+        "DEADLINE": ("a number of seconds > 0", lambda v: _number(v) and v > 0),
         "REASON": (
             "a string of at most 123 UTF-8 bytes",
             lambda v: isinstance(v, str) and len(v.encode()) <= 123,
@@ -414,12 +419,8 @@ def _drain_settings_problem(drain: object) -> str | None:
     return None
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _number(value: object) -> bool:
+    return type(value) in (int, float)
 
 
 @register(TAG, deploy=True)
@@ -470,5 +471,30 @@ def check_session_engine(
                 "consumers change the session."
             ),
             id="django_realtime.W006",
+        )
+    ]
+
+
+@register(TAG, Tags.security)
+def check_websocket_origin(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when any host is allowed and WebSocket routes check no origin."""
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if "*" not in getattr(settings, "ALLOWED_HOSTS", ()) or not path:
+        return []
+    try:
+        routes = unguarded_websocket_routes(import_string(path))
+    except Exception:  # E001/E002 report an application that cannot load.
+        return []
+    if not routes:
+        return []
+    return [
+        Warning(
+            "ALLOWED_HOSTS contains '*' and these WebSocket routes of "
+            f"ASGI_APPLICATION check no Origin: {', '.join(routes)}. Any web "
+            "page can open them with its visitors' cookies.",
+            hint="Wrap the 'websocket' application in AllowedHostsOriginValidator.",
+            id="django_realtime.W007",
         )
     ]

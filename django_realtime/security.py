@@ -3,134 +3,51 @@
 Browsers send an ``Origin`` header with every WebSocket handshake, and do
 not apply the same-origin policy to WebSockets: without a check, any page
 the user visits can open a socket to your site with the user's cookies.
-:class:`OriginValidator` checks the header against a list of patterns;
-:class:`AllowedHostsOriginValidator` takes the list from
-``settings.ALLOWED_HOSTS``, read for each connection.
 
-A pattern is one of:
+:class:`AllowedHostsOriginValidator` applies Django's CSRF origin rules to
+the handshake: the origin must be the connection's own
+(``scheme://host[:port]``, with ``ws`` read as ``http`` and ``wss`` as
+``https``, and the host in ``ALLOWED_HOSTS``), scheme and port included, or
+be trusted by ``CSRF_TRUSTED_ORIGINS``. :class:`OriginValidator` checks the
+header against a list of patterns instead. The matching itself is pure, in
+:mod:`django_realtime.middleware.origin`.
 
-``"*"``
-    Any origin, and also a handshake without one.
-``"example.com"``
-    That host, with any scheme and port.
-``".example.com"``
-    ``example.com`` and all its subdomains, with any scheme and port.
-``"https://example.com"``, ``"https://.example.com:8443"``
-    That scheme, host (or domain, with a leading dot) and port; a missing
-    port means the scheme's default (80 for http/ws, 443 for https/wss).
-``"example.com:8000"``
-    That host and port, with any scheme.
-
-Matching is the pure function :func:`is_origin_allowed`. A refused
-WebSocket handshake is closed before it is accepted, so the client sees
-HTTP 403; a refused HTTP request gets a 403 response. Each refusal logs one
-WARNING line.
+A refused WebSocket handshake is closed before it is accepted, so the
+client sees HTTP 403; a refused HTTP request gets a 403 response. Each
+refusal logs one WARNING line, its client values escaped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from django_realtime.middleware.origin import (
+    HostRules,
+    is_origin_allowed,
+    is_origin_pattern,
+    is_request_origin_allowed,
+    origin_of,
+    request_origin,
+)
+from django_realtime.ops.logs import printable
+from django_realtime.routing import ProtocolTypeRouter, URLRouter
 from django_realtime.types import ASGIApp
 
-__all__ = ["AllowedHostsOriginValidator", "OriginValidator", "is_origin_allowed"]
+__all__ = [
+    "AllowedHostsOriginValidator",
+    "HostRules",
+    "OriginValidator",
+    "is_origin_allowed",
+    "is_request_origin_allowed",
+    "request_origin",
+    "unguarded_websocket_routes",
+]
 
 logger = logging.getLogger(__name__)
-
-
-_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
-# What Django allows when DEBUG is on and ALLOWED_HOSTS is empty.
-_DEBUG_HOSTS = (".localhost", "127.0.0.1", "[::1]")
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    scheme: str | None
-    host: str
-    port: int | None
-    port_given: bool
-
-
-def _parse(value: str, *, pattern: bool) -> _Parsed | None:
-    """Split an origin or a pattern into scheme, host and port, or ``None``."""
-    value = value.strip().lower()
-    has_scheme = "://" in value
-    try:
-        parts = urlsplit(value if has_scheme else "//" + value)
-        port = parts.port
-    except ValueError:
-        return None
-    host = (parts.hostname or "").rstrip(".")
-    if not host or host == "." or parts.path not in ("", "/"):
-        return None
-    if parts.query or parts.fragment or parts.username is not None:
-        return None
-    scheme = parts.scheme if has_scheme else None
-    if has_scheme and not scheme:
-        return None
-    if not pattern and scheme is None:
-        return None
-    port_given = port is not None
-    if port is None and scheme is not None:
-        port = _DEFAULT_PORTS.get(scheme)
-    if pattern and host.startswith("."):
-        host = "." + host.lstrip(".")
-    return _Parsed(scheme, host, port, port_given)
-
-
-def _host_matches(host: str, pattern: str) -> bool:
-    if pattern.startswith("."):
-        return host == pattern[1:] or host.endswith(pattern)
-    return host == pattern
-
-
-def _matches(origin: _Parsed, pattern: _Parsed) -> bool:
-    if pattern.scheme is not None and pattern.scheme != origin.scheme:
-        return False
-    if (
-        pattern.scheme is not None or pattern.port_given
-    ) and pattern.port != origin.port:
-        return False
-    return _host_matches(origin.host, pattern.host)
-
-
-def is_origin_allowed(origin: str | None, allowed_origins: Iterable[str]) -> bool:
-    """Return whether ``origin`` matches one of ``allowed_origins``.
-
-    Args:
-        origin: The ``Origin`` header's value (``"https://example.com:8443"``),
-            or ``None`` when the request had none. ``"null"`` (sent by
-            sandboxed frames and ``file:`` pages) and unparsable values match
-            only ``"*"``.
-        allowed_origins: Patterns, described in the module docstring;
-            comparison ignores case and a trailing dot of the host.
-    """
-    patterns = list(allowed_origins)
-    if "*" in patterns:
-        return True
-    if origin is None:
-        return False
-    parsed = _parse(origin, pattern=False)
-    if parsed is None:
-        return False
-    for text in patterns:
-        pattern = _parse(text, pattern=True)
-        if pattern is not None and _matches(parsed, pattern):
-            return True
-    return False
-
-
-def _origin_header(scope: Any) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"origin":
-            return str(value.decode("latin-1"))
-    return None
 
 
 class OriginValidator:
@@ -143,7 +60,12 @@ class OriginValidator:
 
     Args:
         application: The ASGI application to protect.
-        allowed_origins: Patterns, described in the module docstring.
+        allowed_origins: Patterns (see :mod:`django_realtime.middleware.origin`):
+            ``"*"``, a host (``"example.com"``: any scheme and port), a
+            domain and its subdomains (``".example.com"``), a host and port
+            (``"example.com:8000"``: any scheme), or a full origin
+            (``"https://example.com"``: that scheme, and that port or the
+            scheme's default).
 
     Raises:
         TypeError: ``allowed_origins`` is a string instead of a list of them.
@@ -157,7 +79,7 @@ class OriginValidator:
                 f"single string {allowed_origins!r}: write [{allowed_origins!r}]."
             )
         for pattern in allowed_origins:
-            if pattern != "*" and _parse(pattern, pattern=True) is None:
+            if not is_origin_pattern(pattern):
                 raise ValueError(
                     "Expected an origin pattern such as 'https://example.com', "
                     f"'.example.com' or '*', got {pattern!r}."
@@ -169,24 +91,32 @@ class OriginValidator:
         """Return the patterns a connection's origin is checked against."""
         return self.allowed_origins
 
+    def allows(self, scope: Any, origin: str | None) -> bool:
+        """Return whether a connection of ``scope`` from ``origin`` may go on."""
+        return is_origin_allowed(origin, self.get_allowed_origins())
+
+    def expected(self, scope: Any) -> str:
+        """Describe the origins allowed, for the log line of a refusal."""
+        return "one of the allowed origins " + ", ".join(
+            map(repr, self.get_allowed_origins())
+        )
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the application, or refuse the connection."""
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             await self.application(scope, receive, send)
             return
-        origin = _origin_header(scope)
-        if (kind == "http" and origin is None) or is_origin_allowed(
-            origin, self.get_allowed_origins()
-        ):
+        origin = origin_of(scope.get("headers", ()))
+        if (kind == "http" and origin is None) or self.allows(scope, origin):
             await self.application(scope, receive, send)
             return
         logger.warning(
-            "Refused a %s connection to %s from origin %s: it is not in the "
-            "allowed origins.",
+            "Refused a %s connection to %s from origin %s: expected %s.",
             kind,
-            scope.get("path", "?"),
-            "(none)" if origin is None else repr(origin),
+            printable(scope.get("path", "?")),
+            "(none)" if origin is None else f"'{printable(origin)}'",
+            printable(self.expected(scope)),
         )
         if kind == "websocket":
             message = await receive()
@@ -204,19 +134,83 @@ class OriginValidator:
 
 
 class AllowedHostsOriginValidator(OriginValidator):
-    """Allow the origins whose host is in ``settings.ALLOWED_HOSTS``.
+    """Allow the connection's own origin and ``CSRF_TRUSTED_ORIGINS``.
 
-    The setting is read for each connection. With ``DEBUG`` on and
-    ``ALLOWED_HOSTS`` empty, ``.localhost``, ``127.0.0.1`` and ``[::1]`` are
-    allowed, as Django allows them as hosts.
+    The rules are those of Django's CSRF origin check (see the module
+    docstring), with the settings read for each connection. A WebSocket
+    handshake without an ``Origin`` header (not a browser) is refused,
+    unless ``ALLOWED_HOSTS`` contains ``"*"``.
     """
 
     def __init__(self, application: ASGIApp) -> None:
         super().__init__(application, [])
 
     def get_allowed_origins(self) -> Sequence[str]:
-        """Return ``settings.ALLOWED_HOSTS`` (or the DEBUG defaults)."""
-        hosts: Sequence[str] = settings.ALLOWED_HOSTS
-        if settings.DEBUG and not hosts:
-            return _DEBUG_HOSTS
-        return hosts
+        """Return ``settings.CSRF_TRUSTED_ORIGINS``."""
+        return list(settings.CSRF_TRUSTED_ORIGINS)
+
+    def allows(self, scope: Any, origin: str | None) -> bool:
+        """Return whether Django's CSRF origin check accepts ``origin``."""
+        if origin is None:
+            return "*" in settings.ALLOWED_HOSTS
+        return is_request_origin_allowed(origin, scope, HostRules.from_settings())
+
+    def expected(self, scope: Any) -> str:
+        """Describe the connection's own origin, for the log line of a refusal."""
+        own = request_origin(scope, HostRules.from_settings())
+        if own is None:
+            return (
+                "an origin in CSRF_TRUSTED_ORIGINS (the host is not in ALLOWED_HOSTS)"
+            )
+        return f"the connection's own origin {own!r} or one in CSRF_TRUSTED_ORIGINS"
+
+
+# Where middleware keeps the application it wraps (ours, Channels', Django's).
+_INNER_ATTRIBUTES = ("inner", "application", "app")
+
+
+def unguarded_websocket_routes(application: object) -> list[str] | None:
+    """Return the WebSocket routes of ``application`` that no origin check guards.
+
+    The walk follows the ``"websocket"`` entry of a
+    :class:`~django_realtime.routing.ProtocolTypeRouter`, every route of a
+    :class:`~django_realtime.routing.URLRouter`, and middleware that keeps
+    the application it wraps in an ``inner``, ``application`` or ``app``
+    attribute, down to consumers. An :class:`OriginValidator` that allows
+    ``"*"`` guards nothing.
+
+    Returns:
+        The route patterns (``"ws/chat/<room>/"``; ``"(every path)"`` for a
+        consumer without a router) that lead to a consumer without passing
+        an origin check; ``None`` when the walk cannot see any consumer (a
+        plain function, say); ``[]`` when every route is guarded or there is
+        no WebSocket application.
+    """
+    return _unguarded(application, "", 0)
+
+
+def _unguarded(application: object, prefix: str, depth: int) -> list[str] | None:
+    if depth > 100:  # A wrapper that wraps itself: nothing to see.
+        return None
+    if isinstance(application, OriginValidator) and "*" not in (
+        application.allowed_origins
+    ):
+        return []
+    if isinstance(application, ProtocolTypeRouter):
+        websocket = application.application_mapping.get("websocket")
+        return [] if websocket is None else _unguarded(websocket, prefix, depth + 1)
+    if isinstance(application, URLRouter):
+        seen = [
+            _unguarded(route.application, prefix + str(route.pattern), depth + 1)
+            for route in application.routes
+        ]
+        if all(routes is None for routes in seen):
+            return None
+        return [route for routes in seen if routes for route in routes]
+    if getattr(application, "consumer_class", None) is not None:
+        return [prefix or "(every path)"]
+    for name in _INNER_ATTRIBUTES:
+        inner = getattr(application, name, None)
+        if inner is not None and inner is not application and callable(inner):
+            return _unguarded(inner, prefix, depth + 1)
+    return None

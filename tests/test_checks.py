@@ -9,8 +9,14 @@ from django.core.checks import CheckMessage
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
+from django.urls import path
 
 from django_realtime import checks
+from django_realtime.auth import AuthMiddlewareStack
+from django_realtime.consumers import AsyncWebsocketConsumer
+from django_realtime.middleware.limits import ConnectionLimits
+from django_realtime.routing import ProtocolTypeRouter, URLRouter
+from django_realtime.security import AllowedHostsOriginValidator, OriginValidator
 
 GOOD_APP = "tests.runserver_project.asgi.application"
 MEMORY = "django_realtime.layers.InMemoryChannelLayer"
@@ -344,3 +350,90 @@ def test_server_side_session_engines_are_not_w006(settings: Any, engine: str) ->
     settings.SESSION_ENGINE = f"django.contrib.sessions.backends.{engine}"
 
     assert checks.check_session_engine() == []
+
+
+class Room(AsyncWebsocketConsumer):
+    channel_layer_alias = None
+
+
+ROOM_ROUTES = [path("ws/room/<str:name>/", Room.as_asgi())]
+UNGUARDED = ProtocolTypeRouter(
+    {"websocket": AuthMiddlewareStack(URLRouter(ROOM_ROUTES))}
+)
+GUARDED = ProtocolTypeRouter(
+    {
+        "websocket": AllowedHostsOriginValidator(
+            ConnectionLimits(AuthMiddlewareStack(URLRouter(ROOM_ROUTES)))
+        )
+    }
+)
+STAR_GUARD = ProtocolTypeRouter(
+    {"websocket": OriginValidator(URLRouter(ROOM_ROUTES), ["*"])}
+)
+PARTLY_GUARDED = URLRouter(
+    [
+        path("open/", URLRouter(ROOM_ROUTES)),
+        path("closed/", OriginValidator(URLRouter(ROOM_ROUTES), ["https://a.test"])),
+    ]
+)
+BARE_CONSUMER = ProtocolTypeRouter({"websocket": Room.as_asgi()})
+HTTP_ONLY = ProtocolTypeRouter({"http": Room.as_asgi()})
+
+
+def w007(settings: Any, application: str, hosts: list[str]) -> list[CheckMessage]:
+    settings.ALLOWED_HOSTS = hosts
+    settings.ASGI_APPLICATION = f"{__name__}.{application}"
+    return checks.check_websocket_origin()
+
+
+def test_any_host_and_unguarded_websocket_routes_is_w007(settings: Any) -> None:
+    [message] = w007(settings, "UNGUARDED", ["*"])
+
+    assert message.id == "django_realtime.W007"
+    assert "ws/room/<str:name>/" in message.msg
+    assert "AllowedHostsOriginValidator" in (message.hint or "")
+
+
+def test_w007_reaches_the_check_command(settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.ASGI_APPLICATION = f"{__name__}.UNGUARDED"
+
+    assert run_realtime_checks() == ["django_realtime.W007"]
+
+
+@pytest.mark.parametrize(
+    ("application", "hosts"),
+    [
+        ("GUARDED", ["*"]),
+        ("UNGUARDED", ["example.com"]),
+        ("HTTP_ONLY", ["*"]),
+        ("no_such_application", ["*"]),
+    ],
+)
+def test_guarded_routes_or_listed_hosts_are_not_w007(
+    settings: Any, application: str, hosts: list[str]
+) -> None:
+    assert w007(settings, application, hosts) == []
+
+
+def test_an_application_the_check_cannot_see_into_is_not_w007(settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+
+    assert checks.check_websocket_origin() == []  # GOOD_APP: a plain function
+
+
+def test_an_origin_validator_allowing_star_guards_nothing(settings: Any) -> None:
+    assert ids(w007(settings, "STAR_GUARD", ["*"])) == ["django_realtime.W007"]
+
+
+def test_w007_names_only_the_unguarded_routes(settings: Any) -> None:
+    [message] = w007(settings, "PARTLY_GUARDED", ["*"])
+
+    assert "open/ws/room/<str:name>/" in message.msg
+    assert "closed/" not in message.msg
+
+
+def test_a_consumer_without_a_router_is_every_path(settings: Any) -> None:
+    [message] = w007(settings, "BARE_CONSUMER", ["*"])
+
+    assert "(every path)" in message.msg
