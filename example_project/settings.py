@@ -3,10 +3,22 @@
 They run as they are, on the embedded defaults: SQLite and the in-memory
 channel layer. The environment changes what a deployment needs:
 
-``DJANGO_SECRET_KEY``
-    The secret key; a development key is used when it is unset.
 ``DJANGO_DEBUG``
-    ``0`` turns ``DEBUG`` off; it is on otherwise.
+    ``0`` (or ``false``, ``no``, ``off``) turns ``DEBUG`` off; ``1`` (or
+    ``true``, ``yes``, ``on``), or no value at all, leaves it on. Anything
+    else stops the project with ``ImproperlyConfigured``.
+``DJANGO_SECRET_KEY``
+    The secret key. Without it, a development key is used while ``DEBUG``
+    is on; with ``DEBUG`` off, the project refuses to start until it is set
+    to a key of your own.
+``DJANGO_ALLOWED_HOSTS``
+    Host names the site answers to, separated by commas, instead of
+    ``localhost``, ``127.0.0.1`` and ``[::1]``. WebSockets are accepted only
+    from pages of these hosts.
+``METRICS_ALLOWED_NETWORKS``
+    Networks, separated by commas (``10.0.0.0/8,127.0.0.1``), whose
+    addresses may read ``/metrics`` without logging in; staff users may read
+    it from anywhere. None by default.
 ``REDIS_URL``
     Use this Redis server (``redis://127.0.0.1:6379``) for the channel layer
     and for the history of streams, so that several server processes and
@@ -22,17 +34,49 @@ channel layer. The environment changes what a deployment needs:
 """
 
 import importlib.util
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get(
-    "DJANGO_SECRET_KEY", "django-insecure-example-project-development-key"
-)
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") != "0"
-ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_debug = os.environ.get("DJANGO_DEBUG", "1").strip().lower()
+if _debug not in _TRUE | _FALSE:
+    raise ImproperlyConfigured(
+        "Expected DJANGO_DEBUG to be 1, true, yes or on (DEBUG on), or 0, false, "
+        f"no or off (DEBUG off), got {os.environ['DJANGO_DEBUG']!r}."
+    )
+DEBUG = _debug in _TRUE
+
+# Good for development only: everyone who reads this repository knows it.
+DEVELOPMENT_SECRET_KEY = "django-insecure-example-project-development-key"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+# Django marks the keys that startproject generates "django-insecure-".
+if not DEBUG and SECRET_KEY.startswith("django-insecure-"):
+    raise ImproperlyConfigured(
+        "Expected a secret key of your own in DJANGO_SECRET_KEY with DEBUG off "
+        "(DJANGO_DEBUG=0), got "
+        + (
+            "the development key"
+            if SECRET_KEY == DEVELOPMENT_SECRET_KEY
+            else "a key starting with 'django-insecure-'"
+        )
+        + ". Make one with: python -c 'from django.core.management.utils import "
+        "get_random_secret_key; print(get_random_secret_key())'"
+    )
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get(
+        "DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"
+    ).split(",")
+    if host.strip()
+]
 
 INSTALLED_APPS = [
     # Before staticfiles, so that its ASGI runserver is the one Django runs.
@@ -116,6 +160,24 @@ if REDIS_URL:
 # Prometheus metrics at /metrics when prometheus-client is installed
 # (pip install -e ".[example]").
 REALTIME["METRICS"] = importlib.util.find_spec("prometheus_client") is not None
+
+
+def _networks(text: str) -> list[str]:
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(
+                "Expected METRICS_ALLOWED_NETWORKS to be networks separated by "
+                f"commas, such as 10.0.0.0/8,127.0.0.1, got {item!r} in {text!r}."
+            ) from None
+    return networks
+
+
+# Who may read /metrics besides staff users: the addresses of these networks
+# (the client address the ASGI server reports), none by default.
+METRICS_ALLOWED_NETWORKS = _networks(os.environ.get("METRICS_ALLOWED_NETWORKS", ""))
 
 # The most WebSocket connections one server process holds (see asgi.py): under
 # the process's file descriptor limit, with room for the database and Redis.

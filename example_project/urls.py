@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from django_realtime.ops.metrics import metrics_view
+from example_project.metrics import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index")),
@@ -16,7 +16,7 @@ urlpatterns = [
     # chat/templates/registration/login.html.
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
-    # Prometheus's scrape (404 while REALTIME["METRICS"] is off). Keep it off
-    # the public internet in production: see docs/topics/observability.rst.
-    path("metrics", metrics_view),
+    # Prometheus's scrape, for staff users and METRICS_ALLOWED_NETWORKS only
+    # (404 for anyone else, and while REALTIME["METRICS"] is off).
+    path("metrics", metrics),
 ]

@@ -3,8 +3,8 @@
 Each room is a stream, ``chat.<room>``, whose publications are the room's
 messages as they are saved: ``{"type": "message", "id": ..., "author":
 "...", "text": "..."}``, ``id`` being the row's primary key. Only logged-in
-users get a socket, and the socket of ``/ws/chat/<room>/`` may subscribe to
-that room's stream alone.
+users get a socket, only to a room that exists, and the socket of
+``/ws/chat/<room>/`` may subscribe to that room's stream alone.
 
 A page posts a message with a ``post`` request, ``{"text": "..."}``. The
 consumer saves it as a :class:`~example_project.chat.models.Message` row and
@@ -22,8 +22,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, transaction
 
 from django_realtime import DenyConnection
+from django_realtime.ops.logs import printable
 from django_realtime.streams import RequestError, StreamConsumer, publish
-from example_project.chat.models import MAX_MESSAGE_LENGTH, Message
+from example_project.chat.models import MAX_MESSAGE_LENGTH, Message, Room
 
 __all__ = ["ChatConsumer", "message_data", "post_message", "room_stream"]
 
@@ -66,10 +67,11 @@ def post_message(*, room: str, author: AbstractBaseUser, text: str) -> Message:
     """Save a message of ``room``, and publish it to the room once committed.
 
     Raises:
-        DatabaseError: The row could not be saved; nothing was published.
+        DatabaseError: The row could not be saved (the room or the author is
+            gone, say); nothing was published.
     """
     with transaction.atomic():
-        message = Message.objects.create(room=room, author=author, text=text)
+        message = Message.objects.create(room_id=room, author=author, text=text)
         # Inside atomic(), publish() waits for the commit, and publishes
         # nothing if the transaction rolls back: nobody hears of a message
         # that was never saved.
@@ -83,12 +85,20 @@ class ChatConsumer(StreamConsumer):
     room_name: str
 
     async def connect(self) -> None:
-        """Refuse anonymous users; accept the rest."""
+        """Refuse anonymous users and rooms that do not exist; accept the rest."""
         # The route's "room" converter has already validated the name.
         self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
         if not self.scope["user"].is_authenticated:
             # Refused before accept(), the handshake fails with HTTP 403, as
             # for a foreign origin.
+            raise DenyConnection
+        if not await Room.objects.filter(name=self.room_name).aexists():
+            # Nothing is kept for a room nobody created: no stream is read.
+            logger.warning(
+                "Refused a socket of %r to room %s: no such room.",
+                self.scope["user"].get_username(),
+                printable(self.room_name),
+            )
             raise DenyConnection
         await self.accept()
 

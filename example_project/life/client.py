@@ -1,6 +1,8 @@
 """Cell clients: the networking shell around :class:`~example_project.life.cell.Cell`.
 
-Each cell is its own WebSocket client of ``ws/life/<board>/cell/<x>/<y>/``.
+Each cell is its own WebSocket client of ``ws/life/<board>/cell/<x>/<y>/``,
+which paces what it sends to stay under the server's message rate
+(:mod:`~example_project.life.pace`).
 :func:`run_cells` runs some cells in one event loop; :func:`process_main` is
 the body of one cell process started by ``manage.py gameoflife``, which
 reports progress to the command through a pipe and stops when the command
@@ -29,10 +31,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Origin
 
 from example_project.life.cell import Cell, Message, State, decode, encode
+from example_project.life.pace import PACE_BURST, PACE_RATE, Pacer
 
 __all__ = [
     "CellClientError",
     "CellSpec",
+    "PacedSender",
     "Progress",
     "RunConfig",
     "cell_url",
@@ -154,12 +158,30 @@ class _Tracker:
             self._report(progress)
 
 
-async def _send(socket: ClientConnection, messages: Iterable[Message]) -> None:
-    for message in messages:
-        await socket.send(json.dumps(encode(message)))
+class PacedSender:
+    """Send a cell's messages on one connection, under the server's rate limit.
+
+    Make one per connection, in the event loop that runs it: the server's
+    limit starts afresh with each connection.
+    """
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.loop = asyncio.get_running_loop()
+        # The server's bucket is full on a new connection; so is this one.
+        self.pacer = Pacer(PACE_RATE, PACE_BURST, self.loop.time())
+
+    async def send(self, messages: Iterable[Message]) -> None:
+        """Send ``messages`` in order, each once the pace allows it."""
+        for message in messages:
+            wait = self.pacer.take(self.loop.time())
+            if wait:
+                # Over the pace: the server would close the socket with 4029.
+                await asyncio.sleep(wait)
+            await self.socket.send(json.dumps(encode(message)))
 
 
-async def _ask_again(socket: ClientConnection, cell: Cell, now: float) -> None:
+async def _ask_again(out: PacedSender, cell: Cell, now: float) -> None:
     """Send a hello if the cell waited too long: a message may have been lost."""
     hello = cell.poll(now)
     if hello:
@@ -169,7 +191,7 @@ async def _ask_again(socket: ClientConnection, cell: Cell, now: float) -> None:
             cell.generation,
             sorted(cell.missing()) or "its neighbours to finish",
         )
-        await _send(socket, hello)
+        await out.send(hello)
 
 
 async def _play(
@@ -177,16 +199,17 @@ async def _play(
 ) -> None:
     """Exchange states on one connection until it closes."""
     loop = asyncio.get_running_loop()
+    out = PacedSender(socket)
     if cell.generation == 0 and config.delay:
         # Cells starting together would greet in one burst: spread them.
         await asyncio.sleep(random.uniform(0, config.delay))
-    await _send(socket, cell.greet(loop.time()))
+    await out.send(cell.greet(loop.time()))
     while True:
         try:
             async with asyncio.timeout(cell.patience):
                 frame = await socket.recv(decode=True)
         except TimeoutError:
-            await _ask_again(socket, cell, loop.time())
+            await _ask_again(out, cell, loop.time())
             continue
         try:
             content = json.loads(frame)
@@ -211,8 +234,8 @@ async def _play(
             # Without the jitter, every cell would send at the same instant,
             # a burst that can overflow the channel of a watching page.
             await asyncio.sleep(config.delay * random.uniform(0.5, 1.5))
-        await _send(socket, replies)
-        await _ask_again(socket, cell, loop.time())
+        await out.send(replies)
+        await _ask_again(out, cell, loop.time())
 
 
 async def _run_cell(cell: Cell, config: RunConfig, tracker: _Tracker) -> None:

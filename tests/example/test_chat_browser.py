@@ -246,8 +246,13 @@ def expected_log(ids: list[int], lines: list[str]) -> list[tuple[int, Any]]:
     return list(zip(ids, lines, strict=True))
 
 
-def new_room() -> str:
-    return f"browser-{uuid.uuid4().hex[:12]}"
+def new_room(server: ServerProcess) -> str:
+    """Create a room of the test's own, as the superuser bob, on ``server``."""
+    room = f"browser-{uuid.uuid4().hex[:12]}"
+    creator = Browser(server.address)
+    creator.log_in("bob")
+    assert creator.create_room(room).status == 200
+    return room
 
 
 def test_a_page_whose_connection_is_cut_catches_up_without_reloading(
@@ -257,7 +262,7 @@ def test_a_page_whose_connection_is_cut_catches_up_without_reloading(
 ) -> None:
     chat = serve("runserver")
     proxy = proxies(chat)
-    room = new_room()
+    room = new_room(chat)
     bob = Bob(chat, room)
     (before,) = bob.say("said before alice came")
     room_page.log_in_and_open(proxy.url, room)
@@ -303,7 +308,7 @@ def test_the_page_shows_each_message_once_however_often_its_connection_is_cut(
 ) -> None:
     chat = serve("runserver")
     proxy = proxies(chat)
-    room = new_room()
+    room = new_room(chat)
     bob = Bob(chat, room)
     room_page.log_in_and_open(proxy.url, room)
     room_page.mark()
@@ -333,7 +338,7 @@ def test_a_message_both_on_the_page_and_on_the_stream_shows_once(
 ) -> None:
     chat = serve("runserver")
     proxy = proxies(chat)
-    room = new_room()
+    room = new_room(chat)
     bob = Bob(chat, room)
     said = bob.say("first", "second")
 
@@ -367,7 +372,7 @@ def test_with_redis_a_page_catches_up_across_a_server_restart_without_reloading(
     # Bob's server stays up while Alice's restarts.
     bob_server = serve("daphne", REDIS_URL=redis_url, DJANGO_DEBUG="0")
     proxy = proxies(chat)
-    room = new_room()
+    room = new_room(bob_server)
     bob = Bob(bob_server, room)
     room_page.log_in_and_open(proxy.url, room)
     room_page.mark()
@@ -398,7 +403,7 @@ def test_a_page_whose_history_is_lost_reloads_its_messages(
 ) -> None:
     chat = serve("runserver")
     proxy = proxies(chat)
-    room = new_room()
+    room = new_room(chat)
     room_page.log_in_and_open(proxy.url, room)
     room_page.mark()
     (hello,) = Bob(chat, room).say("hello alice")

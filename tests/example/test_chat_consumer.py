@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.test import AsyncClient
 from django.urls import include, path
@@ -26,12 +28,18 @@ from django.urls import include, path
 from django_realtime.auth import AuthMiddlewareStack
 from django_realtime.routing import URLRouter
 from django_realtime.streams import Position, set_stream_store
+from django_realtime.streams.positions import History, Publication
 from django_realtime.streams.stores import MemoryHistoryStore
+from django_realtime.streams.stores.base import Listener
+from django_realtime.streams.stores.redis import RedisHistoryStore
 from django_realtime.testing import StreamClient, flush_streams
 from django_realtime.testing.streams import RequestFailed
 from example_project.chat.consumers import post_message, room_stream
-from example_project.chat.models import MAX_MESSAGE_LENGTH, Message
+from example_project.chat.models import MAX_MESSAGE_LENGTH, Message, Room
 from example_project.chat.routing import websocket_urlpatterns
+from tests.example.test_chat_e2e import redis_url
+
+__all__ = ["redis_url"]  # a fixture, used by name
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
 
@@ -55,10 +63,30 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+class RecordingStore(MemoryHistoryStore):
+    """An in-memory store that notes every stream it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.touched: set[str] = set()
+
+    async def publish(self, stream: str, data: str) -> Publication:
+        self.touched.add(stream)
+        return await super().publish(stream, data)
+
+    async def read(self, stream: str, since: Position | None = None) -> History:
+        self.touched.add(stream)
+        return await super().read(stream, since)
+
+    async def listen(self, stream: str, listener: Listener) -> None:
+        self.touched.add(stream)
+        await super().listen(stream, listener)
+
+
 @pytest.fixture(autouse=True)
-def store() -> Iterator[MemoryHistoryStore]:
+def store() -> Iterator[RecordingStore]:
     """Give each test streams of its own, in a fresh in-memory store."""
-    fresh = MemoryHistoryStore()
+    fresh = RecordingStore()
     old = set_stream_store(fresh)
     yield fresh
     set_stream_store(old)
@@ -88,6 +116,7 @@ async def join() -> AsyncIterator[Join]:
     ) -> StreamClient:
         if username not in cookies:
             cookies[username] = await session_cookie(username)
+        await Room.objects.aget_or_create(name=room)
         client = StreamClient(
             APPLICATION, f"/ws/chat/{room}/", [(b"cookie", cookies[username])]
         )
@@ -154,13 +183,13 @@ async def test_members_of_a_room_hear_each_others_saved_messages(join: Join) -> 
     heard_by_alice = await alice.wait_for("chat.lobby", 2)
 
     first, second = await saved_messages()
-    assert (first.pk, first.room, first.author.username, first.text) == (
+    assert (first.pk, first.room_id, first.author.username, first.text) == (
         from_alice,
         "lobby",
         "alice",
         "hello from alice",
     )
-    assert (second.pk, second.room, second.author.username, second.text) == (
+    assert (second.pk, second.room_id, second.author.username, second.text) == (
         from_bob,
         "lobby",
         "bob",
@@ -224,7 +253,7 @@ async def test_another_room_hears_nothing(join: Join) -> None:
 
     (saved,) = await saved_messages()
     assert await alice.wait_for("chat.lobby", 1) == [said(saved)]
-    assert saved.room == "lobby"
+    assert saved.room_id == "lobby"
     assert await carol.communicator.receive_nothing()
 
 
@@ -304,7 +333,7 @@ async def test_room_names_of_letters_digits_hyphens_underscores_are_routed(
 
     assert (await member.wait_for(f"chat.{room}", 1))[0]["text"] == "hi"
     (saved,) = await saved_messages()
-    assert saved.room == room
+    assert saved.room_id == room
 
 
 @pytest.mark.parametrize(
@@ -445,6 +474,7 @@ async def test_the_page_of_a_room_with_no_message_yet_starts_at_offset_zero(
     join: Join,
 ) -> None:
     await session_cookie("alice")
+    await Room.objects.acreate(name="empty-room")
 
     html = await room_page("alice", "empty-room")
 
@@ -456,6 +486,7 @@ async def test_post_message_publishes_only_once_the_row_has_committed(
     store: MemoryHistoryStore,
 ) -> None:
     alice = await User.objects.acreate_user("alice", password=PASSWORD)
+    await Room.objects.acreate(name="lobby")
 
     def post_in_a_transaction() -> tuple[int, int]:
         with transaction.atomic():
@@ -488,3 +519,100 @@ async def test_a_socket_that_floods_the_room_is_closed_with_4029(
                 break
     assert output["code"] == 4029
     assert "over 10 messages a second (bursts of 30)" in caplog.text
+
+
+# -- rooms exist before anyone talks in them ----------------------------------
+
+
+async def test_a_socket_to_a_room_nobody_created_is_refused_and_reads_no_stream(
+    store: RecordingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cookie = await session_cookie("alice")
+    client = StreamClient(APPLICATION, "/ws/chat/made-up/", [(b"cookie", cookie)])
+
+    with (
+        caplog.at_level(logging.WARNING, logger="example_project.chat"),
+        pytest.raises(RequestFailed),
+    ):
+        await client.connect()
+
+    assert store.touched == set()
+    assert "Refused a socket of 'alice' to room made-up: no such room." in caplog.text
+    assert not await Room.objects.filter(name="made-up").aexists()
+
+
+@pytest.mark.usefixtures("page_settings")
+async def test_the_page_of_a_room_nobody_created_is_a_404_and_reads_no_stream(
+    store: RecordingStore,
+) -> None:
+    await session_cookie("alice")
+    client = AsyncClient()
+    assert await client.alogin(username="alice", password=PASSWORD)
+
+    response = await client.get("/chat/made-up/")
+
+    assert response.status_code == 404
+    assert store.touched == set()
+    assert not await Room.objects.filter(name="made-up").aexists()
+
+
+async def test_a_room_deleted_while_members_are_connected_takes_no_more_messages(
+    join: Join,
+) -> None:
+    alice = await join("closing", "alice")
+    await post(alice, "last words")
+    await Room.objects.filter(name="closing").adelete()
+
+    with pytest.raises(RequestFailed) as refused:
+        await post(alice, "anyone?")
+
+    assert refused.value.code == "not_saved"
+    # The room's messages went with it, and nothing new was published.
+    assert await saved_messages() == []
+    assert len(await alice.wait_for("chat.closing", 1)) == 1
+    assert await alice.communicator.receive_nothing()
+
+
+@pytest.mark.parametrize("name", ["lobby\n", "two words", "", "a" * 51, "café"])
+def test_a_room_name_that_cannot_be_in_a_url_is_refused(name: str) -> None:
+    field = Room._meta.get_field("name")
+
+    with pytest.raises(ValidationError):
+        field.clean(name, Room(name=name))
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("page_settings")
+async def test_visiting_rooms_nobody_created_leaves_no_key_in_redis(
+    redis_url: str,
+) -> None:
+    import redis.asyncio as aioredis
+
+    prefix = f"chat-test-{uuid.uuid4().hex[:12]}"
+    store = RedisHistoryStore(redis_url, prefix=prefix)
+    old = set_stream_store(store)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        cookie = await session_cookie("alice")
+        client = AsyncClient()
+        assert await client.alogin(username="alice", password=PASSWORD)
+        for room in ("made-up", "another-one", "and-more"):
+            assert (await client.get(f"/chat/{room}/")).status_code == 404
+            socket = StreamClient(
+                APPLICATION, f"/ws/chat/{room}/", [(b"cookie", cookie)]
+            )
+            with pytest.raises(RequestFailed):
+                await socket.connect()
+
+        assert await redis.keys(f"{prefix}:*") == []
+        # A room that exists has a stream, which Redis keeps.
+        await Room.objects.acreate(name="real")
+        assert (await client.get("/chat/real/")).status_code == 200
+        assert await redis.keys(f"{prefix}:*") == [
+            f"{prefix}:{{chat.real}}:meta".encode()
+        ]
+    finally:
+        set_stream_store(old)
+        await store.flush()
+        await store.close()
+        await redis.aclose()

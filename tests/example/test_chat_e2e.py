@@ -43,6 +43,8 @@ IO_TIMEOUT = 10.0
 
 USERS = ("alice", "bob")
 PASSWORD = "e2e-Password-not-common-42"
+#: A user who is not staff: she may talk, not create rooms.
+MEMBER = "carol"
 
 
 # The command line of each server after the interpreter, for a free port.
@@ -64,15 +66,35 @@ def free_port() -> int:
         return port
 
 
+# Every process of a test run shares it, as the servers of one site do, so
+# that a session made by one is valid on another, DEBUG on or off.
+SECRET_KEY = "e2e-secret-key-of-the-test-run-" + uuid.uuid4().hex
+
+# The example project's settings read these; a test sets what it needs.
+SETTINGS_ENVIRONMENT = {
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_DEBUG",
+    "DJANGO_SECRET_KEY",
+    "METRICS_ALLOWED_NETWORKS",
+    "REDIS_LAYER_BACKEND",
+    "REDIS_URL",
+}
+
+
 def example_env(db_path: Path, **overrides: str) -> dict[str, str]:
-    """Return the environment of a process of the example project."""
+    """Return the environment of a process of the example project.
+
+    It has a secret key of the test run's own, so that ``DJANGO_DEBUG="0"``
+    starts; pass ``DJANGO_SECRET_KEY=""`` to go without.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"REDIS_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY"}
+        if key not in SETTINGS_ENVIRONMENT
     }
     env.update(
         DJANGO_SETTINGS_MODULE="example_project.settings",
+        DJANGO_SECRET_KEY=SECRET_KEY,
         EXAMPLE_DB_PATH=str(db_path),
         PYTHONUNBUFFERED="1",
     )
@@ -162,7 +184,10 @@ def manage(db_path: Path, *args: str, **env: str) -> None:
 
 @pytest.fixture(scope="module")
 def example_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Return a SQLite file set up as the README says: migrate, createsuperuser."""
+    """Return a SQLite file set up as the README says: migrate, createsuperuser.
+
+    Its users are the superusers alice and bob, and carol, who is not staff.
+    """
     db_path = tmp_path_factory.mktemp("example") / "db.sqlite3"
     manage(db_path, "migrate", "--noinput")
     assert db_path.exists()
@@ -175,6 +200,13 @@ def example_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
             DJANGO_SUPERUSER_EMAIL=f"{username}@example.com",
             DJANGO_SUPERUSER_PASSWORD=PASSWORD,
         )
+    manage(
+        db_path,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        f"User.objects.create_user({MEMBER!r}, password={PASSWORD!r})",
+    )
     return db_path
 
 
@@ -241,6 +273,12 @@ class Browser:
         assert page.url == f"{self.origin}/chat/", page.url
         assert f'<strong id="user-name">{username}</strong>' in page.text
         return page
+
+    def create_room(self, room: str) -> Page:
+        """Create ``room`` with the index's form; return the page it leads to."""
+        index = self.request("/chat/")
+        assert index.status == 200, index
+        return self.submit("/chat/", {"name": room}, index)
 
     def on(self, address: str) -> Browser:
         """Return this browser on the server at ``address``: the same cookies."""
@@ -421,8 +459,9 @@ def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
 
     alice.log_in("alice")
     bob.log_in("bob")
-    page = alice.request(f"/chat/{room}/")
+    page = alice.create_room(room)
     assert page.status == 200
+    assert page.url == f"{alice.origin}/chat/{room}/"
     assert f"<h1>Room {room}</h1>" in page.text
     assert '<strong id="user-name">alice</strong>' in page.text
     assert script_data(page, "room-name") == room
@@ -486,6 +525,55 @@ def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
     assert chat.terminate() == EXIT_ON_SIGTERM[server], chat.output
 
 
+def test_rooms_exist_before_anyone_talks_and_only_staff_create_them(
+    serve: Serve,
+) -> None:
+    chat = serve("runserver")
+    room = f"new-{uuid.uuid4().hex[:8]}"
+    alice, carol = Browser(chat.address), Browser(chat.address)
+    alice.log_in("alice")
+    carol.log_in(MEMBER)
+
+    # A room nobody created: no page, no socket, and a member cannot make one.
+    index = carol.request(f"/chat/?room={room}")
+    assert index.status == 404
+    assert f"There is no room &#x27;{room}&#x27;." in index.text
+    assert "Rooms are created by staff." in index.text
+    assert 'name="name"' not in index.text
+    assert carol.request(f"/chat/{room}/").status == 404
+    assert_refused(carol, f"/ws/chat/{room}/")
+    refused = carol.submit("/chat/", {"name": room}, index)
+    assert refused.status == 403
+    assert "Creating rooms needs the chat.add_room permission." in refused.text
+    assert carol.request(f"/chat/{room}/").status == 404
+
+    # A superuser is offered to create it, and does.
+    offer = alice.request(f"/chat/?room={room}")
+    assert offer.status == 404
+    assert f'id="new-room-name" name="name" type="text" value="{room}"' in offer.text
+    bad = alice.submit("/chat/", {"name": "two words"}, offer)
+    assert bad.status == 400
+    assert "A room name is 1 to 50 letters" in bad.text
+    created = alice.create_room(room)
+    assert created.url == f"{alice.origin}/chat/{room}/"
+    assert f"<h1>Room {room}</h1>" in created.text
+
+    # Now everyone finds it, and may talk in it.
+    found = carol.request(f"/chat/?room={room}")
+    assert (found.status, found.url) == (200, f"{carol.origin}/chat/{room}/")
+    assert f'<a href="/chat/{room}/">{room}</a>' in carol.request("/chat/").text
+    with carol.open_socket(f"/ws/chat/{room}/") as socket:
+        streams = Streams(socket)
+        streams.subscribe(f"chat.{room}")
+        streams.post("first!")
+        assert texts(streams.wait_for(f"chat.{room}", 1)) == [(MEMBER, "first!")]
+    # Creating it again goes to it.
+    again = alice.create_room(room)
+    assert (again.status, again.url) == (200, f"{alice.origin}/chat/{room}/")
+    assert "first!" in again.text
+    assert chat.terminate() == 0, chat.output
+
+
 def test_runserver_announces_itself_and_serves_the_page_scripts(serve: Serve) -> None:
     chat = serve("runserver")
     address = chat.address
@@ -514,7 +602,7 @@ def test_after_a_restart_on_the_in_memory_store_a_page_is_told_to_reload(
     room = f"restart-{uuid.uuid4().hex[:8]}"
     alice = Browser(chat.address)
     alice.log_in("alice")
-    since = script_data(alice.request(f"/chat/{room}/"), "room-since")
+    since = script_data(alice.create_room(room), "room-since")
     with alice.open_socket(f"/ws/chat/{room}/") as socket:
         Streams(socket).subscribe(f"chat.{room}", since)
         Streams(socket).post("before the restart")
@@ -563,6 +651,7 @@ def test_rooms_span_server_processes_and_their_restarts_through_redis(
     bob.log_in("bob")
     # A room of its own, so that concurrent runs on the same Redis never meet.
     room = f"e2e-{uuid.uuid4().hex}"
+    alice.create_room(room)
     stream, path = f"chat.{room}", f"/ws/chat/{room}/"
     # Bob's page comes from daphne, his socket goes to uvicorn: the position
     # is the same in every process.
