@@ -18,14 +18,16 @@ A drain, started by SIGTERM, by ``manage.py drain`` or by :func:`drain` /
 
 The drain follows connections through :mod:`django_realtime.ops.lifecycle`
 (``AppConfig.ready()`` calls :func:`install`). The first connection of a
-process joins the control group that ``manage.py drain`` sends to, unless
-the default channel layer is the in-memory one (``CONTROL``).
+process that runs under a server joins the control group that ``manage.py
+drain`` sends to (:mod:`django_realtime.ops.drain_control`), unless the
+default channel layer is the in-memory one or ``CONTROL`` is off.
 
 SIGTERM is the server's: the drain takes it over only when asked, with
 ``REALTIME["DRAIN"]["SIGNAL"] = True`` or :func:`handle_sigterm` in
 ``asgi.py``. Then the first connection replaces the server's SIGTERM
-handler with one that drains and then chains to it (a second SIGTERM
-chains at once). SIGINT (Ctrl-C) is always left to the server.
+handler with one that drains and then chains to it, and a second SIGTERM
+chains at once (:mod:`django_realtime.ops.drain_signal`). SIGINT (Ctrl-C)
+is always left to the server.
 
 daphne (through autobahn) refuses to send 1012; there the close code is
 :data:`DAPHNE_CLOSE_SERVICE_RESTART` (4012), and the reason is not sent.
@@ -37,24 +39,16 @@ import asyncio
 import concurrent.futures
 import contextvars
 import logging
-import math
-import os
-import signal
-import socket
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from django_realtime.conf import DEFAULTS, get_setting
-from django_realtime.layers import get_channel_layer
-from django_realtime.ops import lifecycle
-
-if TYPE_CHECKING:
-    from django_realtime.layers.base import ChannelLayer
+from django_realtime.ops import drain_control, drain_signal, lifecycle
+from django_realtime.ops.drain_control import CONTROL_GROUP, DrainRequest
+from django_realtime.ops.drain_plan import plan_batches
 
 __all__ = [
     "CLOSE_SERVICE_RESTART",
@@ -79,9 +73,6 @@ logger = logging.getLogger(__name__)
 CLOSE_SERVICE_RESTART = 1012
 #: What 1012 becomes on daphne, which sends only 1000 and 3000-4999.
 DAPHNE_CLOSE_SERVICE_RESTART = 4012
-#: The channel layer group of the processes that obey ``manage.py drain``.
-CONTROL_GROUP = "django_realtime.ops.drain"
-
 # Connections in the order they were accepted (a dict keeps it), with the
 # loop each runs on: a drain closes the oldest of its loop first.
 _live: dict[Any, asyncio.AbstractEventLoop] = {}
@@ -97,10 +88,6 @@ _emptied: asyncio.Event | None = None
 _engaged = False
 # handle_sigterm() was called: take SIGTERM over whatever the setting says.
 _sigterm_wanted = False
-# The server's SIGTERM handler that ours replaced (None: not replaced).
-_server_sigterm: Any = None
-_sigterm_received = False
-_stopped = False
 _control: asyncio.Task[None] | None = None
 # Tasks nobody awaits, kept here so that they are not collected mid-way.
 _background: set[asyncio.Task[Any]] = set()
@@ -199,36 +186,6 @@ def resume() -> None:
     _draining = False
 
 
-def plan_batches(
-    count: int, batch_size: int, interval: float, deadline: float
-) -> list[tuple[float, int]]:
-    """Return when (seconds after the start) to close how many of ``count``.
-
-    Batches of ``batch_size`` go every ``interval`` seconds, but the last
-    one goes within half the deadline: with more connections than that
-    allows, the batches grow. The other half of the deadline is for the
-    handlers that are running and the closing handshakes.
-
-    Raises:
-        ValueError: ``batch_size`` is not positive, or ``interval`` or
-            ``deadline`` is negative.
-    """
-    if batch_size <= 0 or interval < 0 or deadline < 0:
-        raise ValueError(
-            "Expected batch_size > 0, interval >= 0 and deadline >= 0, got "
-            f"{batch_size!r}, {interval!r} and {deadline!r}."
-        )
-    if count <= 0:
-        return []
-    if interval > 0:
-        fitting = int(deadline / 2 / interval) + 1
-        batch_size = max(batch_size, math.ceil(count / fitting))
-    return [
-        (number * interval, min(batch_size, count - number * batch_size))
-        for number in range(math.ceil(count / batch_size))
-    ]
-
-
 async def drain(
     *,
     batch_size: int | None = None,
@@ -295,7 +252,7 @@ def start_drain(
         done: concurrent.futures.Future[DrainReport] = concurrent.futures.Future()
         done.set_result(DrainReport(0, 0, 0.0))
         if stop:
-            _stop_server()
+            drain_signal.stop_server()
         else:
             resume()
         return done
@@ -444,7 +401,7 @@ async def _drain_then(
     if stop:
         if _control is not None:
             _control.cancel()
-        _stop_server()
+        drain_signal.stop_server()
     else:
         resume()
     return report
@@ -459,156 +416,49 @@ def _in_background(task: asyncio.Task[Any]) -> None:
 
 
 def _engage(loop: asyncio.AbstractEventLoop) -> None:
-    """Take over the server's SIGTERM and join the control group, if served."""
-    global _engaged, _server_sigterm, _control
+    """Take SIGTERM over if asked, and join the control group, under a server."""
+    global _engaged, _control
     _engaged = True
-    if threading.current_thread() is not threading.main_thread():
-        return  # Signals go to the main thread only: not a server's loop.
-    handler = signal.getsignal(signal.SIGTERM)
-    if not callable(handler):
-        # Nobody handles SIGTERM (a test run, a script): not under a server.
-        return
-    if getattr(handler, "__name__", "") == "_sighandler_noop":
-        # loop.add_signal_handler() (hypercorn): the loop reads the signal
-        # from its wakeup fd whatever the Python handler is.
-        logger.warning(
-            "The server handles SIGTERM with loop.add_signal_handler(): "
-            "SIGTERM does not drain; run `manage.py drain` before stopping it."
-        )
+    if not drain_signal.under_server():
         return
     options = _options()
     if options["SIGNAL"] or _sigterm_wanted:
-        _server_sigterm = handler
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        drain_signal.take_over(_start_for_sigterm)
     if options["CONTROL"]:
-        layer = _control_layer()
+        layer = drain_control.control_layer()
         if layer is not None:
             # track() runs in the first consumer's handler: a copy of its
             # context would keep that consumer alive for the process's life.
             _control = loop.create_task(
-                _obey_commands(layer), context=contextvars.Context()
+                drain_control.listen(layer, _answer), context=contextvars.Context()
             )
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Drain, then call the server's handler; on a second SIGTERM, call it now."""
-    global _sigterm_received
+def _start_for_sigterm() -> bool:
+    """Schedule a drain that stops the server; return ``False`` if none can run."""
     loop = _loop
-    if _sigterm_received or loop is None or loop.is_closed():
-        _stop_server()
-        return
-    _sigterm_received = True
+    if loop is None or loop.is_closed():
+        return False
     try:
         # The signal may interrupt a handler: not its context.
-        loop.call_soon_threadsafe(_start_for_sigterm, context=contextvars.Context())
+        loop.call_soon_threadsafe(_drain_and_stop, context=contextvars.Context())
     except RuntimeError:  # The loop has been closed meanwhile.
-        _stop_server()
+        return False
+    return True
 
 
-def _start_for_sigterm() -> None:
+def _drain_and_stop() -> None:
     _in_background(asyncio.get_running_loop().create_task(_drain_then(True, {})))
 
 
-def _stop_server() -> None:
-    """Stop the process as SIGTERM would have without us (once)."""
-    global _server_sigterm, _stopped
-    if _stopped:
-        return
-    _stopped = True
-    handler, _server_sigterm = _server_sigterm, None
-    if handler is None:
-        # Not installed (not the main thread, or SIGNAL is off): whoever
-        # handles SIGTERM stops the process.
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-    signal.signal(signal.SIGTERM, handler)
-    handler(signal.SIGTERM, None)
-
-
-def _control_layer() -> ChannelLayer | None:
-    """Return the default layer if it reaches other processes, else ``None``."""
-    try:
-        layer = get_channel_layer()
-    except Exception as exc:  # A broken layer must not break the connection.
-        logger.warning("`manage.py drain` cannot reach this process: %s", exc)
-        return None
-    if layer is None or type(layer).__name__ == "InMemoryChannelLayer":
-        return None
-    if "groups" not in getattr(layer, "extensions", ()):
-        return None
-    return layer
-
-
-def _is_for(message: dict[str, Any], host: str, pid: int) -> bool:
-    """Return whether a drain command ``message`` is meant for this process."""
-    hosts = message.get("hosts") or []
-    pids = message.get("pids") or []
-    return (not hosts or host in hosts) and (not pids or pid in pids)
-
-
-async def _obey_commands(layer: ChannelLayer) -> None:
-    """Join the control group, renewing it before it expires; obey commands."""
+async def _answer(request: DrainRequest) -> None:
+    """Start the drain ``request`` asks for; tell the command, now and at the end."""
+    logger.info(
+        "`manage.py drain` asked this process to drain (stop: %s).", request.stop
+    )
+    deadline = request.parameters.get("deadline", _options()["DEADLINE"])
     loop = asyncio.get_running_loop()
-    # Renew well within the layer's group expiry (a day by default).
-    renew = max(1.0, float(getattr(layer, "group_expiry", 86400)) / 4)
-    host, pid = socket.gethostname(), os.getpid()
-    channel: str | None = None
-    renew_at = 0.0
-    while True:
-        try:
-            if channel is None:
-                channel = await layer.new_channel()
-            if loop.time() >= renew_at:
-                await layer.group_add(CONTROL_GROUP, channel)
-                renew_at = loop.time() + renew
-            try:
-                async with asyncio.timeout_at(renew_at):
-                    message = await layer.receive(channel)
-            except TimeoutError:
-                continue
-            if message.get("type") == "drain.request" and _is_for(message, host, pid):
-                await _answer(layer, message, host, pid)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.warning(
-                "Listening for `manage.py drain` failed; retrying in 1 s.",
-                exc_info=True,
-            )
-            await asyncio.sleep(1)  # back off before the layer is asked again
-            renew_at = 0.0
-
-
-async def _answer(
-    layer: ChannelLayer, message: dict[str, Any], host: str, pid: int
-) -> None:
-    """Start the drain ``message`` asks for; tell the command, now and at the end."""
-    parameters = {
-        key: message[key]
-        for key in ("batch_size", "interval", "deadline", "reason")
-        if message.get(key) is not None
-    }
-    stop = bool(message.get("stop", True))
-    reply_to = message.get("reply_to")
-    logger.info("`manage.py drain` asked this process to drain (stop: %s).", stop)
-    deadline = parameters.get("deadline", _options()["DEADLINE"])
-    loop = asyncio.get_running_loop()
-    about = {"host": host, "pid": pid, "connections": len(_open_on(loop))}
-    tell = None
-    if isinstance(reply_to, str):
-        started = {"type": "drain.started", **about, "deadline": deadline}
-        await layer.send(reply_to, started)
-
-        async def tell(report: DrainReport) -> None:
-            await layer.send(
-                reply_to,
-                {
-                    "type": "drain.finished",
-                    **about,
-                    "closed": report.closed,
-                    "still_open": report.still_open,
-                    "elapsed": report.elapsed,
-                },
-            )
-
-    _in_background(loop.create_task(_drain_then(stop, parameters, tell)))
+    tell = await request.started(len(_open_on(loop)), deadline)
+    _in_background(
+        loop.create_task(_drain_then(request.stop, request.parameters, tell))
+    )

@@ -1,4 +1,9 @@
-"""The ASGI application (and URLconf) of the drain tests' server processes."""
+"""The ASGI application (and URLconf) of the drain tests' server processes.
+
+With ``DRAIN_TEST_HANDLE_SIGTERM=1`` in the environment it opts into
+draining on SIGTERM the way ``asgi.py`` does, with ``drain.handle_sigterm()``;
+the other way is ``"SIGNAL": True`` in ``DRAIN_TEST_OPTIONS``.
+"""
 
 import os
 
@@ -13,6 +18,9 @@ from django.urls import path  # noqa: E402
 from django_realtime.ops import drain  # noqa: E402
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from tests.drain.consumers import Echo, Streams  # noqa: E402
+
+if os.environ.get("DRAIN_TEST_HANDLE_SIGTERM") == "1":
+    drain.handle_sigterm()
 
 urlpatterns = [path("ready/", drain.ready)]
 

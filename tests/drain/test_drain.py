@@ -5,14 +5,17 @@ test_servers_e2e.py)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 from django.test import RequestFactory, override_settings
 
 from django_realtime.checks import check_drain
 from django_realtime.conf import DEFAULTS
-from django_realtime.ops import drain
+from django_realtime.ops import drain, drain_control, drain_signal
 from django_realtime.testing import WebsocketCommunicator
 from tests.drain import consumers
 from tests.drain.consumers import Echo
@@ -72,15 +75,15 @@ def test_plan_batches_refuses_bad_parameters(
 
 
 def test_a_command_without_hosts_or_pids_is_for_every_process() -> None:
-    assert drain._is_for({"hosts": [], "pids": []}, "web-1", 7)
+    assert drain_control.is_for({"hosts": [], "pids": []}, "web-1", 7)
 
 
 def test_a_command_picks_processes_by_host_and_pid() -> None:
     message = {"hosts": ["web-1", "web-2"], "pids": [7]}
 
-    assert drain._is_for(message, "web-2", 7)
-    assert not drain._is_for(message, "web-3", 7)
-    assert not drain._is_for(message, "web-1", 8)
+    assert drain_control.is_for(message, "web-2", 7)
+    assert not drain_control.is_for(message, "web-3", 7)
+    assert not drain_control.is_for(message, "web-1", 8)
 
 
 # -- the settings check ----------------------------------------------------------
@@ -241,3 +244,98 @@ async def test_start_drain_drains_from_another_thread_and_resumes() -> None:
     assert [message["code"] for _, message in closes] == [1012] * 3
     assert (report.closed, report.still_open) == (3, 0)
     assert not drain.is_draining()
+
+
+# -- SIGTERM: the server's unless asked ------------------------------------------
+
+
+class ServerHandler:
+    """A server's SIGTERM handler: records the signals it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.called = asyncio.Event()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.calls.append(signum)
+        self.called.set()
+
+
+@pytest.fixture
+def server_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerHandler]:
+    """Install a server's SIGTERM handler; start the process as if fresh."""
+    handler = ServerHandler()
+    previous = signal.signal(signal.SIGTERM, handler)
+    # What the first connection of a fresh process finds.
+    monkeypatch.setattr(drain, "_engaged", False)
+    monkeypatch.setattr(drain, "_sigterm_wanted", False)
+    for name, value in [
+        ("_server_handler", None),
+        ("_start", None),
+        ("_received", False),
+        ("_stopped", False),
+    ]:
+        monkeypatch.setattr(drain_signal, name, value)
+    try:
+        yield handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.timeout(10)
+@override_settings(REALTIME={"DRAIN": {"CONTROL": False}})
+async def test_by_default_the_first_connection_leaves_the_servers_sigterm_alone(
+    server_handler: ServerHandler,
+) -> None:
+    (client,) = await _connected(1)
+
+    assert drain._engaged
+    assert signal.getsignal(signal.SIGTERM) is server_handler
+    await client.disconnect()
+
+
+@pytest.mark.timeout(10)
+@override_settings(REALTIME={"DRAIN": {"CONTROL": False, "DEADLINE": 5}})
+async def test_handle_sigterm_drains_on_sigterm_then_calls_the_servers_handler(
+    server_handler: ServerHandler,
+) -> None:
+    drain.handle_sigterm()
+    (client,) = await _connected(1)
+    assert signal.getsignal(signal.SIGTERM) is not server_handler
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    _, close = await _closed(client)
+    await server_handler.called.wait()
+
+    assert close["code"] == 1012
+    assert server_handler.calls == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) is server_handler
+
+
+@pytest.mark.timeout(10)
+@override_settings(
+    REALTIME={"DRAIN": {"CONTROL": False, "SIGNAL": True, "INTERVAL": 0, "DEADLINE": 1}}
+)
+async def test_the_signal_setting_takes_sigterm_over_and_a_second_one_stops_at_once(
+    server_handler: ServerHandler,
+) -> None:
+    slow, other = await _connected(2)
+    consumers.sleep_started = asyncio.Event()
+    await slow.send_to(text_data="slow 2")
+    await consumers.sleep_started.wait()
+    consumers.sleep_started = None
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    # The drain is under way: the slow connection's close waits for its
+    # handler, the other one is closed.
+    _, close = await _closed(other)
+    assert server_handler.calls == []
+    os.kill(os.getpid(), signal.SIGTERM)
+    await server_handler.called.wait()
+    report = await drain.drain()  # joins the drain under way
+
+    assert close["code"] == 1012
+    assert server_handler.calls == [signal.SIGTERM]
+    assert (report.closed, report.still_open) == (1, 1)
+    assert await slow.receive_from(timeout=5) == "done"
+    await slow.disconnect()

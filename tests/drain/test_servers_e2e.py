@@ -1,7 +1,9 @@
 """Drains of real uvicorn and daphne processes on loopback.
 
-SIGTERM, ``manage.py drain`` through Redis, and a stream client that
-follows a stream across a drain, from one server to another.
+SIGTERM (the server's by default; drained when the process opts in, by the
+``SIGNAL`` setting or ``drain.handle_sigterm()`` in its ASGI module),
+``manage.py drain`` through Redis, and a stream client that follows a
+stream across a drain, from one server to another.
 """
 
 # The timeouts of these tests are arguments of the calls they bound.
@@ -135,11 +137,17 @@ async def _wait_for_exit(server: Server, timeout: float) -> int:
     return int(code)
 
 
-@pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
+@pytest.mark.parametrize(
+    ("kind", "opt_in"), [("uvicorn", "setting"), ("daphne", "asgi.py")]
+)
 async def test_sigterm_closes_every_connection_in_batches_then_the_server_exits(
-    kind: str, start_server: StartServer
+    kind: str, opt_in: str, start_server: StartServer
 ) -> None:
-    server = start_server(kind, {"BATCH_SIZE": 50, "INTERVAL": 0.4, "DEADLINE": 10})
+    options = {"BATCH_SIZE": 50, "INTERVAL": 0.4, "DEADLINE": 10}
+    if opt_in == "setting":
+        server = start_server(kind, {**options, "SIGNAL": True})
+    else:
+        server = start_server(kind, options, DRAIN_TEST_HANDLE_SIGTERM="1")
     clients = await _clients(server, 300)
     loop = asyncio.get_running_loop()
     assert await _status(server, "/ready/") == 200
@@ -187,7 +195,11 @@ async def test_sigterm_closes_every_connection_in_batches_then_the_server_exits(
 async def test_a_second_sigterm_stops_the_server_without_waiting_for_the_drain(
     start_server: StartServer,
 ) -> None:
-    server = start_server("daphne", {"BATCH_SIZE": 1, "INTERVAL": 0.1, "DEADLINE": 20})
+    server = start_server(
+        "daphne",
+        {"BATCH_SIZE": 1, "INTERVAL": 0.1, "DEADLINE": 20},
+        DRAIN_TEST_HANDLE_SIGTERM="1",
+    )
     slow, other = await _clients(server, 2)
     await slow.ws.send("slow 30")
     while await other.ask("busy") != "1":
@@ -205,6 +217,26 @@ async def test_a_second_sigterm_stops_the_server_without_waiting_for_the_drain(
     assert "closed" not in server.output.rpartition("Draining:")[2]
     await asyncio.wait_for(slow.closed, 5)
     assert slow.received == []
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
+async def test_by_default_sigterm_is_left_to_the_server_and_does_not_drain(
+    kind: str, start_server: StartServer
+) -> None:
+    server = start_server(kind, {"BATCH_SIZE": 1, "INTERVAL": 1, "DEADLINE": 20})
+    clients = await _clients(server, 5)
+
+    os.kill(server.pid, signal.SIGTERM)
+    closes = await asyncio.wait_for(
+        asyncio.gather(*(client.closed for client in clients)), 10
+    )
+    await _wait_for_exit(server, 10)
+
+    # The server's own shutdown: no drain, hence none of its close codes
+    # and reasons (uvicorn closes with 1012 too, without a reason).
+    assert "Draining" not in server.output
+    assert (DRAIN_CODE["daphne"], "") not in closes
+    assert not any(reason == "service restart" for _, reason in closes)
 
 
 async def test_sigint_still_stops_the_server_at_once(
@@ -353,7 +385,7 @@ async def test_the_drain_command_fails_when_no_process_answers(
 async def test_the_drain_command_signals_local_processes_without_a_layer(
     start_server: StartServer,
 ) -> None:
-    server = start_server("uvicorn", {"BATCH_SIZE": 2, "INTERVAL": 0.2})
+    server = start_server("uvicorn", {"BATCH_SIZE": 2, "INTERVAL": 0.2, "SIGNAL": True})
     clients = await _clients(server, 4)
 
     status, out, err = await _manage(None, "drain", "--signal", f"--pid={server.pid}")
@@ -421,7 +453,7 @@ async def test_a_stream_client_resumes_on_another_server_after_a_drain(
 ) -> None:
     from django_realtime.streams.stores.redis import RedisHistoryStore
 
-    options = {"BATCH_SIZE": 1, "INTERVAL": 0.1, "DEADLINE": 5}
+    options = {"BATCH_SIZE": 1, "INTERVAL": 0.1, "DEADLINE": 5, "SIGNAL": True}
     draining = start_server("daphne", options, redis_prefix)
     spare = start_server("uvicorn", options, redis_prefix)
     store = RedisHistoryStore(prefix=redis_prefix)

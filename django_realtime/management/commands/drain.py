@@ -2,15 +2,17 @@
 
 Server processes on other hosts or in other containers cannot be signalled,
 so the command goes through the default channel layer: every server process
-that has accepted a WebSocket listens in the :data:`~django_realtime.ops.drain.
-CONTROL_GROUP` group (not with the in-memory layer, which reaches no other
-process). The command sends one request to the group; each process it
+that has accepted a WebSocket listens in the :data:`~django_realtime.ops.
+drain_control.CONTROL_GROUP` group (not with the in-memory layer, which
+reaches no other process). The command sends one request to the group; each process it
 selects (``--host``, ``--pid``; all without them) drains as on SIGTERM and,
 unless ``--no-stop``, stops. The processes answer; the command prints who
 did, and with ``--wait`` also how each drain ended.
 
 ``--signal`` sends SIGTERM to the ``--pid`` processes of this host instead,
-which needs no layer.
+which needs no layer; a process drains on it only if it has taken SIGTERM
+over (``REALTIME["DRAIN"]["SIGNAL"]`` or ``drain.handle_sigterm()``), and
+otherwise stops as its server does on SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers import get_channel_layer
 from django_realtime.layers.base import ChannelLayer
-from django_realtime.ops.drain import CONTROL_GROUP
+from django_realtime.ops.drain_control import CONTROL_GROUP
 
 __all__ = ["Command"]
 
@@ -65,7 +67,9 @@ class Command(BaseCommand):
             "--signal",
             action="store_true",
             help="Send SIGTERM to each --pid on this host instead of using the "
-            "channel layer (the process drains with its settings, then stops).",
+            "channel layer (a process that drains on SIGTERM, with "
+            "REALTIME['DRAIN']['SIGNAL'] or drain.handle_sigterm(), drains with "
+            "its settings, then stops; any other stops as its server does).",
         )
         parser.add_argument(
             "--no-stop",
