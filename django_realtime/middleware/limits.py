@@ -1,10 +1,15 @@
-"""Limits against abuse: connections per process, handshake time, message rate.
+"""Limits against abuse: connections (per process, per client), handshakes, rates.
 
 :class:`ConnectionLimits` wraps an ASGI application (put it outside the
 router, inside the origin check) and, for WebSocket connections only:
 
 - refuses a handshake when the process already holds ``max_connections``
   (the server answers HTTP 403, as for any refused handshake);
+- refuses a handshake when its client already holds
+  ``max_connections_per_address`` connections through this instance (the
+  address as :class:`~django_realtime.middleware.clients.ClientAddress`
+  finds it: the peer's, or a trusted proxy's header), or when its
+  logged-in user (``scope["user"]``) holds ``max_connections_per_user``;
 - refuses a connection whose application (middleware included) has
   neither accepted nor refused it ``handshake_timeout`` seconds after the
   server handed it over;
@@ -14,12 +19,18 @@ router, inside the origin check) and, for WebSocket connections only:
   and counted (``policy="drop"``).
 
 Limits nest: an outer instance for the whole process (``max_connections``,
-``handshake_timeout``) and inner ones around the routes that need a message
-rate; a connection is counted once, by the outermost, which alone applies
-``max_connections``.
+``handshake_timeout``, ``max_connections_per_address``) and inner ones:
+inside ``AuthMiddlewareStack`` for ``max_connections_per_user`` (the user
+is only known there), around the routes that need a message rate. A
+connection is counted in the process once, by the outermost instance, which
+alone applies ``max_connections``; each instance counts the connections
+through it per client, for its own per-client limits.
 
-Each refusal, close or first drop logs one warning; :data:`stats` counts
-them all. The rate is a token bucket (:class:`TokenBucket`), pure and
+Each close or first drop logs one warning; refusals log the first of a row
+and then the tenth, the hundredth... with counts, so that a client
+hammering at a limit writes a few lines. :data:`stats` counts them all.
+The rate is a token bucket (:class:`TokenBucket`), the per-client counts
+:class:`~django_realtime.middleware.clients.ClientCounter`: both pure and
 tested without a loop.
 """
 
@@ -32,7 +43,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django_realtime.middleware.clients import (
+    ClientAddress,
+    ClientCounter,
+    Refusal,
+    worth_logging,
+)
 from django_realtime.ops import metrics
+from django_realtime.ops.logs import printable
 from django_realtime.types import ASGIApp
 
 __all__ = [
@@ -56,6 +74,9 @@ class LimitStats:
     Attributes:
         open: WebSocket connections open now.
         refused_over_capacity: Handshakes refused at ``max_connections``.
+        refused_per_address: Handshakes refused at
+            ``max_connections_per_address``.
+        refused_per_user: Handshakes refused at ``max_connections_per_user``.
         handshake_timeouts: Connections closed for an unanswered handshake.
         rate_limited_closes: Connections closed for their message rate.
         rate_limited_drops: Messages dropped for their connection's rate.
@@ -63,6 +84,8 @@ class LimitStats:
 
     open: int = 0
     refused_over_capacity: int = 0
+    refused_per_address: int = 0
+    refused_per_user: int = 0
     handshake_timeouts: int = 0
     rate_limited_closes: int = 0
     rate_limited_drops: int = 0
@@ -75,6 +98,8 @@ stats = LimitStats()
 def _metrics_source() -> list[tuple[str, str, int]]:
     return [
         ("handshakes", "over_capacity", stats.refused_over_capacity),
+        ("handshakes", "over_address_limit", stats.refused_per_address),
+        ("handshakes", "over_user_limit", stats.refused_per_user),
         ("handshakes", "timeout", stats.handshake_timeouts),
         ("rate_limited", "closed", stats.rate_limited_closes),
         ("rate_limited", "dropped", stats.rate_limited_drops),
@@ -123,6 +148,14 @@ class ConnectionLimits:
         application: The ASGI application to protect.
         max_connections: Most WebSocket connections open in this process
             (``None``: no limit).
+        max_connections_per_address: Most WebSocket connections through
+            this instance from one client address (``None``: no limit).
+        max_connections_per_user: Most WebSocket connections through this
+            instance of one logged-in user (``None``: no limit). Anonymous
+            connections are not counted; this instance must be inside
+            ``AuthMiddlewareStack``.
+        client_address: Where the client address comes from (default: the
+            peer address, ``scope["client"]``).
         handshake_timeout: Seconds the application has to accept or refuse
             a handshake (``None``: no limit).
         rate: Messages a second each connection may send on average
@@ -139,6 +172,9 @@ class ConnectionLimits:
         application: ASGIApp,
         *,
         max_connections: int | None = None,
+        max_connections_per_address: int | None = None,
+        max_connections_per_user: int | None = None,
+        client_address: ClientAddress | None = None,
         handshake_timeout: float | None = 10.0,
         rate: float | None = None,
         burst: float | None = None,
@@ -147,8 +183,13 @@ class ConnectionLimits:
     ) -> None:
         if policy not in ("close", "drop"):
             raise ValueError(f"Expected policy 'close' or 'drop', got {policy!r}.")
-        if max_connections is not None and max_connections < 1:
-            raise ValueError(f"Expected max_connections >= 1, got {max_connections!r}.")
+        for name, limit in (
+            ("max_connections", max_connections),
+            ("max_connections_per_address", max_connections_per_address),
+            ("max_connections_per_user", max_connections_per_user),
+        ):
+            if limit is not None and (type(limit) is not int or limit < 1):
+                raise ValueError(f"Expected {name} >= 1, got {limit!r}.")
         if handshake_timeout is not None and handshake_timeout <= 0:
             raise ValueError(
                 f"Expected handshake_timeout > 0, got {handshake_timeout!r}."
@@ -157,6 +198,18 @@ class ConnectionLimits:
             TokenBucket(rate, burst or max(rate, 1.0), 0.0)  # validate
         self.application = application
         self.max_connections = max_connections
+        self.client_address = client_address or ClientAddress()
+        self.addresses = (
+            None
+            if max_connections_per_address is None
+            else ClientCounter(max_connections_per_address)
+        )
+        self.users = (
+            None
+            if max_connections_per_user is None
+            else ClientCounter(max_connections_per_user)
+        )
+        self._over_capacity_in_a_row = 0
         self.handshake_timeout = handshake_timeout
         self.rate = rate
         self.burst = burst or (max(rate, 1.0) if rate is not None else None)
@@ -164,34 +217,119 @@ class ConnectionLimits:
         self.clock = clock
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Run the application under the limits (WebSocket connections only)."""
+        """Run the application under the limits (WebSocket connections only).
+
+        Raises:
+            ValueError: ``max_connections_per_user`` is set and the scope has
+                no ``"user"`` (this instance is outside ``AuthMiddlewareStack``).
+        """
         if scope["type"] != "websocket":
             await self.application(scope, receive, send)
             return
-        if _COUNTED in scope:
-            # An outer ConnectionLimits counts this connection and applied
-            # max_connections: only this one's timeout and rate apply here.
-            await _Connection(self, scope.get("path", "?"), receive, send).run(scope)
-            return
-        scope[_COUNTED] = True
         path = scope.get("path", "?")
-        if self.max_connections is not None and stats.open >= self.max_connections:
-            stats.refused_over_capacity += 1
-            logger.warning(
-                "Refused a WebSocket to %s: this process holds %d connections, "
-                "its max_connections.",
-                path,
-                stats.open,
-            )
-            message = await receive()
-            if message["type"] == "websocket.connect":
-                await send({"type": "websocket.close", "code": 1013})
+        outermost = _COUNTED not in scope
+        if outermost:
+            scope[_COUNTED] = True
+            if self._over_capacity(path):
+                await _refuse(receive, send)
+                return
+        # An outer ConnectionLimits counts this connection in the process and
+        # applied max_connections: only this one's other limits apply here.
+        counted = self._count_client(scope, path)
+        if counted is None:
+            await _refuse(receive, send)
             return
-        stats.open += 1
+        if outermost:
+            stats.open += 1
         try:
             await _Connection(self, path, receive, send).run(scope)
         finally:
-            stats.open -= 1
+            if outermost:
+                stats.open -= 1
+            for counter, client in counted:
+                counter.close(client)
+
+    def _over_capacity(self, path: str) -> bool:
+        """Return whether the process holds ``max_connections`` (log, count)."""
+        if self.max_connections is None or stats.open < self.max_connections:
+            self._over_capacity_in_a_row = 0
+            return False
+        stats.refused_over_capacity += 1
+        self._over_capacity_in_a_row += 1
+        if worth_logging(self._over_capacity_in_a_row):
+            logger.warning(
+                "Refused a WebSocket to %s: this process holds %d connections, "
+                "its max_connections (%d refused in a row; the 1st, 10th, "
+                "100th... are logged).",
+                printable(path),
+                stats.open,
+                self._over_capacity_in_a_row,
+            )
+        return True
+
+    def _count_client(
+        self, scope: Any, path: str
+    ) -> list[tuple[ClientCounter, str]] | None:
+        """Count the connection against the per-client limits.
+
+        Returns:
+            The counters and keys to close when the connection ends, or
+            ``None`` when a limit refuses it (logged and counted).
+        """
+        # Every key first: a scope without a user raises before any count.
+        keys: list[tuple[ClientCounter, str | None, str]] = []
+        if self.addresses is not None:
+            keys.append((self.addresses, self.client_address.of(scope), "address"))
+        if self.users is not None:
+            keys.append((self.users, _user_key(scope), "user"))
+        counted: list[tuple[ClientCounter, str]] = []
+        for counter, client, per in keys:
+            if client is None:
+                continue
+            refusal = counter.open(client)
+            if refusal is not None:
+                for opened, key in counted:
+                    opened.close(key)
+                name = f"refused_per_{per}"
+                setattr(stats, name, getattr(stats, name) + 1)
+                _log_refusal(refusal, f"max_connections_per_{per}", path)
+                return None
+            counted.append((counter, client))
+        return counted
+
+
+def _user_key(scope: Any) -> str | None:
+    """Return ``"user <pk>"`` for a logged-in user, ``None`` for an anonymous one."""
+    if "user" not in scope:
+        raise ValueError(
+            "ConnectionLimits(max_connections_per_user=...) expected "
+            "scope['user'], which AuthMiddlewareStack sets, got a scope without "
+            "one: put this ConnectionLimits inside AuthMiddlewareStack."
+        )
+    user = scope["user"]
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return f"user {user.pk}"
+
+
+def _log_refusal(refusal: Refusal, limit: str, path: str) -> None:
+    if refusal.log:
+        logger.warning(
+            "Refused a WebSocket to %s from %s: it holds %d connections, its %s "
+            "(%d refused in a row; the 1st, 10th, 100th... are logged).",
+            printable(path),
+            printable(refusal.client),
+            refusal.held,
+            limit,
+            refusal.in_a_row,
+        )
+
+
+async def _refuse(receive: Any, send: Any) -> None:
+    """Refuse the handshake: closed before accept, the client sees HTTP 403."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1013})
 
 
 class _Connection:
@@ -258,7 +396,7 @@ class _Connection:
                 logger.warning(
                     "Dropping messages of the WebSocket to %s: over %s a second "
                     "(bursts of %s); they are counted in stats.",
-                    self.path,
+                    printable(self.path),
                     limits.rate,
                     limits.burst,
                 )
@@ -267,7 +405,7 @@ class _Connection:
         logger.warning(
             "Closing the WebSocket to %s with %d: over %s messages a second "
             "(bursts of %s).",
-            self.path,
+            printable(self.path),
             CLOSE_RATE_LIMITED,
             limits.rate,
             limits.burst,
@@ -288,7 +426,7 @@ class _Connection:
         logger.warning(
             "Refused the WebSocket to %s: the application neither accepted nor "
             "refused it within %s s.",
-            self.path,
+            printable(self.path),
             self.limits.handshake_timeout,
         )
         # Refused before accept: the client sees HTTP 403; the server then
