@@ -1,7 +1,7 @@
 """The suite's measurements, from the client side, on the load client.
 
 Every function drives one running server through
-:mod:`benchmarks.loadclient` and returns plain figures. Times
+:mod:`example_project.c10k.client` and returns plain figures. Times
 come from ``time.monotonic()`` / ``time.monotonic_ns()``; every wait is
 bounded.
 """
@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from benchmarks._servers import Server
-from benchmarks.loadclient import (
+from benchmarks.servers import Server
+from example_project.c10k.client import (
     HandshakeError,
     LoadConnection,
     SourceAddresses,

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _load, _report
-from benchmarks._servers import ROOT, Server, kill_all, pin, serving
-from benchmarks.loadclient import SourceAddresses
+from benchmarks.servers import ROOT, Server, kill_all, pin, serving
+from example_project.c10k.client import SourceAddresses
 
 STEPS = ("echo", "held", "auth", "fanout", "joins")
 SERVERS = ("uvicorn", "daphne")

@@ -1,12 +1,14 @@
 """A client that stops reading, on a real daphne: the server holds a bounded amount.
 
 daphne's own ``send`` never waits, so without ``flow_controlled`` the
-server keeps everything a stalled client cannot take. Short runs of
-``benchmarks.slow_client`` on daphne: 50 clients read a broadcast of
-16 KiB messages, 20 a second for 4 s, while one client (small receive
-buffer, Ethernet MSS) stops reading once subscribed and reads again at the
-end. The stream queue and the layer's channel capacity are 20 messages, so
-a server that kept everything (80 messages, 1.3 MB) fails the bounds.
+server keeps everything a stalled client cannot take. Here 50 clients read
+a broadcast of 16 KiB messages (80 of them, 20 a second) from
+``tests.slow_clients_project`` on daphne, while one client (small receive
+buffer, Ethernet MSS) stops reading once subscribed and reads again only
+once every reader has everything. The stream queue and the layer's channel
+capacity are 20 messages, so a server that kept everything (80 messages,
+1.3 MB) fails the bounds, and a broadcast that waited for the stalled
+client would never reach the readers.
 
 First the gate itself, with no server.
 """
@@ -23,37 +25,31 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from benchmarks import slow_client
-from benchmarks._servers import ROOT, Server, free_port
-from benchmarks._slow_client_clients import Broadcast, SlowClient, abort, tcp_sockets
-from benchmarks._slow_client_report import (
-    WRITE_BUFFERS,
-    CaseResult,
-    allowance,
-    parse_log,
-)
 from django_realtime.servers.daphne import _FlowGate, flow_controlled
-
-OPTIONS = slow_client.Options(
-    readers=50,
-    slow=(1,),
-    duration=4.0,
-    rate=20.0,
-    servers=("daphne",),
-    max_queued=20,
-    capacity=20,
-    # Long enough that a catch-up finds everything still there.
-    history=1000,
-    pin=False,
+from tests.servers import ROOT, ServerProcess, free_port
+from tests.slow_clients import (
+    APP,
+    COUNT,
+    GROUP,
+    HOST,
+    QUEUE,
+    READERS,
+    REDIS,
+    WRITE_BUFFERS,
+    SlowClient,
+    abort,
+    broadcast,
+    env_for,
+    parse_log,
+    tcp_queues,
 )
-
-HOST = "127.0.0.1"
 
 Test = TypeVar("Test", bound=Callable[..., Any])
 
@@ -122,73 +118,53 @@ async def test_a_lost_connection_wakes_the_sends_waiting_at_the_gate() -> None:
     assert cancelled.cancelled()
 
 
-def _assert_readers_unaffected(result: CaseResult) -> None:
-    assert result.incomplete_readers == 0, (result.delivered, result.expected)
-    assert result.p99 is not None
-    # Generous: other tests share the machine. A broadcast held up by the
-    # slow client would add its whole stall, seconds, to every reader.
-    assert result.p99 < 1.0, result.p99
-
-
 @e2e
 async def test_a_client_that_stops_reading_is_closed_with_4008_on_daphne(
     tmp_path: Path,
 ) -> None:
-    result = await slow_client.run_case(
-        "daphne", "stream", "close", 1, OPTIONS, tmp_path
-    )
+    result = await broadcast(tmp_path, "stream", "close")
 
-    _assert_readers_unaffected(result)
+    assert result.readers_complete == READERS
     assert result.log.closes == 1
-    assert result.log.errors == 0
-    (outcome,) = result.slow_clients
-    assert outcome.close_code == 4008
+    assert result.log.errors == []
+    assert result.stalled.close_code == 4008
     # What it got before the close came from the write buffers, not a queue.
-    assert outcome.held_bytes <= WRITE_BUFFERS
+    assert result.stalled.held_bytes <= WRITE_BUFFERS
 
 
 @e2e
 async def test_a_client_that_stops_reading_is_caught_up_from_history_on_daphne(
     tmp_path: Path,
 ) -> None:
-    result = await slow_client.run_case(
-        "daphne", "stream", "catch_up", 1, OPTIONS, tmp_path
-    )
+    result = await broadcast(tmp_path, "stream", "catch_up")
 
-    _assert_readers_unaffected(result)
+    assert result.readers_complete == READERS
     # The queue filled: the sends waited for the client.
     assert result.log.catch_ups >= 1
-    assert result.log.errors == 0
-    (outcome,) = result.slow_clients
-    assert outcome.close_code is None
-    assert outcome.caught_up
+    assert result.log.errors == []
+    stalled = result.stalled
+    assert stalled.close_code is None
+    assert stalled.caught_up
     # Every publication once and in order, the dropped ones from history.
-    assert (outcome.gaps, outcome.duplicates, outcome.lost_frames) == (0, 0, 0)
+    assert (stalled.gaps, stalled.duplicates, stalled.lost_frames) == (0, 0, 0)
 
 
 @e2e
 async def test_a_group_member_that_stops_reading_is_skipped_at_capacity_on_daphne(
     tmp_path: Path,
 ) -> None:
-    result = await slow_client.run_case("daphne", "group", None, 1, OPTIONS, tmp_path)
+    result = await broadcast(tmp_path, "group")
 
-    _assert_readers_unaffected(result)
+    assert result.readers_complete == READERS
     # group_send skipped the full member, with a warning and a count.
     assert result.log.layer_dropped > 0
-    assert result.log.errors == 0
-    (outcome,) = result.slow_clients
-    per_client = allowance(
-        "group",
-        result.frame_bytes,
-        OPTIONS.max_queued,
-        OPTIONS.max_queued_bytes,
-        OPTIONS.capacity,
-    )
-    assert outcome.held_bytes <= per_client.held
+    assert result.log.errors == []
+    stalled = result.stalled
+    assert stalled.held_bytes <= QUEUE * result.frame_bytes + WRITE_BUFFERS
     # Read again, it got what its channel and the buffers held, then nothing:
     # the rest was dropped for it.
-    assert outcome.after_frames < OPTIONS.count
-    assert not outcome.caught_up
+    assert stalled.after_frames < COUNT
+    assert not stalled.caught_up
 
 
 async def _subscribers(redis: Any, topic: str) -> int:
@@ -209,7 +185,7 @@ async def _until_the_server_stops_writing(server_port: int, client_port: int) ->
     """Return once the bytes the kernel queues for the client stop growing."""
     last, steady = -1, 0
     while steady < 5:
-        _, queued, _ = tcp_sockets().get((server_port, client_port), ("gone", 0, 0))
+        queued, _ = tcp_queues().get((server_port, client_port), (0, 0))
         steady = steady + 1 if queued == last and queued > 0 else 0
         last = queued
         await asyncio.sleep(0.1)  # the kernel's queue cannot be awaited
@@ -223,30 +199,24 @@ async def test_a_client_that_disconnects_while_its_send_waits_leaves_no_stuck_co
 
     from django_realtime.layers.redis import RedisChannelLayer
 
-    prefix = f"bdf{time.monotonic_ns() % 10**10}"
-    env = {
-        "DJANGO_SETTINGS_MODULE": slow_client.SETTINGS,
-        "BENCH_SLOW_REDIS": OPTIONS.redis_url,
-        "BENCH_SLOW_PREFIX": prefix,
-        # Room for everything: the member's handler waits in send, it is
-        # never skipped.
-        "BENCH_SLOW_CAPACITY": "1000",
-    }
+    prefix = f"slow-{uuid.uuid4().hex[:10]}"
+    # Room for everything: the member's handler waits in send, it is never
+    # skipped.
+    env = env_for(prefix, SLOW_CAPACITY="1000")
     server = await asyncio.to_thread(
-        Server, "daphne", slow_client.APP, env, None, tmp_path / "daphne.log"
+        ServerProcess, "daphne", APP, env, tmp_path / "daphne.log"
     )
-    layer = RedisChannelLayer([OPTIONS.redis_url], prefix=f"{prefix}-layer")
-    redis = Redis.from_url(OPTIONS.redis_url)
-    topic = layer._names.group_topic(slow_client.GROUP)
-    client = SlowClient(Broadcast("group", 1, 0))
+    layer = RedisChannelLayer([REDIS], prefix=f"{prefix}-layer")
+    redis = Redis.from_url(REDIS)
+    topic = layer._names.group_topic(GROUP)
+    client = SlowClient(stream=False)
     try:
-        await client.open(server.url("/ws/group/"), server.port, 4096, 1448)
+        await client.open(server.url("/ws/group/"), server.port)
         assert await _subscribers(redis, topic) == 1
         pad = "x" * 16384
         for n in range(60):  # 1 MB: far over the write buffer and the kernel's
             await layer.group_send(
-                slow_client.GROUP,
-                {"type": "bench.message", "data": {"n": n, "pad": pad}},
+                GROUP, {"type": "slow.message", "data": {"n": n, "pad": pad}}
             )
         # Then the member's handler waits in send, with the rest queued.
         async with asyncio.timeout(10):
@@ -310,7 +280,7 @@ def _start_daphne_tls(
     endpoint = f"ssl:port={port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
     environment = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     environment["PYTHONPATH"] = str(ROOT)
-    argv = ["-m", "daphne", "-e", endpoint, "-v", "0", slow_client.APP]
+    argv = ["-m", "daphne", "-e", endpoint, "-v", "0", APP]
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, *argv],
@@ -342,17 +312,12 @@ async def test_a_group_member_that_stops_reading_over_tls_is_skipped_at_capacity
     from django_realtime.layers.redis import RedisChannelLayer
 
     key, cert = _self_signed_certificate(tmp_path)
-    prefix = f"bdt{time.monotonic_ns() % 10**10}"
-    env = {
-        "DJANGO_SETTINGS_MODULE": slow_client.SETTINGS,
-        "BENCH_SLOW_REDIS": OPTIONS.redis_url,
-        "BENCH_SLOW_PREFIX": prefix,
-        "BENCH_SLOW_CAPACITY": "20",
-    }
+    prefix = f"slow-{uuid.uuid4().hex[:10]}"
+    env = env_for(prefix, SLOW_CAPACITY=str(QUEUE))
     port = free_port()
     log = tmp_path / "daphne.log"
     process = await asyncio.to_thread(_start_daphne_tls, port, key, cert, env, log)
-    layer = RedisChannelLayer([OPTIONS.redis_url], prefix=f"{prefix}-layer")
+    layer = RedisChannelLayer([REDIS], prefix=f"{prefix}-layer")
     context = ssl.create_default_context(cafile=str(cert))
     sock = socket.socket()
     sock.setblocking(False)
@@ -373,8 +338,7 @@ async def test_a_group_member_that_stops_reading_over_tls_is_skipped_at_capacity
         pad = "x" * 16384
         for n in range(100):  # 1.6 MB, 50 a second
             await layer.group_send(
-                slow_client.GROUP,
-                {"type": "bench.message", "data": {"n": n, "pad": pad}},
+                GROUP, {"type": "slow.message", "data": {"n": n, "pad": pad}}
             )
             await asyncio.sleep(0.02)  # pacing, not waiting for an event
     finally:
@@ -388,4 +352,4 @@ async def test_a_group_member_that_stops_reading_over_tls_is_skipped_at_capacity
     # The member's handler waited in send, its channel filled and
     # group_send skipped it: daphne did not take everything in.
     assert counts.layer_dropped > 0
-    assert counts.errors == 0
+    assert counts.errors == []

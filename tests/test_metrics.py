@@ -24,6 +24,7 @@ from django_realtime.middleware import limits
 from django_realtime.ops import metrics
 from django_realtime.ops.metrics import metrics_view
 from django_realtime.testing import WebsocketCommunicator
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -155,24 +156,18 @@ def scrape_url(port: int) -> str:
 def test_two_workers_are_scraped_as_one(tmp_path: Path) -> None:
     import websockets
 
-    from benchmarks._servers import COMMANDS, Server
-
     directory = tmp_path / "prom"
     directory.mkdir()
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(directory),
     }
-    COMMANDS["uvicorn-2"] = [*COMMANDS["uvicorn"][:-1], "--workers=2", "{app}"]
-    try:
-        server = Server(
-            "uvicorn-2",
-            "tests.metrics_project:application",
-            env,
-            None,
-            tmp_path / "log",
-        )
-    finally:
-        del COMMANDS["uvicorn-2"]
+    server = ServerProcess(
+        "uvicorn",
+        "tests.metrics_project:application",
+        env,
+        tmp_path / "log",
+        options=("--workers=2",),
+    )
     try:
 
         async def hold(count: int) -> list[float]:

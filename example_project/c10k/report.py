@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks.loadclient import ConnectionClosed, HandshakeError
 from django_realtime.exceptions import RealtimeError
+from example_project.c10k.client import ConnectionClosed, HandshakeError
 
 __all__ = [
     "Failure",

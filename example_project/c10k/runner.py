@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.loadclient import (
+from example_project.c10k.client import (
     LoadConnection,
     SourceAddresses,
     connect,

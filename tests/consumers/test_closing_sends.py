@@ -21,8 +21,8 @@ import pytest
 import websockets
 from autobahn.exception import Disconnected
 
-from benchmarks._servers import serving
 from django_realtime.consumers import AsyncWebsocketConsumer, WebsocketConsumer
+from tests.servers import serving
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -187,9 +187,7 @@ def test_real_servers_log_no_traceback_for_sends_after_a_close(
         return seen
 
     log = tmp_path / "server.log"
-    with serving(
-        name, "tests.consumers.closing_app:application", {}, None, log
-    ) as server:
+    with serving(name, "tests.consumers.closing_app:application", {}, log) as server:
         assert asyncio.run(talk(server.url("/ws/close-then-send/"))) == [
             ("close", 4001),
             ("close", 4001),

@@ -26,8 +26,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from benchmarks._servers import ROOT, Server
 from django_realtime.streams.positions import encode_data
+from tests.servers import ROOT, ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -35,20 +35,20 @@ APP = "tests.drain.app:application"
 #: The close code each server sends for a drain (daphne cannot send 1012).
 DRAIN_CODE = {"uvicorn": 1012, "daphne": 4012}
 
-StartServer = Callable[..., Server]
+StartServer = Callable[..., ServerProcess]
 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Start servers of the test's application; kill them after the test."""
-    started: list[Server] = []
+    started: list[ServerProcess] = []
 
     def start(
         kind: str,
         options: dict[str, Any],
         prefix: str | None = None,
         **more_env: str,
-    ) -> Server:
+    ) -> ServerProcess:
         env = {
             "DJANGO_SETTINGS_MODULE": "tests.drain.settings",
             "DRAIN_TEST_OPTIONS": json.dumps(options),
@@ -57,7 +57,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         if prefix is not None:
             env["DRAIN_TEST_REDIS_PREFIX"] = prefix
         log = tmp_path / f"{kind}-{len(started)}.log"
-        server = Server(kind, APP, env, None, log)
+        server = ServerProcess(kind, APP, env, log)
         started.append(server)
         return server
 
@@ -107,7 +107,7 @@ class Client:
         return await asyncio.wait_for(self.messages.get(), 5)
 
 
-async def _clients(server: Server, count: int) -> list[Client]:
+async def _clients(server: ServerProcess, count: int) -> list[Client]:
     clients: list[Client] = []
     for _ in range(0, count, 50):
         batch = min(50, count - len(clients))
@@ -118,7 +118,7 @@ async def _clients(server: Server, count: int) -> list[Client]:
     return clients
 
 
-async def _status(server: Server, path: str) -> int:
+async def _status(server: ServerProcess, path: str) -> int:
     """Return the HTTP status of a GET of ``path``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
@@ -129,7 +129,7 @@ async def _status(server: Server, path: str) -> int:
     return int(status_line.split()[1])
 
 
-async def _wait_for_exit(server: Server, timeout: float) -> int:
+async def _wait_for_exit(server: ServerProcess, timeout: float) -> int:
     """Wait for the server process to end (without blocking the clients)."""
     code = await asyncio.wait_for(
         asyncio.to_thread(server.process.wait, timeout), timeout + 1

@@ -26,8 +26,8 @@ from django.core.management.base import CommandError
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
-from benchmarks.loadclient import ConnectionClosed, HandshakeError
 from django_realtime.testing import WebsocketCommunicator
+from example_project.c10k.client import ConnectionClosed, HandshakeError
 from example_project.c10k.consumers import EchoConsumer
 from example_project.c10k.management.commands import testecho
 from example_project.c10k.management.commands.testecho import Command as EchoCommand

@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.stress.fuzz.run import main
+
+sys.exit(main())

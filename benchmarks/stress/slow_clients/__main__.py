@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.stress.slow_clients.run import main
+
+sys.exit(main())

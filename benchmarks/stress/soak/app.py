@@ -1,0 +1,203 @@
+"""The soak run's application (benchmarks.stress.soak).
+
+``ws/soak/<room>/``
+    An :class:`~django_realtime.consumers.AsyncWebsocketConsumer` that joins
+    the group ``room-<room>`` on connect and leaves it on disconnect. Each
+    text frame it receives is sent to its group; each ``room.message`` it
+    gets from the channel layer goes to its client as text.
+``soak/stats``
+    A plain ASGI HTTP endpoint for the driver, read only when no WebSocket
+    is open: after a full garbage collection, the consumers still alive,
+    the event loop's tasks, the objects the collector tracks, the layer's
+    counters, and what the two allocators hold: pymalloc's arenas and the
+    bytes of their blocks in use, glibc's heap in use and free (its
+    ``mallinfo2``), as JSON. With ``?trim=1`` it then hands the heap's free
+    memory back to the system (glibc's ``malloc_trim``) and reports the RSS
+    before and after.
+"""
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.stress.soak.settings")
+django.setup()
+
+import asyncio  # noqa: E402
+import ctypes  # noqa: E402
+import dataclasses  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import types  # noqa: E402
+import weakref  # noqa: E402
+from typing import Any  # noqa: E402
+
+from django.urls import path  # noqa: E402
+
+from django_realtime import release  # noqa: E402
+from django_realtime.consumers import AsyncWebsocketConsumer  # noqa: E402
+from django_realtime.layers import get_channel_layer  # noqa: E402
+from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+_alive: "weakref.WeakSet[RoomMember]" = weakref.WeakSet()
+
+
+class RoomMember(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        _alive.add(self)
+        self.room = f"room-{self.scope['url_route']['kwargs']['room']}"
+        await self.channel_layer.group_add(self.room, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(self.room, self.channel_name)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        await self.channel_layer.group_send(
+            self.room, {"type": "room.message", "text": text_data}
+        )
+
+    async def room_message(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+_libc = ctypes.CDLL("libc.so.6")
+
+
+def _pymalloc() -> dict[str, int | None]:
+    """Return pymalloc's arenas and the bytes of their blocks in use, in KiB.
+
+    ``sys._debugmallocstats()`` writes to the C stderr: it is caught in a
+    file for the time of the call.
+    """
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode(errors="replace")
+
+    def figure(label: str) -> int | None:
+        match = re.search(rf"# {label} += +([\d,]+)", text)
+        return int(match.group(1).replace(",", "")) if match else None
+
+    # No figures under PYTHONMALLOC=malloc: then glibc holds everything.
+    arenas = figure("arenas allocated current")
+    used = figure("bytes in allocated blocks")
+    return {
+        "pymalloc_arenas_kib": None if arenas is None else arenas * 1024,
+        "pymalloc_used_kib": None if used is None else used // 1024,
+    }
+
+
+def _glibc() -> dict[str, int]:
+    """Return glibc's heap in use and free (mmapped blocks count as used)."""
+    used, free = release.heap() or (0, 0)
+    return {"glibc_used_kib": used // 1024, "glibc_free_kib": free // 1024}
+
+
+def _holders(target: object, depth: int = 7) -> list[str]:
+    """Describe what keeps ``target`` alive: chains of referrer types.
+
+    The search's own lists and frames are left out; dicts show the keys
+    under which they hold the object, frames their function.
+    """
+    ignored = {id(sys._getframe())}
+    chains: list[str] = []
+    ignored.add(id(chains))
+    stack: list[tuple[object, str, int]] = [(target, type(target).__name__, 0)]
+    ignored.add(id(stack))
+    seen = {id(target)}
+    ignored.add(id(seen))
+    while stack and len(chains) < 16:
+        obj, path, level = stack.pop(0)
+        referrers = [
+            r
+            for r in gc.get_referrers(obj)
+            if id(r) not in ignored and id(r) not in seen
+        ]
+        ignored.add(id(referrers))
+        seen.update(id(r) for r in referrers)
+        if level == depth or not referrers:
+            chains.append(path)
+            continue
+        for referrer in referrers[:4]:
+            if isinstance(referrer, dict):
+                keys = [str(k) for k, v in referrer.items() if v is obj][:2]
+                name = f"dict[{','.join(keys)}]"
+            elif isinstance(referrer, asyncio.Task):
+                name = f"Task {referrer.get_name()!r}"
+            elif isinstance(referrer, types.FrameType):
+                name = f"frame {referrer.f_code.co_qualname}"
+            else:
+                name = type(referrer).__qualname__
+            stack.append((referrer, f"{path} <- {name}", level + 1))
+    return chains
+
+
+def stats(trim: bool) -> dict[str, Any]:
+    """Return the process's live objects and the layer's counters."""
+    gc.collect()
+    layer = get_channel_layer()
+    figures: dict[str, Any] = {
+        "consumers": len(_alive),
+        "held_by": [_holders(consumer) for consumer in _alive.copy()][:2],
+        "tasks": len(asyncio.all_tasks()),
+        "gc_objects": len(gc.get_objects()),
+        "layer": dataclasses.asdict(layer.stats)  # type: ignore[union-attr]
+        if dataclasses.is_dataclass(getattr(layer, "stats", None))
+        else None,
+        **_pymalloc(),
+        **_glibc(),
+    }
+    if trim:
+        figures["rss_before_trim_kib"] = _rss_kib()
+        _libc.malloc_trim(0)
+        figures["rss_after_trim_kib"] = _rss_kib()
+    return figures
+
+
+async def stats_endpoint(scope: Any, receive: Any, send: Any) -> None:
+    """Answer ``GET /soak/stats`` with :func:`stats`; 404 to anything else."""
+    if scope["path"] != "/soak/stats":
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = json.dumps(stats(scope["query_string"] == b"trim=1")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": stats_endpoint,
+        "websocket": URLRouter(
+            # django-stubs types path() for views; URLRouter takes ASGI apps.
+            [path("ws/soak/<int:room>/", RoomMember.as_asgi())]  # type: ignore[arg-type]
+        ),
+    }
+)

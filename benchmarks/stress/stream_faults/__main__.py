@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.stress.stream_faults.run import main
+
+sys.exit(main())
