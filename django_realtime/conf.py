@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_HISTORY": {
         "*": {"MAX_COUNT": 1000, "MAX_BYTES": 1024 * 1024, "MAX_AGE": 3600}
     },
+    # How much history one stream connection may replay (resumes and
+    # catch-ups): BURST bytes at once, RATE bytes a second on average
+    # (None: no limit); past it, its history reads wait.
+    "STREAM_REPLAY": {"RATE": 256 * 1024, "BURST": 1024 * 1024},
     # Record Prometheus metrics (django_realtime.ops.metrics; needs the
     # prometheus-client package: pip install django-realtime[metrics]).
     "METRICS": False,

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django_realtime.ops.logs import printable
+
 __all__ = [
     "EPOCH_CHANGED",
     "INVALID_POSITION",
@@ -57,12 +59,13 @@ def validate_stream_name(name: Any) -> str:
     Stream names are 1 to 200 ASCII letters, digits and ``_ . : @ = -``.
 
     Raises:
-        ValueError: ``name`` is not a valid stream name.
+        ValueError: ``name`` is not a valid stream name (the message quotes
+            at most a few hundred characters of it).
     """
     if type(name) is not str or _STREAM_NAME.fullmatch(name) is None:
         raise ValueError(
             "Expected a stream name of 1 to 200 ASCII letters, digits and "
-            f"'_.:@=-', got {name!r}."
+            f"'_.:@=-', got {printable(repr(name))}."
         )
     return name
 

@@ -3,30 +3,61 @@
 The protocol is specified in ``docs/topics/streams-protocol.rst``. This
 module is pure: :func:`parse_frame` turns a decoded JSON value into one of
 the frame classes or raises :class:`FrameError`; the ``*_frame`` functions
-build the server's frames as dicts ready for ``send_json``.
+build the server's frames as dicts, ready to encode as JSON.
+
+Client values quoted in error messages are cut to
+:data:`~django_realtime.ops.logs.EXCERPT_LIMIT` characters (:func:`excerpt`),
+so an error frame is never much bigger than its fixed text.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from django_realtime.consumers.websocket import CLOSE_TOO_SLOW
+from django_realtime.ops.logs import printable
 from django_realtime.streams.positions import Position, validate_stream_name
 
 __all__ = [
+    "CLOSE_STREAMING_FAILED",
+    "CLOSE_TOO_SLOW",
+    "MAX_EPOCH_LENGTH",
+    "MAX_TYPE_LENGTH",
     "FrameError",
     "Ping",
     "Request",
     "Subscribe",
     "Unsubscribe",
+    "encode_frame",
     "error_frame",
+    "excerpt",
     "lost_frame",
     "parse_frame",
     "subscribed_frame",
 ]
 
+#: The close code when the history store keeps failing: the client reconnects
+#: and resumes. (1011 says the same, but daphne cannot send it.)
+CLOSE_STREAMING_FAILED = 4011
+
+# CLOSE_TOO_SLOW (4008), the code every consumer closes a slow client with,
+# closes a client that does not keep up with its streams (the "close"
+# slow-client policy): it reconnects and resumes from history.
+
+#: Most characters of a request's ``type``.
+MAX_TYPE_LENGTH = 100
+#: Most characters of the ``epoch`` of a resume position.
+MAX_EPOCH_LENGTH = 100
+
 _REQUEST_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
+
+
+def excerpt(value: Any) -> str:
+    """Return ``repr(value)`` for an error message: escaped and cut short."""
+    return printable(repr(value))
 
 
 class FrameError(Exception):
@@ -102,7 +133,14 @@ def _since(frame_id: int, value: Any) -> Position | None:
             frame_id,
             "bad_frame",
             'Expected "since" to be {"epoch": <string>, "offset": <integer>}, '
-            f"got {value!r}.",
+            f"got {excerpt(value)}.",
+        )
+    if len(value["epoch"]) > MAX_EPOCH_LENGTH:
+        raise FrameError(
+            frame_id,
+            "bad_frame",
+            f'Expected a "since" epoch of at most {MAX_EPOCH_LENGTH} characters, '
+            f"got {len(value['epoch'])}.",
         )
     return Position(value["epoch"], value["offset"])
 
@@ -115,12 +153,14 @@ def parse_frame(content: Any) -> Frame:
     """
     if type(content) is not dict:
         raise FrameError(
-            None, "bad_frame", f"Expected a JSON object with a 'kind', got {content!r}."
+            None,
+            "bad_frame",
+            f"Expected a JSON object with a 'kind', got {excerpt(content)}.",
         )
     frame_id = content.get("id")
     if not isinstance(frame_id, int) or isinstance(frame_id, bool):
         raise FrameError(
-            None, "bad_frame", f"Expected an integer 'id', got {frame_id!r}."
+            None, "bad_frame", f"Expected an integer 'id', got {excerpt(frame_id)}."
         )
     kind = content.get("kind")
     if kind == "subscribe":
@@ -131,12 +171,16 @@ def parse_frame(content: Any) -> Frame:
         return Unsubscribe(frame_id, _stream(frame_id, content))
     if kind == "request":
         request_type = content.get("type")
-        if type(request_type) is not str or not _REQUEST_TYPE.fullmatch(request_type):
+        if (
+            type(request_type) is not str
+            or len(request_type) > MAX_TYPE_LENGTH
+            or not _REQUEST_TYPE.fullmatch(request_type)
+        ):
             raise FrameError(
                 frame_id,
                 "bad_frame",
-                "Expected a request 'type' of dotted names (\"chat.post\"), "
-                f"got {request_type!r}.",
+                "Expected a request 'type' of dotted names (\"chat.post\"), at "
+                f"most {MAX_TYPE_LENGTH} characters, got {excerpt(request_type)}.",
             )
         return Request(frame_id, request_type, content.get("data"))
     if kind == "ping":
@@ -145,7 +189,7 @@ def parse_frame(content: Any) -> Frame:
         frame_id,
         "bad_frame",
         "Expected 'kind' to be 'subscribe', 'unsubscribe', 'request' or 'ping', "
-        f"got {kind!r}.",
+        f"got {excerpt(kind)}.",
     )
 
 
@@ -186,3 +230,8 @@ def lost_frame(stream: str, position: Position, reason: str) -> dict[str, Any]:
 def error_frame(frame_id: int | None, code: str, message: str) -> dict[str, Any]:
     """Return an ``error`` frame answering the frame ``frame_id``."""
     return {"kind": "error", "id": frame_id, "code": code, "message": message}
+
+
+def encode_frame(frame: Any) -> str:
+    """Encode a frame as compact JSON text."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
