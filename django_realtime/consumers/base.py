@@ -3,19 +3,19 @@
 A consumer receives messages from two sources, the ASGI server (its
 connection) and the channel layer (its ``channel_name`` and groups), and
 calls one handler per message, named after the message ``type`` with dots
-turned into underscores (``chat.message`` calls ``chat_message()``).
-Handlers of one consumer never run concurrently.
+turned into underscores (``chat.message`` calls ``chat_message()``; what is
+not a handler is in :mod:`django_realtime.consumers.handlers`). Handlers of
+one consumer never run concurrently (:mod:`django_realtime.consumers.turn`).
 
 The logic is written once, async. A handler may be a coroutine function or a
 plain function: plain functions run on the sync pool
 (:mod:`django_realtime.delivery.sync`), so :class:`SyncConsumer` is only the
 sync spelling of ``send()``.
 
-What a handler sends to its connection is held in an
-:class:`~django_realtime.delivery.outbox.Outbox` and goes out when the handler
-returns; if the handler raises, none of it goes out.
-``send(..., immediately=True)`` sends at once, after everything held before
-it.
+Around every handler call the consumer opens an
+:class:`~django_realtime.delivery.outbox.Outbox`; when each send goes out,
+and whether what the handler held goes out when it ends, is decided by
+:func:`django_realtime.delivery.sends.decide`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_realtime.conf import get_setting
+from django_realtime.consumers.handlers import Handlers
+from django_realtime.consumers.turn import Turn
 from django_realtime.delivery.db import (
     aclose_old_connections,
     call_with_fresh_connections,
@@ -38,12 +40,15 @@ from django_realtime.delivery.db import (
 )
 from django_realtime.delivery.outbox import Outbox, activate, current_outbox, deactivate
 from django_realtime.delivery.sends import (
-    deliver,
+    FAILED,
+    RETURNED,
+    STOPPED,
+    Outcome,
     deliver_sync,
     held_layer,
-    hold,
     remember_sync_connections,
-    send_entries,
+    route,
+    settle,
 )
 from django_realtime.delivery.sync import run_sync
 from django_realtime.exceptions import (
@@ -60,6 +65,7 @@ from django_realtime.middleware.correlation import (
     new_correlation_id,
 )
 from django_realtime.ops import metrics
+from django_realtime.ops.logs import printable
 from django_realtime.types import ASGIApp, Message
 
 if TYPE_CHECKING:
@@ -68,34 +74,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncConsumer", "SyncConsumer"]
 
 logger = logging.getLogger(__name__)
-
-
-# Methods of the consumer classes that a message type must never reach: a
-# layer message of type "close" or "send" is not a handler call.
-_NOT_HANDLERS = frozenset(
-    {
-        "accept",
-        "as_asgi",
-        "close",
-        "connect",
-        "decode_json",
-        "disconnect",
-        "dispatch",
-        "encode_json",
-        "handle",
-        "receive",
-        "receive_json",
-        "send",
-        "send_body",
-        "send_headers",
-        "send_json",
-        "send_response",
-    }
-)
-
-
-# Message types only the ASGI server sends.
-_SERVER_EVENTS = ("websocket.", "http.", "lifespan.")
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -112,49 +90,44 @@ def _call_in_pool(
     return fn(*args, **kwargs)
 
 
-class _Turn:
-    """Let one of a consumer's two message sources run a handler at a time.
+def _check_initkwargs(cls: type[AsyncConsumer], initkwargs: dict[str, Any]) -> None:
+    """Raise ``TypeError`` unless ``cls(**initkwargs)`` takes every name.
 
-    :meth:`take` takes a free turn at once (no await) or returns what to
-    await for it; :meth:`release` hands the turn to the longest waiter, or
-    frees it.
+    A name goes to a constructor that declares it (any ``__init__`` of the
+    chain that passes ``**kwargs`` on, up to the base's); the base's
+    ``**kwargs`` sets the others as attributes, which the class must have.
     """
-
-    __slots__ = ("busy", "waiters")
-
-    def __init__(self) -> None:
-        self.busy = False
-        self.waiters: list[asyncio.Future[None]] = []
-
-    def take(self) -> Awaitable[None] | None:
-        """Take the turn if it is free; otherwise return an awaitable for it."""
-        if self.busy:
-            return self._wait()
-        self.busy = True
-        return None
-
-    async def _wait(self) -> None:
-        """Wait until the turn is handed to us."""
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                # Handed the turn, but cancelled before taking it: pass it on.
-                self.release()
-            else:
-                self.waiters.remove(waiter)
-            raise
-
-    def release(self) -> None:
-        """Hand the turn to the longest waiter, or free it."""
-        while self.waiters:
-            waiter = self.waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.busy = False
+    try:
+        inspect.signature(cls).bind(**initkwargs)
+    except TypeError as exc:
+        raise TypeError(f"{cls.__name__}.as_asgi(): {exc}.") from None
+    named: list[str] = []
+    to_attributes = False
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        if klass is AsyncConsumer:
+            to_attributes = True
+            break
+        parameters = list(inspect.signature(init).parameters.values())[1:]
+        named += [
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    for key in initkwargs:
+        if key in named or (to_attributes and hasattr(cls, key)):
+            continue
+        expected = f"a parameter of its constructor ({', '.join(named) or 'none'})"
+        if to_attributes:
+            expected += " or an attribute of the class"
+        raise TypeError(
+            f"{cls.__name__}.as_asgi() got an unexpected keyword argument "
+            f"{key!r}: expected {expected}."
+        )
 
 
 class AsyncConsumer:
@@ -175,10 +148,10 @@ class AsyncConsumer:
     _connection_id: str = ""
     _frames: int = 0
 
-    # Per class caches: message type -> (handler name, is coroutine), and
-    # hook name -> is coroutine. Kept apart so that a message type can never
-    # reach a hook through the cache.
-    _handlers: ClassVar[dict[str, tuple[str, bool]]] = {}
+    # Per class: the handler lookup by message type, and a cache of hook
+    # name -> is coroutine. Kept apart so that a message type can never
+    # reach a hook through a cache.
+    _handlers: ClassVar[Handlers]
     _hooks: ClassVar[dict[str, bool]] = {}
 
     # A plain dict for handlers: keys such as "url_route", "user" and
@@ -189,7 +162,7 @@ class AsyncConsumer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._handlers = {}
+        cls._handlers = Handlers(cls)
         cls._hooks = {}
 
     def __init__(self, **kwargs: Any) -> None:
@@ -203,7 +176,7 @@ class AsyncConsumer:
         # Handlers of this consumer run one at a time, whichever source their
         # message came from (the connection, the layer, a drain); an
         # uncontended turn costs no await.
-        self._turn = _Turn()
+        self._turn = Turn()
 
     @property
     def channel_name(self) -> str | None:
@@ -235,18 +208,17 @@ class AsyncConsumer:
     def as_asgi(cls, **initkwargs: Any) -> ASGIApp:
         """Return an ASGI application that runs a new consumer per connection.
 
-        ``initkwargs`` set attributes on each instance; only names the class
-        already has are accepted.
+        Each connection gets ``cls(**initkwargs)``, as in Channels: a name
+        that the class's ``__init__`` declares goes to it, and the base
+        constructor sets the others as attributes, which the class must
+        already have. The names are checked here, when the routes load.
 
         Raises:
-            TypeError: an ``initkwargs`` name is not an attribute of the class.
+            TypeError: ``cls(**initkwargs)`` would fail: an argument of the
+                constructor is missing, or a name is neither a parameter of
+                the constructor nor an attribute of the class.
         """
-        for key in initkwargs:
-            if not hasattr(cls, key):
-                raise TypeError(
-                    f"{cls.__name__}.as_asgi() got an unexpected keyword argument "
-                    f"{key!r}: only existing class attributes can be set."
-                )
+        _check_initkwargs(cls, initkwargs)
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             await cls(**initkwargs)(scope, receive, send)
@@ -343,7 +315,7 @@ class AsyncConsumer:
                 discard_channel(channel)
 
     async def _read_layer(
-        self, layer: Any, turn: _Turn, main: asyncio.Task[Any] | None
+        self, layer: Any, turn: Turn, main: asyncio.Task[Any] | None
     ) -> None:
         try:
             while True:
@@ -357,12 +329,13 @@ class AsyncConsumer:
                     finally:
                         turn.release()
                     continue
-                if (problem := self._layer_message_problem(message)) is not None:
+                if (problem := self._handlers.layer_problem(message)) is not None:
                     # Other code's mistake (a typo, a type only newer code
-                    # handles, mid-deploy): skip it, keep the connection.
+                    # handles, mid-deploy), or client text in a type: skip
+                    # it, keep the connection.
                     logger.warning(
                         "Skipped a channel layer message for %s: %s",
-                        self.scope.get("path", "?"),
+                        printable(self.scope.get("path", "?")),
                         problem,
                     )
                     continue
@@ -389,52 +362,10 @@ class AsyncConsumer:
         logger.warning(
             "%s: %s Joining them again; messages sent to them meanwhile are lost.",
             type(self).__name__,
-            exc,
+            printable(exc),
         )
         for group in exc.groups:
             await self.channel_layer.group_add(group, self._channel_name)
-
-    @classmethod
-    def _layer_message_problem(cls, message: Any) -> str | None:
-        """Return why a channel layer message cannot be handled, or ``None``."""
-        try:
-            kind = message["type"]
-        except (KeyError, TypeError):
-            return f"expected a dict with a 'type' key, got {message!r:.200}."
-        if type(kind) is str and kind.startswith(_SERVER_EVENTS):
-            return (
-                f"its type {kind!r} is the server's to send; a layer message "
-                "cannot pose as one."
-            )
-        try:
-            cls._handler_for(kind)
-        except InvalidMessageError as exc:
-            return str(exc)
-        return None
-
-    @classmethod
-    def _handler_for(cls, kind: Any) -> tuple[str, bool]:
-        try:
-            return cls._handlers[kind]
-        except (KeyError, TypeError):
-            pass
-        if type(kind) is not str or not kind:
-            raise InvalidMessageError(
-                f"Expected a message with a non-empty string 'type', got {kind!r}."
-            )
-        name = kind.replace(".", "_")
-        if kind.startswith("_") or name in _NOT_HANDLERS:
-            raise InvalidMessageError(
-                f"Message type {kind!r} names {name}(), which is not a handler."
-            )
-        handler = getattr(cls, name, None)
-        if not callable(handler):
-            raise InvalidMessageError(
-                f"No handler for message type {kind!r}: "
-                f"define {cls.__name__}.{name}(self, message)."
-            )
-        entry = cls._handlers[kind] = (name, _is_async(handler))
-        return entry
 
     async def dispatch(self, message: Message) -> None:
         """Call the handler for ``message['type']`` and flush what it sent.
@@ -446,9 +377,9 @@ class AsyncConsumer:
             kind = message["type"]
         except (KeyError, TypeError):
             raise InvalidMessageError(
-                f"Expected a dict with a 'type' key, got {message!r}."
+                f"Expected a dict with a 'type' key, got {printable(message)}."
             ) from None
-        name, is_async = self._handler_for(kind)
+        name, is_async = self._handlers.lookup(kind)
         handler = getattr(self, name)
         if kind == "websocket.receive":
             self._frames += 1
@@ -465,24 +396,17 @@ class AsyncConsumer:
                 return
             outbox = Outbox(self)
             token = activate(outbox)
+            outcome: Outcome = FAILED
             try:
                 await self._invoke(handler, is_async, message)
+                outcome = RETURNED
             except StopConsumer:
-                await send_entries(outbox.close())
-                raise
-            except BaseException:
-                dropped = outbox.discard()
-                if dropped:
-                    logger.debug(
-                        "Handler for %r raised; discarded %d held send(s).",
-                        kind,
-                        dropped,
-                    )
+                outcome = STOPPED
                 raise
             finally:
                 deactivate(token)
-            for send, args in outbox.close():
-                await send(*args)
+                for send, args in settle(outbox, outcome):
+                    await send(*args)
         finally:
             _correlation.reset(correlated)
             if started is not None:
@@ -507,11 +431,11 @@ class AsyncConsumer:
             return fn(*args, **kwargs)  # type: ignore[no-any-return]
         return run_sync(_call_in_pool, self._close_old, fn, *args, **kwargs)
 
-    async def _deliver(self, message: Message, immediately: bool = False) -> None:
-        outbox = current_outbox(self)
-        entry = (self.base_send, (message,))
-        if not hold(outbox, entry, immediately):
-            await deliver(outbox, *entry, immediately)
+    def _deliver(
+        self, message: Message, immediately: bool = False
+    ) -> Awaitable[None] | None:
+        """Send or hold ``message`` as ``decide()`` says; return what to await."""
+        return route(current_outbox(self), self.base_send, (message,), immediately)
 
     def _deliver_sync(self, message: Message, immediately: bool = False) -> None:
         deliver_sync(current_outbox(self), self.base_send, (message,), immediately)
@@ -522,7 +446,11 @@ class AsyncConsumer:
         Inside a handler the message is held until the handler returns,
         unless ``immediately`` is true.
         """
-        await self._deliver(message, immediately)
+        if (sending := self._deliver(message, immediately)) is not None:
+            await sending
+
+
+AsyncConsumer._handlers = Handlers(AsyncConsumer)
 
 
 class SyncConsumer(AsyncConsumer):

@@ -17,8 +17,9 @@ An entry is a pair ``(send, args)``: an async callable and its arguments
 (the connection's ASGI ``send``, a layer's ``send`` or ``group_send``), so
 one outbox keeps the order of everything a handler sent, wherever it goes.
 
-This module holds no I/O: it is a list with rules, testable without a loop.
-The rules for when a send is held are in :mod:`django_realtime.delivery.sends`.
+This module holds no I/O: it is a list, testable without a loop. Whether a
+send is held, and whether what is held goes out, is decided by
+:func:`django_realtime.delivery.sends.decide`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Outbox:
         return self.is_open and (owner is None or self.owner is owner)
 
     def add(self, entry: Entry) -> None:
-        """Hold ``entry`` until the handler finishes."""
+        """Hold ``entry`` until the handler ends."""
         self.messages.append(entry)
 
     def take(self) -> list[Entry]:
@@ -79,7 +80,12 @@ def current_outbox(owner: object | None = None) -> Outbox | None:
     consumer's own connection sends are held only by its own handlers.
     """
     outbox = _current.get()
-    if outbox is not None and outbox.accepts(owner):
+    # Outbox.accepts(), inlined: this runs for every send.
+    if (
+        outbox is not None
+        and outbox.is_open
+        and (owner is None or outbox.owner is owner)
+    ):
         return outbox
     return None
 

@@ -1,39 +1,28 @@
 """Send to connections, channels and groups, after success and after commit.
 
-Every send made through django_realtime follows the same rules, whether it
-comes from a consumer handler (``self.send()``, ``self.channel_layer.send()``,
-``self.channel_layer.group_send()``) or from ordinary Django code (a view, a
-signal receiver, a management command, a worker) through
-:func:`send_to_group` and :func:`send_to_channel` or their async twins:
+Every send made through django_realtime, whether from a consumer handler
+(``self.send()``, ``self.channel_layer.send()``, ``group_send()``) or from
+ordinary Django code (a view, a signal receiver, a command, a worker)
+through :func:`send_to_group` and :func:`send_to_channel` or their async
+twins, goes out when :func:`decide` says: now, when the handler ends, at
+the commit, or never. The functions here gather its inputs (is a handler's
+outbox open, is a transaction open) and carry out its decision.
 
-1. ``immediately=True`` sends now, after whatever the current handler still
-   holds, so order is kept.
-2. Inside ``transaction.atomic()``, the send waits for the outermost
-   transaction to commit (``transaction.on_commit``), and is dropped if it
-   rolls back, including a rolled-back savepoint. Then rule 3 or 4 applies.
-   The transaction is the one open on the ``using`` database, or, by
-   default, on the first database of this thread that has one open.
-3. Inside a consumer handler, the send is held until the handler returns,
-   and dropped if the handler raises.
-4. Otherwise it goes out now.
-
-Held sends go out in the order they were made; a send that waited for a
-commit takes its place at the moment of the commit. Layer messages carry the
-correlation id of the code that sends them
-(:mod:`django_realtime.middleware.correlation`).
-Transactions only exist in sync code (Django's ORM refuses ``atomic()`` in
-async code), so rule 2 applies to sync handlers, to sync Django code, and to
-a sync handler's ``async_to_sync(self.channel_layer.group_send)(...)``: the
-handler's thread records its database connections in the outbox, and the
-send checks their transactions.
+Layer messages carry the correlation id of the code that sends them
+(:mod:`django_realtime.middleware.correlation`). Transactions only exist in
+sync code (Django's ORM refuses ``atomic()`` in async code): a sync
+handler's thread records its database connections in the outbox, so that
+its ``async_to_sync(self.channel_layer.group_send)(...)``, which runs on
+the event loop, waits for that thread's transaction.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Final, Literal
 
 from asgiref.sync import async_to_sync
 from django.db import connections
@@ -46,17 +35,32 @@ from django_realtime.layers import get_channel_layer
 from django_realtime.middleware.correlation import stamp
 
 __all__ = [
+    "AT_COMMIT",
+    "DROP",
+    "FAILED",
+    "HOLD",
+    "REFUSED",
+    "RETURNED",
+    "SEND",
+    "STOPPED",
+    "Decision",
     "HeldLayer",
+    "Outcome",
     "asend_to_channel",
     "asend_to_group",
+    "decide",
     "deliver",
     "deliver_sync",
     "held_layer",
-    "hold",
+    "remember_sync_connections",
+    "route",
     "send_entries",
     "send_to_channel",
     "send_to_group",
+    "settle",
 ]
+
+logger = logging.getLogger(__name__)
 
 Send = Callable[..., Awaitable[Any]]
 
@@ -77,50 +81,139 @@ def _thread_transaction(using: str | None) -> BaseDatabaseWrapper | None:
     return _open_transaction(connections.all(initialized_only=True))
 
 
+# What becomes of a send: the decisions of decide().
+#: Send now, after whatever the handler still holds.
+SEND: Final = "send"
+#: Hold it in the handler's outbox until the handler ends.
+HOLD: Final = "hold"
+#: Wait for the transaction's commit, then decide again.
+AT_COMMIT: Final = "at commit"
+#: Never send it.
+DROP: Final = "drop"
+
+Decision = Literal["send", "hold", "at commit", "drop"]
+
+# How a handler ended: the outcomes decide() takes for what it held.
+#: The handler returned.
+RETURNED: Final = "returned"
+#: The handler raised :exc:`~django_realtime.exceptions.StopConsumer`.
+STOPPED: Final = "stopped"
+#: The handler raised any other exception (or was cancelled).
+FAILED: Final = "failed"
+#: The handler refused the handshake or a frame (``DenyConnection``, a frame
+#: the consumer cannot take); the refusal itself goes out at once.
+REFUSED: Final = "refused"
+
+Outcome = Literal["returned", "stopped", "failed", "refused"]
+
+
+def decide(
+    held: bool,
+    immediately: bool = False,
+    in_transaction: bool = False,
+    outcome: Outcome | None = None,
+) -> Decision:
+    """Return when a send goes out: the one rule of delivery.
+
+    The first rule that applies decides:
+
+    1. A send a handler held, once the handler has ended: it goes out
+       (:data:`SEND`) if the handler returned or raised ``StopConsumer``,
+       and is dropped (:data:`DROP`) if it raised anything else or refused
+       the handshake or a frame. So a client never sees half of a failed
+       operation.
+    2. ``immediately=True``: :data:`SEND` now, after whatever the handler
+       still holds, so the order is kept.
+    3. Inside ``transaction.atomic()``: :data:`AT_COMMIT`. The send waits
+       for the outermost transaction to commit and is dropped if it rolls
+       back (a rolled-back savepoint included); at the commit, rule 4 or 5
+       decides. The transaction is the one open on the ``using`` database,
+       or by default on the first database of the thread that has one open
+       (for a send made on the event loop on behalf of a sync handler, that
+       handler's thread).
+    4. Inside a consumer handler: :data:`HOLD` until the handler ends (then
+       rule 1). A send that waited for a commit takes its place in the
+       handler's order at the moment of the commit.
+    5. Otherwise: :data:`SEND` now.
+
+    A consumer class with ``defer_sends = False`` (HTTP consumers) opens no
+    outbox: its handlers' sends follow rules 2, 3 and 5.
+
+    Args:
+        held: A handler's outbox is open for the send: the send is made
+            inside a consumer handler, or was held by one (rule 1).
+        immediately: The caller asked for the send to go out now.
+        in_transaction: A database transaction is open for the send.
+        outcome: ``None`` for a send being made; for the sends a handler
+            held, how the handler ended: :data:`RETURNED`, :data:`STOPPED`,
+            :data:`FAILED` or :data:`REFUSED`.
+
+    Returns:
+        :data:`SEND`, :data:`HOLD`, :data:`AT_COMMIT` or :data:`DROP`.
+    """
+    if outcome is not None:
+        return SEND if outcome in (RETURNED, STOPPED) else DROP
+    if immediately:
+        return SEND
+    if in_transaction:
+        return AT_COMMIT
+    return HOLD if held else SEND
+
+
 async def send_entries(entries: list[Entry]) -> None:
-    """Make each held send, in order."""
+    """Make each send in ``entries``, in order."""
     for send, args in entries:
         await send(*args)
 
 
+def _send_now_sync(outbox: Outbox | None, send: Send, args: tuple[Any, ...]) -> None:
+    """Send ``send(*args)`` after what ``outbox`` holds, from sync code."""
+    entries = outbox.take() if outbox is not None else []
+    entries.append((send, args))
+    async_to_sync(send_entries)(entries)
+
+
 def _after_commit(send: Send, args: tuple[Any, ...]) -> None:
-    """Apply rules 3 and 4 to a send whose transaction just committed."""
+    """Decide again about a send whose transaction has just committed."""
     outbox = current_outbox()
-    if outbox is not None:
+    if outbox is not None and decide(True) == HOLD:
         outbox.add((send, args))
     else:
-        async_to_sync(send)(*args)
+        _send_now_sync(outbox, send, args)
 
 
-def hold(outbox: Outbox | None, entry: Entry, immediately: bool = False) -> bool:
-    """Hold ``entry`` if the rules say so with no I/O; return whether it was.
+def route(
+    outbox: Outbox | None, send: Send, args: tuple[Any, ...], immediately: bool = False
+) -> Awaitable[None] | None:
+    """Carry out :func:`decide` for a send made from async code.
 
-    The common case of :func:`deliver` (a send inside a handler, with no
-    transaction to wait for), answered without awaiting anything.
+    Hold the send or register it for the commit and return ``None``, or
+    return the awaitable that sends it now (after what ``outbox`` holds).
     """
-    if outbox is None or immediately or outbox.sync_connections:
-        return False
-    outbox.add(entry)
-    return True
+    transaction = None
+    if outbox is not None and outbox.sync_connections and not immediately:
+        # A sync handler's async_to_sync() call: its thread is blocked in
+        # the transaction while we run, so registering on its connection is
+        # safe; the callback runs in that thread at the commit.
+        transaction = _open_transaction(outbox.sync_connections)
+    decision = decide(outbox is not None, immediately, transaction is not None)
+    if decision == HOLD and outbox is not None:
+        outbox.add((send, args))
+        return None
+    if decision == AT_COMMIT and transaction is not None:
+        transaction.on_commit(functools.partial(_after_commit, send, args))
+        return None
+    if outbox is not None and outbox.messages:
+        return send_entries([*outbox.take(), (send, args)])
+    return send(*args)
 
 
 async def deliver(
     outbox: Outbox | None, send: Send, args: tuple[Any, ...], immediately: bool = False
 ) -> None:
-    """Send or hold ``send(*args)`` from async code, by the module's rules."""
-    if hold(outbox, (send, args), immediately):
-        return
-    if outbox is None:
-        await send(*args)
-    elif immediately:
-        await send_entries([*outbox.take(), (send, args)])
-    elif (in_transaction := _open_transaction(outbox.sync_connections)) is not None:
-        # A sync handler's async_to_sync() call: its thread is blocked in
-        # the transaction while we run, so registering on its connection is
-        # safe; the callback runs in that thread at commit.
-        in_transaction.on_commit(functools.partial(_after_commit, send, args))
-    else:
-        outbox.add((send, args))
+    """Send or hold ``send(*args)`` from async code, as :func:`decide` says."""
+    if (sending := route(outbox, send, args, immediately)) is not None:
+        await sending
 
 
 def deliver_sync(
@@ -130,16 +223,48 @@ def deliver_sync(
     immediately: bool = False,
     using: str | None = None,
 ) -> None:
-    """Send or hold ``send(*args)`` from sync code, by the module's rules."""
-    in_transaction = None if immediately else _thread_transaction(using)
-    if in_transaction is not None:
-        in_transaction.on_commit(functools.partial(_after_commit, send, args))
-    elif outbox is not None and not immediately:
+    """Send or hold ``send(*args)`` from sync code, as :func:`decide` says."""
+    transaction = None if immediately else _thread_transaction(using)
+    decision = decide(outbox is not None, immediately, transaction is not None)
+    if decision == AT_COMMIT and transaction is not None:
+        transaction.on_commit(functools.partial(_after_commit, send, args))
+    elif decision == HOLD and outbox is not None:
         outbox.add((send, args))
     else:
-        entries = outbox.take() if outbox is not None else []
-        entries.append((send, args))
-        async_to_sync(send_entries)(entries)
+        _send_now_sync(outbox, send, args)
+
+
+def settle(outbox: Outbox, outcome: Outcome, since: int | None = None) -> list[Entry]:
+    """Carry out :func:`decide` for what a handler held, once it has ended.
+
+    Args:
+        outbox: The handler's outbox.
+        outcome: How the handler ended.
+        since: ``None`` when the handler that opened ``outbox`` ended: the
+            outbox closes. A position in ``outbox.messages`` when a part of
+            the handler ended (a stream request handler, say): what that
+            part held from there on is dropped if the rule says so, and
+            otherwise stays held for the handler.
+
+    Returns:
+        What to send now, in order (nothing when the rule drops it or
+        ``since`` is given).
+    """
+    if decide(True, outcome=outcome) == SEND:
+        return [] if since is not None else outbox.close()
+    if since is None:
+        dropped = outbox.discard()
+    else:
+        dropped = len(outbox.messages[since:])
+        del outbox.messages[since:]
+    if dropped:
+        logger.debug(
+            "%s: the handler %s; dropped %d held send(s).",
+            type(outbox.owner).__name__,
+            outcome,
+            dropped,
+        )
+    return []
 
 
 def remember_sync_connections(outbox: Outbox | None) -> None:
@@ -149,7 +274,7 @@ def remember_sync_connections(outbox: Outbox | None) -> None:
 
 
 class HeldLayer:
-    """A channel layer whose ``send`` and ``group_send`` follow the rules.
+    """A channel layer whose ``send`` and ``group_send`` follow :func:`decide`.
 
     Consumers see their layer through this wrapper as ``self.channel_layer``;
     every other attribute is the layer's own. ``held.layer`` is the layer.
@@ -163,21 +288,25 @@ class HeldLayer:
     async def send(
         self, channel: str, message: dict[str, Any], *, immediately: bool = False
     ) -> None:
-        """Send ``message`` to ``channel`` (held or after commit, see the module)."""
-        await deliver(
+        """Send ``message`` to ``channel`` when :func:`decide` says."""
+        sending = route(
             current_outbox(), self.layer.send, (channel, stamp(message)), immediately
         )
+        if sending is not None:
+            await sending
 
     async def group_send(
         self, group: str, message: dict[str, Any], *, immediately: bool = False
     ) -> None:
-        """Send ``message`` to ``group`` (held or after commit, see the module)."""
-        await deliver(
+        """Send ``message`` to ``group`` when :func:`decide` says."""
+        sending = route(
             current_outbox(),
             self.layer.group_send,
             (group, stamp(message)),
             immediately,
         )
+        if sending is not None:
+            await sending
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.layer, name)
