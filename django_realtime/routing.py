@@ -8,11 +8,13 @@ A project's ``asgi.py`` typically reads::
     })
 
 :class:`URLRouter` takes Django's own ``path()`` and ``re_path()`` patterns,
-including converters; captured values land in ``scope["url_route"]``. A
-pattern may route to another :class:`URLRouter`, which matches what is left
-of the path. A path no route matches is refused: a WebSocket handshake is
-closed (the client sees HTTP 403) and an HTTP request gets a 404, each with
-one log line at WARNING and no traceback.
+including converters; captured values and the patterns' extra ``kwargs``
+land in ``scope["url_route"]``. A pattern may route to another
+:class:`URLRouter`, which matches what is left of the path; a path it does
+not match goes on to the outer router's next route. A path no route matches
+is refused: a WebSocket handshake is closed (the client sees HTTP 403) and
+an HTTP request gets a 404, each with one log line at WARNING and no
+traceback.
 """
 
 from __future__ import annotations
