@@ -37,13 +37,10 @@ from django_realtime.ops.logs import printable
 from django_realtime.routing import ProtocolTypeRouter, URLRouter
 from django_realtime.types import ASGIApp
 
+# is_origin_allowed stays importable from here, where it used to live.
 __all__ = [
     "AllowedHostsOriginValidator",
-    "HostRules",
     "OriginValidator",
-    "is_origin_allowed",
-    "is_request_origin_allowed",
-    "request_origin",
     "unguarded_websocket_routes",
 ]
 

@@ -12,14 +12,13 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
 from django_realtime.consumers import AsyncWebsocketConsumer
-from django_realtime.security import (
-    AllowedHostsOriginValidator,
+from django_realtime.middleware.origin import (
     HostRules,
-    OriginValidator,
     is_origin_allowed,
     is_request_origin_allowed,
     request_origin,
 )
+from django_realtime.security import AllowedHostsOriginValidator, OriginValidator
 from django_realtime.testing import HttpCommunicator
 
 ALLOWED = [
