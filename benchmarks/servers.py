@@ -1,9 +1,11 @@
-"""Start ASGI servers for the suite: pinned to a core, watched, always killed.
+"""Start the ASGI servers of every benchmark: pinned to a core, watched, killed.
 
-Each server is one child process (``python -m uvicorn`` or ``python -m
-daphne``, no reloader, no workers) in a session of its own, pinned to one
-core with ``os.sched_setaffinity`` before it execs, so its pid is the
-server's pid: memory and CPU time are read from ``/proc/<pid>``.
+The one way the suite and the stress runs start a server. Each server is
+one child process (``python -m uvicorn`` or ``python -m daphne``, no
+reloader, no workers) in a session of its own, pinned to one core with
+``os.sched_setaffinity`` before it execs, so its pid is the server's pid:
+memory and CPU time are read from ``/proc/<pid>``. Servers still running
+when the process exits are killed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Quiet, comparable settings: no access log, no lifespan (Channels' router
 # refuses it), a listen backlog of 4096 (daphne's default of 50 would drop
 # SYNs of a burst of connects, measuring the kernel's retry timer instead of
-# the server), everything else as the server's defaults.
+# the server), keepalive pings still sent but given 5 minutes to be answered
+# (a server minutes behind on a burst is measured, not cut off by its own
+# keepalive), everything else as the server's defaults.
 COMMANDS: dict[str, list[str]] = {
     "uvicorn": [
         "-m",
@@ -35,6 +39,7 @@ COMMANDS: dict[str, list[str]] = {
         "--lifespan=off",
         "--no-access-log",
         "--log-level=warning",
+        "--ws-ping-timeout=300",
         "{app}",
     ],
     "daphne": [
@@ -44,11 +49,13 @@ COMMANDS: dict[str, list[str]] = {
         "tcp:port={port}:interface=127.0.0.1:backlog=4096",
         "-v",
         "0",
+        "--ping-timeout=300",
         "{app}",
     ],
 }
 
 _running: set[Server] = set()
+_started: list[Server] = []
 
 
 def free_port() -> int:
@@ -109,6 +116,7 @@ class Server:
                 preexec_fn=lambda: pin(cpu),
             )
         _running.add(self)
+        _started.append(self)
         self._wait_until_listening(startup_timeout)
 
     @property
@@ -192,6 +200,11 @@ def serving(
         yield started
     finally:
         started.kill()
+
+
+def running() -> list[int]:
+    """Return the pids of the servers this process started that still run."""
+    return [server.pid for server in _started if server.process.poll() is None]
 
 
 def kill_all() -> None:

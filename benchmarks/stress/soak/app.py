@@ -7,13 +7,9 @@
     gets from the channel layer goes to its client as text.
 ``soak/stats``
     A plain ASGI HTTP endpoint for the driver, read only when no WebSocket
-    is open: after a full garbage collection, the consumers still alive,
-    the event loop's tasks, the objects the collector tracks, the layer's
-    counters, and what the two allocators hold: pymalloc's arenas and the
-    bytes of their blocks in use, glibc's heap in use and free (its
-    ``mallinfo2``), as JSON. With ``?trim=1`` it then hands the heap's free
-    memory back to the system (glibc's ``malloc_trim``) and reports the RSS
-    before and after.
+    is open: after a full garbage collection, the consumers still alive
+    (and what holds the first of them), the event loop's tasks, the objects
+    the collector tracks and the layer's counters, as JSON.
 """
 
 import os
@@ -24,20 +20,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.stress.soak.settings
 django.setup()
 
 import asyncio  # noqa: E402
-import ctypes  # noqa: E402
 import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import types  # noqa: E402
 import weakref  # noqa: E402
 from typing import Any  # noqa: E402
 
 from django.urls import path  # noqa: E402
 
-from django_realtime import release  # noqa: E402
 from django_realtime.consumers import AsyncWebsocketConsumer  # noqa: E402
 from django_realtime.layers import get_channel_layer  # noqa: E402
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -64,54 +56,6 @@ class RoomMember(AsyncWebsocketConsumer):
 
     async def room_message(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["text"])
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-_libc = ctypes.CDLL("libc.so.6")
-
-
-def _pymalloc() -> dict[str, int | None]:
-    """Return pymalloc's arenas and the bytes of their blocks in use, in KiB.
-
-    ``sys._debugmallocstats()`` writes to the C stderr: it is caught in a
-    file for the time of the call.
-    """
-    with tempfile.TemporaryFile() as caught:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(caught.fileno(), 2)
-        try:
-            sys._debugmallocstats()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        caught.seek(0)
-        text = caught.read().decode(errors="replace")
-
-    def figure(label: str) -> int | None:
-        match = re.search(rf"# {label} += +([\d,]+)", text)
-        return int(match.group(1).replace(",", "")) if match else None
-
-    # No figures under PYTHONMALLOC=malloc: then glibc holds everything.
-    arenas = figure("arenas allocated current")
-    used = figure("bytes in allocated blocks")
-    return {
-        "pymalloc_arenas_kib": None if arenas is None else arenas * 1024,
-        "pymalloc_used_kib": None if used is None else used // 1024,
-    }
-
-
-def _glibc() -> dict[str, int]:
-    """Return glibc's heap in use and free (mmapped blocks count as used)."""
-    used, free = release.heap() or (0, 0)
-    return {"glibc_used_kib": used // 1024, "glibc_free_kib": free // 1024}
 
 
 def _holders(target: object, depth: int = 7) -> list[str]:
@@ -153,7 +97,7 @@ def _holders(target: object, depth: int = 7) -> list[str]:
     return chains
 
 
-def stats(trim: bool) -> dict[str, Any]:
+def stats() -> dict[str, Any]:
     """Return the process's live objects and the layer's counters."""
     gc.collect()
     layer = get_channel_layer()
@@ -165,13 +109,7 @@ def stats(trim: bool) -> dict[str, Any]:
         "layer": dataclasses.asdict(layer.stats)  # type: ignore[union-attr]
         if dataclasses.is_dataclass(getattr(layer, "stats", None))
         else None,
-        **_pymalloc(),
-        **_glibc(),
     }
-    if trim:
-        figures["rss_before_trim_kib"] = _rss_kib()
-        _libc.malloc_trim(0)
-        figures["rss_after_trim_kib"] = _rss_kib()
     return figures
 
 
@@ -181,7 +119,7 @@ async def stats_endpoint(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
-    body = json.dumps(stats(scope["query_string"] == b"trim=1")).encode()
+    body = json.dumps(stats()).encode()
     await send(
         {
             "type": "http.response.start",

@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from benchmarks._load import HANDSHAKE_TIMEOUT, _failure_name
+from benchmarks.measures import HANDSHAKE_TIMEOUT, failure_name
 from example_project.c10k.client import (
     ConnectionClosed,
     HandshakeError,
@@ -160,7 +160,7 @@ class Fleet:
                     timeout=HANDSHAKE_TIMEOUT,
                 )
         except (HandshakeError, OSError, TimeoutError) as error:
-            self.stats.connect_failures[_failure_name(error)] += 1
+            self.stats.connect_failures[failure_name(error)] += 1
             return
         finally:
             self.in_flight -= 1

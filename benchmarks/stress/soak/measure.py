@@ -56,10 +56,9 @@ def redis_figures(client: Any, prefix: str) -> tuple[int, int]:
     return clients, keys
 
 
-def app_stats(server: Server, *, trim: bool = False) -> dict[str, Any]:
+def app_stats(server: Server) -> dict[str, Any]:
     """Return the JSON of the application's ``/soak/stats`` endpoint."""
-    query = "?trim=1" if trim else ""
-    url = f"http://127.0.0.1:{server.port}/soak/stats{query}"
+    url = f"http://127.0.0.1:{server.port}/soak/stats"
     with urllib.request.urlopen(url, timeout=60) as answer:
         stats: dict[str, Any] = json.load(answer)
     return stats

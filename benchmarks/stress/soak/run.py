@@ -1,22 +1,20 @@
-"""Soak: thousands of connections coming and going for minutes; nothing may stay.
+"""Soak: thousands of connections coming and going, cycle after cycle; nothing may leak.
 
 For each channel layer (the in-memory layer, then the Redis layer), a fresh
 server process (uvicorn, or daphne with ``--server daphne``) serves
-``benchmarks.stress.soak.app``, whose consumer joins one of ``--rooms`` groups on
-connect and leaves it on disconnect, and this process runs the clients on
-the load client (:mod:`example_project.c10k.client`):
+``benchmarks.stress.soak.app``, whose consumer joins one of ``--rooms``
+groups on connect and leaves it on disconnect, and this process runs the
+clients (:mod:`example_project.c10k.client`):
 
 1. warm-up: ``--warmup`` connections open, probes go through the rooms,
-   all close; then the run settles (below) and the **baseline** is taken:
-   the figures of the server with no connection open after one round of
-   connects and disconnects, so that imports, caches, the layer's Redis
-   connections and the allocator's first arenas exist;
+   all close; once the server's file descriptors are back, the
+   **baseline** is taken;
 2. ramp: ``--connections`` connections open, ``--concurrency`` handshakes
    at a time;
 3. churn, for ``--duration`` seconds: ``--churn`` connections close and as
-   many open every ``--period`` seconds, spread evenly (every 0.1 s a
-   few), members chosen at random; ``--abort-fraction`` of the closes drop
-   the TCP connection without a closing handshake. Meanwhile a probe every
+   many open every ``--period`` seconds, spread evenly, members chosen at
+   random; ``--abort-fraction`` of the closes drop the TCP connection
+   without a closing handshake. Meanwhile a probe every
    ``--probe-interval`` seconds: one member sends a text frame, the server
    sends it to its room through the channel layer, and every member that
    was in the room when it left (and was not closed since) must receive it
@@ -26,29 +24,23 @@ the load client (:mod:`example_project.c10k.client`):
    baseline's (at most ``--settle-timeout`` seconds), then ``--settle``
    seconds more; then the figures are taken again.
 
-Steps 2 to 5 repeat ``--cycles`` times: a leak grows again at every cycle,
-while memory the allocator keeps for reuse does not.
-
-The figures, from ``/proc`` and Redis: the server's RSS and open file
-descriptors, the load client's open file descriptors, the server's Redis
-connections (``CLIENT LIST``: each carries a name that starts with the
-run's prefix) and the keys of the run's prefix; from the application's
-stats endpoint, after a garbage collection: consumers still alive, asyncio
-tasks, objects tracked by the collector. The verdict of each cycle: no
-error line or traceback in the server's log, no failed handshake, no
-connection dropped by the server and no missed delivery, RSS at most
-``--rss-factor`` times the baseline, file descriptors, Redis connections
-and keys as at the baseline, no consumer alive. Once measured, the server
-is asked to ``malloc_trim`` its heap, and the RSS after it is reported too:
-what the allocator kept for reuse, as opposed to what is still used.
+Steps 2 to 5 repeat ``--cycles`` times. The figures, from ``/proc`` and
+Redis: the server's RSS and open file descriptors, the load client's open
+file descriptors, the server's Redis connections (``CLIENT LIST``: each
+carries a name that starts with the run's prefix) and the keys of the run's
+prefix; from the application's stats endpoint, after a garbage collection:
+consumers still alive, asyncio tasks, objects tracked by the collector.
+:mod:`benchmarks.stress.soak.report` says how they are judged: counts back
+to the baseline after every cycle, RSS at the end of the last cycle within
+``--rss-growth`` of the end of cycle ``--rss-from``.
 
 The command exits with status 1 if a check fails, 2 if a server failed or
 the run took longer than its time limit. Keys of the run's prefix are
 deleted from Redis at the end (never anything else).
 
-Run: python -m benchmarks.stress.soak [--connections 10000] [--churn 1000]
-[--period 10] [--duration 300] [--layers memory,redis] [--server uvicorn]
-[--cycles 1]
+Run: python -m benchmarks.stress.soak [--smoke] [--connections 10000]
+[--churn 1000] [--period 10] [--duration 60] [--cycles 5]
+[--layers memory,redis] [--server uvicorn]
 """
 
 from __future__ import annotations
@@ -56,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -66,11 +59,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._load import raise_fd_limit
+from benchmarks.measures import raise_fd_limit
 from benchmarks.servers import Server, ServerError, pin, serving
 from benchmarks.stress.soak.fleet import Fleet
-from benchmarks.stress.soak.measure import app_stats, open_fds, scan_log, snapshot
-from benchmarks.stress.soak.report import SoakResult, report, verdicts
+from benchmarks.stress.soak.measure import open_fds, scan_log, snapshot
+from benchmarks.stress.soak.report import SoakResult, report, self_check, verdicts
 from example_project.c10k.client import SourceAddresses
 
 APP = "benchmarks.stress.soak.app:application"
@@ -89,30 +82,48 @@ class Options:
     connections: int = 10_000
     churn: int = 1_000
     period: float = 10.0
-    duration: float = 300.0
+    duration: float = 60.0
     layers: tuple[str, ...] = LAYERS
     server: str = "uvicorn"
     rooms: int = 100
     warmup: int = 1_000
-    cycles: int = 1
+    cycles: int = 5
     concurrency: int = 100
     abort_fraction: float = 0.1
     probe_interval: float = 1.0
     probe_timeout: float = 10.0
-    settle: float = 30.0
+    settle: float = 5.0
     settle_timeout: float = 60.0
-    rss_factor: float = 1.10
-    growth_factor: float = 1.05
+    rss_from: int = 2
+    rss_growth: float = 0.05
     per_host: int = 5_000
     redis_url: str = "redis://127.0.0.1:6379"
     logs: Path | None = None
     pin: bool = True
+    smoke: bool = False
 
     @property
     def time_limit(self) -> float:
         """Return the most a run of one layer may take, in seconds."""
         cycle = self.duration + self.settle_timeout + self.settle + 180
         return 120 + self.settle_timeout + self.settle + self.cycles * cycle
+
+
+#: ``--smoke``: a short run of each layer, with as many connections in the
+#: warm-up as in the cycles.
+SMOKE = Options(
+    connections=300,
+    churn=150,
+    period=2.0,
+    duration=4.0,
+    rooms=30,
+    warmup=300,
+    probe_interval=0.5,
+    probe_timeout=5.0,
+    settle=1.0,
+    settle_timeout=20.0,
+    smoke=True,
+)
 
 
 class _Redis:
@@ -136,24 +147,16 @@ class _Redis:
 
 async def _settle(
     server: Server, fleet: Fleet, baseline_fds: int | None, options: Options
-) -> list[int]:
-    """Wait for the server's fds to come back, then ``options.settle`` more.
-
-    Returns the server's RSS sampled once a second from the last close.
-    """
+) -> None:
+    """Wait for the server's fds to come back, then ``options.settle`` more."""
     deadline = time.monotonic() + options.settle_timeout
     while baseline_fds is not None and time.monotonic() < deadline:
         server.check_alive()
         if open_fds(server.pid) <= baseline_fds:
             break
-        await asyncio.sleep(0.5)
-    samples = []
-    end = time.monotonic() + options.settle
-    while (left := end - time.monotonic()) > 0:
-        samples.append(server.rss_kib())
-        await asyncio.sleep(min(1.0, left))
+        await asyncio.sleep(0.5)  # another process's fds cannot be awaited
+    await asyncio.sleep(options.settle)  # stragglers: closes still in flight
     fleet.check_dropped()
-    return samples
 
 
 async def _warm_up(fleet: Fleet, options: Options) -> None:
@@ -228,11 +231,10 @@ async def _soak(
     )
     logger.info("%s, %s layer: warm-up with %d", server.name, layer, options.warmup)
     await _warm_up(fleet, options)
-    settled = await _settle(server, fleet, None, options)
+    await _settle(server, fleet, None, options)
     result = SoakResult(
         server.name, layer, await asyncio.to_thread(snapshot, server, client, prefix)
     )
-    result.settle_rss_kib.append(settled)
     result.fleet = fleet.stats
     sampler = asyncio.ensure_future(_sample_peak(server, result))
     try:
@@ -256,9 +258,7 @@ async def _soak(
             )
             logger.info("cycle %d: closing %d", cycle, len(fleet))
             await fleet.close_all(options.concurrency)
-            result.settle_rss_kib.append(
-                await _settle(server, fleet, result.baseline.server_fds, options)
-            )
+            await _settle(server, fleet, result.baseline.server_fds, options)
             result.afters.append(
                 await asyncio.to_thread(snapshot, server, client, prefix)
             )
@@ -266,10 +266,8 @@ async def _soak(
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
-    trimmed = await asyncio.to_thread(app_stats, server, trim=True)
-    result.trimmed_kib = trimmed.get("rss_after_trim_kib")
     result.log = scan_log(server.output)
-    result.checks = verdicts(result, options.rss_factor, options.growth_factor)
+    result.checks = verdicts(result, options.rss_from, options.rss_growth)
     return result
 
 
@@ -336,12 +334,23 @@ def parse_args(argv: list[str] | None) -> Options:
     add("--probe-timeout", type=_positive, default=defaults.probe_timeout)
     add("--settle", type=float, default=defaults.settle, help="seconds")
     add("--settle-timeout", type=float, default=defaults.settle_timeout)
-    add("--rss-factor", type=_positive, default=defaults.rss_factor)
     add(
-        "--growth-factor",
-        type=_positive,
-        default=defaults.growth_factor,
-        help="RSS after a later cycle, at most this times the first cycle's",
+        "--rss-from",
+        type=int,
+        default=defaults.rss_from,
+        help="the cycle whose end the last cycle's RSS is compared with",
+    )
+    add(
+        "--rss-growth",
+        type=float,
+        default=defaults.rss_growth,
+        help="how much more RSS the last cycle may end with (0.05: 5%%)",
+    )
+    add(
+        "--smoke",
+        action="store_true",
+        help="check the verdict on planted leaks, then a short run of both "
+        "layers (300 connections, 5 cycles of 4 s)",
     )
     add("--per-host", type=int, default=defaults.per_host, help="per source address")
     add("--redis-url", default=defaults.redis_url)
@@ -357,6 +366,15 @@ def parse_args(argv: list[str] | None) -> Options:
     if args.churn < 0 or args.warmup < 1 or not 0 <= args.abort_fraction <= 1:
         parser.error(
             "Expected --churn >= 0, --warmup >= 1, 0 <= --abort-fraction <= 1."
+        )
+    if args.smoke:
+        return dataclasses.replace(
+            SMOKE,
+            layers=layers,
+            server=args.server,
+            redis_url=args.redis_url,
+            logs=args.logs,
+            pin=not args.no_pin,
         )
     return Options(
         connections=args.connections,
@@ -374,8 +392,8 @@ def parse_args(argv: list[str] | None) -> Options:
         probe_timeout=args.probe_timeout,
         settle=args.settle,
         settle_timeout=args.settle_timeout,
-        rss_factor=args.rss_factor,
-        growth_factor=args.growth_factor,
+        rss_from=args.rss_from,
+        rss_growth=args.rss_growth,
         per_host=args.per_host,
         redis_url=args.redis_url,
         logs=args.logs,
@@ -387,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     """Soak every layer, print the reports; return 1 if a check failed."""
     options = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if options.smoke and (problems := self_check()):
+        print("The verdict's self-check failed:", *problems, sep="\n- ")
+        return 1
     if options.pin and (os.cpu_count() or 1) >= 2:
         pin(1)  # the server runs on core 0
     logs = options.logs or Path(tempfile.mkdtemp(prefix="soak-"))

@@ -44,12 +44,11 @@ else:
     raise ValueError(f"Expected BENCH_SOAK_LAYER memory or redis, got {_LAYER!r}.")
 
 # Everything at WARNING and above reaches the server's log, which the driver
-# reads for errors and tracebacks; so does the line of each memory release.
+# reads for errors and tracebacks.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"django_realtime.release": {"level": "INFO"}},
 }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks import _report
+from benchmarks import report as _report
 
 if TYPE_CHECKING:
     from benchmarks.stress.stream_faults.run import (

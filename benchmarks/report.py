@@ -43,6 +43,7 @@ def rows(
         Row("hs_ramp", f"handshakes/s, ramp 0 to {rss_at:,}", "rate"),
         Row("hs_ramp_per_cpu", "  per server CPU-second", "rate"),
         Row("hs_ramp_server_cpu", "  server CPU during it", "pct"),
+        Row("hs_ramp_client_cpu", "  client CPU during it", "pct"),
     ]
     table += [
         Row(f"hs_at_{n}", f"handshakes/s at {n:,} held", "rate") for n in held_points
@@ -53,6 +54,7 @@ def rows(
         Row("auth", "connects/s, session + auth", "rate"),
         Row("auth_per_cpu", "  per server CPU-second", "rate"),
         Row("auth_server_cpu", "  server CPU during it", "pct"),
+        Row("auth_client_cpu", "  client CPU during it", "pct"),
         Row("auth_failed", "auth: failed connects", "count"),
     ]
     for layer in layers:
@@ -63,6 +65,7 @@ def rows(
                 Row(f"fan_{layer}_{phase}_p50", f"{name}, p50 ms", "ms"),
                 Row(f"fan_{layer}_{phase}_p99", f"{name}, p99 ms", "ms"),
                 Row(f"fan_{layer}_{phase}_lost", f"{name}, lost", "count"),
+                Row(f"fan_{layer}_{phase}_client_cpu", "  client CPU during it", "pct"),
             ]
     for layer in layers:
         table.append(
@@ -164,7 +167,7 @@ def target_lines(
     held_points: Sequence[int],
     layers: Sequence[str],
 ) -> list[str]:
-    """Return one line per target (issue 4, item 5) and server: PASS or MISS."""
+    """Return one line per target and server: PASS, MISS, or n/a if unmeasured."""
     lines = []
     for server in servers:
 
@@ -304,6 +307,20 @@ def target_lines(
                     functools.partial(has, "ours", f"joins_{layer}"),
                 )
             )
+        client = [
+            value
+            for app in ("raw", "ours", "channels")
+            for key, value in results.get((server, app), {}).items()
+            if key.endswith("_client_cpu") and value is not None
+        ]
+        targets.append(
+            (
+                "h",
+                "load client unsaturated",
+                [Check("busiest client CPU", max(client, default=None), 0.6, True)],
+                functools.partial(bool, client),
+            )
+        )
         for letter, title, checks, measured in targets:
             if not measured():
                 continue
@@ -317,3 +334,53 @@ def target_lines(
             detail = "; ".join(str(check) for check in checks)
             lines.append(f"{verdict}  ({letter}) {server:<8} {title}: {detail}")
     return lines
+
+
+def self_check() -> list[str]:
+    """Return what is wrong with this module's judgement on planted figures.
+
+    A suite whose report passed a missed target, or hid a failed
+    measurement, would be worse than none: ``--smoke`` runs this first.
+    """
+    problems = []
+    met: Results = {
+        ("uvicorn", "ours"): {
+            "echo_async": 21_000,
+            "echo_sync": 13_000,
+            "rss": 27.0,
+            "hs_ramp": 2_000,
+            "hs_at_5000": 2_000,
+            "hs_at_10000": 1_950,
+            "auth": 1_000,
+            "fan_memory_burst_rate": 100_000,
+            "fan_memory_paced_p99": 10.0,
+            "fan_memory_paced_lost": 0,
+            "fan_memory_burst_lost": 0,
+            "echo_async_client_cpu": 0.4,
+        },
+        ("uvicorn", "raw"): {"echo_async": 23_000, "rss": 26.0, "hs_ramp": 2_200},
+        ("uvicorn", "channels"): {
+            "echo_async": 6_900,
+            "auth": 400,
+            "fan_memory_burst_rate": 3_000,
+        },
+    }
+    lines = target_lines(met, ["uvicorn"], [5_000, 10_000], ["memory"])
+    if [line[:10] for line in lines] != [f"PASS  ({x}) " for x in "abcdefh"]:
+        problems.append(f"Expected every target to pass, got {lines}.")
+    missed = {key: dict(values) for key, values in met.items()}
+    missed["uvicorn", "ours"].update(
+        echo_async=20_000, fan_memory_burst_lost=3, echo_async_client_cpu=0.7
+    )
+    lines = target_lines(missed, ["uvicorn"], [5_000, 10_000], ["memory"])
+    verdicts = {line[7]: line[:4] for line in lines}
+    for letter in "afh":
+        if verdicts.get(letter) != "MISS":
+            problems.append(f"Expected ({letter}) to miss, got {lines}.")
+    failed: Results = {("uvicorn", "raw"): {"echo_async": None}}
+    shown = table(failed, [("uvicorn", "raw")], rows([300, 600], 600, [], 100))
+    if "ERR" not in shown or "echo sync" in shown:
+        problems.append(
+            f"Expected ERR for a failed row and no unmeasured rows:\n{shown}"
+        )
+    return problems
