@@ -1,6 +1,7 @@
 """Database connections around consumer handlers, on real PostgreSQL and SQLite."""
 
 import time
+from unittest import mock
 
 import psycopg
 import pytest
@@ -10,6 +11,7 @@ from django.db import connections
 from django.test import TestCase
 
 from django_realtime.consumers import AsyncWebsocketConsumer, WebsocketConsumer
+from django_realtime.delivery import db
 from django_realtime.delivery.db import close_old_connections, is_due_to_close
 from django_realtime.testing import WebsocketCommunicator
 
@@ -85,6 +87,15 @@ def pg_settings():
     settings.update(saved)
 
 
+@pytest.fixture(params=["attributes read", "Django decides"])
+def django_internals(request, monkeypatch):
+    """Run a test with Django's connection attributes read, and without.
+
+    Without is what a Django outside the versions checked gets.
+    """
+    monkeypatch.setattr(db, "_supported", request.param == "attributes read")
+
+
 async def one_message(communicator):
     await communicator.send_to(text_data="pid?")
     return int(await communicator.receive_from(timeout=5))
@@ -93,7 +104,9 @@ async def one_message(communicator):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, databases=[PG])
 @pytest.mark.parametrize("consumer", [AsyncPid, SyncPid])
-async def test_backend_terminated_between_messages_is_replaced(consumer, pg_settings):
+async def test_backend_terminated_between_messages_is_replaced(
+    consumer, pg_settings, django_internals
+):
     pg_settings["CONN_MAX_AGE"] = 60
     pg_settings["CONN_HEALTH_CHECKS"] = True
     communicator = WebsocketCommunicator(consumer.as_asgi(), "/ws/")
@@ -199,13 +212,17 @@ class TransactionSurvivesDisconnect(TestCase):
     def test_query_after_disconnect_works_on_sqlite(self):
         self.check("default")
 
+    def test_query_after_disconnect_works_without_django_internals(self):
+        with mock.patch.object(db, "_supported", False):
+            self.check("default")
+
     @pytest.mark.postgres
     def test_query_after_disconnect_works_on_postgresql(self):
         self.check(PG)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_close_old_connections_leaves_an_atomic_block_alone():
+def test_close_old_connections_leaves_an_atomic_block_alone(django_internals):
     from django.db import transaction
 
     connection = connections["default"]

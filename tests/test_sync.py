@@ -1,4 +1,9 @@
-"""The sync pool: parallel across connections, and never blocking exit."""
+"""The sync pool: parallel across connections, and never blocking exit.
+
+Each promise holds on both paths to the pool: the short hop (asgiref
+internals, within the versions checked) and asgiref's public SyncToAsync
+(taken outside those versions).
+"""
 
 import asyncio
 import contextvars
@@ -12,9 +17,17 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import translation
 
+from django_realtime.delivery import sync
 from django_realtime.delivery.sync import is_pool_thread, run_sync, shutdown_executor
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True, params=["short hop", "public SyncToAsync"])
+def path_to_the_pool(request: pytest.FixtureRequest, monkeypatch) -> None:
+    """Run each test on both paths to the pool."""
+    monkeypatch.setattr(sync, "_short_hop", request.param == "short hop")
+
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
@@ -107,7 +120,10 @@ STRANDED = textwrap.dedent(
 
     settings.configure()
 
+    from django_realtime.delivery import sync
     from django_realtime.delivery.sync import run_sync
+
+    sync._short_hop = SHORT_HOP
 
     async def never():
         await asyncio.Event().wait()
@@ -130,8 +146,9 @@ STRANDED = textwrap.dedent(
 
 
 def test_a_handler_stranded_by_a_stopped_loop_does_not_block_exit():
+    script = STRANDED.replace("SHORT_HOP", repr(sync._short_hop))
     result = subprocess.run(
-        [sys.executable, "-c", STRANDED],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=20,

@@ -27,6 +27,12 @@ With ``CONN_HEALTH_CHECKS``, each boundary also marks connections for a
 health check on their next use, as Django does per request, so a connection
 the database server dropped between two messages is replaced transparently.
 
+Deciding without a query reads connection attributes Django does not
+document (:mod:`django_realtime._compat.django`); with a Django outside the
+versions they were checked against, every open connection outside a
+transaction is handed to Django's own ``close_if_unusable_or_obsolete()``
+at each boundary instead.
+
 ``REALTIME["CLOSE_OLD_CONNECTIONS"] = False`` turns all of this off.
 """
 
@@ -43,6 +49,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
+from django_realtime._compat import django as _django
 from django_realtime.delivery.sync import is_pool_thread
 
 __all__ = [
@@ -81,6 +88,9 @@ def track_connection(
 
 KEEP, CLOSE, CHECK = "keep", "close", "check"
 
+# Whether Django's connection attributes are read (a Django in the window).
+_supported = _django.SUPPORTED
+
 
 def boundary_action(connection: BaseDatabaseWrapper, now: float) -> str:
     """Decide what Django would do with ``connection`` at a request boundary.
@@ -91,15 +101,20 @@ def boundary_action(connection: BaseDatabaseWrapper, now: float) -> str:
         autocommit setting) or ``CHECK`` (had an error since its last commit:
         ping it, close it if it does not answer).
 
-    Reads attributes only, so deciding never touches the database.
+    Reads attributes only, so deciding never touches the database. With a
+    Django whose attributes were not checked, an open connection outside a
+    transaction is always ``CHECK``: Django's own method decides.
     """
     if connection.connection is None or connection.in_atomic_block:
         return KEEP
+    if not _supported:
+        return CHECK
+    close_at = _django.close_at(connection)
     if connection.autocommit != connection.settings_dict["AUTOCOMMIT"] or (
-        connection.close_at is not None and now >= connection.close_at
+        close_at is not None and now >= close_at
     ):
         return CLOSE
-    if connection.errors_occurred:
+    if _django.had_errors(connection):
         return CHECK
     return KEEP
 
@@ -131,9 +146,9 @@ def close_old_connections() -> None:
 
 
 def _reset_health_check(connection: BaseDatabaseWrapper) -> None:
-    # Django >= 4.1 attributes that django-stubs does not declare.
-    if connection.health_check_enabled:  # type: ignore[attr-defined]
-        connection.health_check_done = False  # type: ignore[attr-defined]
+    # Outside the checked versions, close_if_unusable_or_obsolete() does it.
+    if _supported:
+        _django.request_health_check(connection)
 
 
 def thread_connections() -> Collection[BaseDatabaseWrapper]:
@@ -185,6 +200,10 @@ async def aclose_old_connections() -> None:
     # Django's async ORM runs queries in asgiref's thread-sensitive thread;
     # so does this, and closes what is due there.
     await sync_to_async(close_old_connections)()
+    if not _supported:
+        # Every open connection stays "due": nothing tells those the hop
+        # reached from the others, so each boundary hops.
+        return
     now = time.monotonic()
     _unreachable.clear()
     for connection in candidates:

@@ -20,31 +20,32 @@ holds:
 - a cancelled caller waits for the call to finish before the cancellation
   goes on, so handlers of one consumer never overlap.
 
-Context variables cross threads the way asgiref moves them, with its
-``_restore_context()``: that is also what hands the data of an
-``asgiref.local.Local`` (where Django keeps the active translation, time zone
-and urlconf) to the other thread, which a plain copy of the context would
-leave behind.
+Context variables cross threads the way asgiref moves them, with the
+asgiref internals in :mod:`django_realtime._compat.asgiref`: that is also
+what hands the data of an ``asgiref.local.Local`` (where Django keeps the
+active translation, time zone and urlconf) to the other thread, which a plain
+copy of the context would leave behind. With an asgiref outside the versions
+those were checked against, calls go to the same pool through asgiref's
+public ``SyncToAsync`` instead: the same promises, at its cost per call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
-import os
+import functools
 import queue
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-# asgiref's own step for moving a context to another thread, private but the
-# only way to hand asgiref.local.Local data over (tests/test_sync.py checks
-# that a translation activated on the loop is active in the pool thread).
-from asgiref.sync import SyncToAsync, _restore_context as _adopt_context
+from asgiref.sync import SyncToAsync
 from django.db import connections
 
+from django_realtime._compat import asgiref as _asgiref
 from django_realtime.conf import get_setting
 
 __all__ = ["is_pool_thread", "run_sync", "shutdown_executor"]
@@ -93,9 +94,7 @@ class _Call:
     def run(self) -> None:
         """Call the function in this (pool) thread, then hand the result back."""
         # Where async_to_sync() inside the call finds the caller's loop.
-        local = SyncToAsync.threadlocal
-        local.main_event_loop = self.returns.loop
-        local.main_event_loop_pid = os.getpid()
+        _asgiref.bind_event_loop(self.returns.loop)
         try:
             self.result = self.context.run(self._call)
         except BaseException as exc:
@@ -104,7 +103,7 @@ class _Call:
 
     def _call(self) -> Any:
         # Inside the caller's context: make it this thread's own first.
-        _adopt_context(self.context)
+        _asgiref.adopt_context(self.context)
         return self.fn(*self.args, **self.kwargs)
 
     def settle(self) -> None:
@@ -247,12 +246,73 @@ def _returns_to(loop: asyncio.AbstractEventLoop) -> _Returns:
         return returns
 
 
+class _OneCall(concurrent.futures.Executor):
+    """Run one call of asgiref's ``SyncToAsync`` on the pool; say when it ends.
+
+    ``SyncToAsync`` gives up on a call when its caller is cancelled;
+    :attr:`finished` lets the caller wait for the call itself, as
+    :func:`run_sync` promises.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        """Queue ``fn(*args, **kwargs)`` on the pool."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args, **kwargs))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+            finally:
+                # RuntimeError: the loop is closed, nobody waits any more.
+                with contextlib.suppress(RuntimeError):
+                    self.loop.call_soon_threadsafe(self._finish)
+
+        _get_executor().put(run)
+        return future
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+async def _run_sync_public(fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    """Do what :func:`run_sync` does through asgiref's public ``SyncToAsync``."""
+    executor = _OneCall(asyncio.get_running_loop())
+    call: Any = SyncToAsync(
+        functools.partial(fn, *args, **kwargs),
+        thread_sensitive=False,
+        executor=executor,  # type: ignore[arg-type]
+    )
+    try:
+        result: T = await call()
+    except asyncio.CancelledError:
+        await executor.finished
+        raise
+    return result
+
+
+#: Whether calls take the short hop (asgiref internals in their window) or
+#: go through asgiref's public SyncToAsync.
+_short_hop = _asgiref.SUPPORTED
+
+
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """Call ``fn(*args, **kwargs)`` on the sync pool and return its result.
 
     If the caller is cancelled meanwhile, it waits for the call to finish,
     then the cancellation goes on.
     """
+    if not _short_hop:
+        return await _run_sync_public(fn, args, kwargs)
     context = contextvars.copy_context()
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
@@ -267,7 +327,7 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         raise
     finally:
         # Changes the call made to context variables, back in the caller.
-        _adopt_context(context)
+        _asgiref.adopt_context(context)
 
 
 def shutdown_executor() -> None:
