@@ -26,6 +26,7 @@ from django_realtime.conf import get_setting
 from django_realtime.consumers.websocket import AsyncJsonWebsocketConsumer
 from django_realtime.delivery.outbox import current_outbox
 from django_realtime.exceptions import RequestError
+from django_realtime.sessions import send_session_frames
 from django_realtime.streams.actions import Authorize, Call, Send
 from django_realtime.streams.limits import SessionLimits, StreamStats, stats
 from django_realtime.streams.protocol import CLOSE_STREAMING_FAILED, CLOSE_TOO_SLOW
@@ -85,6 +86,20 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._requests = {}
+        # A wrong limit fails where the class is defined, not at each frame.
+        cls._limits(rate=None, burst=1)
+
+    @classmethod
+    def _limits(cls, rate: float | None, burst: float) -> SessionLimits:
+        """Return the class's limits; ``rate`` and ``burst`` unless it sets them."""
+        return SessionLimits(
+            max_subscriptions=cls.max_subscriptions,
+            max_queued=cls.max_queued,
+            max_queued_bytes=cls.max_queued_bytes,
+            slow_client_policy=cls.slow_client_policy,
+            replay_rate=rate if cls.replay_rate is None else cls.replay_rate,
+            replay_burst=burst if cls.replay_burst is None else cls.replay_burst,
+        )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -93,6 +108,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the consumer; stop its streams when it ends."""
+        # realtime.js takes the cookie of a session that login() rotated.
+        send_session_frames(scope)
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -104,20 +121,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         """Return this connection's protocol state (made at first use)."""
         if self._session is None:
             replay = get_setting("STREAM_REPLAY")
-            limits = SessionLimits(
-                max_subscriptions=self.max_subscriptions,
-                max_queued=self.max_queued,
-                max_queued_bytes=self.max_queued_bytes,
-                slow_client_policy=self.slow_client_policy,
-                replay_rate=(
-                    replay["RATE"] if self.replay_rate is None else self.replay_rate
-                ),
-                replay_burst=(
-                    replay["BURST"] if self.replay_burst is None else self.replay_burst
-                ),
-            )
             self._session = StreamSession(
-                limits,
+                self._limits(replay["RATE"], replay["BURST"]),
                 now=time.monotonic(),
                 label=self.scope.get("path", "?"),
                 encode=self.encode_json,

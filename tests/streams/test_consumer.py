@@ -474,3 +474,29 @@ async def test_a_subscribe_cancelled_by_an_unsubscribe_is_still_answered(
         "cancelled",
     )
     assert second == {"kind": "unsubscribed", "id": unsubscribe, "stream": "news"}
+
+
+def test_a_consumer_with_an_unknown_slow_client_policy_fails_where_it_is_defined() -> (
+    None
+):
+    with pytest.raises(ValueError, match="Expected slow_client_policy 'catch_up'"):
+
+        class Wrong(StreamConsumer):
+            slow_client_policy = "drop"
+
+
+def test_the_replay_budget_comes_from_the_setting_unless_the_consumer_sets_it(
+    settings: Any,
+) -> None:
+    class Own(StreamConsumer):
+        replay_rate = 10.0
+
+    settings.REALTIME = {"STREAM_REPLAY": {"RATE": None, "BURST": 5000}}
+    default, own = StreamConsumer(), Own()
+    default.scope = own.scope = {"type": "websocket", "path": "/ws/"}
+    assert default.stream_session.limits.replay_rate is None
+    assert default.stream_session.limits.replay_burst == 5000
+    assert (
+        own.stream_session.limits.replay_rate,
+        own.stream_session.limits.replay_burst,
+    ) == (10.0, 5000)
