@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from django_realtime.ops.logs import printable
+
 __all__ = ["CLOSE_LOGIN_REQUIRED", "LoginRequiredMixin"]
 
 logger = logging.getLogger("django_realtime.consumers")
@@ -45,7 +47,7 @@ class LoginRequiredMixin:
         if user is not None and user.is_authenticated:
             await super().websocket_connect(message)  # type: ignore[misc]
             return
-        path = self.scope.get("path", "?")
+        path = printable(self.scope.get("path", "?"))
         if user is None:
             logger.error(
                 "Refused a WebSocket to %s: %s requires a login, but the scope "

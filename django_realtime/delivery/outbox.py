@@ -63,7 +63,8 @@ class Outbox:
     def close(self) -> list[Entry]:
         """Close the outbox and return what it still held."""
         self.is_open = False
-        return self.take()
+        messages, self.messages = self.messages, []
+        return messages
 
     def discard(self) -> int:
         """Close the outbox, drop what it held, and return how many."""
@@ -90,11 +91,13 @@ def current_outbox(owner: object | None = None) -> Outbox | None:
     return None
 
 
-def activate(outbox: Outbox) -> Token[Outbox | None]:
-    """Make ``outbox`` the one in force in this context; return a reset token."""
-    return _current.set(outbox)
+# The context variable's own methods, not functions around them: a
+# consumer calls both for every message, and these add no frame.
 
+#: ``activate(outbox)``: make ``outbox`` the one in force in this context;
+#: return a token for :func:`deactivate`.
+activate: Callable[[Outbox | None], Token[Outbox | None]] = _current.set
 
-def deactivate(token: Token[Outbox | None]) -> None:
-    """Restore the outbox that was in force before :func:`activate`."""
-    _current.reset(token)
+#: ``deactivate(token)``: restore the outbox that was in force before
+#: :func:`activate` returned ``token``.
+deactivate: Callable[[Token[Outbox | None]], None] = _current.reset

@@ -198,7 +198,7 @@ def route(
         transaction = _open_transaction(outbox.sync_connections)
     decision = decide(outbox is not None, immediately, transaction is not None)
     if decision == HOLD and outbox is not None:
-        outbox.add((send, args))
+        outbox.messages.append((send, args))  # Outbox.add(), without a frame
         return None
     if decision == AT_COMMIT and transaction is not None:
         transaction.on_commit(functools.partial(_after_commit, send, args))
@@ -250,7 +250,7 @@ def settle(outbox: Outbox, outcome: Outcome, since: int | None = None) -> list[E
         What to send now, in order (nothing when the rule drops it or
         ``since`` is given).
     """
-    if decide(True, outcome=outcome) == SEND:
+    if decide(True, False, False, outcome) == SEND:
         return [] if since is not None else outbox.close()
     if since is None:
         dropped = outbox.discard()

@@ -89,3 +89,20 @@ async def test_without_auth_middleware_every_connection_is_refused_with_an_error
         assert (await communicator.receive_output())["code"] == 4003
     assert "Put AuthMiddlewareStack in front of the routes" in caplog.text
     await communicator.disconnect()
+
+
+async def test_the_refusal_log_line_escapes_and_cuts_the_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    communicator = WebsocketCommunicator(
+        with_user(Private.as_asgi(), AnonymousUser()), "/ws/"
+    )
+    communicator.scope["path"] = "/ws/\nforged line" + "p" * 5_000
+    with caplog.at_level(logging.INFO, "django_realtime.consumers"):
+        assert (await communicator.connect())[0]
+        await communicator.receive_output()
+    (line,) = [r.getMessage() for r in caplog.records if "anonymous" in r.message]
+    assert "/ws/\\nforged line" in line
+    assert "\n" not in line
+    assert len(line) < 1_000
+    await communicator.disconnect()
