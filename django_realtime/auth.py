@@ -14,11 +14,11 @@ auth hash must match the user's password hash under ``SECRET_KEY`` or one of
 :func:`login` and :func:`logout` are coroutines under Channels' names
 (``await login(scope, user)``); sync handlers call them through
 ``asgiref.sync.async_to_sync``. Unlike Channels, both persist the session.
-A WebSocket cannot set a cookie once its handshake is answered, so
-:func:`login` keeps the session key the client's cookie holds (Django's
-``login()`` would rotate it, leaving the browser with a cookie for a deleted
-session), while :func:`logout` flushes the session as Django does, which
-logs the cookie out for HTTP requests as well.
+:func:`login` rotates the session key as Django's ``login()`` does; where
+the new cookie cannot go with the handshake answer, the client gets it
+through a session frame (:mod:`django_realtime.middleware.handoff`).
+:func:`logout` flushes the session as Django does, which logs the cookie
+out for HTTP requests as well.
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ from django.utils.crypto import constant_time_compare
 
 from django_realtime.delivery.db import call_with_fresh_connections
 from django_realtime.delivery.sync import run_sync
+from django_realtime.middleware.handoff import handoff_url
 from django_realtime.sessions import (
     CookieMiddleware,
     SessionMiddleware,
+    cookie_settable,
+    hand_over_session,
     handshake_answered,
 )
 from django_realtime.types import ASGIApp, Scope
@@ -175,50 +178,86 @@ def _backend_path(user: AbstractBaseUser, backend: str | None) -> str:
 
 
 async def login(
-    scope: Scope, user: AbstractBaseUser, backend: str | None = None
-) -> None:
+    scope: Scope,
+    user: AbstractBaseUser | None = None,
+    backend: str | None = None,
+    *,
+    rotate: bool = True,
+) -> dict[str, str] | None:
     """Log ``user`` in on this connection's session, and save the session.
 
-    Does what Django's ``alogin()`` does, except rotating the session key:
+    Does what Django's ``alogin()`` does, session fixation defence included:
     a session that belongs to another user (or an older password) is
-    emptied instead of replaced, so the client's cookie keeps naming it and
-    the next HTTP request with that cookie sees the same user. Sets
-    ``scope["user"]`` and sends ``user_logged_in`` (which updates
-    ``last_login``). The CSRF token is not rotated: it lives in a cookie.
+    flushed, an anonymous one gets a new key (its data stays), and the old
+    key's session is deleted. Sets ``scope["user"]`` and sends
+    ``user_logged_in`` (which updates ``last_login``). The CSRF token is not
+    rotated: it lives in a cookie.
 
-    If the client had no session cookie, a new session is created; its
-    cookie reaches the client only when this runs before the handshake is
-    accepted (and the server passes headers on ``websocket.accept``, which
-    uvicorn does and daphne does not). Otherwise a warning is logged.
+    The client gets the new session cookie with the handshake answer when
+    this runs before ``accept()`` on a server that sends ``websocket.accept``
+    headers (uvicorn does, daphne does not). Otherwise it gets a *session
+    frame*, ``{"kind": "session", "token": ..., "url": ...}``, whose
+    single-use token the page exchanges for the cookie at
+    :func:`~django_realtime.middleware.handoff.take_session_cookie`
+    (``realtime.js`` does so by itself). A
+    :class:`~django_realtime.streams.StreamConsumer` sends the frame itself
+    (see :func:`~django_realtime.sessions.send_session_frames`); other
+    consumers get it back and send it to their client.
 
     Args:
         scope: The connection's scope, with ``scope["session"]``.
-        user: The user to log in, for example from ``authenticate()``.
+        user: The user to log in, for example from ``authenticate()``;
+            ``None`` (as in Channels) logs in ``scope["user"]``.
         backend: The dotted path of the user's authentication backend;
             defaults to ``user.backend`` (set by ``authenticate()``), or to
             the only entry of ``AUTHENTICATION_BACKENDS``.
+        rotate: ``False`` keeps the session key the client's cookie holds
+            (another user's data is still cleared). That gives up the
+            fixation defence: anyone who planted or learnt the cookie before
+            the login is logged in with the user.
+
+    Returns:
+        The session frame the consumer must send to its client as JSON
+        text, or ``None`` when there is none to send.
 
     Raises:
-        ValueError: ``scope["session"]`` is missing, or the backend cannot
-            be told.
+        ValueError: ``scope["session"]`` is missing, there is no user to log
+            in, or the backend cannot be told.
+        ImproperlyConfigured: The cookie must be handed over with a session
+            frame and the exchange view is not routed (checked before the
+            session is changed).
         SessionInterrupted: the session was deleted meanwhile (for example
             by a logout in another request).
     """
     session = _session(scope, "login")
+    if user is None:
+        user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise ValueError(
+            "login() expected a user to log in, as its argument or in "
+            f"scope['user'], got {type(user).__name__}: pass the user (from "
+            "authenticate(), say), or wrap the application in AuthMiddlewareStack."
+        )
+    handed_over = rotate and not cookie_settable(scope)
+    if handed_over:
+        handoff_url(scope)  # Fail before changing anything.
     user_id = user._meta.pk.value_to_string(user)
     auth_hash = user.get_session_auth_hash()
-    if await session.ahas_key(SESSION_KEY) and (
-        await session.aget(SESSION_KEY) != user_id
-        or not constant_time_compare(
+    previous_key = session.session_key
+    if await session.ahas_key(SESSION_KEY):
+        if await session.aget(SESSION_KEY) != user_id or not constant_time_compare(
             await session.aget(HASH_SESSION_KEY, ""), auth_hash
-        )
-    ):
-        # Never hand one user's session data to another.
-        session.clear()
+        ):
+            # Never hand one user's session data to another.
+            if rotate:
+                await session.aflush()
+            else:
+                session.clear()
+    elif rotate:
+        await session.acycle_key()
     await session.aset(SESSION_KEY, user_id)
     await session.aset(BACKEND_SESSION_KEY, _backend_path(user, backend))
     await session.aset(HASH_SESSION_KEY, auth_hash)
-    had_key = session.session_key is not None
     try:
         await session.asave()
     except UpdateError:
@@ -226,15 +265,20 @@ async def login(
             "login() could not save the session: it was deleted meanwhile; the "
             "user may have logged out in another request."
         ) from None
-    if not had_key and handshake_answered(scope):
-        logger.warning(
-            "login() created a new session after the handshake was answered; "
-            "the client has no cookie for it, so HTTP requests will not see "
-            "this login. Log in before accept(), or over HTTP."
-        )
+    frame = None
+    if session.session_key != previous_key:
+        if handed_over:
+            frame = await hand_over_session(scope, session, previous_key)
+        elif not rotate and handshake_answered(scope):
+            logger.warning(
+                "login(rotate=False) created a new session after the handshake "
+                "was answered; the client has no cookie for it, so HTTP requests "
+                "will not see this login. Log in with rotate=True."
+            )
     scope["user"] = user
     request = _ConnectionRequest(scope, session)
     await user_logged_in.asend(sender=user.__class__, request=request, user=user)
+    return frame
 
 
 async def logout(scope: Scope) -> None:

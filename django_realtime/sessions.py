@@ -11,18 +11,19 @@ session API, so handlers (async ones included) read it like a dict without
 touching the session store again. It is saved the way Django's own
 ``SessionMiddleware`` saves it, at the one moment a cookie can still reach
 the client: when the handshake is answered (``websocket.accept``) or the
-HTTP response starts. If the session was modified by then, it is saved and
-a ``Set-Cookie`` header is added to that message; if the client's cookie
-names a session that is empty, the cookie is deleted. After that, a
-WebSocket cannot set cookies, so a handler that changes the session saves it
-itself (``await scope["session"].asave()``) under the key the client
-already holds.
+HTTP response starts. If the session was modified by then, or has a new
+key, it is saved and a ``Set-Cookie`` header is added to that message; if
+the client's cookie names a session that is empty, the cookie is deleted.
+After that, a WebSocket cannot set cookies, so a handler that changes the
+session saves it itself (``await scope["session"].asave()``) under the key
+the client already holds; a handler that gives the session a new key hands
+its cookie over with a session frame (:func:`hand_over_session`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 from collections.abc import MutableMapping
 from importlib import import_module
 from typing import Any
@@ -30,22 +31,34 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 from django.http.cookie import parse_cookie
-from django.utils.http import http_date
 
 from django_realtime.delivery.db import call_with_fresh_connections
 from django_realtime.delivery.sync import run_sync
-from django_realtime.types import ASGIApp, Message
+from django_realtime.middleware.handoff import (
+    handoff_url,
+    issue_token,
+    session_frame,
+    set_session_cookie,
+)
+from django_realtime.types import ASGIApp, Message, Send
 
-__all__ = ["CookieMiddleware", "SessionMiddleware", "SessionMiddlewareStack"]
+__all__ = [
+    "CookieMiddleware",
+    "SessionMiddleware",
+    "SessionMiddlewareStack",
+    "cookie_settable",
+    "hand_over_session",
+    "send_session_frames",
+]
 
 logger = logging.getLogger(__name__)
 
 
-# Where SessionMiddleware keeps what it must know when the handshake is
-# answered: the key the client's cookie holds, and whether a cookie can
-# still be set. auth.login() reads it too.
+# Where SessionMiddleware keeps what it must know about the client's cookie:
+# see _CookieState. auth.login() reads it too.
 STATE_KEY = "django_realtime.session_cookie"
 
 # The messages that answer a handshake or start a response: the last chance
@@ -62,13 +75,67 @@ _CAN_CARRY_HEADERS = frozenset({"websocket.accept", "http.response.start"})
 
 
 class _CookieState:
-    """What SessionMiddleware knows about the client's session cookie."""
+    """What SessionMiddleware knows about the client's session cookie.
 
-    __slots__ = ("answered", "client_key")
+    ``client_key`` is the key the handshake's cookie held; ``client_keys``
+    the keys the client may hold now (``""`` for no cookie): the handshake's,
+    and those handed over since by session frames the client may not have
+    exchanged yet. ``headers`` says whether the answer to the handshake can
+    carry a ``Set-Cookie``; ``frames`` whether the middleware sends session
+    frames itself (:func:`send_session_frames`), through ``send``;
+    ``pending`` holds those due right after the accept.
+    """
 
-    def __init__(self, client_key: str | None) -> None:
+    __slots__ = (
+        "answered",
+        "client_key",
+        "client_keys",
+        "frames",
+        "headers",
+        "pending",
+        "send",
+    )
+
+    def __init__(self, client_key: str | None, headers: bool, send: Send) -> None:
         self.client_key = client_key
+        self.client_keys = {client_key or ""}
         self.answered = False
+        self.headers = headers
+        self.frames = False
+        self.pending: list[dict[str, str]] = []
+        self.send = send
+
+    async def deliver(self, frame: dict[str, str]) -> None:
+        """Send ``frame`` to the client as JSON text, now or after the accept."""
+        if not self.answered:
+            self.pending.append(frame)
+            return
+        try:
+            await self.send({"type": "websocket.send", "text": json.dumps(frame)})
+        except (OSError, RuntimeError) as exc:
+            # The connection has gone: its next handshake brings the cookie
+            # it has, and the session middleware deals with that.
+            logger.debug("Could not send a session frame: %r", exc)
+
+
+def _state(scope: MutableMapping[str, Any]) -> _CookieState | None:
+    state = scope.get(STATE_KEY)
+    return state if isinstance(state, _CookieState) else None
+
+
+def _accept_carries_headers(scope: MutableMapping[str, Any]) -> bool:
+    """Return whether the server sends the headers of ``websocket.accept``.
+
+    They are in the ASGI WebSocket spec from version 2.1; daphne declares no
+    version (2.0) and drops them.
+    """
+    if scope["type"] != "websocket":
+        return True
+    version = str(scope.get("asgi", {}).get("spec_version") or "2.0")
+    try:
+        return tuple(int(part) for part in version.split(".")[:2]) >= (2, 1)
+    except ValueError:
+        return False
 
 
 def handshake_answered(scope: MutableMapping[str, Any]) -> bool:
@@ -78,8 +145,83 @@ def handshake_answered(scope: MutableMapping[str, Any]) -> bool:
     started), and for a scope that did not come through
     :class:`SessionMiddleware`.
     """
-    state = scope.get(STATE_KEY)
-    return not isinstance(state, _CookieState) or state.answered
+    state = _state(scope)
+    return state is None or state.answered
+
+
+def cookie_settable(scope: MutableMapping[str, Any]) -> bool:
+    """Return whether a new session cookie can still go with the handshake answer.
+
+    ``False`` once the handshake was answered, on a server that drops the
+    headers of ``websocket.accept`` (daphne), and for a scope that did not
+    come through :class:`SessionMiddleware`: the cookie must then be handed
+    over with a session frame (:func:`hand_over_session`).
+    """
+    state = _state(scope)
+    return state is not None and not state.answered and state.headers
+
+
+def send_session_frames(scope: MutableMapping[str, Any]) -> None:
+    """Have the session middleware send this connection's session frames.
+
+    Call it before the handshake is answered, from a consumer whose client
+    handles JSON frames ``{"kind": "session", ...}`` (``realtime.js`` does;
+    :class:`~django_realtime.streams.StreamConsumer` calls this). Frames are
+    then sent as they are made, not held with the handler's other sends,
+    and those made before the accept right after it; without it,
+    :func:`hand_over_session` (and so :func:`~django_realtime.auth.login`)
+    returns each frame for the consumer to send. Does nothing for a scope
+    that did not come through :class:`SessionMiddleware`.
+    """
+    state = _state(scope)
+    if state is not None:
+        state.frames = True
+
+
+async def hand_over_session(
+    scope: MutableMapping[str, Any],
+    session: SessionBase,
+    previous_key: str | None = None,
+) -> dict[str, str] | None:
+    """Make the session frame that gives the client the cookie of ``session``.
+
+    For a session that was saved under a new key after the handshake was
+    answered (or on a server that drops ``websocket.accept`` headers). Issues
+    a single-use token, valid for
+    :data:`~django_realtime.middleware.handoff.TOKEN_MAX_AGE` seconds, that
+    the client exchanges for the cookie at
+    :func:`~django_realtime.middleware.handoff.take_session_cookie`, while
+    it holds the cookie it connected with, ``previous_key``, or one handed
+    over before on this connection.
+
+    Returns:
+        The frame, ``{"kind": "session", "token": ..., "url": ...}``, for
+        the consumer to send its client as JSON; ``None`` when the
+        middleware sends it (:func:`send_session_frames`).
+
+    Raises:
+        ImproperlyConfigured: The exchange view is not routed.
+        ValueError: ``session`` has no key (it was never saved).
+    """
+    if session.session_key is None:
+        raise ValueError(
+            "hand_over_session() expected a saved session, got one without a "
+            "key: await session.asave() first."
+        )
+    url = handoff_url(scope)
+    state = _state(scope)
+    cookies = {previous_key or ""}
+    if state is not None:
+        cookies |= state.client_keys
+    token = await issue_token(session.session_key, cookies)
+    frame = session_frame(token, url)
+    if state is None:
+        return frame
+    state.client_keys.add(session.session_key)
+    if not state.frames:
+        return frame
+    await state.deliver(frame)
+    return None
 
 
 class CookieMiddleware:
@@ -156,22 +298,55 @@ class SessionMiddleware:
             # Loaded into the session's cache: from then on dict-style access
             # costs no I/O, in async and sync handlers alike.
             await run_sync(call_with_fresh_connections, session.keys)
-        state = _CookieState(client_key)
+        state = _CookieState(client_key, _accept_carries_headers(scope), send)
 
         async def send_with_cookie(message: Message) -> None:
             kind = message.get("type")
-            if kind in _ANSWERS and not state.answered:
-                state.answered = True
-                if kind in _CAN_CARRY_HEADERS and message.get("status", 200) < 500:
-                    header = await _session_cookie(session, state.client_key)
-                    if header is not None:
-                        headers = list(message.get("headers", ()))
-                        headers.append((b"set-cookie", header))
-                        message = {**message, "headers": headers}
+            if kind not in _ANSWERS or state.answered:
+                await send(message)
+                return
+            state.answered = True
+            if kind in _CAN_CARRY_HEADERS and message.get("status", 200) < 500:
+                header = await _session_cookie(session, state.client_key)
+                if header is not None:
+                    headers = list(message.get("headers", ()))
+                    headers.append((b"set-cookie", header))
+                    message = {**message, "headers": headers}
+                    if state.headers:
+                        state.client_keys = {session.session_key or ""}
+                    else:
+                        await _frame_for_new_key(scope, session, state)
             await send(message)
+            if kind == "websocket.accept":
+                pending, state.pending = state.pending, []
+                for frame in pending:
+                    await state.deliver(frame)
 
         await self.inner(
             {**scope, "session": session, STATE_KEY: state}, receive, send_with_cookie
+        )
+
+
+async def _frame_for_new_key(
+    scope: MutableMapping[str, Any], session: SessionBase, state: _CookieState
+) -> None:
+    """Queue a session frame if the accept's ``Set-Cookie`` will not arrive.
+
+    Only where the middleware sends session frames, for a session that was
+    saved under a key the client was not handed (Django's ``get_user()``
+    rotates it when it upgrades a session signed under a fallback secret).
+    """
+    key = session.session_key
+    if not state.frames or key is None or key in state.client_keys:
+        return
+    try:
+        await hand_over_session(scope, session, state.client_key)
+    except ImproperlyConfigured as exc:
+        logger.warning(
+            "The session got a new key before the handshake was answered, on a "
+            "server that drops the headers of websocket.accept, and its cookie "
+            "cannot be handed over: %s",
+            exc,
         )
 
 
@@ -180,7 +355,9 @@ async def _session_cookie(session: SessionBase, client_key: str | None) -> bytes
 
     Follows Django's ``SessionMiddleware.process_response``: an empty session
     deletes the client's cookie, a modified one (or any, with
-    ``SESSION_SAVE_EVERY_REQUEST``) is saved and its cookie refreshed.
+    ``SESSION_SAVE_EVERY_REQUEST``) is saved and its cookie refreshed. A
+    session whose key is not the client's (a new or rotated one) gets its
+    cookie too.
     """
     response = HttpResponse()
     name = settings.SESSION_COOKIE_NAME
@@ -193,12 +370,11 @@ async def _session_cookie(session: SessionBase, client_key: str | None) -> bytes
             domain=settings.SESSION_COOKIE_DOMAIN,
             samesite=settings.SESSION_COOKIE_SAMESITE,
         )
-    elif session.modified or settings.SESSION_SAVE_EVERY_REQUEST:
-        max_age: int | None = None
-        expires: str | None = None
-        if not await session.aget_expire_at_browser_close():
-            max_age = await session.aget_expiry_age()
-            expires = http_date(time.time() + max_age)
+    elif (
+        session.modified
+        or settings.SESSION_SAVE_EVERY_REQUEST
+        or session.session_key != client_key
+    ):
         try:
             await session.asave()
         except UpdateError:
@@ -206,17 +382,7 @@ async def _session_cookie(session: SessionBase, client_key: str | None) -> bytes
                 "The connection's session was deleted before the handshake was "
                 "answered; the user may have logged out in another request."
             ) from None
-        response.set_cookie(
-            name,
-            session.session_key or "",
-            max_age=max_age,
-            expires=expires,
-            domain=settings.SESSION_COOKIE_DOMAIN,
-            path=settings.SESSION_COOKIE_PATH,
-            secure=bool(settings.SESSION_COOKIE_SECURE),
-            httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
-            samesite=settings.SESSION_COOKIE_SAMESITE,
-        )
+        await set_session_cookie(response, session)
     else:
         return None
     logger.debug("Setting the session cookie in the handshake answer.")

@@ -11,16 +11,21 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings as django_settings
 from django.contrib.auth import aauthenticate
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient
 from django.urls import path
 
 from django_realtime.auth import AuthMiddlewareStack, get_user, login, logout
 from django_realtime.consumers import AsyncJsonWebsocketConsumer, JsonWebsocketConsumer
+from django_realtime.delivery.db import aclose_old_connections
+from django_realtime.middleware.handoff import TOKEN_HEADER, take_session_cookie
 from django_realtime.sessions import SessionMiddlewareStack
+from django_realtime.streams import StreamConsumer
 from tests.session_databases import database, engine, uses_both_databases
 
 __all__ = ["database", "engine"]  # fixtures used by name
@@ -53,31 +58,45 @@ def whoami(request: HttpRequest) -> JsonResponse:
     )
 
 
-urlpatterns = [path("visit/", visit), path("whoami/", whoami)]
+urlpatterns = [
+    path("visit/", visit),
+    path("whoami/", whoami),
+    path("realtime/session/", take_session_cookie, name="realtime-session"),
+]
 
 
 # Socket side: consumers that report and change the connection's user.
 
 
 class AuthConsumer(AsyncJsonWebsocketConsumer):
+    """Report the connection's user and session; change them on request.
+
+    A login answers with the session frame login() returned, if any, in
+    ``frame``: the consumer's own protocol carries it to the page.
+    """
+
     channel_layer_alias = None
 
     async def connect(self) -> None:
         query = self.scope["query_string"].decode()
+        frame = None
         if query.startswith("login="):
             user = await User.objects.aget(username=query.removeprefix("login="))
-            await login(self.scope, user)
+            frame = await login(self.scope, user)
         await self.accept()
+        if frame is not None:
+            await self.send_json(frame)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         session = self.scope["session"]
         op = content["op"]
+        frame = None
         if op == "login":
             user = await aauthenticate(
                 username=content["username"], password=content["password"]
             )
             assert user is not None
-            await login(self.scope, user)
+            frame = await login(self.scope, user, rotate=content.get("rotate", True))
         elif op == "logout":
             await logout(self.scope)
         elif op == "set":
@@ -88,6 +107,8 @@ class AuthConsumer(AsyncJsonWebsocketConsumer):
                 "user": self.scope["user"].get_username(),
                 "cart": session.get("cart"),
                 "x": session.get("x"),
+                "key": session.session_key,
+                "frame": frame,
             }
         )
 
@@ -98,16 +119,25 @@ class SyncAuthConsumer(JsonWebsocketConsumer):
     def receive_json(self, content: Any, **kwargs: Any) -> None:
         session = self.scope["session"]
         op = content["op"]
+        frame = None
         if op == "login":
             user = User.objects.get(username=content["username"])
-            async_to_sync(login)(self.scope, user)
+            frame = async_to_sync(login)(
+                self.scope, user, rotate=content.get("rotate", True)
+            )
         elif op == "logout":
             async_to_sync(logout)(self.scope)
         elif op == "set":
             session["x"] = content["value"]
             session.save()
         self.send_json(
-            {"user": self.scope["user"].get_username(), "x": session.get("x")}
+            {
+                "user": self.scope["user"].get_username(),
+                "cart": session.get("cart"),
+                "x": session.get("x"),
+                "key": session.session_key,
+                "frame": frame,
+            }
         )
 
 
@@ -116,6 +146,9 @@ SYNC_APP = AuthMiddlewareStack(SyncAuthConsumer.as_asgi())
 
 
 async def make_user(username: str = "alice") -> User:
+    # The async ORM's thread may hold a connection that the previous test's
+    # teardown ended (tests/conftest.py); replace it, as consumers do.
+    await aclose_old_connections()
     return await User.objects.acreate_user(username, password=PASSWORD)
 
 
@@ -297,27 +330,303 @@ async def test_a_session_changed_in_a_consumer_is_seen_by_the_next_http_request(
     assert await http_view(client) == {"user": "alice", "cart": None, "x": 1}
 
 
+async def exchange(client: AsyncClient, frame: dict[str, Any], **headers: str) -> Any:
+    """POST the frame's token to its URL, as realtime.js does."""
+    return await client.post(
+        frame["url"], headers={TOKEN_HEADER: frame["token"], **headers}
+    )
+
+
+async def session_exists(key: str) -> bool:
+    store = __import__(
+        django_settings.SESSION_ENGINE, fromlist=["SessionStore"]
+    ).SessionStore
+    session: SessionBase = store(key)
+    await session.akeys()
+    return session.session_key is not None
+
+
+async def anonymous_client() -> AsyncClient:
+    """Return a client holding the cookie of an anonymous session."""
+    client = AsyncClient()
+    await client.get("/visit/")
+    return client
+
+
 @pytest.mark.parametrize("app", [APP, SYNC_APP], ids=["async", "sync"])
-async def test_a_login_in_a_consumer_keeps_the_cookie_and_is_seen_by_http(
+async def test_a_login_after_accept_rotates_the_key_and_hands_the_cookie_over(
     database: str, engine: str, websocket_communicator: Any, app: Any
 ) -> None:
     user = await make_user()
-    client = AsyncClient()
-    await client.get("/visit/")
-    key = cookie_of(client)
-    communicator = await socket(websocket_communicator, key, app)
+    client = await anonymous_client()
+    old_key = cookie_of(client)
+    communicator = await socket(websocket_communicator, old_key, app)
     assert (await ask(communicator))["user"] == ""
 
     answer = await ask(communicator, "login", username="alice", password=PASSWORD)
 
     assert answer["user"] == "alice"
-    assert cookie_of(client) == key
+    new_key = answer["key"]
+    assert new_key != old_key
+    assert not await session_exists(old_key)
+    frame = answer["frame"]
+    assert frame == {
+        "kind": "session",
+        "token": frame["token"],
+        "url": "/realtime/session/",
+    }
+    response = await exchange(client, frame)
+    assert response.status_code == 204
+    assert cookie_of(client) == new_key
     assert await http_view(client) == {"user": "alice", "cart": "apples", "x": None}
+    # The socket and HTTP share the session from now on.
+    await ask(communicator, "set", value=2)
+    assert (await http_view(client))["x"] == 2
     await user.arefresh_from_db()
     assert user.last_login is not None
 
 
-async def test_a_login_as_another_user_empties_the_session_but_keeps_its_key(
+async def test_the_exchanged_cookie_follows_the_session_cookie_settings(
+    database: str, websocket_communicator: Any, settings: Any
+) -> None:
+    settings.SESSION_COOKIE_SECURE = True
+    settings.SESSION_COOKIE_SAMESITE = "Strict"
+    settings.SESSION_COOKIE_PATH = "/app/"
+    settings.SESSION_COOKIE_DOMAIN = "testserver"
+    settings.SESSION_COOKIE_AGE = 600
+    await make_user()
+    client = AsyncClient()
+    communicator = await socket(websocket_communicator, None)
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+
+    response = await exchange(client, answer["frame"])
+
+    assert response.status_code == 204
+    cookie = response.cookies["sessionid"]
+    assert cookie.value == answer["key"]
+    assert cookie["secure"] is True
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/app/"
+    assert cookie["domain"] == "testserver"
+    assert cookie["max-age"] == 600
+    assert response["Cache-Control"] == "no-store"
+
+
+async def test_a_token_is_used_up_by_its_first_exchange(
+    database: str, engine: str, websocket_communicator: Any
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    communicator = await socket(websocket_communicator, cookie_of(client))
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+    assert (await exchange(client, answer["frame"])).status_code == 204
+
+    again = await exchange(client, answer["frame"])
+
+    assert again.status_code == 403
+    assert again.json()["code"] == "invalid_token"
+    assert cookie_of(client) == answer["key"]
+
+
+async def test_an_expired_token_is_refused(
+    database: str, engine: str, websocket_communicator: Any, settings: Any
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    old_key = cookie_of(client)
+    communicator = await socket(websocket_communicator, old_key)
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+    store = __import__(settings.SESSION_ENGINE, fromlist=["SessionStore"]).SessionStore
+    token: SessionBase = store(answer["frame"]["token"])
+    await token.aset_expiry(-1)
+    await token.asave()
+
+    response = await exchange(client, answer["frame"])
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "invalid_token"
+    assert cookie_of(client) == old_key
+
+
+async def test_an_unknown_token_is_refused(database: str) -> None:
+    client = await anonymous_client()
+
+    response = await exchange(client, {"url": "/realtime/session/", "token": "z" * 32})
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "invalid_token"
+
+
+async def test_a_token_from_another_browsers_socket_is_refused(
+    database: str, websocket_communicator: Any
+) -> None:
+    await make_user("mallory")
+    attacker = await anonymous_client()
+    victim = await anonymous_client()
+    communicator = await socket(websocket_communicator, cookie_of(attacker))
+    answer = await ask(communicator, "login", username="mallory", password=PASSWORD)
+    victim_key = cookie_of(victim)
+
+    response = await exchange(victim, answer["frame"])
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "wrong_session"
+    assert cookie_of(victim) == victim_key
+    assert (await http_view(victim))["user"] == ""
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        pytest.param(
+            {"Origin": "https://evil.example"}, 403, "cross_origin", id="origin"
+        ),
+        pytest.param({TOKEN_HEADER: ""}, 400, "missing_token", id="no-header"),
+    ],
+)
+async def test_a_cross_site_exchange_is_refused(
+    database: str,
+    websocket_communicator: Any,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    communicator = await socket(websocket_communicator, cookie_of(client))
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+
+    response = await exchange(client, answer["frame"], **headers)
+
+    assert response.status_code == status
+    assert response.json()["code"] == code
+    assert (await http_view(client))["user"] == ""
+
+
+async def test_an_exchange_from_the_sites_own_or_a_trusted_origin_is_accepted(
+    database: str, websocket_communicator: Any, settings: Any
+) -> None:
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.com"]
+    await make_user()
+    for origin in ("http://testserver", "https://app.example.com"):
+        client = await anonymous_client()
+        communicator = await socket(websocket_communicator, cookie_of(client))
+        answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+
+        response = await exchange(client, answer["frame"], Origin=origin)
+
+        assert response.status_code == 204, origin
+
+
+async def test_the_exchange_view_takes_only_post(database: str) -> None:
+    response = await AsyncClient().get("/realtime/session/")
+
+    assert response.status_code == 405
+
+
+async def test_a_token_of_a_session_that_ended_meanwhile_is_refused(
+    database: str, websocket_communicator: Any
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    communicator = await socket(websocket_communicator, cookie_of(client))
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+    await ask(communicator, "logout")
+
+    response = await exchange(client, answer["frame"])
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "session_gone"
+
+
+async def test_a_second_login_on_the_connection_hands_over_the_newest_session(
+    database: str, websocket_communicator: Any
+) -> None:
+    await make_user("alice")
+    await make_user("bob")
+    client = await anonymous_client()
+    communicator = await socket(websocket_communicator, cookie_of(client))
+    first = await ask(communicator, "login", username="alice", password=PASSWORD)
+    second = await ask(communicator, "login", username="bob", password=PASSWORD)
+
+    # The page exchanges the tokens in the order they came; the first names
+    # a session the second login flushed.
+    assert (await exchange(client, first["frame"])).json()["code"] == "session_gone"
+    assert (await exchange(client, second["frame"])).status_code == 204
+
+    assert cookie_of(client) == second["key"]
+    assert (await http_view(client))["user"] == "bob"
+
+
+async def test_the_exchange_under_save_every_request_sets_the_new_cookie(
+    database: str, websocket_communicator: Any, settings: Any
+) -> None:
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    await make_user()
+    client = await anonymous_client()
+    communicator = await socket(websocket_communicator, cookie_of(client))
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+
+    response = await exchange(client, answer["frame"])
+
+    assert response.status_code == 204
+    assert cookie_of(client) == answer["key"]
+    assert (await http_view(client))["user"] == "alice"
+
+
+async def test_a_login_as_another_user_flushes_the_session(
+    database: str, websocket_communicator: Any
+) -> None:
+    await make_user("alice")
+    await make_user("bob")
+    client = await logged_in_client("alice")
+    alices_key = cookie_of(client)
+    communicator = await socket(websocket_communicator, alices_key)
+    await ask(communicator, "set", value="alice's secret")
+
+    answer = await ask(communicator, "login", username="bob", password=PASSWORD)
+
+    assert (answer["user"], answer["cart"], answer["x"]) == ("bob", None, None)
+    assert answer["key"] != alices_key
+    assert not await session_exists(alices_key)
+    assert (await exchange(client, answer["frame"])).status_code == 204
+    assert await http_view(client) == {"user": "bob", "cart": None, "x": None}
+
+
+async def test_a_login_again_as_the_same_user_keeps_the_session(
+    database: str, websocket_communicator: Any
+) -> None:
+    await make_user()
+    client = await logged_in_client()
+    key = cookie_of(client)
+    communicator = await socket(websocket_communicator, key)
+
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+
+    assert (answer["key"], answer["frame"]) == (key, None)
+
+
+@pytest.mark.parametrize("app", [APP, SYNC_APP], ids=["async", "sync"])
+async def test_a_login_with_rotate_false_keeps_the_cookies_key(
+    database: str, engine: str, websocket_communicator: Any, app: Any
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    key = cookie_of(client)
+    communicator = await socket(websocket_communicator, key, app)
+
+    await communicator.send_json_to(
+        {"op": "login", "username": "alice", "password": PASSWORD, "rotate": False}
+    )
+    answer = await communicator.receive_json_from(timeout=5)
+
+    assert (answer["user"], answer["key"], answer["frame"]) == ("alice", key, None)
+    assert cookie_of(client) == key
+    assert await http_view(client) == {"user": "alice", "cart": "apples", "x": None}
+
+
+async def test_rotate_false_for_another_user_empties_the_session_but_keeps_its_key(
     database: str, websocket_communicator: Any
 ) -> None:
     await make_user("alice")
@@ -326,9 +635,12 @@ async def test_a_login_as_another_user_empties_the_session_but_keeps_its_key(
     communicator = await socket(websocket_communicator, cookie_of(client))
     await ask(communicator, "set", value="alice's secret")
 
-    answer = await ask(communicator, "login", username="bob", password=PASSWORD)
+    answer = await ask(
+        communicator, "login", username="bob", password=PASSWORD, rotate=False
+    )
 
-    assert answer == {"user": "bob", "cart": None, "x": None}
+    assert (answer["user"], answer["cart"], answer["x"]) == ("bob", None, None)
+    assert answer["key"] == cookie_of(client)
     assert await http_view(client) == {"user": "bob", "cart": None, "x": None}
 
 
@@ -347,18 +659,117 @@ async def test_a_login_before_accept_sends_the_new_session_cookie_with_the_accep
     assert (await http_view(client))["user"] == "alice"
 
 
-async def test_a_login_after_accept_without_a_cookie_warns_that_http_will_not_see_it(
+async def test_a_login_before_accept_rotates_the_key_of_the_cookie_it_came_with(
+    database: str, engine: str, websocket_communicator: Any
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    old_key = cookie_of(client)
+
+    communicator = await socket(
+        websocket_communicator, old_key, path="/ws/?login=alice"
+    )
+
+    [cookie] = set_cookie_headers(communicator)
+    new_key = cookie.split(b";")[0].removeprefix(b"sessionid=").decode()
+    assert new_key not in ("", old_key)
+    assert not await session_exists(old_key)
+    assert (await ask(communicator))["key"] == new_key
+    client.cookies["sessionid"] = new_key
+    assert await http_view(client) == {"user": "alice", "cart": "apples", "x": None}
+
+
+async def test_a_login_before_accept_on_daphne_hands_the_cookie_over_after_it(
+    database: str, websocket_communicator: Any
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    communicator = websocket_communicator(
+        APP,
+        "/ws/?login=alice",
+        headers=[(b"cookie", f"sessionid={cookie_of(client)}".encode())],
+        spec_version="2.0",
+    )
+    assert (await communicator.connect(timeout=5))[0]
+
+    frame = await communicator.receive_json_from(timeout=5)
+
+    assert frame["kind"] == "session"
+    assert (await exchange(client, frame)).status_code == 204
+    assert cookie_of(client) == (await ask(communicator))["key"]
+    assert (await http_view(client))["user"] == "alice"
+
+
+async def test_a_login_with_rotate_false_after_accept_without_a_cookie_warns(
     database: str, websocket_communicator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     await make_user()
     communicator = await socket(websocket_communicator, None)
 
     with caplog.at_level(logging.WARNING, logger="django_realtime.auth"):
-        answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+        answer = await ask(
+            communicator, "login", username="alice", password=PASSWORD, rotate=False
+        )
 
     assert answer["user"] == "alice"
     [record] = [r for r in caplog.records if r.name == "django_realtime.auth"]
     assert "no cookie" in record.getMessage()
+
+
+async def test_a_login_after_accept_without_a_cookie_hands_the_new_one_over(
+    database: str, websocket_communicator: Any
+) -> None:
+    await make_user()
+    communicator = await socket(websocket_communicator, None)
+
+    answer = await ask(communicator, "login", username="alice", password=PASSWORD)
+
+    client = AsyncClient()
+    assert (await exchange(client, answer["frame"])).status_code == 204
+    assert cookie_of(client) == answer["key"]
+    assert (await http_view(client))["user"] == "alice"
+
+
+class LoginReporter(AsyncJsonWebsocketConsumer):
+    """Log in the user named by each frame; report what happened."""
+
+    channel_layer_alias = None
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        error = None
+        try:
+            await login(self.scope, await User.objects.aget(username=content["user"]))
+        except ImproperlyConfigured as exc:
+            error = str(exc)
+        await self.send_json(
+            {
+                "error": error,
+                "user": self.scope["user"].get_username(),
+                "key": self.scope["session"].session_key,
+            }
+        )
+
+
+async def test_a_login_that_needs_the_exchange_view_says_so_before_changing_anything(
+    database: str, websocket_communicator: Any, settings: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.urls"
+    await make_user()
+    store = __import__(settings.SESSION_ENGINE, fromlist=["SessionStore"]).SessionStore
+    anonymous: SessionBase = store()
+    await anonymous.aset("cart", "apples")
+    await anonymous.asave()
+    key = anonymous.session_key
+    app = AuthMiddlewareStack(LoginReporter.as_asgi())
+    communicator = await socket(websocket_communicator, key, app)
+
+    await communicator.send_json_to({"user": "alice"})
+    answer = await communicator.receive_json_from(timeout=5)
+
+    assert "path('realtime/session/', take_session_cookie" in answer["error"]
+    assert (answer["key"], answer["user"]) == (key, "")
+    assert await session_exists(key)
+    assert await store(key).aget("_auth_user_id") is None
 
 
 @pytest.mark.parametrize("app", [APP, SYNC_APP], ids=["async", "sync"])
@@ -382,15 +793,7 @@ async def test_login_needs_the_backend_when_several_are_configured(
         "django.contrib.auth.backends.AllowAllUsersModelBackend",
     ]
     user = await make_user()
-    communicator_scope: dict[str, Any] = {}
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        communicator_scope.update(scope)
-
-    from django_realtime.testing import HttpCommunicator
-
-    await HttpCommunicator(SessionMiddlewareStack(app), "GET", "/").wait()
-    scope = communicator_scope
+    scope = await scope_through(SessionMiddlewareStack)
 
     with pytest.raises(ValueError, match="2 are configured"):
         await login(scope, user)
@@ -404,3 +807,118 @@ async def test_get_user_without_a_session_says_which_middleware_is_missing(
 ) -> None:
     with pytest.raises(ValueError, match="AuthMiddlewareStack"):
         await get_user({"type": "websocket"})
+
+
+async def scope_through(stack: Any) -> dict[str, Any]:
+    """Return the scope an HTTP request gets behind ``stack``."""
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.update(scope)
+
+    from django_realtime.testing import HttpCommunicator
+
+    await HttpCommunicator(stack(app), "GET", "/").wait()
+    return seen
+
+
+async def test_login_without_a_user_logs_in_the_user_of_the_scope(
+    database: str,
+) -> None:
+    user = await make_user()
+    scope = await scope_through(SessionMiddlewareStack)
+    scope["user"] = user
+
+    await login(scope, None)
+
+    assert await get_user(scope) == user
+    assert scope["user"] == user
+
+
+@pytest.mark.parametrize(
+    "scope_user",
+    [pytest.param(None, id="none"), pytest.param(AnonymousUser(), id="anonymous")],
+)
+async def test_login_without_a_user_and_none_in_the_scope_raises_value_error(
+    database: str, scope_user: Any
+) -> None:
+    scope = await scope_through(SessionMiddlewareStack)
+    if scope_user is not None:
+        scope["user"] = scope_user
+
+    with pytest.raises(ValueError, match=r"scope\['user'\]"):
+        await login(scope, None)
+    assert scope["session"].session_key is None
+
+
+# A StreamConsumer: the session middleware sends the session frame itself.
+
+
+class AccountStream(StreamConsumer):
+    async def connect(self) -> None:
+        query = self.scope["query_string"].decode()
+        if query.startswith("login="):
+            user = await User.objects.aget(username=query.removeprefix("login="))
+            assert await login(self.scope, user) is None
+        await self.accept()
+
+    async def request_login(self, data: Any) -> Any:
+        user = await User.objects.aget(username=data)
+        assert await login(self.scope, user) is None
+        return self.scope["session"].session_key
+
+    async def request_key(self, data: Any) -> Any:
+        return self.scope["session"].session_key
+
+
+STREAM_APP = AuthMiddlewareStack(AccountStream.as_asgi())
+
+
+async def test_a_stream_connection_gets_the_session_frame_before_the_logins_reply(
+    database: str, engine: str, websocket_communicator: Any
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    communicator = await socket(websocket_communicator, cookie_of(client), STREAM_APP)
+
+    await communicator.send_json_to(
+        {"kind": "request", "id": 1, "type": "login", "data": "alice"}
+    )
+    frame = await communicator.receive_json_from(timeout=5)
+    reply = await communicator.receive_json_from(timeout=5)
+
+    assert frame["kind"] == "session"
+    assert reply["kind"] == "reply"
+    assert (await exchange(client, frame)).status_code == 204
+    assert cookie_of(client) == reply["data"]
+    assert (await http_view(client))["user"] == "alice"
+
+
+@pytest.mark.parametrize("spec_version", ["2.0", "2.3"])
+async def test_a_stream_connection_that_logs_in_before_accept_gets_the_cookie(
+    database: str, websocket_communicator: Any, spec_version: str
+) -> None:
+    await make_user()
+    client = await anonymous_client()
+    old_key = cookie_of(client)
+    communicator = websocket_communicator(
+        STREAM_APP,
+        "/ws/?login=alice",
+        headers=[(b"cookie", f"sessionid={old_key}".encode())],
+        spec_version=spec_version,
+    )
+    assert (await communicator.connect(timeout=5))[0]
+
+    if spec_version == "2.0":  # daphne: the accept's headers do not arrive
+        frame = await communicator.receive_json_from(timeout=5)
+        assert frame["kind"] == "session"
+        assert (await exchange(client, frame)).status_code == 204
+    else:
+        [cookie] = set_cookie_headers(communicator)
+        client.cookies["sessionid"] = (
+            cookie.split(b";")[0].removeprefix(b"sessionid=").decode()
+        )
+    await communicator.send_json_to({"kind": "request", "id": 1, "type": "key"})
+    reply = await communicator.receive_json_from(timeout=5)
+    assert reply["data"] == cookie_of(client) != old_key
+    assert (await http_view(client))["user"] == "alice"

@@ -34,15 +34,16 @@ class TappedSocket extends WebSocket {
   }
 }
 
-/** Connect to the Feed consumer with quick backoff; record state events. */
+/** Connect to the Feed consumer with quick backoff; record state and session events. */
 function open(options = {}, url = "/ws/feed/") {
   const rt = realtime.connect(url, {
     backoff: { initial: 50, max: 400 },
     createSocket: (url) => new TappedSocket(url),
     ...options,
   });
-  const log = { rt, states: [] };
+  const log = { rt, states: [], sessions: [] };
   rt.onState((event) => log.states.push(event));
+  rt.onSession(({ ok, error }) => log.sessions.push(ok ? { ok } : { ok, code: error.code }));
   return log;
 }
 

@@ -15,6 +15,12 @@ where a project would). What it serves:
     :class:`Feed`, a :class:`~django_realtime.streams.StreamConsumer`.
 ``ws /ws/refuse/``
     :class:`Refuse`, which refuses the handshake.
+``ws /ws/session/``
+    :class:`SessionFeed` behind ``AuthMiddlewareStack``: logs users in over
+    the socket (before the accept with ``?login=<username>``).
+``/visit/``, ``/whoami/``, ``/realtime/session/``
+    Django views (:mod:`tests.browser.urls`), through Django's ASGI handler;
+    they need the server to use the test database.
 
 The history store is :func:`tests.browser.stores.make_store`'s: in memory,
 or in Redis when the environment says so.
@@ -28,18 +34,27 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import django
-from django.template.backends.django import DjangoTemplates
-from django.urls import path
 
-from django_realtime.routing import ProtocolTypeRouter, URLRouter
-from django_realtime.streams import (
+# Under daphne (the live server) Django is set up already; uvicorn does not,
+# and the auth modules below need the app registry.
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.template.backends.django import DjangoTemplates  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from django_realtime.auth import AuthMiddlewareStack, login  # noqa: E402
+from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django_realtime.streams import (  # noqa: E402
     RequestError,
     StreamConsumer,
     apublish,
     get_stream_store,
     set_stream_store,
 )
-from tests.browser.stores import make_store
+from tests.browser.stores import make_store  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -97,6 +112,29 @@ class Refuse(StreamConsumer):
         await self.close(4003)
 
 
+class SessionFeed(Feed):
+    """Log users in by name (no password: a test server), report the session."""
+
+    async def connect(self) -> None:
+        query = parse_qs(self.scope["query_string"].decode())
+        if "login" in query:
+            await self._login(query["login"][0])
+        await self.accept()
+
+    async def _login(self, username: str) -> None:
+        user = await get_user_model().objects.aget(username=username)
+        await login(self.scope, user)
+
+    async def request_login(self, data: Any) -> str | None:
+        await self._login(data)
+        key: str | None = self.scope["session"].session_key
+        return key
+
+    async def request_session_key(self, data: Any) -> str | None:
+        key: str | None = self.scope["session"].session_key
+        return key
+
+
 def _page() -> bytes:
     engine = DjangoTemplates(
         {"NAME": "browser", "DIRS": [], "APP_DIRS": False, "OPTIONS": {}}
@@ -111,8 +149,10 @@ async def _respond(send: Any, status: int, body: bytes, kind: str) -> None:
 
 
 async def http_application(scope: Any, receive: Any, send: Any) -> None:
-    """Serve the test page and the publish hook."""
-    if scope["path"] == "/":
+    """Serve the test page, the publish hook and the Django views."""
+    if scope["path"] in DJANGO_PATHS:
+        await django_application(scope, receive, send)
+    elif scope["path"] == "/":
         await _respond(send, 200, _page(), "text/html; charset=utf-8")
     elif scope["path"] == "/page.js":
         body = (HERE / "page.js").read_bytes()
@@ -129,9 +169,11 @@ async def http_application(scope: Any, receive: Any, send: Any) -> None:
         await _respond(send, 404, b"not found", "text/plain")
 
 
-# Under daphne (the live server) Django is set up already; uvicorn does not.
-django.setup()
 set_stream_store(make_store())
+# This process serves the browser tests only: its Django views are theirs.
+settings.ROOT_URLCONF = "tests.browser.urls"
+DJANGO_PATHS = frozenset({"/visit/", "/whoami/", "/realtime/session/"})
+django_application = get_asgi_application()
 
 application = ProtocolTypeRouter(
     {
@@ -140,6 +182,7 @@ application = ProtocolTypeRouter(
             [
                 path("ws/feed/", Feed.as_asgi()),
                 path("ws/refuse/", Refuse.as_asgi()),
+                path("ws/session/", AuthMiddlewareStack(SessionFeed.as_asgi())),
             ]
         ),
     }

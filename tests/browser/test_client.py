@@ -324,8 +324,8 @@ def test_requests_sent_get_distinct_ids_and_are_correlated(page: Page) -> None:
         (
             "rt.request('not a type')",
             "bad_frame",
-            "Expected a request 'type' of dotted names (\"chat.post\"), "
-            "got 'not a type'.",
+            "Expected a request 'type' of dotted names (\"chat.post\"), at most "
+            "100 characters, got 'not a type'.",
         ),
     ],
     ids=["request-error", "crash", "unknown", "bad-type"],

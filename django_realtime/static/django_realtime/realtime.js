@@ -5,8 +5,9 @@
  * WebSocket to a StreamConsumer open, reconnects with exponential backoff
  * and full jitter, resumes every subscription from the position of the last
  * publication it delivered (so nothing is missed and nothing arrives twice),
- * dispatches publications to handlers by stream and type, and correlates
- * requests with their replies.
+ * dispatches publications to handlers by stream and type, correlates
+ * requests with their replies, and takes the new session cookie the server
+ * hands over after a login over the socket.
  *
  *     import { connect } from "/static/django_realtime/realtime.js";
  *     const rt = connect("/ws/feed/");
@@ -100,6 +101,67 @@ export function backoffDelay(attempt, { initial, max, factor, jitter }, random =
   return Math.round(ceiling * (1 - jitter * random()));
 }
 
+/** The request header that carries a session token to the server. */
+const TOKEN_HEADER = "X-Realtime-Session-Token";
+
+/**
+ * A session frame: the server gave the connection's session a new key (a
+ * login rotates it) and hands its cookie over with a single-use token.
+ * @typedef {{kind: "session", token: string, url: string}} SessionFrame
+ */
+
+/**
+ * Take the session cookie a session frame hands over: POST its token to its
+ * URL, whose answer sets the cookie, so that the page's HTTP requests use
+ * the same session as the socket. Connections made by {@link connect} do
+ * this by themselves; call it for frames of other WebSockets.
+ * @param {SessionFrame} frame
+ * @param {{timeout?: number}} [options] ms, default 10000
+ * @returns {Promise<void>} resolves once the browser holds the cookie;
+ *     rejects with a RealtimeError: the server's code ("invalid_token",
+ *     "wrong_session", "session_gone"...), "bad_frame", "timeout" or
+ *     "network"
+ */
+export async function takeSessionCookie(frame, { timeout = 10000 } = {}) {
+  if (frame?.kind !== "session" || typeof frame.token !== "string" || typeof frame.url !== "string") {
+    throw new RealtimeError(
+      "bad_frame",
+      `Expected a session frame {kind: "session", token, url}, got ${JSON.stringify(frame)}.`,
+    );
+  }
+  const url = new URL(frame.url, globalThis.location?.href);
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeout);
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { [TOKEN_HEADER]: frame.token },
+      credentials: "same-origin",
+      cache: "no-store",
+      signal: controller.signal,
+    });
+  } catch (error) {
+    if (controller.signal.aborted) {
+      throw new RealtimeError("timeout", `No answer from ${url.pathname} within ${timeout} ms.`);
+    }
+    throw new RealtimeError("network", `Could not reach ${url.pathname}: ${error.message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (response.ok) return;
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not the view's JSON: a proxy's page, a 404 of an unrouted URL.
+  }
+  throw new RealtimeError(
+    body?.code ?? `http_${response.status}`,
+    body?.message ?? `Expected ${url.pathname} to set the session cookie, got HTTP ${response.status}.`,
+  );
+}
+
 /** Report an error to the page (its "error" event, the console) and go on. */
 function report(error) {
   (globalThis.reportError ?? console.error)(error);
@@ -175,6 +237,8 @@ export class Realtime {
   #subscriptions = new Map(); // stream -> Subscription
   #buses = new Map(); // stream -> type -> Set of handlers
   #stateListeners = new Set();
+  #sessionListeners = new Set();
+  #held = null; // frames that arrived while a session cookie is being taken
   #timer = null; // the connect timeout, reconnection delay or heartbeat
   #lastHeard = 0;
   #pingSentAt = null;
@@ -218,6 +282,18 @@ export class Realtime {
   onState(listener) {
     this.#stateListeners.add(listener);
     return () => this.#stateListeners.delete(listener);
+  }
+
+  /**
+   * Call `listener({ok, error})` after each session cookie handover: the
+   * server gave the session a new key (a login over the socket rotates it),
+   * and the client took its cookie (`ok` true) or could not (`error`, a
+   * RealtimeError, also reported to the page).
+   * @returns {() => void} removes the listener
+   */
+  onSession(listener) {
+    this.#sessionListeners.add(listener);
+    return () => this.#sessionListeners.delete(listener);
   }
 
   /**
@@ -361,6 +437,7 @@ export class Realtime {
     const socket = this.#socket;
     clearTimeout(this.#timer);
     this.#socket = null;
+    this.#held = null; // frames of this connection: their requests are dropped
     if (socket) socket.onopen = socket.onmessage = socket.onclose = null;
     return socket;
   }
@@ -480,8 +557,14 @@ export class Realtime {
       report(new Error(`Expected a JSON frame from the server, got ${text}`));
       return;
     }
+    if (this.#held) this.#held.push(frame);
+    else this.#dispatch(frame);
+  }
+
+  #dispatch(frame) {
     if (frame.kind === "publication") this.#publication(frame);
     else if (frame.kind === "lost") this.#streamLost(frame);
+    else if (frame.kind === "session") this.#takeSession(frame);
     else if (this.#pending.has(frame.id)) {
       const { answer } = this.#pending.get(frame.id);
       this.#pending.delete(frame.id);
@@ -490,6 +573,30 @@ export class Realtime {
       report(new RealtimeError(frame.code, `The server refused a frame: ${frame.message}`));
     }
     // Other frames (late answers, kinds added later) are ignored.
+  }
+
+  /**
+   * Take the cookie of the session frame, holding the frames that follow
+   * until it is taken: the reply to the request that logged in then
+   * arrives once HTTP requests see the login.
+   */
+  #takeSession(frame) {
+    const held = (this.#held = []);
+    takeSessionCookie(frame, { timeout: this.#options.requestTimeout })
+      .then(
+        () => ({ ok: true }),
+        (error) => {
+          report(error);
+          return { ok: false, error };
+        },
+      )
+      .then((event) => {
+        for (const listener of [...this.#sessionListeners]) call(listener, event);
+        if (this.#held !== held) return; // the connection was lost meanwhile
+        this.#held = null;
+        while (held.length > 0 && this.#held === null) this.#dispatch(held.shift());
+        this.#held?.push(...held); // behind another session frame
+      });
   }
 
   #subscribeAnswered(subscription, frame) {
