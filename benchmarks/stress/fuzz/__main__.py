@@ -1,5 +1,5 @@
 import sys
 
-from benchmarks.stress.fuzz.run import main
+from benchmarks.stress.fuzz.cli import main
 
 sys.exit(main())

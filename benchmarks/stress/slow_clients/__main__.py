@@ -1,5 +1,5 @@
 import sys
 
-from benchmarks.stress.slow_clients.run import main
+from benchmarks.stress.slow_clients.cli import main
 
 sys.exit(main())

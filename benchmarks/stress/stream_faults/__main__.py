@@ -1,5 +1,5 @@
 import sys
 
-from benchmarks.stress.stream_faults.run import main
+from benchmarks.stress.stream_faults.cli import main
 
 sys.exit(main())

@@ -16,13 +16,8 @@ from typing import TYPE_CHECKING
 from benchmarks import report as _report
 
 if TYPE_CHECKING:
-    from benchmarks.stress.stream_faults.run import (
-        Client,
-        Options,
-        Publisher,
-        Run,
-        Slot,
-    )
+    from benchmarks.stress.stream_faults.client import Client
+    from benchmarks.stress.stream_faults.state import Options, Publisher, Run, Slot
 
 __all__ = ["ROWS", "Outcome", "report", "summarise"]
 
