@@ -28,7 +28,8 @@ class Room(models.Model):
         validators=[
             RegexValidator(
                 rf"\A{ROOM_NAME_PATTERN}\Z",
-                "Expected 1 to 50 letters, digits, hyphens or underscores.",
+                "Expected 1 to 50 letters, digits, hyphens or underscores, "
+                "got %(value)r.",
             )
         ],
     )

@@ -53,7 +53,7 @@ class Migration(migrations.Migration):
                             django.core.validators.RegexValidator(
                                 "\\A[A-Za-z0-9_-]{1,50}\\Z",
                                 "Expected 1 to 50 letters, digits, hyphens or "
-                                "underscores.",
+                                "underscores, got %(value)r.",
                             )
                         ],
                     ),
