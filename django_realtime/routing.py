@@ -31,6 +31,7 @@ from django.utils.module_loading import import_string
 
 from django_realtime.exceptions import RouteNotFound
 from django_realtime.ops.logs import printable
+from django_realtime.servers.daphne import gate_connection
 from django_realtime.types import ASGIApp
 
 __all__ = [
@@ -94,6 +95,10 @@ class ProtocolTypeRouter:
     servers that speak it (uvicorn) start without complaint; so is an
     ``http`` scope, with 404 and a warning, as Django answers a URL it does
     not know.
+
+    A WebSocket connection served by daphne gets its flow-control gate here,
+    before any middleware wraps ``send``
+    (:func:`~django_realtime.servers.daphne.gate_connection`).
     """
 
     def __init__(self, application_mapping: Mapping[str, ASGIApp]) -> None:
@@ -120,6 +125,8 @@ class ProtocolTypeRouter:
                 f"No application for scope type {kind!r}: ProtocolTypeRouter "
                 f"knows {sorted(self.application_mapping)}."
             ) from None
+        if kind == "websocket":
+            scope, send = gate_connection(scope, send)
         await application(scope, receive, send)
 
 

@@ -80,6 +80,8 @@ class DaphneConnection:
             connection reads (``"producing"``) or not (``"paused"``).
         transport: What the protocol writes to: ``tcp``, or the TLS
             protocol over it.
+        delivered: The messages daphne passed on to the protocol (which
+            would turn them into frames).
     """
 
     def __init__(self, tls: bool = False) -> None:
@@ -106,6 +108,8 @@ class DaphneConnection:
         self.protocol = WebSocketProtocol()
         self.protocol.client_addr = ["127.0.0.1", 50000]
         self.protocol.path = "/ws/"
+        self.delivered: list[Any] = []
+        self.protocol.handle_reply = self.delivered.append
         # daphne's upgrade hands the transport over to the WebSocket protocol.
         self.protocol.transport = self.transport
         self.server.protocol_connected(self.protocol)

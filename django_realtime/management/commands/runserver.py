@@ -9,6 +9,11 @@ runs Django's WSGI server unchanged.
 ``django_realtime`` must come before ``django.contrib.staticfiles`` (and
 instead of ``daphne``) in ``INSTALLED_APPS`` for Django to pick this command;
 system checks ``django_realtime.E004`` and ``W001`` say so.
+
+The application is served behind
+:class:`~django_realtime.servers.daphne.FlowControl`, so that WebSocket
+sends wait for a client that does not read whatever middleware the project
+puts around its router.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from django_realtime import __version__
+from django_realtime.servers.daphne import FlowControl
 
 if TYPE_CHECKING:
     from django.core.management.commands.runserver import Command as _Runserver
@@ -75,23 +81,15 @@ class StaticFilesRouter:
             await self.application(scope, receive, send)
 
 
-class _DaphneServer(Server):  # type: ignore[misc]  # daphne ships no types.
-    """Daphne's server, reporting the bound port and a failure to listen."""
+class _ListenFailures(logging.Handler):
+    """Keep what daphne logs when it cannot listen, to report it."""
 
-    def __init__(self, *, on_bind: Callable[[int], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.on_bind = on_bind
-        self.listen_failure: str | None = None
+    def __init__(self) -> None:
+        super().__init__(logging.CRITICAL)
+        self.reasons: list[str] = []
 
-    def listen_success(self, port: Any) -> None:
-        super().listen_success(port)
-        self.on_bind(port.getHost().port)
-
-    def listen_error(self, failure: Any) -> None:
-        # The command reports the failure and exits non-zero; daphne would
-        # only log it and stop.
-        self.listen_failure = failure.getErrorMessage()
-        self.stop()
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reasons.append(record.getMessage())
 
 
 def _timeout(value: str) -> float:
@@ -117,10 +115,12 @@ class Command(_Runserver):
     # Set by Django's handle(); declared for the type checker.
     addr: str
     port: str
-    _raw_ipv6: bool
 
     #: The ASGI server class; tests substitute a recording double.
-    asgi_server_cls: Callable[..., Any] = _DaphneServer
+    asgi_server_cls: Callable[..., Any] = Server
+    # The server being run, and whether it has listened.
+    _server: Any = None
+    _bound = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Add ``--noasgi`` and daphne's timeouts to Django's flags."""
@@ -172,16 +172,25 @@ class Command(_Runserver):
         for connection in connections.all(initialized_only=True):
             connection.close()
 
-        server = self.asgi_server_cls(**self.get_server_kwargs(options))
+        self._server = self.asgi_server_cls(**self.get_server_kwargs(options))
+        failures = _ListenFailures()
+        daphne_logger = logging.getLogger("daphne.server")
+        daphne_logger.addHandler(failures)
         try:
-            server.run()
+            self._server.run()
         except KeyboardInterrupt:
             shutdown_message = options.get("shutdown_message", "")
             if shutdown_message:
                 self.stdout.write(shutdown_message)
             return
-        if server.listen_failure is not None:
-            self.stderr.write(f"Error: {server.listen_failure}")
+        finally:
+            daphne_logger.removeHandler(failures)
+        if not self._bound:
+            # daphne stops without running when an endpoint fails to listen.
+            reason = failures.reasons[-1] if failures.reasons else None
+            self.stderr.write(
+                f"Error: {reason or 'daphne stopped before it listened.'}"
+            )
             # sys.exit() would only end this thread under the autoreloader.
             os._exit(1)
         logger.debug("daphne stopped")
@@ -201,11 +210,11 @@ class Command(_Runserver):
                 "websocket_handshake_timeout", 5.0
             ),
             "verbosity": int(options.get("verbosity", 1)),
-            "on_bind": self.on_bind,
+            "ready_callable": self._listening,
         }
 
     def get_application(self, options: dict[str, Any]) -> _Application:
-        """Return ``ASGI_APPLICATION``, behind the static files handler if asked.
+        """Return ``ASGI_APPLICATION`` behind flow control and, if asked, static files.
 
         Static files are served when staticfiles is installed, ``--nostatic``
         is not given, and ``DEBUG`` is on or ``--insecure`` is given.
@@ -216,6 +225,7 @@ class Command(_Runserver):
             application: _Application = get_default_application()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
+        application = FlowControl(application)
         use_static = options.get("use_static_handler", False)
         insecure = options.get("insecure_serving", False)
         if use_static and (settings.DEBUG or insecure):
@@ -226,10 +236,16 @@ class Command(_Runserver):
         """Return the interface to listen on (Django lets ``0`` mean any)."""
         return "0.0.0.0" if self.addr == "0" else str(self.addr)
 
+    def _listening(self) -> None:
+        """Print the banner: daphne listens (its ``ready_callable``)."""
+        self.on_bind(self._server.listening_addresses[-1][1])
+
     def on_bind(self, server_port: int) -> None:
         """Print the banner once daphne listens on ``server_port``."""
+        self._bound = True
         quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
-        addr = f"[{self.addr}]" if self._raw_ipv6 else self._bind_addr()
+        # An IPv6 address is shown in brackets, as Django shows it.
+        addr = f"[{self.addr}]" if ":" in self.addr else self._bind_addr()
         now = datetime.now().strftime("%B %d, %Y - %X")
         self.stdout.write(
             f"{now}\n"
