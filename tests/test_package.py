@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import django_realtime
 
@@ -43,3 +44,24 @@ def test_top_level_names_resolve_to_the_public_modules():
     assert django_realtime.send_to_group is delivery.send_to_group
     assert django_realtime.asend_to_channel is delivery.asend_to_channel
     assert set(django_realtime.__all__) <= set(dir(django_realtime))
+
+
+def test_the_consumer_names_keep_their_import_paths_after_the_split():
+    from django_realtime.consumers import frames, websocket
+
+    for name in websocket.__all__:
+        assert getattr(websocket, name) is not None
+    assert websocket.CLOSE_TOO_SLOW is frames.CLOSE_TOO_SLOW
+    assert websocket.DEFAULT_MAX_MESSAGE_SIZE is frames.DEFAULT_MAX_MESSAGE_SIZE
+    assert websocket.WebsocketConsumer.__module__ == websocket.__name__
+
+
+def test_consumer_and_delivery_modules_stay_under_500_lines():
+    package = Path(django_realtime.__file__).parent
+    sizes = {
+        str(path.relative_to(package)): len(path.read_text().splitlines())
+        for folder in ("consumers", "delivery")
+        for path in (package / folder).glob("*.py")
+    }
+    assert sizes
+    assert {name: n for name, n in sizes.items() if n >= 500} == {}
