@@ -13,6 +13,7 @@ already "login required"), and daphne sends 1011 itself.
 
 from __future__ import annotations
 
+from django_realtime.ops.logs import printable
 from django_realtime.types import Headers, Message
 
 __all__ = [
@@ -97,10 +98,18 @@ def send_message(
         return {"type": "websocket.send", "text": text_data}
     if bytes_data is not None and text_data is None:
         return {"type": "websocket.send", "bytes": bytes_data}
+    # Either may be a client's frame sent back: show an excerpt of each.
     raise ValueError(
         "Expected exactly one of text_data or bytes_data, got "
-        f"text_data={text_data!r} and bytes_data={bytes_data!r}."
+        f"text_data={_excerpt(text_data)} and bytes_data={_excerpt(bytes_data)}."
     )
+
+
+def _excerpt(value: str | bytes | None) -> str:
+    if value is None:
+        return "None"
+    quote = "b'" if isinstance(value, bytes) else "'"
+    return f"{quote}{printable(value)}'"
 
 
 def close_message(code: int | bool | None = None, reason: str | None = None) -> Message:

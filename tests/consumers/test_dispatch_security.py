@@ -191,3 +191,19 @@ async def test_an_invalid_type_from_the_server_is_cut_in_the_error_message() -> 
         await Target().dispatch({"type": "nope\n" + "z" * 10_000})
     assert "\n" not in str(caught.value)
     assert len(str(caught.value)) < 4 * EXCERPT_LIMIT
+
+
+async def test_sending_both_text_and_bytes_names_only_excerpts_of_them() -> None:
+    class Both(AsyncJsonWebsocketConsumer):
+        async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+            await self.send(text_data=text_data, bytes_data=b"\x00" * 10_000)
+
+    communicator = WebsocketCommunicator(Both.as_asgi(), "/ws/")
+    assert (await communicator.connect())[0]
+    await communicator.send_to(text_data="echo\n" + "e" * 10_000)
+    with pytest.raises(ValueError, match="Expected exactly one of") as caught:
+        await communicator.receive_output()
+    message = str(caught.value)
+    assert "text_data='echo\\neee" in message
+    assert "bytes_data=b'\\x00\\x00" in message
+    assert len(message) < 4 * EXCERPT_LIMIT
