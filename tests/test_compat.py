@@ -261,7 +261,15 @@ def test_the_installed_daphne_and_twisted_are_in_the_windows_flow_control_knows(
 def test_a_send_to_a_connection_gone_on_daphne_raises_one_of_the_send_failures():
     from autobahn.exception import Disconnected
 
-    assert (OSError, Disconnected) == daphne_compat.SEND_FAILURES
+    assert daphne_compat.send_failures() == (OSError, Disconnected)
+
+
+def test_without_autobahn_loaded_a_gone_connection_raises_only_oserror(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "autobahn.exception", raising=False)
+
+    assert daphne_compat.send_failures() == (OSError,)
 
 
 def test_daphne_is_not_serving_in_a_process_whose_reactor_does_not_run():

@@ -20,8 +20,9 @@ window's bound.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
+import importlib
 import re
+import sys
 from dataclasses import dataclass
 
 __all__ = ["Window", "parse_version"]
@@ -41,11 +42,18 @@ def parse_version(text: str) -> tuple[int, ...] | None:
 
 
 @functools.cache
-def _installed(distribution: str) -> str | None:
+def _installed(distribution: str, module: str) -> str | None:
+    # An imported package's __version__ is free; the metadata costs an
+    # import of importlib.metadata and a search of the path.
+    version = getattr(sys.modules.get(module), "__version__", None)
+    if isinstance(version, str):
+        return version
+    metadata = importlib.import_module("importlib.metadata")
     try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
+        found: str = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
         return None
+    return found
 
 
 @dataclass(frozen=True)
@@ -57,11 +65,14 @@ class Window:
         lowest: The lowest version checked, as numbers (``(22, 4)``).
         below: The first version not checked (``(27,)``): the window is
             ``lowest <= version < below``.
+        module: The package it installs, whose ``__version__`` is read if
+            it is imported (default: ``distribution`` in lower case).
     """
 
     distribution: str
     lowest: tuple[int, ...]
     below: tuple[int, ...]
+    module: str = ""
 
     def __str__(self) -> str:
         low = ".".join(map(str, self.lowest))
@@ -70,7 +81,7 @@ class Window:
 
     def installed(self) -> str | None:
         """Return the installed version of the distribution, or ``None``."""
-        return _installed(self.distribution)
+        return _installed(self.distribution, self.module or self.distribution.lower())
 
     def contains(self, version: str | None) -> bool:
         """Return whether ``version`` (``"4.2.3"``) is inside the window."""

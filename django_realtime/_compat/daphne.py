@@ -24,8 +24,8 @@ daphne (and with it Twisted's reactor) is looked up in ``sys.modules``,
 never imported: importing ``daphne.server`` installs a reactor, and when it
 is not loaded it is not the server.
 
-:data:`SEND_FAILURES` is public API: what a server raises for a send to a
-connection that has gone.
+:func:`send_failures` is about public API: what a server raises for a
+send to a connection that has gone.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from django_realtime._compat import Window
 
 __all__ = [
     "DAPHNE",
-    "SEND_FAILURES",
     "TWISTED",
     "PushProducer",
     "attach_producer",
+    "send_failures",
     "serving",
     "supported",
     "websocket_protocol",
@@ -52,16 +52,22 @@ DAPHNE = Window("daphne", (4, 1), (4, 3))
 #: The Twisted versions the internals were checked against.
 TWISTED = Window("Twisted", (22, 4), (26, 11))
 
-# What a server raises for a send to a connection that has gone: OSError, as
-# the ASGI spec asks (uvicorn's ClientDisconnected), or, on daphne while the
-# close handshake runs, autobahn's Disconnected (a RuntimeError).
-SEND_FAILURES: tuple[type[Exception], ...]
-try:
-    from autobahn.exception import Disconnected as _AutobahnDisconnected
-except ImportError:  # pragma: no cover - daphne, and so autobahn, is a dependency
-    SEND_FAILURES = (OSError,)
-else:
-    SEND_FAILURES = (OSError, _AutobahnDisconnected)
+
+def send_failures() -> tuple[type[Exception], ...]:
+    """Return the exceptions a server raises for a send to a connection gone.
+
+    ``OSError``, as the ASGI spec asks (uvicorn's ``ClientDisconnected``),
+    and, on daphne while the close handshake runs, autobahn's
+    ``Disconnected`` (a ``RuntimeError``). autobahn, heavy to import, is not
+    imported for it: if it is not loaded, none of its exceptions can be
+    raised. Meant for an ``except`` clause, which evaluates it only when an
+    exception reaches it.
+    """
+    exception = sys.modules.get("autobahn.exception")
+    disconnected = getattr(exception, "Disconnected", None)
+    if isinstance(disconnected, type) and issubclass(disconnected, Exception):
+        return (OSError, disconnected)
+    return (OSError,)
 
 
 class PushProducer(Protocol):
