@@ -685,5 +685,5 @@ async def test_daphne_warns_when_a_middleware_around_the_router_hides_its_send(
         server.kill()
     # Once per process, with the fix.
     assert server.output.count(NO_FLOW_CONTROL) == 1, server.output[-3000:]
-    assert "a middleware outside ProtocolTypeRouter" in server.output
+    assert "a middleware that no ProtocolTypeRouter encloses" in server.output
     assert "FlowControl" in server.output

@@ -218,8 +218,9 @@ def flow_controlled(send: Send, scope: Scope | None = None) -> Send:
     if _daphne.serving():
         _warn_once(
             "outside",
-            "Flow control is off for WebSockets on daphne: a middleware outside "
-            "ProtocolTypeRouter wraps the server's send (the consumer got %s). "
+            "Flow control is off for WebSockets on daphne: a middleware that no "
+            "ProtocolTypeRouter encloses wraps the server's send (the consumer "
+            "got %s). "
             "A client that does not read can make this process hold without "
             "limit what is sent to it. Wrap the outermost application in "
             "django_realtime.servers.daphne.FlowControl.",
