@@ -227,14 +227,14 @@ class ConnectionLimits:
             await self.application(scope, receive, send)
             return
         path = scope.get("path", "?")
+        # Only the outermost instance counts the connection in the process
+        # and applies max_connections; each applies its per-client limits.
         outermost = _COUNTED not in scope
         if outermost:
             scope[_COUNTED] = True
             if self._over_capacity(path):
                 await _refuse(receive, send)
                 return
-        # An outer ConnectionLimits counts this connection in the process and
-        # applied max_connections: only this one's other limits apply here.
         counted = self._count_client(scope, path)
         if counted is None:
             await _refuse(receive, send)
