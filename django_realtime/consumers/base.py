@@ -368,7 +368,10 @@ class AsyncConsumer:
             await self.channel_layer.group_add(group, self._channel_name)
 
     async def dispatch(self, message: Message) -> None:
-        """Call the handler for ``message['type']`` and flush what it sent.
+        """Call the handler for ``message['type']``, then settle what it held.
+
+        What the handler held goes out or is dropped as
+        :func:`~django_realtime.delivery.sends.decide` says for its outcome.
 
         Raises:
             InvalidMessageError: the message has no handler.
