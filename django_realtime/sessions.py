@@ -299,13 +299,13 @@ class SessionMiddleware:
             # costs no I/O, in async and sync handlers alike.
             await run_sync(call_with_fresh_connections, session.keys)
         state = _CookieState(client_key, _accept_carries_headers(scope), send)
+        inner_scope = {**scope, "session": session, STATE_KEY: state}
 
         async def send_with_cookie(message: Message) -> None:
             kind = message.get("type")
             if kind not in _ANSWERS or state.answered:
                 await send(message)
                 return
-            state.answered = True
             if kind in _CAN_CARRY_HEADERS and message.get("status", 200) < 500:
                 header = await _session_cookie(session, state.client_key)
                 if header is not None:
@@ -315,16 +315,15 @@ class SessionMiddleware:
                     if state.headers:
                         state.client_keys = {session.session_key or ""}
                     else:
-                        await _frame_for_new_key(scope, session, state)
+                        await _frame_for_new_key(inner_scope, session, state)
+            state.answered = True
             await send(message)
             if kind == "websocket.accept":
                 pending, state.pending = state.pending, []
                 for frame in pending:
                     await state.deliver(frame)
 
-        await self.inner(
-            {**scope, "session": session, STATE_KEY: state}, receive, send_with_cookie
-        )
+        await self.inner(inner_scope, receive, send_with_cookie)
 
 
 async def _frame_for_new_key(

@@ -922,3 +922,30 @@ async def test_a_stream_connection_that_logs_in_before_accept_gets_the_cookie(
     reply = await communicator.receive_json_from(timeout=5)
     assert reply["data"] == cookie_of(client) != old_key
     assert (await http_view(client))["user"] == "alice"
+
+
+async def test_a_key_rotated_at_connect_on_daphne_reaches_a_stream_page_as_a_frame(
+    database: str, websocket_communicator: Any, settings: Any
+) -> None:
+    await make_user()
+    client = await logged_in_client()
+    old_key = cookie_of(client)
+    # get_user() upgrades a session signed under a fallback secret and
+    # rotates its key, before the handshake is answered.
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-brand-new-secret-key-nobody-knew-before"
+    communicator = websocket_communicator(
+        STREAM_APP,
+        "/ws/",
+        headers=[(b"cookie", f"sessionid={old_key}".encode())],
+        spec_version="2.0",
+    )
+    assert (await communicator.connect(timeout=5))[0]
+
+    frame = await communicator.receive_json_from(timeout=5)
+
+    assert frame["kind"] == "session"
+    assert (await exchange(client, frame)).status_code == 204
+    assert cookie_of(client) != old_key
+    settings.SECRET_KEY_FALLBACKS = []
+    assert (await http_view(client))["user"] == "alice"

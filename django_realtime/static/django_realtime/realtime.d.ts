@@ -1,0 +1,135 @@
+// Type declarations of realtime.js, the browser client of django_realtime's
+// stream protocol. The API is documented in docs/topics/browser-client.rst.
+
+/** A stream position: the epoch of its history and an offset in it. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** One message of a stream, as delivered to the page. */
+export interface Publication<T = unknown> {
+  stream: string;
+  epoch: string;
+  offset: number;
+  data: T;
+}
+
+/** What the server said when a subscription (re)started. */
+export interface SubscribedInfo {
+  epoch: string;
+  offset: number;
+  recovered: boolean;
+  replayed: number;
+  reason: string | null;
+}
+
+/** Messages lost for good; the subscription goes on after (epoch, offset). */
+export interface LostInfo {
+  reason: "epoch_changed" | "outside_window" | "invalid_position" | string;
+  epoch: string;
+  offset: number;
+}
+
+/**
+ * The server gave the connection's session a new key (a login rotates it)
+ * and hands its cookie over with a single-use token.
+ */
+export interface SessionFrame {
+  kind: "session";
+  token: string;
+  url: string;
+}
+
+/** After a session cookie handover: taken, or refused with `error`. */
+export type SessionEvent = { ok: true } | { ok: false; error: RealtimeError };
+
+export type StateEvent =
+  | { state: "connecting"; attempt: number }
+  | { state: "open" }
+  | { state: "reconnecting"; attempt: number; delay: number; code: number; reason: string }
+  | { state: "closed"; code: number; reason: string };
+
+export interface BackoffOptions {
+  initial?: number;
+  max?: number;
+  factor?: number;
+  jitter?: number;
+}
+
+/** Options of connect(); times in ms. */
+export interface Options {
+  backoff?: BackoffOptions;
+  pingInterval?: number;
+  pongTimeout?: number;
+  connectTimeout?: number;
+  requestTimeout?: number;
+  fatalCloseCodes?: number[];
+  createSocket?: (url: string) => WebSocket;
+}
+
+export interface SubscribeOptions<T = unknown> {
+  since?: Position | null;
+  onPublication?: (data: T, publication: Publication<T>) => void;
+  onLost?: (info: LostInfo) => void;
+  onSubscribed?: (info: SubscribedInfo) => void;
+  onPosition?: (position: Position) => void;
+  onError?: (error: RealtimeError) => void;
+}
+
+/** An Error with the `code` of an error frame, or "timeout", "disconnected", "closed". */
+export class RealtimeError extends Error {
+  constructor(code: string, message: string);
+  readonly name: "RealtimeError";
+  code: string;
+}
+
+/** One stream the client receives; made by Realtime.subscribe(). */
+export class Subscription<T = unknown> {
+  readonly stream: string;
+  readonly ready: Promise<SubscribedInfo>;
+  readonly position: Position | null;
+  readonly state: "pending" | "active" | "closed";
+  on(type: string, handler: (data: T, publication: Publication<T>) => void): () => void;
+  unsubscribe(): Promise<void>;
+}
+
+/** A connection to a StreamConsumer that reconnects by itself. */
+export class Realtime {
+  constructor(url: string, options?: Options);
+  readonly url: string;
+  readonly state: "connecting" | "open" | "reconnecting" | "closed";
+  onState(listener: (event: StateEvent) => void): () => void;
+  onSession(listener: (event: SessionEvent) => void): () => void;
+  subscribe<T = unknown>(stream: string, options?: SubscribeOptions<T>): Subscription<T>;
+  unsubscribe(stream: string): Promise<void>;
+  on<T = unknown>(
+    stream: string,
+    type: string,
+    handler: (data: T, publication: Publication<T>) => void,
+  ): () => void;
+  request<R = unknown>(type: string, data?: unknown, options?: { timeout?: number }): Promise<R>;
+  close(code?: number, reason?: string): void;
+}
+
+/** Open a connection to the StreamConsumer at `url`. */
+export function connect(url: string, options?: Options): Realtime;
+
+/** Return the ws: or wss: URL of `url`, resolved against `base` (the page). */
+export function resolveUrl(url: string, base?: string): string;
+
+/** Return the delay in ms before reconnection `attempt` (1, 2, ...). */
+export function backoffDelay(
+  attempt: number,
+  options: Required<BackoffOptions>,
+  random?: () => number,
+): number;
+
+/**
+ * Take the session cookie a session frame hands over; connections made by
+ * connect() do this by themselves.
+ */
+export function takeSessionCookie(
+  frame: SessionFrame,
+  options?: { timeout?: number },
+): Promise<void>;
