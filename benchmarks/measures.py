@@ -78,18 +78,25 @@ async def open_many(
     headers: dict[str, str] | None = None,
     into: Opened | None = None,
     max_failures: int = 100,
+    until: float | None = None,
 ) -> Opened:
     """Open ``count`` connections, ``concurrency`` handshakes in flight.
 
-    Failed handshakes are counted, not retried; after ``max_failures`` the
-    ramp stops. Connections are appended to ``into`` if given.
+    Failed handshakes are counted, not retried; after ``max_failures``, or
+    once ``time.monotonic()`` passes ``until``, no more are started.
+    Connections are appended to ``into`` if given.
     """
     opened = into if into is not None else Opened()
     remaining = count
+    deadline = until if until is not None else float("inf")
 
     async def opener() -> None:
         nonlocal remaining
-        while remaining > 0 and sum(opened.failures.values()) < max_failures:
+        while (
+            remaining > 0
+            and sum(opened.failures.values()) < max_failures
+            and time.monotonic() < deadline
+        ):
             remaining -= 1
             try:
                 connection = await connect(
@@ -200,11 +207,14 @@ async def ramp(
     concurrency: int,
     settle: float,
     sources: SourceAddresses,
+    seconds: float,
 ) -> RampResult:
     """Ramp to ``max(targets)`` held connections; rates at each target, RSS.
 
     The server's VmRSS is read before the ramp (after one warm-up connection)
     and once ``rss_at`` connections are held and the server has settled.
+    No handshake starts after ``seconds`` of ramping: a server slower than
+    that is reported at the count it reached.
     """
     url = server.url(path)
     warm = await connect(url, local_addr=sources.next())
@@ -216,9 +226,15 @@ async def ramp(
     opened = Opened()
     start, cpu_start = time.monotonic(), server.cpu_seconds()
     client_start = _client_cpu()
+    until = start + seconds
     try:
         await open_many(
-            url, rss_at, concurrency=concurrency, sources=sources, into=opened
+            url,
+            rss_at,
+            concurrency=concurrency,
+            sources=sources,
+            into=opened,
+            until=until,
         )
         ramp_elapsed = (opened.times[-1] - start) if opened.times else 0.0
         ramp_cpu = server.cpu_seconds() - cpu_start
@@ -235,6 +251,7 @@ async def ramp(
                 concurrency=concurrency,
                 sources=sources,
                 into=opened,
+                until=until + settle,
             )
         server.check_alive()
         rates = {}

@@ -99,6 +99,7 @@ class Sizes:
     echo_warmup: float = 1.0
     held: int = 10_000
     held_concurrency: int = 50
+    held_seconds: float = 60.0
     settle: float = 2.0
     auth_concurrency: int = 10
     auth_seconds: float = 3.0
@@ -114,6 +115,7 @@ QUICK = Sizes(
     echo_seconds=1.0,
     echo_warmup=0.3,
     held=600,
+    held_seconds=20.0,
     settle=0.5,
     auth_seconds=1.0,
     members=100,
@@ -336,8 +338,16 @@ class Run:
                 concurrency=sizes.held_concurrency,
                 settle=sizes.settle,
                 sources=self.sources,
+                seconds=sizes.held_seconds,
             )
-            self.note_failures(self.label(server_name, app, "held"), result.failures)
+            label = self.label(server_name, app, "held")
+            self.note_failures(label, result.failures)
+            if result.held < sizes.held:
+                self.notes.append(
+                    f"{label}: {result.held:,} of {sizes.held:,} open after "
+                    f"{sizes.held_seconds:g} s of ramping (RSS per connection "
+                    f"at {result.rss_at:,})."
+                )
             values: dict[str, float | None] = {
                 "hs_ramp": result.ramp_rate,
                 "hs_ramp_server_cpu": result.ramp_server_cpu,

@@ -113,6 +113,8 @@ class Worker:
         self.request_frame = frame(TEXT, self.payload, key)
         self.reply = bytes((0x81, size)) + self.payload if size < 126 else b""
         self.key = key
+        # Every read lands here first: no buffer allocated per read.
+        self.scratch = bytearray(262_144)
         self.sockets: dict[int, socket.socket] = {}
         self.buffers: dict[int, bytes] = {}
         self.failures: Counter[str] = Counter()
@@ -160,13 +162,14 @@ class Worker:
         """Return the text messages that completed on ``fd``; answer pings."""
         sock = self.sockets[fd]
         try:
-            data = sock.recv(262_144)
+            size = sock.recv_into(self.scratch)
         except OSError as error:
             self.drop(fd, failure_name(error))
             return []
-        if not data:
+        if not size:
             self.drop(fd, "closed by the server")
             return []
+        data = self.scratch[:size]
         buffer = self.buffers[fd] + data if self.buffers[fd] else data
         step = len(self.reply)
         count = len(buffer) // step if step else 0
@@ -209,6 +212,7 @@ class Worker:
         clock = time.monotonic_ns
         poll = self.poller.poll
         sockets, stdin = self.sockets, self.stdin
+        scratch = self.scratch
         while True:
             now = clock()
             if cpu_start is None and now >= start_ns:
@@ -224,10 +228,11 @@ class Worker:
                     continue
                 # The common case: exactly one echo, in one read.
                 try:
-                    data = sock.recv(65536)
+                    size = sock.recv_into(scratch)
                 except OSError as error:
                     self.drop(fd, failure_name(error))
                     continue
+                data = scratch[:size]
                 if data == reply and not self.buffers[fd]:
                     if cpu_start is not None:
                         counted += 1

@@ -21,7 +21,7 @@ from benchmarks.servers import ROOT
 
 
 class WorkerError(RuntimeError):
-    """A worker died, answered nonsense, or did not answer in time."""
+    """A worker died before it answered."""
 
 
 class Worker:
@@ -39,13 +39,18 @@ class Worker:
         await self.process.stdin.drain()
 
     async def answer(self, within: float) -> dict[str, Any]:
-        """Return the next answer line, waiting at most ``within`` seconds."""
+        """Return the next answer line, waiting at most ``within`` seconds.
+
+        Raises:
+            TimeoutError: No answer within ``within`` seconds.
+            WorkerError: The worker exited.
+        """
         assert self.process.stdout is not None
         try:
             async with asyncio.timeout(within):
                 line = await self.process.stdout.readline()
         except TimeoutError:
-            raise WorkerError(
+            raise TimeoutError(
                 f"No answer from worker {self.process.pid} within {within:g} s."
             ) from None
         if not line:
@@ -101,6 +106,8 @@ async def running(
                 env=env,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                # An answer carries every latency of a phase: megabytes.
+                limit=1 << 28,
                 preexec_fn=(lambda: os.sched_setaffinity(0, pinned))
                 if pinned
                 else None,
