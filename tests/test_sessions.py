@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
+from django.urls import path
 
 from django_realtime.consumers import AsyncWebsocketConsumer
+from django_realtime.middleware.handoff import take_session_cookie
 from django_realtime.sessions import (
     CookieMiddleware,
     SessionMiddleware,
     SessionMiddlewareStack,
+    cookie_settable,
+    hand_over_session,
+    send_session_frames,
 )
 from django_realtime.testing import HttpCommunicator
 
@@ -157,3 +163,92 @@ async def test_a_refused_handshake_saves_nothing(websocket_communicator: Any) ->
     from django.contrib.sessions.models import Session
 
     assert await Session.objects.acount() == 0
+
+
+urlpatterns = [path("realtime/session/", take_session_cookie, name="realtime-session")]
+
+
+class HandingOver(AsyncWebsocketConsumer):
+    """Save a new session before accepting, and hand its cookie over."""
+
+    channel_layer_alias = None
+    frames = True
+
+    async def connect(self) -> None:
+        if self.frames:
+            send_session_frames(self.scope)
+        session = self.scope["session"]
+        await session.aset("colour", "green")
+        await session.asave()
+        self.returned = await hand_over_session(self.scope, session)
+        await self.accept()
+        if self.returned is not None:
+            await self.send(text_data=json.dumps(self.returned))
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.parametrize("frames", [True, False], ids=["middleware", "consumer"])
+async def test_a_session_frame_made_before_accept_arrives_right_after_it(
+    websocket_communicator: Any, frames: bool
+) -> None:
+    app = SessionMiddlewareStack(HandingOver.as_asgi(frames=frames))
+    communicator = websocket_communicator(app, "/ws/", spec_version="2.0")
+
+    assert (await communicator.connect(timeout=5))[0]
+    frame = json.loads(await communicator.receive_from(timeout=5))
+
+    assert frame == {
+        "kind": "session",
+        "token": frame["token"],
+        "url": "/realtime/session/",
+    }
+    assert await SessionStore(frame["token"]).aget("django_realtime.session_handoff")
+
+
+async def test_hand_over_session_needs_a_saved_session() -> None:
+    with pytest.raises(ValueError, match="asave"):
+        await hand_over_session({"type": "websocket"}, SessionStore())
+
+
+def test_send_session_frames_ignores_a_scope_without_the_session_middleware() -> None:
+    scope: dict[str, Any] = {"type": "websocket"}
+
+    send_session_frames(scope)
+
+    assert scope == {"type": "websocket"}
+
+
+@pytest.mark.parametrize(
+    ("asgi", "settable"),
+    [
+        ({"version": "3.0"}, False),
+        ({"version": "3.0", "spec_version": "2.0"}, False),
+        ({"version": "3.0", "spec_version": "2.1"}, True),
+        ({"version": "3.0", "spec_version": "2.4"}, True),
+        ({"version": "3.0", "spec_version": "two"}, False),
+    ],
+)
+async def test_a_cookie_is_settable_before_accept_when_the_server_sends_its_headers(
+    websocket_communicator: Any, asgi: dict[str, str], settable: bool
+) -> None:
+    seen: list[bool] = []
+
+    class Probe(AsyncWebsocketConsumer):
+        channel_layer_alias = None
+
+        async def connect(self) -> None:
+            seen.append(cookie_settable(self.scope))
+            await self.accept()
+
+        async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+            seen.append(cookie_settable(self.scope))
+            await self.send(text_data="seen")
+
+    communicator = websocket_communicator(SessionMiddlewareStack(Probe.as_asgi()))
+    communicator.scope["asgi"] = asgi
+    assert (await communicator.connect(timeout=5))[0]
+
+    await communicator.send_to(text_data="?")
+
+    assert await communicator.receive_from(timeout=5) == "seen"
+    assert seen == [settable, False]

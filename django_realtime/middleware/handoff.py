@@ -270,7 +270,8 @@ def _refuse(status: int, code: str, message: str) -> JsonResponse:
 async def take_session_cookie(request: HttpRequest) -> HttpResponseBase:
     """Exchange a session token for the cookie of the session it names.
 
-    Answers ``204`` with ``Set-Cookie`` and uses the token up. Refuses, with
+    Answers ``204`` with ``Set-Cookie``. A token is used up by the first
+    request that presents it, accepted or refused. Refuses, with
     a JSON body ``{"code": ..., "message": ...}``: ``400 missing_token``
     (no :data:`TOKEN_HEADER`), ``403 cross_origin`` (an ``Origin`` other
     than the site's or ``CSRF_TRUSTED_ORIGINS``), ``403 invalid_token``,
@@ -283,7 +284,8 @@ async def take_session_cookie(request: HttpRequest) -> HttpResponseBase:
         return _refuse(
             400,
             "missing_token",
-            f"Expected the session token in the {TOKEN_HEADER} header, got "
+            f"Expected a session token of at most {_MAX_TOKEN_LENGTH} characters "
+            f"in the {TOKEN_HEADER} header, got "
             f"{'none' if not token else f'{len(token)} characters'}.",
         )
     if not _origin_allowed(request):
