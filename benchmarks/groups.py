@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ class FanoutResult:
     rate: float
     p50_ms: float | None
     p99_ms: float | None
+    server_cpu: float
     client_cpu: float
 
     @property
@@ -70,6 +72,7 @@ async def _phase_answers(
 
 
 async def _phase(
+    server: Server,
     started: list[workers.Worker],
     publisher: LoadConnection,
     phase: str,
@@ -88,6 +91,7 @@ async def _phase(
     joined = sum(worker.opened for worker in started)
     for worker in started:
         await worker.send({"expect": [phase, count]})
+    server_before = server.cpu_seconds()
     first_ns = time.monotonic_ns()
     start = time.monotonic()
     for seq in range(count):
@@ -95,6 +99,7 @@ async def _phase(
         if pace is not None:
             await asyncio.sleep(max(0.0, start + (seq + 1) / pace - time.monotonic()))
     answers = await _phase_answers(started, phase, drain_timeout)
+    server_seconds = server.cpu_seconds() - server_before
     latencies = sorted(ns for answer in answers for ns in answer["latencies"])
     last_ns = max((a["last_ns"] for a in answers if a["last_ns"]), default=first_ns)
     elapsed = (last_ns - first_ns) / 1e9
@@ -107,6 +112,7 @@ async def _phase(
         rate=len(latencies) / elapsed if elapsed > 0 else 0.0,
         p50_ms=None if p50 is None else p50 / 1e6,
         p99_ms=None if p99 is None else p99 / 1e6,
+        server_cpu=server_seconds / elapsed if elapsed > 0 else 0.0,
         client_cpu=sum(a["cpu"] for a in answers) / elapsed if elapsed > 0 else 0.0,
     )
 
@@ -148,15 +154,18 @@ async def fanout(
     ) as (started, failures):
         publisher = await connect(server.url("/ws/publish/"), local_addr=sources.next())
         try:
-            timing = {"size": size, "drain_timeout": drain_timeout}
-            warm = await _phase(started, publisher, "w", 1, pace=None, **timing)
+            phase = functools.partial(
+                _phase,
+                server,
+                started,
+                publisher,
+                size=size,
+                drain_timeout=drain_timeout,
+            )
+            warm = await phase("w", 1, pace=None)
             count = max(1, round(paced_rate * paced_seconds))
-            paced = await _phase(
-                started, publisher, "p", count, pace=paced_rate, **timing
-            )
-            burst_result = await _phase(
-                started, publisher, "b", burst, pace=None, **timing
-            )
+            paced = await phase("p", count, pace=paced_rate)
+            burst_result = await phase("b", burst, pace=None)
             server.check_alive()
         finally:
             publisher.abort()

@@ -65,6 +65,7 @@ def rows(
                 Row(f"fan_{layer}_{phase}_p50", f"{name}, p50 ms", "ms"),
                 Row(f"fan_{layer}_{phase}_p99", f"{name}, p99 ms", "ms"),
                 Row(f"fan_{layer}_{phase}_lost", f"{name}, lost", "count"),
+                Row(f"fan_{layer}_{phase}_server_cpu", "  server CPU during it", "pct"),
                 Row(f"fan_{layer}_{phase}_client_cpu", "  client CPU during it", "pct"),
             ]
     for layer in layers:

@@ -420,6 +420,7 @@ class Run:
                 values[f"fan_{layer}_{phase}_p50"] = result.p50_ms
                 values[f"fan_{layer}_{phase}_p99"] = result.p99_ms
                 values[f"fan_{layer}_{phase}_lost"] = float(result.lost)
+                values[f"fan_{layer}_{phase}_server_cpu"] = result.server_cpu
                 values[f"fan_{layer}_{phase}_client_cpu"] = result.client_cpu
             return values
 

@@ -158,30 +158,10 @@ class Worker:
         *lines, self.commands = self.commands.split(b"\n")
         return [json.loads(line) for line in lines if line.strip()]
 
-    def receive(self, fd: int) -> list[bytes]:
+    def frames(self, fd: int, data: bytes | bytearray) -> list[bytes]:
         """Return the text messages that completed on ``fd``; answer pings."""
         sock = self.sockets[fd]
-        try:
-            size = sock.recv_into(self.scratch)
-        except OSError as error:
-            self.drop(fd, failure_name(error))
-            return []
-        if not size:
-            self.drop(fd, "closed by the server")
-            return []
-        data = self.scratch[:size]
         buffer = self.buffers[fd] + data if self.buffers[fd] else data
-        step = len(self.reply)
-        count = len(buffer) // step if step else 0
-        if (
-            count
-            and len(buffer) == count * step
-            and buffer[0::step] == b"\x81" * count
-            and buffer[1::step] == self.reply[1:2] * count
-        ):
-            # The common case: whole text frames of the payload's size.
-            self.buffers[fd] = b""
-            return [buffer[i + 2 : i + step] for i in range(0, len(buffer), step)]
         frames, pos, problem = split_frames(buffer)
         messages = []
         for fin, opcode, start, stop in frames:
@@ -290,29 +270,65 @@ class Worker:
                 }
             )
 
+        def record(phase: str, got: list[int], now: int) -> None:
+            last[phase] = now
+            if len(got) >= expected.get(phase, -1) >= 0 and phase not in reported:
+                report(phase)
+
+        step = len(self.reply)
+        heads = b"\x81" * (len(self.scratch) // step + 1)
+        sizes = self.reply[1:2] * len(heads)
+        scratch, sockets, buffers = self.scratch, self.sockets, self.buffers
+        clock, poll, stdin = time.monotonic_ns, self.poller.poll, self.stdin
         while True:
-            for fd, _ in self.poller.poll():
-                if fd != self.stdin:
-                    now = time.monotonic_ns()
-                    for message in self.receive(fd):
-                        phase = chr(message[0])
-                        got = latencies.setdefault(phase, [])
-                        got.append(now - int(message[9:29]))
-                        last[phase] = now
-                        if len(got) == expected.get(phase) and phase not in reported:
-                            report(phase)
+            for fd, _ in poll():
+                if fd == stdin:
+                    for command in self.read_commands():
+                        if "quit" in command:
+                            return
+                        if "expect" in command:
+                            phase, per_member = command["expect"]
+                            expected[phase] = per_member * len(sockets)
+                            cpu_at[phase] = time.process_time()
+                            if len(latencies.get(phase, [])) >= expected[phase]:
+                                report(phase)
+                        elif "flush" in command and command["flush"] not in reported:
+                            report(command["flush"])
                     continue
-                for command in self.read_commands():
-                    if "quit" in command:
-                        return
-                    if "expect" in command:
-                        phase, per_member = command["expect"]
-                        expected[phase] = per_member * len(self.sockets)
-                        cpu_at[phase] = time.process_time()
-                        if len(latencies.get(phase, [])) >= expected[phase]:
-                            report(phase)
-                    elif "flush" in command and command["flush"] not in reported:
-                        report(command["flush"])
+                sock = sockets.get(fd)
+                if sock is None:
+                    continue
+                try:
+                    size = sock.recv_into(scratch)
+                except OSError as error:
+                    self.drop(fd, failure_name(error))
+                    continue
+                now = clock()
+                count = size // step
+                # The common case: whole frames of one phase, nothing pending.
+                if (
+                    size
+                    and size == count * step
+                    and not buffers[fd]
+                    and scratch[0:size:step] == heads[:count]
+                    and scratch[1:size:step] == sizes[:count]
+                    and scratch[2:size:step] == scratch[2:3] * count
+                ):
+                    phase = chr(scratch[2])
+                    got = latencies.setdefault(phase, [])
+                    got.extend(
+                        now - int(scratch[i : i + 20]) for i in range(11, size, step)
+                    )
+                    record(phase, got, now)
+                    continue
+                if not size:
+                    self.drop(fd, "closed by the server")
+                    continue
+                for message in self.frames(fd, scratch[:size]):
+                    phase = chr(message[0])
+                    got = latencies.setdefault(phase, [])
+                    got.append(now - int(message[9:29]))
+                    record(phase, got, now)
 
     def close(self) -> None:
         for sock in self.sockets.values():
