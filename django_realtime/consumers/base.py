@@ -449,7 +449,9 @@ class AsyncConsumer:
         Inside a handler the message is held until the handler returns,
         unless ``immediately`` is true.
         """
-        if (sending := self._deliver(message, immediately)) is not None:
+        # _deliver(), inlined: one frame less for every send.
+        sending = route(current_outbox(self), self.base_send, (message,), immediately)
+        if sending is not None:
             await sending
 
 
