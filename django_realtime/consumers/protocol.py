@@ -28,6 +28,8 @@ import contextlib
 import logging
 from typing import Any, ClassVar
 
+from django_realtime._compat.daphne import send_failures
+from django_realtime._compat.uvicorn import is_send_after_close
 from django_realtime.consumers.base import AsyncConsumer
 from django_realtime.consumers.frames import (
     CLOSE_INTERNAL_ERROR,
@@ -56,20 +58,6 @@ from django_realtime.types import Message
 __all__ = ["WebsocketProtocol"]
 
 logger = logging.getLogger(__name__)
-
-# What a server raises for a send to a connection that has gone: OSError, as
-# the ASGI spec asks (uvicorn's ClientDisconnected), or, on daphne while the
-# close handshake runs, autobahn's Disconnected (a RuntimeError).
-_GONE: tuple[type[Exception], ...]
-try:
-    from autobahn.exception import Disconnected as _AutobahnDisconnected
-except ImportError:  # pragma: no cover - daphne, and so autobahn, is a dependency
-    _GONE = (OSError,)
-else:
-    _GONE = (OSError, _AutobahnDisconnected)
-
-# uvicorn's RuntimeError for a send after the connection's close.
-_SERVER_CLOSED = "after sending 'websocket.close'"
 
 
 class WebsocketProtocol(AsyncConsumer):
@@ -139,7 +127,7 @@ class WebsocketProtocol(AsyncConsumer):
             return
         try:
             await self._server_send(message)
-        except _GONE as exc:
+        except send_failures() as exc:
             self._close_sent = True
             logger.debug(
                 "Dropped %s to WebSocket %s: the connection has gone (%r).",
@@ -151,7 +139,7 @@ class WebsocketProtocol(AsyncConsumer):
         except RuntimeError as exc:
             # uvicorn raises this, not an OSError, once it has closed the
             # connection itself (a protocol error, a keepalive timeout).
-            if _SERVER_CLOSED not in str(exc):
+            if not is_send_after_close(exc):
                 raise
             self._close_sent = True
             logger.debug(

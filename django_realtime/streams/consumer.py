@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from django_realtime.conf import get_setting
 from django_realtime.consumers.websocket import AsyncJsonWebsocketConsumer
 from django_realtime.delivery.outbox import current_outbox
+from django_realtime.delivery.sends import FAILED, settle
 from django_realtime.exceptions import RequestError
 from django_realtime.sessions import send_session_frames
 from django_realtime.streams.actions import Authorize, Call, Send
@@ -197,14 +198,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             )
             return session.replied(call, result)
         except RequestError as exc:
-            self._drop_held_since(held)
+            if outbox is not None:
+                settle(outbox, FAILED, since=held)
             return session.refused(call, exc.code, exc.message)
         except Exception as exc:
-            self._drop_held_since(held)
+            if outbox is not None:
+                settle(outbox, FAILED, since=held)
             return session.failed(call, exc)
-
-    def _drop_held_since(self, held: int) -> None:
-        """Drop what a failed request handler sent or published."""
-        outbox = current_outbox(self)
-        if outbox is not None:
-            del outbox.messages[held:]

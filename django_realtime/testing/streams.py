@@ -55,6 +55,8 @@ class StreamClient:
         positions: Each stream's last position.
         losses: The ``lost`` frames, and the ``subscribed`` frames of resumes
             that could not be recovered.
+        sessions: The ``session`` frames (a login rotated the session key:
+            the token a browser exchanges for the new cookie), in order.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class StreamClient:
         self.received: dict[str, list[Any]] = {}
         self.positions: dict[str, Position] = {}
         self.losses: list[dict[str, Any]] = []
+        self.sessions: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._ws: WebsocketCommunicator | None = None
 
@@ -185,6 +188,8 @@ class StreamClient:
         elif kind == "lost":
             self.losses.append(frame)
             self.positions[frame["stream"]] = Position(frame["epoch"], frame["offset"])
+        elif kind == "session":
+            self.sessions.append(frame)
         else:
             raise AssertionError(f"Unexpected frame {frame!r}.")
 

@@ -9,8 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.urls import path
 from redis.asyncio import Redis
 
+from django_realtime.auth import AuthMiddlewareStack, login
+from django_realtime.middleware.handoff import take_session_cookie
 from django_realtime.streams import (
     RequestError,
     StreamConsumer,
@@ -117,3 +121,27 @@ async def test_drop_redis_connections_closes_the_named_clients_only(
     finally:
         await victim.aclose()
         await bystander.aclose()
+
+
+class LoginStream(Open):
+    async def request_login(self, data: Any) -> str:
+        user = await User.objects.acreate(username=data)
+        await login(self.scope, user)
+        return "ok"
+
+
+urlpatterns = [path("realtime/session/", take_session_cookie, name="realtime-session")]
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.django_db(transaction=True)
+async def test_session_frames_are_recorded_not_mistaken_for_protocol_errors() -> None:
+    client = StreamClient(AuthMiddlewareStack(LoginStream.as_asgi()), "/ws/")
+    await client.connect()
+
+    assert await client.request("login", "alice") == "ok"
+
+    [frame] = client.sessions
+    assert frame["kind"] == "session"
+    assert frame["token"]
+    await client.close()
