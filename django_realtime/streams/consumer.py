@@ -1,7 +1,7 @@
 """The consumer that serves streams to clients over a WebSocket.
 
 :class:`StreamConsumer` speaks the protocol of
-``docs/topics/streams-protocol.rst``: clients subscribe to streams (resuming
+``docs/reference/streams-protocol.rst``: clients subscribe to streams (resuming
 from a position), send requests and get replies. The application decides
 who may read which stream (:meth:`StreamConsumer.authorize_stream`, asked
 on every subscribe, resumes included) and answers requests with

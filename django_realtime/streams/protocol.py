@@ -1,6 +1,6 @@
 """The stream protocol's frames: parse what clients send, build what they get.
 
-The protocol is specified in ``docs/topics/streams-protocol.rst``. This
+The protocol is specified in ``docs/reference/streams-protocol.rst``. This
 module is pure: :func:`parse_frame` turns a decoded JSON value into one of
 the frame classes or raises :class:`FrameError`; the ``*_frame`` functions
 build the server's frames as dicts, ready to encode as JSON.

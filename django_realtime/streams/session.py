@@ -1,7 +1,7 @@
 """The stream protocol of one connection, with no I/O and no event loop.
 
 A :class:`StreamSession` decides everything the stream protocol
-(``docs/topics/streams-protocol.rst``) leaves to the server for one
+(``docs/reference/streams-protocol.rst``) leaves to the server for one
 connection: which client frames are valid, their answers, and the order of
 what the client gets from its streams (the
 :class:`~django_realtime.streams.lane.StreamLane` it extends). A transport

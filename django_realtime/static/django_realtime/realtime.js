@@ -16,7 +16,7 @@
  *     const echoed = await rt.request("echo", { hello: "world" });
  *
  * The API is documented in docs/topics/browser-client.rst, the wire
- * protocol in docs/topics/streams-protocol.rst.
+ * protocol in docs/reference/streams-protocol.rst.
  *
  * @module realtime
  */
