@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-__all__ = ["Waiters"]
-
 
 class Waiters(dict[str, list[asyncio.Future[None]]]):
     """Map each channel to the futures of its waiting receivers, oldest first.

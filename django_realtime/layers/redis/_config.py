@@ -13,15 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = [
-    "DEFAULT_HOST",
-    "client_name",
-    "describe",
-    "import_serialiser",
-    "one_host",
-    "seconds",
-]
-
 #: The Redis server of a layer configured without ``hosts``.
 DEFAULT_HOST = "redis://127.0.0.1:6379"
 

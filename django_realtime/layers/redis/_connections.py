@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["Connections"]
-
 # Longest a BLPOP blocks before it is issued again; it must stay below the
 # connection's socket timeout, which would otherwise cut it off.
 _MAX_BLOCK = 2.0

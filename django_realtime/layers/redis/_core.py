@@ -28,25 +28,6 @@ from dataclasses import dataclass, field
 
 from django_realtime.layers._core import LayerStats
 
-__all__ = [
-    "ENTRY_HEADER",
-    "GROUP_SEND_SCRIPT",
-    "ORIGIN_LENGTH",
-    "PROCESS_ID_LENGTH",
-    "SEND_SCRIPT",
-    "Names",
-    "RedisLayerStats",
-    "ReportGate",
-    "Subscriptions",
-    "backoff_delay",
-    "member_value",
-    "pack_direct",
-    "pack_entry",
-    "process_of",
-    "split_direct",
-    "unpack_deadline",
-]
-
 #: Length of a process id: hexadecimal characters just before the ``!``.
 PROCESS_ID_LENGTH = 16
 

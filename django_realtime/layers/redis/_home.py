@@ -19,8 +19,6 @@ from typing import Any, TypeVar
 
 from django_realtime.layers.redis._connections import Connections
 
-__all__ = ["HomeLoop"]
-
 T = TypeVar("T")
 
 

@@ -18,8 +18,6 @@ from typing import Any
 from django_realtime.layers._core import GroupSendResult, LayerCore, LayerStats
 from django_realtime.layers._waiters import Waiters
 
-__all__ = ["LocalChannels"]
-
 logger = logging.getLogger("django_realtime.layers.redis.layer")
 
 

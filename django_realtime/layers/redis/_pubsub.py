@@ -28,8 +28,6 @@ from django_realtime.layers.redis._core import (
 if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["Subscriber"]
-
 logger = logging.getLogger("django_realtime.layers.redis.layer")
 
 # Topics per SUBSCRIBE command when subscribing everything again.

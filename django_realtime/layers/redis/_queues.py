@@ -23,8 +23,6 @@ from django_realtime.layers.redis._core import (
 )
 from django_realtime.layers.redis._reports import DropReports
 
-__all__ = ["Queues"]
-
 
 class Queues:
     """Push to and pop from the lists of normal channels.

@@ -15,8 +15,6 @@ from typing import Any
 
 from django_realtime.layers.redis._core import RedisLayerStats, ReportGate
 
-__all__ = ["DropReports"]
-
 # The layer's logger: its modules report under one name.
 logger = logging.getLogger("django_realtime.layers.redis.layer")
 

@@ -17,8 +17,6 @@ from django_realtime.layers.redis._core import ORIGIN_LENGTH, split_direct
 from django_realtime.layers.redis._local import LocalChannels
 from django_realtime.layers.redis._reports import DropReports
 
-__all__ = ["Topics"]
-
 
 class Topics:
     """Deliver pub/sub messages to this process's channels and groups.

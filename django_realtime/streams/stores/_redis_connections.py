@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["LoopConnections", "describe"]
-
 # Seconds of pub/sub silence before a PING (as long again: connection lost).
 _PING_INTERVAL = 15.0
 

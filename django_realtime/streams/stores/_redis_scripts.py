@@ -31,8 +31,6 @@ import math
 
 from django_realtime.streams.positions import HistoryPolicy
 
-__all__ = ["LOG_TTL_MARGIN", "PUBLISH", "READ", "policy_args"]
-
 #: Seconds an age-bounded log outlives its newest entry's age limit, so that
 #: a clock running behind Redis's never cuts the window short.
 LOG_TTL_MARGIN = 60.0
