@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from django_realtime.exceptions import ChannelFull, GroupsExpired
 from django_realtime.types import Message
 
-
 # (expires_at, message, shared): ``shared`` marks a message stored in several
 # queues at once, which must be copied on the way out.
 _Entry = tuple[float, Message, bool]
