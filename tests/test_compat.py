@@ -1,7 +1,7 @@
 """The private APIs of other projects the package uses still look as expected.
 
 Each test here fails when a new release of asgiref, daphne, Twisted,
-uvicorn or Django moves, renames or rewords an internal of
+uvicorn, Django or Python moves, renames or rewords an internal of
 :mod:`django_realtime._compat`, or when the installed version leaves the
 window it was checked for: then check the internal again, against the new
 version, and move the window.
@@ -24,6 +24,7 @@ from django.utils import translation
 
 from django_realtime._compat import (
     asgiref as asgiref_compat,
+    asyncio as asyncio_compat,
     daphne as daphne_compat,
     django as django_compat,
     uvicorn as uvicorn_compat,
@@ -96,6 +97,46 @@ def test_outside_the_window_the_handoff_refuses_with_the_versions_it_knows(
             asgiref_compat.bind_event_loop(loop)
     finally:
         loop.close()
+
+
+# -- asyncio -------------------------------------------------------------------
+
+
+def test_the_running_python_is_in_the_window_its_signal_handler_was_checked_for():
+    assert asyncio_compat.SUPPORTED, asyncio_compat.describe_running()
+
+
+def test_loop_add_signal_handler_installs_the_handler_recognised_by_name():
+    assert asyncio_compat.shape_problems() == []
+
+
+def test_the_handler_of_a_loop_reading_sigterm_is_told_from_a_python_handler():
+    import signal
+
+    def python_handler(signum: int, frame: Any) -> None:
+        pass
+
+    previous = signal.getsignal(signal.SIGTERM)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, lambda: None)
+        placeholder = signal.getsignal(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGTERM)
+    finally:
+        loop.close()
+        signal.signal(signal.SIGTERM, previous)
+
+    assert asyncio_compat.handler_kind(placeholder) is asyncio_compat.HandlerKind.LOOP
+    assert (
+        asyncio_compat.handler_kind(python_handler) is asyncio_compat.HandlerKind.PYTHON
+    )
+
+
+def test_outside_the_window_no_handler_is_told_from_another(monkeypatch):
+    monkeypatch.setattr(asyncio_compat, "SUPPORTED", False)
+
+    assert asyncio_compat.handler_kind(print) is asyncio_compat.HandlerKind.UNKNOWN
+    assert asyncio_compat.describe_running().endswith("checked: Python >= 3.11, < 3.14")
 
 
 # -- Django --------------------------------------------------------------------

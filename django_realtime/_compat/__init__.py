@@ -1,9 +1,10 @@
 """Every use of another project's private API, in one place.
 
 The package relies on a few internals of asgiref, daphne (with Twisted and
-autobahn), uvicorn and Django that those projects do not document. Each
-lives in this package's module for its project (:mod:`.asgiref`,
-:mod:`.daphne`, :mod:`.django`, :mod:`.uvicorn`), and nowhere else, with:
+autobahn), uvicorn, Django and asyncio that those projects do not
+document. Each lives in this package's module for its project
+(:mod:`.asgiref`, :mod:`.asyncio`, :mod:`.daphne`, :mod:`.django`,
+:mod:`.uvicorn`), and nowhere else, with:
 
 - the versions it was checked against, a :class:`Window`;
 - a test in ``tests/test_compat.py`` that fails when its shape changes (an

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from django_realtime._compat import asyncio as _asyncio
+
 __all__ = ["stop_server", "take_over", "under_server"]
 
 # The drain's logger: the drain reports under one name.
@@ -54,22 +56,32 @@ def take_over(start: Callable[[], bool]) -> bool:
 
     Returns:
         Whether SIGTERM was taken over: not when the server reads it
-        through ``loop.add_signal_handler()`` (a warning says so), nor when
-        nothing handles it.
+        through ``loop.add_signal_handler()``, nor on a Python version where
+        that cannot be told from the handler
+        (:mod:`django_realtime._compat.asyncio`; a warning says so in both
+        cases), nor when nothing handles it.
     """
     global _server_handler, _start
     handler = signal.getsignal(signal.SIGTERM)
     if not callable(handler):
         return False
-    if getattr(handler, "__name__", "") == "_sighandler_noop":
-        # loop.add_signal_handler() (hypercorn): the loop reads the signal
-        # from its wakeup fd whatever the Python handler is.
-        logger.warning(
-            "The server handles SIGTERM with loop.add_signal_handler(): "
-            "SIGTERM does not drain; run `manage.py drain` before stopping it."
-        )
-        return False
     if handler is not _on_sigterm:
+        kind = _asyncio.handler_kind(handler)
+        if kind is _asyncio.HandlerKind.LOOP:
+            logger.warning(
+                "The server handles SIGTERM with loop.add_signal_handler(): "
+                "SIGTERM does not drain; run `manage.py drain` before stopping it."
+            )
+            return False
+        if kind is _asyncio.HandlerKind.UNKNOWN:
+            logger.warning(
+                "SIGTERM does not drain: whether the server's SIGTERM handler "
+                "(%s) can be chained is known only for other Python versions "
+                "(%s). Run `manage.py drain` before stopping the server.",
+                getattr(handler, "__qualname__", type(handler).__qualname__),
+                _asyncio.describe_running(),
+            )
+            return False
         _server_handler = handler
     _start = start
     signal.signal(signal.SIGTERM, _on_sigterm)
