@@ -43,6 +43,7 @@ from django_realtime.middleware.handoff import (
     session_frame,
     set_session_cookie,
 )
+from django_realtime.servers.daphne import gate_connection
 from django_realtime.types import ASGIApp, Message, Send
 
 __all__ = [
@@ -278,6 +279,8 @@ class SessionMiddleware:
         Raises:
             ValueError: ``scope["cookies"]`` is missing.
         """
+        if scope["type"] == "websocket":  # Outermost on daphne: flow control.
+            scope, send = gate_connection(scope, send)
         if scope["type"] not in ("http", "websocket") or "session" in scope:
             await self.inner(scope, receive, send)
             return

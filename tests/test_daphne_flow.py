@@ -38,6 +38,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from django_realtime.auth import AuthMiddlewareStack
+from django_realtime.middleware.limits import ConnectionLimits
 from django_realtime.routing import ProtocolTypeRouter
 from django_realtime.servers.daphne import (
     FLOW_GATE,
@@ -232,6 +234,37 @@ async def test_flow_control_outside_a_users_middleware_gates_what_is_inside(
     # One gate: the router found it in the scope and put on no other.
     assert isinstance(consumer.scope[FLOW_GATE], _FlowGate)
     await _held_until_drained(connection, consumer.send)
+    assert caplog.records == []
+
+
+async def test_auth_middleware_stack_outermost_gates_daphnes_send(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection = DaphneConnection()
+    consumer = _Consumer()
+    middleware = _UserMiddleware(consumer)
+
+    await (await connection.start(AuthMiddlewareStack(middleware)))
+
+    assert isinstance(consumer.scope[FLOW_GATE], _FlowGate)
+    await _held_until_drained(connection, consumer.send)
+    assert middleware.sent == [MESSAGE]
+    assert caplog.records == []
+
+
+async def test_connection_limits_outermost_gates_daphnes_send_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection = DaphneConnection()
+    consumer = _Consumer()
+    application = ConnectionLimits(AuthMiddlewareStack(_UserMiddleware(consumer)))
+
+    await (await connection.start(application))
+
+    assert isinstance(consumer.scope[FLOW_GATE], _FlowGate)
+    await _held_until_drained(connection, consumer.send)
+    # One gate: the session middleware found it in the scope. A second
+    # would have found the connection's producer slot taken, and said so.
     assert caplog.records == []
 
 

@@ -51,6 +51,7 @@ from django_realtime.middleware.clients import (
 )
 from django_realtime.ops import metrics
 from django_realtime.ops.logs import printable
+from django_realtime.servers.daphne import gate_connection
 from django_realtime.types import ASGIApp
 
 __all__ = [
@@ -226,6 +227,7 @@ class ConnectionLimits:
         if scope["type"] != "websocket":
             await self.application(scope, receive, send)
             return
+        scope, send = gate_connection(scope, send)  # Outermost on daphne.
         path = scope.get("path", "?")
         # Only the outermost instance counts the connection in the process
         # and applies max_connections; each applies its per-client limits.

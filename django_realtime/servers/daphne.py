@@ -12,8 +12,9 @@ so a client that sends without reading (an echo client) stalls too.
 Where the gate goes. Only daphne's own ``send`` leads to the connection, so
 the gate is put on by the first component of ours that is handed it:
 :class:`~django_realtime.routing.ProtocolTypeRouter`, :class:`FlowControl`,
-or the WebSocket consumer itself when nothing comes before it
-(:func:`gate_connection`). It passes the gated ``send`` on and puts the gate
+``SessionMiddleware`` (so ``AuthMiddlewareStack``) or ``ConnectionLimits``
+when outermost, or the WebSocket consumer itself when nothing comes before
+it (:func:`gate_connection`). It passes the gated ``send`` on and puts the gate
 in the scope under :data:`FLOW_GATE`, a key middleware copies along with
 the scope, so the consumer also waits at it before calling whatever
 ``send`` it was given (:func:`flow_controlled`). So the gate holds:
