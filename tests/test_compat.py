@@ -404,10 +404,10 @@ def test_outside_the_windows_no_producer_is_attached(monkeypatch):
     assert daphne_compat.attach_producer(connection.protocol, _Producer()) is None
 
 
-# -- runserver -----------------------------------------------------------------
+# -- runserver and the live server ----------------------------------------------
 
 
-def test_daphnes_server_takes_the_arguments_runserver_passes():
+def test_daphnes_server_takes_the_arguments_runserver_and_the_live_server_pass():
     import inspect
 
     from daphne.server import Server

@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.test import TransactionTestCase
@@ -50,6 +50,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CONFIG_ENV = "DJANGO_REALTIME_LIVE_SERVER"
+# The Server arguments the live server sets itself.
+_RESERVED_OPTIONS = frozenset(
+    {"application", "endpoints", "action_logger", "ready_callable"}
+)
 _OUTPUT_TAIL = 4000
 _running: weakref.WeakSet[LiveServer] = weakref.WeakSet()
 
@@ -127,6 +131,24 @@ def shared_database_names(
     return names
 
 
+def _checked_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``options`` for daphne's ``Server`` as a dict, or raise ValueError."""
+    taken = sorted(_RESERVED_OPTIONS.intersection(options))
+    if taken:
+        raise ValueError(
+            "Expected server_options without the arguments the live server "
+            f"sets ({', '.join(sorted(_RESERVED_OPTIONS))}), got {taken}."
+        )
+    try:
+        json.dumps(dict(options))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "Expected server_options whose values JSON can carry to the "
+            f"server's process, got {options!r}: {error}"
+        ) from error
+    return dict(options)
+
+
 def _log_path(workdir: str) -> str:
     return os.path.join(workdir, "output.log")
 
@@ -167,8 +189,15 @@ class LiveServer:
         serve_static: Serve static files, as ``runserver`` does.
         startup_timeout: Seconds to wait for daphne to listen.
         shutdown_timeout: Seconds to wait after SIGTERM before SIGKILL.
-        daphne_args: Extra daphne command-line arguments, for example
-            ``["--websocket_timeout", "5"]``.
+        server_options: More keyword arguments for daphne's
+            ``daphne.server.Server``, with values JSON can carry, for
+            example ``{"websocket_timeout": 5}``; not ``application``,
+            ``endpoints``, ``action_logger`` or ``ready_callable``, which
+            the live server sets.
+
+    Raises:
+        ValueError: ``server_options`` names an argument the live server
+            sets, or holds a value JSON cannot carry.
     """
 
     def __init__(
@@ -181,7 +210,7 @@ class LiveServer:
         serve_static: bool = False,
         startup_timeout: float = 20.0,
         shutdown_timeout: float = 10.0,
-        daphne_args: Sequence[str] = (),
+        server_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.application = application
         self.host = host
@@ -189,7 +218,7 @@ class LiveServer:
         self.serve_static = serve_static
         self.startup_timeout = startup_timeout
         self.shutdown_timeout = shutdown_timeout
-        self.daphne_args = list(daphne_args)
+        self.server_options = _checked_options(server_options or {})
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: str | None = None
@@ -263,10 +292,14 @@ class LiveServer:
         # A server that died on its own is reaped first, its output logged.
         self.stop()
         app = application_path(self.application)
-        config = {
+        config: dict[str, Any] = {
+            "application": app,
+            "host": self.host,
+            "port": self._port,
             "databases": shared_database_names(self.databases),
             "allowed_hosts": [self.host],
             "serve_static": self.serve_static,
+            "server_options": self.server_options,
         }
         environment = dict(os.environ)
         environment["DJANGO_SETTINGS_MODULE"] = _settings_module()
@@ -279,18 +312,13 @@ class LiveServer:
         ready_file = os.path.join(workdir, "port")
         config["ready_file"] = ready_file
         environment[_CONFIG_ENV] = json.dumps(config)
-        command = [
-            sys.executable,
-            "-m",
-            "django_realtime.testing._serve",
-            "-b",
-            self.host,
-            "-p",
-            str(self._port),
-            *self.daphne_args,
+        command = [sys.executable, "-m", "django_realtime.testing._serve"]
+        logger.debug(
+            "Starting the live server: %s on %s:%s",
             app,
-        ]
-        logger.debug("Starting the live server: %s", " ".join(command))
+            self.host,
+            self._port or "<any free port>",
+        )
         with open(_log_path(workdir), "wb") as log:
             process = self._process = subprocess.Popen(
                 command,

@@ -208,6 +208,39 @@ def test_start_gives_up_after_the_startup_timeout() -> None:
     assert not live_server.running
 
 
+def test_server_options_reach_daphnes_server() -> None:
+    live_server = LiveServer(
+        ECHO, databases=(), server_options={"server_name": "realtime-live"}
+    )
+    with (
+        live_server,
+        urllib.request.urlopen(live_server.url + "/", timeout=5) as response,
+    ):
+        server_header = response.headers["Server"]
+
+    assert server_header == "realtime-live"
+
+
+def test_an_option_daphne_does_not_know_fails_the_start_with_its_error() -> None:
+    live_server = LiveServer(ECHO, databases=(), server_options={"no_such": 1})
+
+    with pytest.raises(LiveServerError, match="exited with code 1") as raised:
+        live_server.start()
+
+    assert "unexpected keyword argument 'no_such'" in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["application", "endpoints", "ready_callable"])
+def test_server_options_cannot_set_what_the_live_server_sets(name: str) -> None:
+    with pytest.raises(ValueError, match=f"got \\['{name}'\\]"):
+        LiveServer(ECHO, server_options={name: "x"})
+
+
+def test_server_options_must_be_values_json_can_carry() -> None:
+    with pytest.raises(ValueError, match="values JSON can carry"):
+        LiveServer(ECHO, server_options={"websocket_timeout": object()})
+
+
 # -- configuration ----------------------------------------------------------
 
 
