@@ -6,8 +6,6 @@ on the asyncio client of :mod:`example_project.c10k.client`. Every wait is
 bounded.
 """
 
-# drain_timeout is a figure of the measurement, not a call timeout.
-
 from __future__ import annotations
 
 import asyncio

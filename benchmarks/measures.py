@@ -10,8 +10,6 @@ process. Times come from ``time.monotonic()`` / ``time.monotonic_ns()``;
 every wait is bounded.
 """
 
-# drain_timeout and duration are figures of the measurement, not call timeouts.
-
 from __future__ import annotations
 
 import asyncio
@@ -42,6 +40,7 @@ def raise_fd_limit() -> int:
 
 
 def failure_name(error: BaseException) -> str:
+    """Return a failed connection's cause in a few words (``HTTP 503``, ``timeout``)."""
     if isinstance(error, HandshakeError):
         return f"HTTP {error.status}"
     if isinstance(error, TimeoutError):

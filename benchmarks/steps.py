@@ -132,6 +132,12 @@ def held_points(held: int) -> list[int]:
     return [point for point in (5_000, 10_000) if point < held] + [held]
 
 
+def _py_spy() -> str:
+    """Return py-spy: beside this interpreter (a virtualenv's), else on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
+
+
 class Run:
     """One suite run: options, set-up, the results table being filled."""
 
@@ -273,7 +279,7 @@ class Run:
         # py-spy runs on the client's cores, and does not pause the server.
         spy = subprocess.Popen(
             [
-                shutil.which("py-spy") or "py-spy",
+                _py_spy(),
                 "record",
                 "--pid",
                 str(server.pid),
