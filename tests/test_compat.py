@@ -99,6 +99,50 @@ def test_outside_the_window_the_handoff_refuses_with_the_versions_it_knows(
         loop.close()
 
 
+async def test_a_communicators_task_is_none_until_its_application_starts():
+    from asgiref.testing import ApplicationCommunicator
+
+    async def application(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    communicator = ApplicationCommunicator(application, {"type": "http"})
+
+    assert asgiref_compat.communicator_task(communicator) is None
+    task = communicator.future
+    assert asgiref_compat.communicator_task(communicator) is task
+    await communicator.wait()
+
+
+def test_a_communicator_started_by_its_constructor_has_its_task_found():
+    # asgiref 3.8 keeps the task it starts in the constructor in ``future``.
+    task = object()
+
+    class Asgiref38Communicator:
+        def __init__(self) -> None:
+            self.future = task
+
+    found = asgiref_compat.communicator_task(Asgiref38Communicator())
+
+    assert found is task
+
+
+async def test_outside_the_window_a_communicators_task_is_its_public_future(
+    monkeypatch,
+):
+    from asgiref.testing import ApplicationCommunicator
+
+    async def application(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    monkeypatch.setattr(asgiref_compat, "_COMMUNICATOR_CHECKED", False)
+    communicator = ApplicationCommunicator(application, {"type": "http"})
+
+    task = asgiref_compat.communicator_task(communicator)
+
+    assert task is communicator.future
+    await communicator.wait()
+
+
 # -- asyncio -------------------------------------------------------------------
 
 

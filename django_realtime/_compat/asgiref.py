@@ -17,6 +17,14 @@ asgiref:
 Checked: asgiref 3.8.1 and 3.13.0 (:data:`WINDOW`). Outside the window
 :data:`SUPPORTED` is false and the sync pool goes through asgiref's public
 ``SyncToAsync`` with an executor instead (slower, same promises).
+
+:class:`django_realtime.testing.ApplicationCommunicator` extends asgiref's
+and tells whether its application has started without starting it
+(:func:`communicator_task`). asgiref 3.8 starts the application's task in
+the constructor and keeps it in ``future``; 3.13 starts it on the first
+use of the ``future`` property and keeps it in ``_future`` until then.
+Outside the window :func:`communicator_task` reads the public ``future``,
+which starts the application if it had not started.
 """
 
 from __future__ import annotations
@@ -32,7 +40,14 @@ import asgiref.sync
 
 from django_realtime._compat import Window
 
-__all__ = ["SUPPORTED", "WINDOW", "adopt_context", "bind_event_loop", "shape_problems"]
+__all__ = [
+    "SUPPORTED",
+    "WINDOW",
+    "adopt_context",
+    "bind_event_loop",
+    "communicator_task",
+    "shape_problems",
+]
 
 #: The asgiref versions the two internals were checked against.
 WINDOW = Window("asgiref", (3, 8), (3, 14))
@@ -103,3 +118,29 @@ def bind_event_loop(loop: asyncio.AbstractEventLoop) -> None:
     local: Any = asgiref.sync.SyncToAsync.threadlocal
     local.main_event_loop = loop
     local.main_event_loop_pid = os.getpid()
+
+
+# Whether communicator_task() may read asgiref's communicator's attributes.
+_COMMUNICATOR_CHECKED = WINDOW.covers_installed()
+
+
+def communicator_task(communicator: Any) -> asyncio.Future[Any] | None:
+    """Return the task of an ``asgiref.testing.ApplicationCommunicator``.
+
+    Returns:
+        The task running the communicator's application, or ``None`` when
+        it has not started: not used yet, or a constructor that did not
+        finish. Outside :data:`WINDOW`, asgiref's public ``future``, which
+        starts the application if it had not started.
+    """
+    if not _COMMUNICATOR_CHECKED:
+        task: asyncio.Future[Any] = communicator.future
+        return task
+    state = vars(communicator)
+    if "_future" in state:
+        # Started on the first use of the future property.
+        started: asyncio.Future[Any] | None = state["_future"]
+        return started
+    # asgiref 3.8: started by the constructor, if it got that far.
+    constructed: asyncio.Future[Any] | None = state.get("future")
+    return constructed

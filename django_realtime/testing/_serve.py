@@ -3,7 +3,8 @@
 ``python -m django_realtime.testing._serve`` serves an ASGI application on
 daphne as ``python -m daphne`` would (its log and access log on the
 standard streams), configured by the JSON object in the
-``DJANGO_REALTIME_LIVE_SERVER`` environment variable:
+``DJANGO_REALTIME_LIVE_SERVER`` environment variable
+(:mod:`~django_realtime.testing._live_config`):
 
 ``application``
     ``"module:attribute"`` of the ASGI application (the attribute may be
@@ -45,9 +46,10 @@ from daphne.access import AccessLogGenerator
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 
+from django_realtime.testing._live_config import CONFIG_ENV
+
 __all__: list[str] = []
 
-CONFIG_ENV = "DJANGO_REALTIME_LIVE_SERVER"
 # daphne's own format at its default verbosity.
 _LOG_FORMAT = "%(asctime)-15s %(levelname)-8s %(message)s"
 

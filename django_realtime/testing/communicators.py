@@ -28,6 +28,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from asgiref.testing import ApplicationCommunicator as _AsgirefCommunicator
 
+from django_realtime._compat import asgiref as _asgiref
+
 __all__ = ["ApplicationCommunicator", "HttpCommunicator", "WebsocketCommunicator"]
 
 #: Where the application sees the connection coming from, as Django's test
@@ -50,11 +52,12 @@ class ApplicationCommunicator(_AsgirefCommunicator):
 
     def __init__(self, application: Any, scope: dict[str, Any]) -> None:
         super().__init__(application, scope)  # type: ignore[no-untyped-call]
+        self._constructed = True
 
     @property
     def running(self) -> bool:
         """Return whether the application has started and not yet returned."""
-        future: asyncio.Task[None] | None = self._future
+        future = _asgiref.communicator_task(self)
         return future is not None and not future.done()
 
     def _application_task(self) -> asyncio.Task[None]:
@@ -172,7 +175,7 @@ class ApplicationCommunicator(_AsgirefCommunicator):
 
     def __del__(self) -> None:
         # A constructor that raised leaves nothing for asgiref to clean up.
-        if "_future" in self.__dict__:
+        if self.__dict__.get("_constructed"):
             super().__del__()  # type: ignore[no-untyped-call]
 
 
