@@ -470,3 +470,65 @@ def test_daphnes_server_takes_the_arguments_runserver_and_the_live_server_pass()
     ):
         assert name in parameters, name
     assert Server(application=None, endpoints=["tcp:port=0"]).listening_addresses == []
+
+
+# -- nowhere else ----------------------------------------------------------------
+
+
+def _private_uses_outside_compat() -> list[str]:
+    """Return the private names of other projects used outside ``_compat``.
+
+    Finds ``from x import _y`` and ``x._y`` where ``x`` is a module of
+    another project imported by name; not what an object of another
+    project's class hides (that takes reading the code).
+    """
+    import ast
+    from pathlib import Path
+
+    import django_realtime
+
+    package = Path(django_realtime.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if "_compat" in path.relative_to(package).parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update(
+                    alias.asname or alias.name.partition(".")[0]
+                    for alias in node.names
+                    if not alias.name.startswith("django_realtime")
+                )
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                if (node.module or "").startswith("django_realtime"):
+                    continue
+                found.extend(
+                    f"{path.name}:{node.lineno}: from {node.module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                )
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and node.attr != "_exit"  # os._exit() is public
+                and isinstance(root := _root_name(node), str)
+                and root in modules
+            ):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def _root_name(node: Any) -> str | None:
+    import ast
+
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def test_no_module_outside_compat_reaches_for_another_projects_private_names():
+    assert _private_uses_outside_compat() == []
