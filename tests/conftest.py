@@ -1,4 +1,11 @@
-"""Skip tests whose service is down, except under CI=true, where that fails."""
+"""Mark tests by tier; skip those whose service is down (fail under CI=true).
+
+The tiers are folders: ``unit`` (pure logic, no event loop, no services),
+``integration`` (in-process, real Redis and PostgreSQL), ``e2e`` (real
+server processes on loopback) and ``browser`` (headless Chromium). Each
+test gets its folder's marker; an integration module may still mark a
+single test ``e2e`` when it starts a server.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,18 @@ def service_error(marker: str) -> str | None:
     except OSError as error:
         return f"{marker} is not reachable on {host}:{port}: {error}"
     return None
+
+
+TIERS = ("unit", "integration", "e2e", "browser")
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        relative = os.path.relpath(str(item.path), _ROOT)
+        tier = relative.split(os.sep, 1)[0]
+        if tier in TIERS:
+            item.add_marker(tier)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

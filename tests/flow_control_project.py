@@ -1,4 +1,4 @@
-"""A server for the flow-control tests of tests/test_daphne_flow.py.
+"""A server for the flow-control tests of tests/integration/test_daphne_flow.py.
 
 The recommended stack, as the example project builds it (origin check,
 connection limits, sessions and user), with a middleware of the user's

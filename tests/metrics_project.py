@@ -1,4 +1,4 @@
-"""A server for tests/test_metrics.py: an echo and the metrics URL, metrics on."""
+"""A server for tests/integration/test_metrics.py: an echo and metrics on."""
 
 import django
 from django.conf import settings

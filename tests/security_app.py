@@ -1,4 +1,4 @@
-"""A server-side application for tests/test_security_e2e.py.
+"""A server-side application for tests/e2e/test_security_e2e.py.
 
 The recommended middleware stack in front of one echo route: the origin
 check, the connection limits, the session and user. Logging is set up as a

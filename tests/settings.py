@@ -45,7 +45,7 @@ DATABASES = {
         "USER": "postgres",
         "NAME": "django_realtime",
         # Threads that outlive a test keep their connections; health checks
-        # replace those a test terminated (see tests/test_db.py).
+        # replace those a test terminated (see tests/integration/test_db.py).
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": f"test_django_realtime_{os.getpid()}", "DEPENDENCIES": []},
     },

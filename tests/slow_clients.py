@@ -1,4 +1,4 @@
-"""Clients for tests/test_daphne_flow.py: readers of a broadcast, and one that stalls.
+"""Clients for tests/integration/test_daphne_flow.py: broadcast readers, a staller.
 
 :func:`broadcast` runs ``tests.slow_clients_project`` on daphne and sends
 ``COUNT`` messages, ``RATE`` a second, to ``READERS`` clients that read

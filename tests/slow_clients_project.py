@@ -1,4 +1,4 @@
-"""A server for tests/test_daphne_flow.py: a stream and a group, on Redis.
+"""A server for tests/integration/test_daphne_flow.py: a stream and a group, on Redis.
 
 Configured from the environment the test sets: ``SLOW_REDIS`` (the Redis
 URL), ``SLOW_PREFIX`` (the run's key prefix; the layer's is

@@ -7,13 +7,13 @@ document. Each lives in this package's module for its project
 :mod:`.uvicorn`), and nowhere else, with:
 
 - the versions it was checked against, a :class:`Window`;
-- a test in ``tests/test_compat.py`` that fails when its shape changes (an
-  attribute gone, a signature changed, a message reworded);
+- a test in ``tests/integration/test_compat.py`` that fails when its shape
+  changes (an attribute gone, a signature changed, a message reworded);
 - outside its window, a fallback on public API or a clear error, never a
   silently wrong behaviour: an internal can keep its shape and change its
   meaning, so a version that was not checked does not use it at all.
 
-Widening a window means running ``tests/test_compat.py`` and the tests of
+Widening a window means running ``tests/integration/test_compat.py`` and the tests of
 the module that uses the internal against the new version, then moving the
 window's bound.
 """

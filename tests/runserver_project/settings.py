@@ -1,4 +1,4 @@
-"""Settings of the project started by tests/test_runserver.py and test_worker.py.
+"""Settings of the project of tests/integration/test_runserver.py, test_worker.py.
 
 ``RUNSERVER_DEBUG=1`` turns DEBUG on; ``REALTIME_TEST_REDIS_PREFIX`` switches
 the default channel layer to channels-redis with that key prefix.
