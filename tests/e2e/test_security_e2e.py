@@ -24,7 +24,7 @@ from websockets.typing import Origin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.security_app:application"
 COMMANDS = {
     "uvicorn": ["-m", "uvicorn", "--host=127.0.0.1", "--port={port}", APP],

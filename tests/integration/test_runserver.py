@@ -27,7 +27,7 @@ from websockets.sync.client import connect
 from django_realtime.management.commands import runserver
 from django_realtime.servers.daphne import FlowControl
 
-PROJECT = Path(__file__).resolve().parent / "runserver_project"
+PROJECT = Path(__file__).resolve().parents[1] / "runserver_project"
 MANAGE = PROJECT / "manage.py"
 APP = "tests.runserver_project.asgi.application"
 BANNER = "Starting ASGI/Daphne development server at"

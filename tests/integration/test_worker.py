@@ -22,7 +22,7 @@ from django_realtime.exceptions import ConsumerError
 from django_realtime.layers import InMemoryChannelLayer
 from django_realtime.worker import Worker
 
-MANAGE = Path(__file__).resolve().parent / "runserver_project" / "manage.py"
+MANAGE = Path(__file__).resolve().parents[1] / "runserver_project" / "manage.py"
 WAIT = 5.0
 MEMORY = "django_realtime.layers.InMemoryChannelLayer"
 

@@ -35,7 +35,7 @@ from websockets.sync.client import ClientConnection, connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 APPLICATION = "example_project.asgi:application"
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0

@@ -20,7 +20,7 @@ from django_realtime.testing.pytest_plugin import CommunicatorFactory
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.e2e
 
