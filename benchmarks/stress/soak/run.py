@@ -6,9 +6,11 @@ server process (uvicorn, or daphne with ``--server daphne``) serves
 groups on connect and leaves it on disconnect, and this process runs the
 clients (:mod:`example_project.c10k.client`):
 
-1. warm-up: ``--warmup`` connections open, probes go through the rooms,
-   all close; once the server's file descriptors are back, the
-   **baseline** is taken;
+1. warm-up: ``--warmup`` connections (as many as ``--connections`` by
+   default) open, churn as below for one ``--period``, and all close, so
+   that what the server keeps for reuse (pooled connections, caches, the
+   allocator's pools) has the size the cycles need; once the server's file
+   descriptors are back, the **baseline** is taken;
 2. ramp: ``--connections`` connections open, ``--concurrency`` handshakes
    at a time;
 3. churn, for ``--duration`` seconds: ``--churn`` connections close and as
@@ -86,7 +88,7 @@ class Options:
     layers: tuple[str, ...] = LAYERS
     server: str = "uvicorn"
     rooms: int = 100
-    warmup: int = 1_000
+    warmup: int | None = None  # as many as connections
     cycles: int = 5
     concurrency: int = 100
     abort_fraction: float = 0.1
@@ -159,31 +161,37 @@ async def _settle(
     fleet.check_dropped()
 
 
-async def _warm_up(fleet: Fleet, options: Options) -> None:
-    await fleet.grow(options.warmup)
-    for _ in range(5):
-        await fleet.probe()
-        await asyncio.sleep(0.2)
-    await fleet.settle_probes()
+async def _warm_up(server: Server, fleet: Fleet, options: Options) -> None:
+    """Open the warm-up's connections, churn them for a period, close them all.
+
+    The warm-up does what a cycle does, briefly, so that what the server
+    keeps for reuse (pooled connections, caches, the allocator's pools)
+    exists at the baseline.
+    """
+    count = options.warmup or options.connections
+    await fleet.grow(count)
+    await _churn(server, fleet, options, min(options.duration, options.period), count)
     await fleet.close_all(options.concurrency)
 
 
-async def _churn(server: Server, fleet: Fleet, options: Options) -> None:
-    """Run the churn for ``options.duration`` seconds, with probes."""
+async def _churn(
+    server: Server, fleet: Fleet, options: Options, seconds: float, count: int
+) -> None:
+    """Churn ``count`` connections for ``seconds``, with probes."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     rate = options.churn / options.period
     done = 0
     next_probe = start
     next_report = start + options.period
-    while (now := loop.time()) < start + options.duration:
+    while (now := loop.time()) < start + seconds:
         fleet.check_dropped()
         fleet.expire_probes()
         due = int(rate * (now - start)) - done
         if due > 0:
             done += due
             fleet.close_random(due)
-        missing = options.connections - len(fleet) - fleet.in_flight
+        missing = count - len(fleet) - fleet.in_flight
         if missing > 0:
             fleet.start_opening(missing)
         if now >= next_probe:
@@ -229,8 +237,9 @@ async def _soak(
         probe_timeout=options.probe_timeout,
         sources=SourceAddresses(per_host=options.per_host),
     )
-    logger.info("%s, %s layer: warm-up with %d", server.name, layer, options.warmup)
-    await _warm_up(fleet, options)
+    warmup = options.warmup or options.connections
+    logger.info("%s, %s layer: warm-up with %d", server.name, layer, warmup)
+    await _warm_up(server, fleet, options)
     await _settle(server, fleet, None, options)
     result = SoakResult(
         server.name, layer, await asyncio.to_thread(snapshot, server, client, prefix)
@@ -250,7 +259,7 @@ async def _soak(
                 result.ramp_seconds[-1],
                 options.duration,
             )
-            await _churn(server, fleet, options)
+            await _churn(server, fleet, options, options.duration, options.connections)
             result.peaks.append(
                 await asyncio.to_thread(
                     snapshot, server, client, prefix, with_app=False
@@ -326,7 +335,7 @@ def parse_args(argv: list[str] | None) -> Options:
     add("--layers", default=",".join(defaults.layers), help="memory,redis")
     add("--server", choices=SERVERS, default=defaults.server)
     add("--rooms", type=int, default=defaults.rooms)
-    add("--warmup", type=int, default=defaults.warmup, help="connections")
+    add("--warmup", type=int, default=None, help="connections (--connections)")
     add("--cycles", type=int, default=defaults.cycles)
     add("--concurrency", type=int, default=defaults.concurrency)
     add("--abort-fraction", type=float, default=defaults.abort_fraction)
@@ -363,7 +372,8 @@ def parse_args(argv: list[str] | None) -> Options:
             parser.error(f"Expected layers among {','.join(LAYERS)}, got {name!r}.")
     if min(args.connections, args.rooms, args.cycles, args.concurrency) < 1:
         parser.error("--connections, --rooms, --cycles, --concurrency must be >= 1.")
-    if args.churn < 0 or args.warmup < 1 or not 0 <= args.abort_fraction <= 1:
+    warmup_ok = args.warmup is None or args.warmup >= 1
+    if args.churn < 0 or not warmup_ok or not 0 <= args.abort_fraction <= 1:
         parser.error(
             "Expected --churn >= 0, --warmup >= 1, 0 <= --abort-fraction <= 1."
         )
