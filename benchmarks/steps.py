@@ -107,7 +107,7 @@ class Sizes:
     paced_rate: float = 20.0
     paced_seconds: float = 3.0
     burst: int = 50
-    drain_timeout: float = 30.0
+    drain_timeout: float = 60.0
     joins: int = 1_000
 
 
