@@ -361,8 +361,9 @@ class Run:
                 "rss": result.rss_per_connection_kib,
                 "held_failed": float(sum(result.failures.values())),
             }
-            for point in self.held_points:
-                values[f"hs_at_{point}"] = result.rates.get(point)
+            # A count the ramp did not reach has no rate: "-", and a note.
+            for point, rate in result.rates.items():
+                values[f"hs_at_{point}"] = rate
             return values
 
         keys = ["hs_ramp", "rss", *(f"hs_at_{p}" for p in self.held_points)]
