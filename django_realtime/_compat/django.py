@@ -12,7 +12,7 @@ of ``BaseDatabaseWrapper``:
   pings the database before the first query after ``health_check_done``
   goes false, as Django makes it at each request's start.
 
-Checked: Django 5.2.20 and 6.0.10 (:data:`WINDOW`). Outside the window
+Checked: Django 5.2.20, 6.0.10 and 6.1.3 (:data:`WINDOW`). Outside the window
 :data:`SUPPORTED` is false and the boundaries call Django's own
 ``close_if_unusable_or_obsolete()`` on every open connection outside a
 transaction (which asks the database about a connection that had errors
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: The Django versions the connection attributes were checked against.
-WINDOW = Window("Django", (5, 2), (6, 1))
+WINDOW = Window("Django", (5, 2), (6, 2))
 
 #: The attributes read, and the types their values have.
 CONNECTION_ATTRIBUTES: dict[str, tuple[type, ...]] = {
