@@ -47,6 +47,8 @@ class Connections:
         subscribe_timeout: Seconds to wait for a subscription.
         health_check_interval: Seconds of pub/sub silence before a PING.
         expiry_ms: Time to live of a normal channel's list, in milliseconds.
+        idle_timeout: Seconds a command connection may stay idle before it
+            is closed; the most recently used one stays open.
     """
 
     def __init__(
@@ -63,10 +65,16 @@ class Connections:
         subscribe_timeout: float,
         health_check_interval: float,
         expiry_ms: int,
+        idle_timeout: float,
     ) -> None:
         from redis.asyncio import Redis
 
-        self.redis: Redis = Redis.from_url(url, **redis_kwargs)
+        from django_realtime.layers.redis._pool import ShrinkingPool
+
+        # Bursts of commands and BLPOPs open connections; the pool closes
+        # them once idle, so that a quiet process is back to one.
+        pool = ShrinkingPool.from_url(url, idle_timeout=idle_timeout, **redis_kwargs)
+        self.redis: Redis = Redis.from_pool(pool)
         self.send_script = self.redis.register_script(SEND_SCRIPT)
         self.group_send_script = self.redis.register_script(GROUP_SEND_SCRIPT)
         self._client_name = client_name

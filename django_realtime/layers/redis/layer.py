@@ -115,6 +115,11 @@ class RedisChannelLayer(BaseChannelLayer):
         health_check_interval: Seconds of silence on the pub/sub connection
             after which it is pinged; no answer within as long again counts
             as a lost connection.
+        idle_timeout: Seconds a command connection (``BLPOP`` receives
+            included) may stay unused before it is closed. The most recently
+            used one stays open: once a burst of concurrent calls is over,
+            the process is back to one command connection and its pub/sub
+            connection.
 
     Raises:
         ImportError: redis-py or msgpack is not installed.
@@ -137,6 +142,7 @@ class RedisChannelLayer(BaseChannelLayer):
         *,
         subscribe_timeout: float = 10.0,
         health_check_interval: float = 15.0,
+        idle_timeout: float = 10.0,
     ) -> None:
         super().__init__(
             expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
@@ -146,6 +152,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self.health_check_interval = seconds(
             health_check_interval, "health_check_interval"
         )
+        self.idle_timeout = seconds(idle_timeout, "idle_timeout")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}.")
         self.prefix = prefix
@@ -431,6 +438,7 @@ class RedisChannelLayer(BaseChannelLayer):
             subscribe_timeout=self.subscribe_timeout,
             health_check_interval=self.health_check_interval,
             expiry_ms=self._expiry_ms,
+            idle_timeout=self.idle_timeout,
         )
         if self._table.wanted:
             conns.subscriber.start()

@@ -39,6 +39,8 @@ class LoopConnections:
         subscribe_timeout: Seconds to wait for a subscription's confirmation.
         on_message: Called with each announcement's topic and payload.
         on_active: Called with each topic Redis confirms.
+        idle_timeout: Seconds a command connection may stay idle before it
+            is closed; the most recently used one stays open.
     """
 
     def __init__(
@@ -52,13 +54,19 @@ class LoopConnections:
         subscribe_timeout: float,
         on_message: Callable[[bytes, bytes], None],
         on_active: Callable[[str], None],
+        idle_timeout: float,
     ) -> None:
-        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio import Redis
+
+        from django_realtime.layers.redis._pool import ShrinkingBlockingPool
 
         self.loop = loop
         # A burst of publishes waits for a free connection instead of
-        # failing once max_connections are busy.
-        pool = BlockingConnectionPool.from_url(url, **redis_kwargs)
+        # failing once max_connections are busy; once it is over, the pool
+        # closes what it opened for it.
+        pool = ShrinkingBlockingPool.from_url(
+            url, idle_timeout=idle_timeout, **redis_kwargs
+        )
         self.redis: Redis = Redis.from_pool(pool)
         self.publish = self.redis.register_script(PUBLISH)
         self.read = self.redis.register_script(READ)

@@ -92,6 +92,9 @@ class RedisHistoryStore(HistoryStore):
             read; after that the stream starts a new epoch.
         subscribe_timeout: Seconds :meth:`listen` waits for Redis to
             confirm a subscription.
+        idle_timeout: Seconds a command connection may stay unused before
+            it is closed. The most recently used one of each event loop
+            stays open: once a burst is over, the loop is back to one.
         redis_kwargs: More keyword arguments for redis-py's
             ``BlockingConnectionPool.from_url``: ``max_connections`` (50)
             commands run at once per event loop, more wait up to
@@ -115,6 +118,7 @@ class RedisHistoryStore(HistoryStore):
         clock: Callable[[], float] = time.time,
         expiry: float = 86400.0,
         subscribe_timeout: float = 10.0,
+        idle_timeout: float = 10.0,
         **redis_kwargs: Any,
     ) -> None:
         try:
@@ -130,6 +134,7 @@ class RedisHistoryStore(HistoryStore):
         for name, value in (
             ("expiry", expiry),
             ("subscribe_timeout", subscribe_timeout),
+            ("idle_timeout", idle_timeout),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"Expected {name} in seconds, got {value!r}.")
@@ -138,6 +143,7 @@ class RedisHistoryStore(HistoryStore):
         self.prefix = prefix
         self.expiry = float(expiry)
         self.subscribe_timeout = float(subscribe_timeout)
+        self.idle_timeout = float(idle_timeout)
         self.client_name = _CLIENT_NAME_UNSAFE.sub(
             "_", f"{prefix}-streams-{secrets.token_hex(4)}"
         )
@@ -304,6 +310,7 @@ class RedisHistoryStore(HistoryStore):
             subscribe_timeout=self.subscribe_timeout,
             on_message=self._announce,
             on_active=self._active,
+            idle_timeout=self.idle_timeout,
         )
         # The loop's shutdown_asyncgens() (asyncio.run, asgiref's
         # async_to_sync) closes the generator while the loop still runs.
