@@ -34,9 +34,10 @@ def stream_http_urls(
             ``max_body``, ``allowed_origins``).
     """
     views = StreamHttpViews(consumer_class, **options)
-    # The POST view runs Django's CSRF check itself, to answer in JSON.
+    # The views run Django's CSRF check themselves (on POST), to answer in
+    # JSON; the GET views refuse other methods.
     return [
         path("", csrf_exempt(views.post), name="realtime-stream-post"),
-        path("events", views.events, name="realtime-stream-events"),
-        path("poll", views.poll, name="realtime-stream-poll"),
+        path("events", csrf_exempt(views.events), name="realtime-stream-events"),
+        path("poll", csrf_exempt(views.poll), name="realtime-stream-poll"),
     ]
