@@ -42,6 +42,18 @@ class Snapshot:
     app: dict[str, Any] = field(default_factory=dict)
 
 
+def redis_clients(client: Any, prefix: str) -> int:
+    """Return how many connections named after ``prefix`` the server has.
+
+    Args:
+        client: A synchronous ``redis.Redis``.
+        prefix: The run's prefix: the names of the server's connections
+            start with it.
+    """
+    names = [entry.get("name", "") for entry in client.client_list()]
+    return sum(1 for name in names if name.startswith(prefix))
+
+
 def redis_figures(client: Any, prefix: str) -> tuple[int, int]:
     """Return (connections named after ``prefix``, keys under ``prefix``).
 
@@ -50,10 +62,8 @@ def redis_figures(client: Any, prefix: str) -> tuple[int, int]:
         prefix: The run's prefix: the names of the server's connections and
             its keys start with it.
     """
-    names = [entry.get("name", "") for entry in client.client_list()]
-    clients = sum(1 for name in names if name.startswith(prefix))
     keys = sum(1 for _ in client.scan_iter(match=f"{prefix}*", count=1000))
-    return clients, keys
+    return redis_clients(client, prefix), keys
 
 
 def app_stats(server: Server) -> dict[str, Any]:

@@ -64,7 +64,12 @@ from pathlib import Path
 from benchmarks.measures import raise_fd_limit
 from benchmarks.servers import Server, ServerError, pin, serving
 from benchmarks.stress.soak.fleet import Fleet
-from benchmarks.stress.soak.measure import open_fds, scan_log, snapshot
+from benchmarks.stress.soak.measure import (
+    open_fds,
+    redis_clients,
+    scan_log,
+    snapshot,
+)
 from benchmarks.stress.soak.report import SoakResult, report, self_check, verdicts
 from example_project.c10k.client import SourceAddresses
 
@@ -96,6 +101,7 @@ class Options:
     probe_timeout: float = 10.0
     settle: float = 5.0
     settle_timeout: float = 60.0
+    quiet: float = 15.0
     rss_from: int = 2
     rss_growth: float = 0.05
     per_host: int = 5_000
@@ -108,7 +114,9 @@ class Options:
     def time_limit(self) -> float:
         """Return the most a run of one layer may take, in seconds."""
         cycle = self.duration + self.settle_timeout + self.settle + 180
-        return 120 + self.settle_timeout + self.settle + self.cycles * cycle
+        # The warm-up: a wave, its settle and the wait for quiet.
+        warm_up = cycle + self.settle_timeout
+        return warm_up + self.cycles * cycle
 
 
 #: ``--smoke``: a short run of each layer, with as many connections in the
@@ -159,6 +167,35 @@ async def _settle(
         await asyncio.sleep(0.5)  # another process's fds cannot be awaited
     await asyncio.sleep(options.settle)  # stragglers: closes still in flight
     fleet.check_dropped()
+
+
+async def _quiet(server: Server, redis: _Redis | None, options: Options) -> None:
+    """Wait until the server's fds and Redis connections stop changing.
+
+    What the server gives back once idle (the Redis layer's connections of
+    a burst, closed after its ``idle_timeout``) must be gone before the
+    baseline is taken: ``options.quiet`` seconds without a change, at most
+    ``options.settle_timeout``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.settle_timeout
+    last: tuple[int, int] | None = None
+    since = loop.time()
+    while (now := loop.time()) < deadline:
+        server.check_alive()
+        clients = 0
+        if redis is not None:
+            clients = await asyncio.to_thread(redis_clients, redis.client, redis.prefix)
+        figures = (open_fds(server.pid), clients)
+        if figures != last:
+            last, since = figures, now
+        elif now - since >= options.quiet:
+            return
+        await asyncio.sleep(0.5)  # another process's fds cannot be awaited
+    logger.warning(
+        "The server's fds and Redis connections still changed after %.0f s.",
+        options.settle_timeout,
+    )
 
 
 async def _warm_up(server: Server, fleet: Fleet, options: Options) -> None:
@@ -241,6 +278,7 @@ async def _soak(
     logger.info("%s, %s layer: warm-up with %d", server.name, layer, warmup)
     await _warm_up(server, fleet, options)
     await _settle(server, fleet, None, options)
+    await _quiet(server, redis, options)
     result = SoakResult(
         server.name, layer, await asyncio.to_thread(snapshot, server, client, prefix)
     )
@@ -344,6 +382,13 @@ def parse_args(argv: list[str] | None) -> Options:
     add("--settle", type=float, default=defaults.settle, help="seconds")
     add("--settle-timeout", type=float, default=defaults.settle_timeout)
     add(
+        "--quiet",
+        type=float,
+        default=defaults.quiet,
+        help="seconds without a change in the server's fds and Redis "
+        "connections before the baseline is taken",
+    )
+    add(
         "--rss-from",
         type=int,
         default=defaults.rss_from,
@@ -402,6 +447,7 @@ def parse_args(argv: list[str] | None) -> Options:
         probe_timeout=args.probe_timeout,
         settle=args.settle,
         settle_timeout=args.settle_timeout,
+        quiet=args.quiet,
         rss_from=args.rss_from,
         rss_growth=args.rss_growth,
         per_host=args.per_host,
