@@ -44,9 +44,12 @@ export interface SessionFrame {
 /** After a session cookie handover: taken, or refused with `error`. */
 export type SessionEvent = { ok: true } | { ok: false; error: RealtimeError };
 
+/** A transport, as named in the `transports` option and in state events. */
+export type Transport = "websocket" | "sse" | "poll";
+
 export type StateEvent =
-  | { state: "connecting"; attempt: number }
-  | { state: "open" }
+  | { state: "connecting"; attempt: number; transport?: Transport }
+  | { state: "open"; transport?: Transport }
   | { state: "reconnecting"; attempt: number; delay: number; code: number; reason: string }
   | { state: "closed"; code: number; reason: string };
 
@@ -66,6 +69,14 @@ export interface Options {
   requestTimeout?: number;
   fatalCloseCodes?: number[];
   createSocket?: (url: string) => WebSocket;
+  /** The URL prefix of the consumer's HTTP transports; without it, WebSocket only. */
+  httpUrl?: string | null;
+  /** Tried in this order, the next when one fails before it opens. */
+  transports?: Transport[];
+  /** After this long on a fallback, the next reconnection tries the first again. */
+  retryWebSocket?: number;
+  /** Seconds a long-poll may wait (at most the server's poll_timeout). */
+  pollTimeout?: number;
 }
 
 export interface SubscribeOptions<T = unknown> {
@@ -99,6 +110,8 @@ export class Realtime {
   constructor(url: string, options?: Options);
   readonly url: string;
   readonly state: "connecting" | "open" | "reconnecting" | "closed";
+  /** The transport in use, or being tried. */
+  readonly transport: Transport;
   onState(listener: (event: StateEvent) => void): () => void;
   onSession(listener: (event: SessionEvent) => void): () => void;
   subscribe<T = unknown>(stream: string, options?: SubscribeOptions<T>): Subscription<T>;
@@ -110,6 +123,21 @@ export class Realtime {
   ): () => void;
   request<R = unknown>(type: string, data?: unknown, options?: { timeout?: number }): Promise<R>;
   close(code?: number, reason?: string): void;
+}
+
+/**
+ * One connection over the HTTP transports, with the part of the WebSocket
+ * interface Realtime uses: frames out as POSTs, in over SSE or long-polls.
+ */
+export class HttpSocket {
+  constructor(kind: "sse" | "poll", url: string, options?: { pollTimeout?: number });
+  readonly transport: "sse" | "poll";
+  onopen: ((event: object) => void) | null;
+  onmessage: ((event: { data: string }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: object) => void) | null;
+  send(text: string): void;
+  close(): void;
 }
 
 /** Open a connection to the StreamConsumer at `url`. */

@@ -9,6 +9,11 @@
  * requests with their replies, and takes the new session cookie the server
  * hands over after a login over the socket.
  *
+ * Where a WebSocket cannot be had (a proxy strips the Upgrade header, a
+ * network blocks it), it falls back by itself to server-sent events, then
+ * to long-polling, served by the same consumer under `httpUrl` (see
+ * docs/topics/streams-http.rst), and tries the WebSocket again later.
+ *
  *     import { connect } from "/static/django_realtime/realtime.js";
  *     const rt = connect("/ws/feed/");
  *     const sub = rt.subscribe("feed", { onLost: reloadSnapshot });
@@ -41,6 +46,14 @@ const internal = Symbol("realtime.internal");
  * @property {number[]} [fatalCloseCodes=[1008, 4003]] close codes that stop
  *     reconnection: the server said "do not come back"
  * @property {(url: string) => WebSocket} [createSocket] makes each WebSocket
+ * @property {?string} [httpUrl] the URL prefix of the consumer's HTTP
+ *     transports ("/realtime/chat/"); without it, only the WebSocket is used
+ * @property {Array<"websocket"|"sse"|"poll">} [transports=["websocket",
+ *     "sse", "poll"]] tried in this order: the next one when a connection
+ *     fails before it opens
+ * @property {number} [retryWebSocket=60000] after this long on a fallback
+ *     transport, the next reconnection tries the first transport again
+ * @property {number} [pollTimeout=25] seconds a long-poll may wait
  */
 
 /** @typedef {{epoch: string, offset: number}} Position */
@@ -176,6 +189,208 @@ function call(callback, ...args) {
   }
 }
 
+/** The HTTP transports, as named in the `transports` option. */
+const HTTP_TRANSPORTS = ["sse", "poll"];
+/** Errors of a POST after which the transport starts again with a new client. */
+const CLIENT_ERRORS = ["client_expired", "client_unknown", "client_mismatch", "csrf_failed"];
+
+/**
+ * One connection over the HTTP transports, with the interface of a
+ * WebSocket that {@link Realtime} uses (send, close, onopen, onmessage,
+ * onclose): frames go out as POSTs, each answered in its response; frames
+ * come in over server-sent events ("sse") or long-polls ("poll"). It keeps
+ * the client id, the CSRF token and each stream's position, so that any
+ * server process can serve any of its requests. The wire format is in
+ * docs/reference/streams-protocol.rst.
+ */
+export class HttpSocket {
+  #kind;
+  #url;
+  #options;
+  #client = null;
+  #csrf = "";
+  #positions = new Map(); // stream -> [epoch, offset]
+  #posts = Promise.resolve(); // POSTs go one at a time, in order
+  #generation = 0; // bumped when a POST changes the streams
+  #opened = false;
+  #closed = false;
+  #events = null; // the EventSource
+  #abort = null; // the long-poll in flight
+
+  /**
+   * @param {"sse"|"poll"} kind
+   * @param {string} url the absolute URL prefix of the HTTP transports
+   * @param {{pollTimeout?: number}} [options]
+   */
+  constructor(kind, url, options = {}) {
+    if (!HTTP_TRANSPORTS.includes(kind)) {
+      throw new TypeError(`Expected "sse" or "poll", got ${JSON.stringify(kind)}.`);
+    }
+    this.#kind = kind;
+    this.#url = url;
+    this.#options = { pollTimeout: 25, ...options };
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    queueMicrotask(() => (kind === "sse" ? this.#openEvents() : this.#pollLoop()));
+  }
+
+  /** @returns {"sse"|"poll"} */
+  get transport() {
+    return this.#kind;
+  }
+
+  /** Send one frame (JSON text) as a POST; its answer comes as a message. */
+  send(text) {
+    if (this.#closed) return;
+    this.#posts = this.#posts.then(() => this.#post(text));
+  }
+
+  /** Close: no event follows. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#events?.close();
+    this.#abort?.abort();
+  }
+
+  #query(path, extra = {}) {
+    const url = new URL(path, this.#url);
+    if (this.#client) url.searchParams.set("client", this.#client);
+    url.searchParams.set("positions", JSON.stringify(Object.fromEntries(this.#positions)));
+    for (const [key, value] of Object.entries(extra)) url.searchParams.set(key, value);
+    return url.href;
+  }
+
+  #took(body, generation) {
+    if (body.csrf) this.#csrf = body.csrf;
+    // A response to a request sent before the streams changed has an old id.
+    if (generation === this.#generation) this.#client = body.client;
+    if (!this.#opened) {
+      this.#opened = true;
+      this.onopen?.({});
+    }
+  }
+
+  #end(code, reason) {
+    if (this.#closed) return;
+    this.close();
+    this.onclose?.({ code, reason });
+  }
+
+  /** Hand one frame to the client, moving the stream's position. */
+  #deliver(frame) {
+    const { kind, stream } = frame;
+    if (kind === "publication" || kind === "lost" || kind === "subscribed") {
+      const known = this.#positions.get(stream);
+      if (!known || known[0] !== frame.epoch || known[1] < frame.offset || kind !== "publication") {
+        this.#positions.set(stream, [frame.epoch, frame.offset]);
+      }
+    } else if (kind === "unsubscribed" || (kind === "error" && frame.id === null && stream)) {
+      this.#positions.delete(stream);
+    }
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+
+  async #post(text) {
+    if (this.#closed) return;
+    const frame = JSON.parse(text);
+    let response;
+    let body;
+    try {
+      response = await fetch(this.#url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json",
+          "X-CSRFToken": this.#csrf,
+          "X-Realtime-Client": this.#client ?? "",
+        },
+        body: text,
+      });
+      body = await response.json();
+    } catch (error) {
+      this.#end(1006, `a POST failed: ${error}`);
+      return;
+    }
+    if (this.#closed) return;
+    if (!response.ok) {
+      if (response.status >= 500 || CLIENT_ERRORS.includes(body?.error)) {
+        this.#end(1006, body?.message ?? `HTTP ${response.status}`);
+      } else {
+        // This frame was refused: that is its answer.
+        const code = body?.error ?? `http_${response.status}`;
+        this.#deliver({ kind: "error", id: frame.id ?? null, code, message: body?.message ?? "" });
+      }
+      return;
+    }
+    const changed = body.frames.some(
+      (answer) => answer.kind === "subscribed" || answer.kind === "unsubscribed",
+    );
+    if (changed) this.#generation += 1;
+    this.#took(body, this.#generation);
+    for (const answer of body.frames) this.#deliver(answer);
+    if (changed) this.#restart();
+  }
+
+  /** The streams changed: read them with the new client id from now on. */
+  #restart() {
+    if (this.#kind === "sse") {
+      this.#events?.close();
+      this.#openEvents();
+    } else {
+      this.#abort?.abort(); // the loop polls again at once
+    }
+  }
+
+  #openEvents() {
+    if (this.#closed) return;
+    const generation = this.#generation;
+    const events = (this.#events = new EventSource(this.#query("events")));
+    const mine = () => this.#events === events && !this.#closed;
+    events.addEventListener("client", (event) => {
+      if (mine()) {
+        this.#took(JSON.parse(event.data), generation);
+        this.onmessage?.({ data: '{"kind":"heartbeat"}' });
+      }
+    });
+    events.onmessage = (event) => mine() && this.#deliver(JSON.parse(event.data));
+    events.addEventListener("close", (event) => {
+      if (mine()) this.#end(JSON.parse(event.data).code, "the server ended the stream");
+    });
+    // EventSource would reconnect from its first URL: the client reconnects
+    // from its positions instead.
+    events.onerror = () => mine() && this.#end(1006, "the event stream failed");
+  }
+
+  async #pollLoop() {
+    while (!this.#closed) {
+      const abort = (this.#abort = new AbortController());
+      const generation = this.#generation;
+      const timeout = this.#client ? this.#options.pollTimeout : 0;
+      let response;
+      let body;
+      try {
+        response = await fetch(this.#query("poll", { timeout }), {
+          credentials: "same-origin",
+          signal: abort.signal,
+        });
+        body = await response.json();
+      } catch (error) {
+        if (abort.signal.aborted && !this.#closed) continue; // the streams changed
+        this.#end(1006, `a poll failed: ${error}`);
+        return;
+      }
+      if (this.#closed) return;
+      if (!response.ok) {
+        this.#end(1006, body?.message ?? `HTTP ${response.status}`);
+        return;
+      }
+      this.#took(body, generation);
+      this.onmessage?.({ data: '{"kind":"heartbeat"}' });
+      for (const frame of body.frames) this.#deliver(frame);
+    }
+  }
+}
+
 /** One stream the client receives; made by {@link Realtime#subscribe}. */
 export class Subscription {
   constructor(realtime, stream, options) {
@@ -242,6 +457,11 @@ export class Realtime {
   #timer = null; // the connect timeout, reconnection delay or heartbeat
   #lastHeard = 0;
   #pingSentAt = null;
+  #transports; // the transports to try, in order
+  #transport = 0; // the index of the one in use or being tried
+  #fallbackSince = null; // when a fallback transport first opened
+  #socketOpened = false;
+  #worked = new Set(); // the transports that opened at least once
   #onOnline = () => this.#state === "reconnecting" && this.#open();
 
   /** Use {@link connect}. */
@@ -254,9 +474,23 @@ export class Realtime {
       requestTimeout: 10000,
       fatalCloseCodes: [1008, 4003],
       createSocket: (socketUrl) => new WebSocket(socketUrl),
+      httpUrl: null,
+      transports: ["websocket", ...HTTP_TRANSPORTS],
+      retryWebSocket: 60000,
+      pollTimeout: 25,
       ...options,
       backoff: { initial: 500, max: 30000, factor: 2, jitter: 1, ...options.backoff },
     };
+    const { httpUrl, transports } = this.#options;
+    this.#transports = transports.filter(
+      (name) => name === "websocket" || (httpUrl && HTTP_TRANSPORTS.includes(name)),
+    );
+    if (this.#transports.length === 0) {
+      throw new TypeError(
+        `Expected transports among "websocket", "sse" and "poll" (the last two ` +
+          `with httpUrl), got ${JSON.stringify(transports)}.`,
+      );
+    }
     globalThis.addEventListener?.("online", this.#onOnline);
     // After the caller's synchronous code: its listeners are in place.
     queueMicrotask(() => this.#open());
@@ -272,11 +506,18 @@ export class Realtime {
     return this.#state;
   }
 
+  /** @returns {"websocket"|"sse"|"poll"} the transport in use or being tried */
+  get transport() {
+    return this.#transports[this.#transport];
+  }
+
   /**
    * Call `listener({state, ...})` on each change of state: "connecting"
    * (`attempt`: 0, then the reconnection's number), "open", "reconnecting"
    * (`attempt`, its `delay`, and the `code` and `reason` of the close),
-   * "closed" (`code`, `reason`: no more reconnecting).
+   * "closed" (`code`, `reason`: no more reconnecting). With more than one
+   * transport (httpUrl given), "connecting" and "open" also carry the
+   * `transport`: "websocket", "sse" or "poll".
    * @returns {() => void} removes the listener
    */
   onState(listener) {
@@ -399,10 +640,17 @@ export class Realtime {
   #open() {
     if (this.#closed) return;
     clearTimeout(this.#timer);
-    this.#setState("connecting", { attempt: this.#attempt });
+    const transport = this.transport;
+    this.#socketOpened = false;
+    this.#setState("connecting", { attempt: this.#attempt, ...this.#named() });
     let socket;
     try {
-      socket = this.#socket = this.#options.createSocket(this.#url);
+      socket = this.#socket =
+        transport === "websocket"
+          ? this.#options.createSocket(this.#url)
+          : new HttpSocket(transport, new URL(this.#options.httpUrl, globalThis.location?.href).href, {
+              pollTimeout: this.#options.pollTimeout,
+            });
     } catch (error) {
       report(error);
       this.#lost(1006, String(error));
@@ -420,9 +668,13 @@ export class Realtime {
 
   #opened() {
     clearTimeout(this.#timer);
+    this.#socketOpened = true;
+    this.#worked.add(this.transport);
+    if (this.#transport === 0) this.#fallbackSince = null;
+    else this.#fallbackSince ??= Date.now();
     this.#lastHeard = Date.now();
     this.#pingSentAt = null;
-    this.#setState("open", {});
+    this.#setState("open", this.#named());
     for (const subscription of this.#subscriptions.values()) {
       this.#sendSubscribe(subscription);
     }
@@ -444,6 +696,8 @@ export class Realtime {
 
   /** The connection is gone: reconnect after a delay, unless told not to. */
   #lost(code, reason) {
+    const opened = this.#socketOpened;
+    this.#socketOpened = false;
     this.#detach();
     this.#dropPending();
     for (const subscription of this.#subscriptions.values()) {
@@ -454,6 +708,26 @@ export class Realtime {
       this.#rejectQueue();
       this.#setState("closed", { code, reason });
       return;
+    }
+    if (
+      !opened &&
+      !this.#worked.has(this.transport) &&
+      this.#transport < this.#transports.length - 1
+    ) {
+      // A transport that never opened failed before it opened: fall back
+      // to the next one now. (One that worked before meets a server that
+      // is down: it is tried again, after the backoff.)
+      this.#transport += 1;
+      this.#setState("reconnecting", { attempt: this.#attempt, delay: 0, code, reason });
+      this.#timer = setTimeout(() => this.#open(), 0);
+      return;
+    }
+    if (
+      this.#fallbackSince !== null &&
+      Date.now() - this.#fallbackSince >= this.#options.retryWebSocket
+    ) {
+      this.#transport = 0; // try the first transport again
+      this.#fallbackSince = null;
     }
     this.#attempt += 1;
     const delay = backoffDelay(this.#attempt, this.#options.backoff);
@@ -486,6 +760,11 @@ export class Realtime {
     const due = this.#pingSentAt ?? this.#lastHeard;
     const wait = (this.#pingSentAt === null ? pingInterval : pongTimeout) + due - now;
     this.#timer = setTimeout(() => this.#heartbeat(), Math.max(0, wait));
+  }
+
+  /** The transport, for state events: when there is more than one to name. */
+  #named() {
+    return this.#transports.length > 1 ? { transport: this.transport } : {};
   }
 
   #setState(state, details) {

@@ -3,11 +3,16 @@
 Streams named ``open.*`` may be read by anyone, others by nobody. The
 request ``publish`` publishes ``data["data"]`` to ``data["stream"]``; the
 request ``publish_then_fail`` publishes, then fails (so nothing is
-published). ``/login/<name>/`` puts a name in the session.
+published). ``/login/<name>/`` puts a name in the session. ``/page/`` is a
+page for the browser tests: it imports ``realtime.js`` (served from the
+package's static folder at ``/realtime.js``) and offers ``start(options)``,
+which connects, follows ``open.chat`` into ``window.got`` and records
+state events in ``window.states``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -40,6 +45,43 @@ class Open(StreamConsumer):
         return self.scope["session"].get("name")
 
 
+REALTIME_JS = (
+    Path(__file__).resolve().parents[3]
+    / "django_realtime/static/django_realtime/realtime.js"
+)
+
+PAGE = """<!doctype html>
+<title>streams over HTTP</title>
+<script type="module">
+import { connect } from "/realtime.js";
+window.start = (options = {}) => {
+  window.states = [];
+  window.got = [];
+  const rt = (window.rt = connect("/ws/open/", {
+    httpUrl: "/realtime/open/",
+    backoff: { initial: 100, max: 1000 },
+    ...options,
+  }));
+  rt.onState((event) => states.push(event));
+  const sub = rt.subscribe("open.chat");
+  sub.on("*", (data, publication) => got.push(publication));
+  return sub.ready;
+};
+window.say = (data) =>
+  rt.request("publish", { stream: "open.chat", data }, { timeout: 20000 });
+window.ready = true;
+</script>
+"""
+
+
+def page(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(PAGE)
+
+
+def realtime_js(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(REALTIME_JS.read_bytes(), content_type="text/javascript")
+
+
 def login(request: HttpRequest, name: str) -> HttpResponse:
     request.session["name"] = name
     return HttpResponse(name)
@@ -47,6 +89,8 @@ def login(request: HttpRequest, name: str) -> HttpResponse:
 
 urlpatterns = [
     path("login/<str:name>/", login),
+    path("page/", page),
+    path("realtime.js", realtime_js),
     path("realtime/open/", include(stream_http_urls(Open, heartbeat=1.0))),
 ]
 
