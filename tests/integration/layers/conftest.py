@@ -45,6 +45,8 @@ class LayerSpec:
     backend: str
     redis: bool
     lacks: dict[str, str] = field(default_factory=dict)
+    #: The layer keeps its state in a file: each test gets a new one.
+    file: bool = False
 
 
 PUBSUB_IS_FIRE_AND_FORGET = (
@@ -58,6 +60,12 @@ LAYERS = [
         "realtime-redis",
         "django_realtime.layers.redis.RedisChannelLayer",
         redis=True,
+    ),
+    LayerSpec(
+        "sqlite",
+        "django_realtime.layers.sqlite.SQLiteChannelLayer",
+        redis=False,
+        file=True,
     ),
     LayerSpec(
         "redis-pubsub",
@@ -151,6 +159,9 @@ async def case(
     def make(**config: Any) -> ChannelLayer:
         if spec.redis:
             config = {"hosts": [REDIS_URL], "prefix": test_prefix, **config}
+        elif spec.file:
+            path = request.getfixturevalue("tmp_path") / "layer.sqlite3"
+            config = {"path": path, "clock": clock, **config}
         else:
             config = {"clock": clock, **config}
         manager = ChannelLayerManager(

@@ -1,0 +1,369 @@
+"""The thread that does a SQLite layer's I/O, off the event loops.
+
+One thread per layer instance owns the layer's connection to the file and
+its wake-up socket. Event loops hand it operations through a queue; it
+runs every operation waiting at that moment in one transaction (each in a
+savepoint, so that one failing does not undo the others), settles the
+callers' futures once the transaction has committed, then pokes the
+processes it wrote for. It takes messages for this process's waiting
+receivers when poked, when a receiver starts waiting, and every
+``poll_interval`` seconds in case a poke was missed.
+
+A caller's future is settled only after ``COMMIT`` returned: an operation
+reported done is in the file, and one that raised is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import select
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django_realtime.exceptions import ChannelLayerError
+from django_realtime.layers.sqlite import _tables
+from django_realtime.layers.sqlite._codec import decode
+from django_realtime.layers.sqlite._inbox import Inbox
+from django_realtime.layers.sqlite._wake import DEAD, WakeSocket
+
+__all__ = ["ANY_PROCESS", "Engine", "Operation"]
+
+logger = logging.getLogger("django_realtime.layers.sqlite")
+
+#: A target meaning "whichever process reads this normal channel".
+ANY_PROCESS = ""
+
+#: Run in the engine's transaction at ``now``; return a result and the
+#: processes to poke once committed.
+Operation = Callable[[sqlite3.Connection, float], tuple[Any, set[str]]]
+
+
+@dataclass(slots=True)
+class _Call:
+    operation: Operation
+    future: asyncio.Future[Any] | None
+
+
+class Engine:
+    """Run a layer's operations on its file, in a thread of its own.
+
+    Args:
+        path: The database file.
+        wake: The layer's wake-up socket.
+        inbox: Where taken messages go.
+        clock: Return wall-clock seconds (``time.time`` or a test's clock).
+        timeout: Seconds to wait for another process's write lock.
+        poll_interval: Seconds between two looks for messages when no poke
+            came.
+        sweep_interval: Seconds between two deletions of expired state.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        wake: WakeSocket,
+        inbox: Inbox,
+        clock: Callable[[], float],
+        timeout: float,
+        poll_interval: float,
+        sweep_interval: float,
+    ) -> None:
+        self.path = path
+        self.wake = wake
+        self.inbox = inbox
+        self.clock = clock
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self._calls: collections.deque[_Call] = collections.deque()
+        self._signal_r, self._signal_w = socket.socketpair()
+        self._signal_r.setblocking(False)
+        self._signal_w.setblocking(False)
+        self._want = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    # From any thread
+
+    def submit(self, operation: Operation) -> asyncio.Future[Any]:
+        """Queue ``operation``; return a future of its result on this loop."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls.append(_Call(operation, future))
+        self._signal()
+        return future
+
+    def post(self, operation: Operation) -> None:
+        """Queue ``operation`` with nobody waiting for its result."""
+        self._calls.append(_Call(operation, None))
+        self._signal()
+
+    def want(self) -> None:
+        """Ask for a look for messages: a receiver started waiting."""
+        self._want = True
+        self._signal()
+
+    def stop(self) -> None:
+        """Ask the thread to finish the queued work, close and end."""
+        self._stopping = True
+        if self._thread is not None:
+            self._poke_self()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; return whether it has."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    # Internals: callers' side
+
+    def _signal(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run,
+                        name=f"sqlite-layer-{self.wake.process_id}",
+                        daemon=True,
+                    )
+                    self._thread.start()
+        self._poke_self()
+
+    def _poke_self(self) -> None:
+        # A signal may already be pending, or the engine may have closed.
+        with contextlib.suppress(OSError):
+            self._signal_w.send(b"!")
+
+    # Internals: the thread
+
+    def _run(self) -> None:
+        next_poll = next_sweep = time.monotonic()
+        try:
+            while True:
+                timeout = max(0.0, min(next_poll, next_sweep) - time.monotonic())
+                fds = [self._signal_r.fileno(), self.wake.fileno()]
+                select.select(fds, [], [], timeout)
+                poked = self.wake.drain() if self.wake.bound else False
+                self._drain_signals()
+                if self._calls:
+                    self._run_calls()
+                monotonic = time.monotonic()
+                if monotonic >= next_sweep:
+                    next_sweep = monotonic + self.sweep_interval
+                    self._transaction(self._sweep)
+                if poked or self._want or monotonic >= next_poll:
+                    self._want = False
+                    next_poll = monotonic + self.poll_interval
+                    self._take()
+                if self._stopping and not self._calls:
+                    break
+        finally:
+            self._close()
+
+    def _drain_signals(self) -> None:
+        while True:
+            try:
+                if not self._signal_r.recv(4096):
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                _tables.create_tables(connection)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def _transaction(self, work: Callable[[sqlite3.Connection, float], Any]) -> Any:
+        """Run ``work`` in a write transaction; log and return None on error."""
+        try:
+            connection = self._connect()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection, self.clock())
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            logger.warning("SQLite layer at %s: %s; will retry.", self.path, error)
+            return None
+        return result
+
+    def _run_calls(self) -> None:
+        calls = []
+        while self._calls:
+            calls.append(self._calls.popleft())
+        outcomes: list[tuple[_Call, Any, BaseException | None]] = []
+        targets: set[str] = set()
+        try:
+            connection = self._connect()
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            self._fail(calls, error)
+            return
+        try:
+            now = self.clock()
+            for call in calls:
+                connection.execute("SAVEPOINT call")
+                try:
+                    result, wrote_for = call.operation(connection, now)
+                except Exception as exc:
+                    connection.execute("ROLLBACK TO call")
+                    connection.execute("RELEASE call")
+                    outcomes.append((call, None, exc))
+                else:
+                    connection.execute("RELEASE call")
+                    outcomes.append((call, result, None))
+                    targets |= wrote_for
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            self._fail(calls, error)
+            return
+        for call, result, failure in outcomes:
+            _settle(call.future, result, failure)
+        if targets:
+            self._poke(targets)
+
+    def _fail(self, calls: list[_Call], error: sqlite3.Error) -> None:
+        failure = ChannelLayerError(
+            f"The SQLite channel layer could not write to {self.path}: {error} "
+            f"(after waiting up to {self.timeout}s for the file's lock). "
+            "Nothing of this operation was written."
+        )
+        for call in calls:
+            _settle(call.future, None, failure)
+
+    def _poke(self, targets: set[str]) -> None:
+        me = self.wake.process_id
+        processes = set(targets)
+        if ANY_PROCESS in processes:
+            processes.discard(ANY_PROCESS)
+            processes.update(self.wake.processes())
+            if self.wake.bound:
+                self._want = True
+        if me in processes:
+            processes.discard(me)
+            self._want = True
+        for process in processes:
+            if self.wake.poke(process) == DEAD:
+                self._forget(process)
+
+    def _forget(self, process: str) -> None:
+        dropped = self._transaction(
+            lambda connection, now: _tables.forget_process(connection, process)
+        )
+        if dropped is None:
+            return
+        self.wake.forget(process)
+        logger.warning(
+            "SQLite layer at %s: process %s died without closing its layer; "
+            "dropped its %d unread messages and its group memberships.",
+            self.path,
+            process,
+            dropped,
+        )
+
+    def _take(self) -> None:
+        wanted = self.inbox.wanted()
+        if not wanted:
+            return
+        me = self.wake.process_id
+        claimed = self._transaction(
+            lambda connection, now: _tables.claim(connection, me, wanted, now)
+        )
+        if claimed is None:
+            return
+        messages = []
+        for channel, deadline, payload in claimed.messages:
+            try:
+                messages.append((channel, deadline, decode(payload)))
+            except Exception:
+                logger.exception("Dropped an undecodable message on %s.", channel)
+        if claimed.expired:
+            count = sum(claimed.expired.values())
+            self.inbox.stats.expired_messages += count
+            logger.warning(
+                "%d messages expired unread on %d channels of this process; "
+                "%d channels left their groups.",
+                count,
+                len(claimed.expired),
+                len(claimed.evicted),
+            )
+            self.inbox.stats.expired_memberships += sum(
+                len(groups) for groups in claimed.evicted.values()
+            )
+        if messages or claimed.evicted:
+            self.inbox.deliver(messages, claimed.evicted)
+
+    def _sweep(self, connection: sqlite3.Connection, now: float) -> None:
+        messages, channels, memberships = _tables.sweep(connection, now)
+        self.inbox.stats.expired_memberships += memberships
+        if messages:
+            self.inbox.stats.expired_messages += messages
+            logger.warning(
+                "%d messages expired unread on %d channels; %d group "
+                "memberships ended.",
+                messages,
+                channels,
+                memberships,
+            )
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self.wake.close()
+        self._signal_r.close()
+        self._signal_w.close()
+        for call in self._calls:
+            _settle(call.future, None, ChannelLayerError("The layer has closed."))
+
+
+def _settle(
+    future: asyncio.Future[Any] | None, result: Any, exc: BaseException | None
+) -> None:
+    if future is None:
+        if exc is not None:
+            logger.warning("SQLite layer operation failed: %s", exc)
+        return
+    # If the caller's loop has closed, nobody is waiting.
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(_set, future, result, exc)
+
+
+def _set(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
