@@ -32,13 +32,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_realtime.conf import get_setting
 from django_realtime.consumers.handlers import Handlers
+from django_realtime.consumers.initkwargs import check_initkwargs
 from django_realtime.consumers.turn import Turn
 from django_realtime.delivery.db import (
     aclose_old_connections,
     call_with_fresh_connections,
     has_loop_connections,
 )
-from django_realtime.delivery.outbox import Outbox, activate, current_outbox, deactivate
+from django_realtime.delivery.outbox import (
+    Outbox,
+    activate,
+    context_outbox,
+    current_outbox,
+    deactivate,
+)
 from django_realtime.delivery.sends import (
     FAILED,
     RETURNED,
@@ -59,10 +66,11 @@ from django_realtime.exceptions import (
 from django_realtime.layers import get_channel_layer
 from django_realtime.middleware.correlation import (
     KEY as CORRELATION_KEY,
-    _current as _correlation,
     get_correlation_id,
     id_from_headers,
     new_correlation_id,
+    reset_source,
+    set_source,
 )
 from django_realtime.ops import metrics
 from django_realtime.ops.logs import printable
@@ -90,46 +98,6 @@ def _call_in_pool(
     return fn(*args, **kwargs)
 
 
-def _check_initkwargs(cls: type[AsyncConsumer], initkwargs: dict[str, Any]) -> None:
-    """Raise ``TypeError`` unless ``cls(**initkwargs)`` takes every name.
-
-    A name goes to a constructor that declares it (any ``__init__`` of the
-    chain that passes ``**kwargs`` on, up to the base's); the base's
-    ``**kwargs`` sets the others as attributes, which the class must have.
-    """
-    try:
-        inspect.signature(cls).bind(**initkwargs)
-    except TypeError as exc:
-        raise TypeError(f"{cls.__name__}.as_asgi(): {exc}.") from None
-    named: list[str] = []
-    to_attributes = False
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None:
-            continue
-        if klass is AsyncConsumer:
-            to_attributes = True
-            break
-        parameters = list(inspect.signature(init).parameters.values())[1:]
-        named += [
-            p.name
-            for p in parameters
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            break
-    for key in initkwargs:
-        if key in named or (to_attributes and hasattr(cls, key)):
-            continue
-        expected = f"a parameter of its constructor ({', '.join(named) or 'none'})"
-        if to_attributes:
-            expected += " or an attribute of the class"
-        raise TypeError(
-            f"{cls.__name__}.as_asgi() got an unexpected keyword argument "
-            f"{key!r}: expected {expected}."
-        )
-
-
 class AsyncConsumer:
     """Handle the messages of one connection with async or sync handlers.
 
@@ -144,9 +112,11 @@ class AsyncConsumer:
     defer_sends: ClassVar[bool] = True
     # REALTIME["CLOSE_OLD_CONNECTIONS"], read once per connection.
     _close_old: bool = False
-    # The connection's correlation id, and the number of its last frame.
+    # The connection's correlation id, the number of its last frame, and
+    # the id in force where the consumer was started (outside its messages).
     _connection_id: str = ""
     _frames: int = 0
+    _outer_correlation: str | None = None
 
     # Per class: the handler lookup by message type, and a cache of hook
     # name -> is coroutine. Kept apart so that a message type can never
@@ -218,7 +188,7 @@ class AsyncConsumer:
                 constructor is missing, or a name is neither a parameter of
                 the constructor nor an attribute of the class.
         """
-        _check_initkwargs(cls, initkwargs)
+        check_initkwargs(cls, initkwargs, AsyncConsumer)
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             await cls(**initkwargs)(scope, receive, send)
@@ -246,6 +216,9 @@ class AsyncConsumer:
         layer = None
         if self.channel_layer_alias is not None:
             layer = get_channel_layer(self.channel_layer_alias)
+        # Ids are built from the handler call's outbox when asked for.
+        self._outer_correlation = get_correlation_id()
+        correlation = set_source(self._correlation_in_context)
         try:
             if layer is None:
                 turn = self._turn
@@ -263,6 +236,7 @@ class AsyncConsumer:
         except StopConsumer:
             pass
         finally:
+            reset_source(correlation)
             if self._close_old:
                 await aclose_old_connections()
 
@@ -382,47 +356,85 @@ class AsyncConsumer:
             raise InvalidMessageError(
                 f"Expected a dict with a 'type' key, got {printable(message)}."
             ) from None
-        name, is_async = self._handlers.lookup(kind)
+        try:
+            name, is_async = self._handlers.entries[kind]
+        except (KeyError, TypeError):
+            name, is_async = self._handlers.lookup(kind)
         handler = getattr(self, name)
+        correlation: str | int | None
         if kind == "websocket.receive":
             self._frames += 1
-            correlation = f"{self._connection_id}.{self._frames}"
+            correlation = self._frames
         else:
-            correlation = message.get(CORRELATION_KEY) or self._connection_id
-        correlated = _correlation.set(correlation)
+            correlation = message.get(CORRELATION_KEY)
         started = time.perf_counter() if metrics.counts is not None else None
+        # The outbox holds the handler's sends and names its message for
+        # the correlation id. Without held sends, the id is set as it is.
+        outbox = None
+        if self.defer_sends:
+            outbox = Outbox(self, correlation)
+            token = activate(outbox)
+        else:
+            correlated = set_source(self._correlation_of(correlation))
+        outcome: Outcome = FAILED
         try:
             if self._close_old and has_loop_connections():
                 await aclose_old_connections()
-            if not self.defer_sends:
-                await self._invoke(handler, is_async, message)
-                return
-            outbox = Outbox(self)
-            token = activate(outbox)
-            outcome: Outcome = FAILED
-            try:
-                await self._invoke(handler, is_async, message)
-                outcome = RETURNED
-            except StopConsumer:
-                outcome = STOPPED
-                raise
-            finally:
-                deactivate(token)
-                for send, args in settle(outbox, outcome):
-                    await send(*args)
+            if is_async:
+                await handler(message)
+            else:
+                await self._invoke(handler, False, message)
+            outcome = RETURNED
+        except StopConsumer:
+            outcome = STOPPED
+            raise
         finally:
-            _correlation.reset(correlated)
-            if started is not None:
-                metrics.observe_handler(type(self), name, time.perf_counter() - started)
+            try:
+                if outbox is not None:
+                    # Closed by settle(): sends made meanwhile go out at once.
+                    for send, args in settle(outbox, outcome):
+                        await send(*args)
+            finally:
+                if outbox is not None:
+                    deactivate(token)
+                else:
+                    reset_source(correlated)
+                if started is not None:
+                    metrics.observe_handler(
+                        type(self), name, time.perf_counter() - started
+                    )
+
+    def _correlation_of(self, correlation: str | int | None) -> str:
+        """Return the id of a message named by ``correlation`` (see dispatch)."""
+        if type(correlation) is int:
+            return f"{self._connection_id}.{correlation}"
+        return correlation or self._connection_id  # type: ignore[return-value]
+
+    def _correlation_in_context(self) -> str | None:
+        """Return the id of this consumer's message handled in this context.
+
+        The correlation source of the consumer's task (and of the tasks and
+        threads its handlers start): the handler call's outbox names the
+        message, even once the handler has ended.
+        """
+        outbox = context_outbox()
+        if outbox is None or outbox.owner is not self:
+            return self._outer_correlation
+        return self._correlation_of(outbox.correlation)
 
     def _call_hook(self, name: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Call the user hook ``name`` (``connect``, ``receive``, ...); await it."""
-        hook = getattr(self, name)
+        return self._invoke(
+            getattr(self, name), self._hook_is_async(name), *args, **kwargs
+        )
+
+    def _hook_is_async(self, name: str) -> bool:
+        """Return whether the hook ``name`` is a coroutine function (cached)."""
         try:
-            is_async = self._hooks[name]
+            return self._hooks[name]
         except KeyError:
-            is_async = self._hooks[name] = _is_async(hook)
-        return self._invoke(hook, is_async, *args, **kwargs)
+            is_async = self._hooks[name] = _is_async(getattr(self, name))
+            return is_async
 
     def _invoke(
         self, fn: Callable[..., Any], is_async: bool, /, *args: Any, **kwargs: Any

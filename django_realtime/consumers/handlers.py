@@ -96,14 +96,17 @@ def _framework_methods(cls: type) -> frozenset[str]:
 class Handlers:
     """Map the message types of one consumer class to its handlers.
 
-    Lookups are cached per type; only types that name a handler are cached.
+    Lookups are cached per type; only types that name a handler are cached,
+    in :attr:`entries`, which a caller may read first and fall back to
+    :meth:`lookup` for a type it lacks.
     """
 
-    __slots__ = ("_entries", "_framework", "cls")
+    __slots__ = ("_framework", "cls", "entries")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
-        self._entries: dict[str, tuple[str, bool]] = {}
+        #: Message type -> ``(handler name, is a coroutine function)``.
+        self.entries: dict[str, tuple[str, bool]] = {}
         self._framework: frozenset[str] | None = None
 
     def lookup(self, kind: Any) -> tuple[str, bool]:
@@ -113,7 +116,7 @@ class Handlers:
             InvalidMessageError: ``kind`` names no handler of the class.
         """
         try:
-            return self._entries[kind]
+            return self.entries[kind]
         except (KeyError, TypeError):
             pass
         name = handler_name(kind)
@@ -130,7 +133,7 @@ class Handlers:
                 f"No handler for message type '{printable(kind)}': "
                 f"define {self.cls.__name__}.{printable(name)}(self, message)."
             )
-        entry = self._entries[kind] = (name, inspect.iscoroutinefunction(handler))
+        entry = self.entries[kind] = (name, inspect.iscoroutinefunction(handler))
         return entry
 
     def layer_problem(self, message: Any) -> str | None:

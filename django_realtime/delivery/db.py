@@ -70,6 +70,9 @@ T = TypeVar("T")
 
 # Thread ident -> connections opened in that thread and maybe still open.
 _opened: dict[int, weakref.WeakSet[BaseDatabaseWrapper]] = {}
+# Threads outside the sync pool that have opened a connection (a superset
+# of those that still hold one): while empty, no boundary has work to do.
+_outside_idents: set[int] = set()
 # Connections still due after a hop: they live in a thread the hop does not
 # reach (the main thread of a test, say); their own thread closes them.
 _unreachable: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
@@ -80,6 +83,8 @@ def track_connection(
 ) -> None:
     """Record a new connection (a ``connection_created`` signal receiver)."""
     ident = threading.get_ident()
+    if not is_pool_thread(ident):
+        _outside_idents.add(ident)
     try:
         _opened[ident].add(connection)
     except KeyError:
@@ -175,6 +180,9 @@ def has_loop_connections() -> bool:
     Only those can be due at a consumer's boundary: when this is false,
     :func:`aclose_old_connections` has nothing to do and need not be awaited.
     """
+    if not _outside_idents:
+        # Every consumer boundary asks: the common answer costs no scan.
+        return False
     return any(opened for ident, opened in _opened.items() if not is_pool_thread(ident))
 
 

@@ -30,16 +30,20 @@ from typing import Any
 
 Entry = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
 
-__all__ = ["Outbox", "activate", "current_outbox", "deactivate"]
+__all__ = ["Outbox", "activate", "context_outbox", "current_outbox", "deactivate"]
 
 
 class Outbox:
     """Collect the messages one handler call of one consumer sends."""
 
-    __slots__ = ("is_open", "messages", "owner", "sync_connections")
+    __slots__ = ("correlation", "is_open", "messages", "owner", "sync_connections")
 
-    def __init__(self, owner: object) -> None:
+    def __init__(self, owner: object, correlation: str | int | None = None) -> None:
         self.owner = owner
+        # What names the handled message for its correlation id, which the
+        # owner builds only if asked: the id itself, or the number of a
+        # frame on the owner's connection.
+        self.correlation = correlation
         self.messages: list[Entry] = []
         self.is_open = True
         # The database connections of the thread running a sync handler,
@@ -90,6 +94,11 @@ def current_outbox(owner: object | None = None) -> Outbox | None:
         return outbox
     return None
 
+
+#: ``context_outbox()``: return the outbox of the handler call this context
+#: belongs to, open or closed (a task a handler started keeps it after the
+#: handler has ended), or ``None``.
+context_outbox: Callable[[], Outbox | None] = _current.get
 
 # The context variable's own methods, not functions around them: a
 # consumer calls both for every message, and these add no frame.

@@ -19,6 +19,12 @@ say which inbound message they came from:
 :func:`get_correlation_id` returns the current id (handlers also have
 ``self.correlation_id``); :class:`CorrelationIdFilter` puts it on every log
 record as ``%(correlation_id)s``.
+
+An id is built only when something asks for it: the context variable holds
+either an id or a :data:`Source`, a function that returns the id of the
+message handled in the current context (a consumer installs one per
+connection, :func:`set_source`), so that a message nobody logs or stamps
+costs no string.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from typing import Any
+from contextvars import ContextVar, Token
+from typing import Any, TypeAlias
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
@@ -40,13 +46,19 @@ __all__ = [
     "get_correlation_id",
     "id_from_headers",
     "new_correlation_id",
+    "reset_source",
+    "set_source",
     "stamp",
 ]
 
 #: The key of a layer message that carries its correlation id.
 KEY = "correlation_id"
 
-_current: ContextVar[str | None] = ContextVar("django_realtime_correlation_id")
+#: A function that returns the id of the message handled in the current
+#: context, or ``None``; it runs in the context of whoever asks.
+Source: TypeAlias = Callable[[], "str | None"]
+
+_current: ContextVar[str | Source | None] = ContextVar("django_realtime_correlation_id")
 _current_get = _current.get
 
 # An id from a client's header is logged as it is: only short, plain ones.
@@ -61,7 +73,25 @@ def new_correlation_id() -> str:
 
 def get_correlation_id() -> str | None:
     """Return the correlation id of the message being handled, or ``None``."""
-    return _current_get(None)
+    value = _current_get(None)
+    if value is None or type(value) is str:
+        return value
+    return value()  # type: ignore[operator]
+
+
+def set_source(source: str | Source | None) -> Token[str | Source | None]:
+    """Make ``source`` give the ids in this context; return a token to reset it.
+
+    ``source`` is an id, or a :data:`Source` called whenever an id is asked
+    for until :func:`reset_source`, in this context and in the tasks and
+    threads that copy it.
+    """
+    return _current.set(source)
+
+
+def reset_source(token: Token[str | Source | None]) -> None:
+    """Restore what gave the ids before :func:`set_source` returned ``token``."""
+    _current.reset(token)
 
 
 @contextlib.contextmanager
@@ -101,7 +131,7 @@ def stamp(message: dict[str, Any]) -> dict[str, Any]:
     """
     if KEY in message:
         return message
-    current = _current_get(None)
+    current = get_correlation_id()
     if current is None:
         return message
     return {**message, KEY: current}
@@ -132,7 +162,7 @@ class CorrelationIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Set ``record.correlation_id``; keep every record."""
         if not hasattr(record, KEY):
-            record.correlation_id = _current_get(None) or "-"
+            record.correlation_id = get_correlation_id() or "-"
         return True
 
 
