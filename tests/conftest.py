@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,18 @@ def _release_postgres_backends(request: pytest.FixtureRequest):  # type: ignore[
         "postgres"
     ):
         _terminate_other_backends()
+
+
+@pytest.fixture(scope="session")
+def example_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the example project's database once per run; modules copy it.
+
+    Migrating and creating the users takes four ``manage.py`` processes;
+    ``example_db`` (tests/e2e/example/test_chat_e2e.py) hands each module a
+    copy of this file.
+    """
+    from tests.e2e.example.test_chat_e2e import build_example_db
+
+    db_path = tmp_path_factory.mktemp("example-template") / "db.sqlite3"
+    build_example_db(db_path)
+    return db_path

@@ -16,6 +16,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -182,13 +183,11 @@ def manage(db_path: Path, *args: str, **env: str) -> None:
     assert result.returncode == 0, f"manage.py {args}: {result.stdout}{result.stderr}"
 
 
-@pytest.fixture(scope="module")
-def example_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Return a SQLite file set up as the README says: migrate, createsuperuser.
+def build_example_db(db_path: Path) -> None:
+    """Set up ``db_path`` as the README says: migrate, createsuperuser.
 
     Its users are the superusers alice and bob, and carol, who is not staff.
     """
-    db_path = tmp_path_factory.mktemp("example") / "db.sqlite3"
     manage(db_path, "migrate", "--noinput")
     assert db_path.exists()
     for username in USERS:
@@ -207,6 +206,19 @@ def example_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "from django.contrib.auth.models import User; "
         f"User.objects.create_user({MEMBER!r}, password={PASSWORD!r})",
     )
+
+
+@pytest.fixture(scope="module")
+def example_db(
+    example_db_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Return a fresh copy of the README's database (:func:`build_example_db`).
+
+    The test run builds it once (``example_db_template`` in tests/conftest.py);
+    each module gets a copy of its own to change.
+    """
+    db_path = tmp_path_factory.mktemp("example") / "db.sqlite3"
+    shutil.copyfile(example_db_template, db_path)
     return db_path
 
 
