@@ -22,6 +22,7 @@ import hashlib
 import os
 import socket
 import tempfile
+import threading
 from pathlib import Path
 
 __all__ = ["DEAD", "GONE", "WOKEN", "WakeSocket", "wake_dir"]
@@ -65,6 +66,7 @@ class WakeSocket:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._bound: Path | None = None
+        self._lock = threading.Lock()
 
     @property
     def bound(self) -> bool:
@@ -77,14 +79,15 @@ class WakeSocket:
 
     def bind(self) -> None:
         """Bind this process's socket, making the directory if needed."""
-        if self._bound is not None:
-            return
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self._path(self.process_id)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        self._sock.bind(os.fsdecode(path))
-        self._bound = path
+        with self._lock:
+            if self._bound is not None:
+                return
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = self._path(self.process_id)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self._sock.bind(os.fsdecode(path))
+            self._bound = path
 
     def drain(self) -> bool:
         """Read every pending poke; return whether there was any."""

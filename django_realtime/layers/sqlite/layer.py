@@ -183,9 +183,8 @@ class SQLiteChannelLayer(BaseChannelLayer):
             InvalidChannelName: ``channel`` is not a valid channel name.
         """
         self.require_valid_channel_name(channel)
-        if _tables.target_of(channel) == self.process_id:
-            self._listen()
         engine = self._get_engine()
+        engine.wake.bind()
         loop = asyncio.get_running_loop()
         while True:
             waiter: asyncio.Future[None] = loop.create_future()

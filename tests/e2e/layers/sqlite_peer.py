@@ -1,0 +1,71 @@
+"""Another process on a SQLite layer's file, driven by the tests next to it.
+
+Run as ``python -m tests.e2e.layers.sqlite_peer ROLE PATH [ARGS]``; every
+line it prints is one JSON object, flushed at once.
+
+Roles:
+
+- ``receive GROUP COUNT``: make a channel, join GROUP, print
+  ``{"channel": ...}``, then print each of COUNT messages received.
+- ``send-sync GROUP COUNT``: from plain sync code, as ``manage.py shell``
+  does, call ``async_to_sync(layer.group_send)`` COUNT times; print the
+  thread count after the first and after the last call.
+- ``flood CHANNEL COUNT``: send COUNT messages to CHANNEL, printing each
+  number once its send has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+
+from asgiref.sync import async_to_sync
+
+from django_realtime.layers.sqlite import SQLiteChannelLayer
+
+
+def say(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+async def receive(layer: SQLiteChannelLayer, group: str, count: int) -> None:
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    say(channel=channel)
+    for _ in range(count):
+        say(message=await layer.receive(channel))
+    await layer.close()
+
+
+def send_sync(layer: SQLiteChannelLayer, group: str, count: int) -> None:
+    send = async_to_sync(layer.group_send)
+    send(group, {"type": "from.shell", "n": 0})
+    after_first = threading.active_count()
+    for n in range(1, count):
+        send(group, {"type": "from.shell", "n": n})
+    say(threads_after_first=after_first, threads_after_last=threading.active_count())
+
+
+async def flood(layer: SQLiteChannelLayer, channel: str, count: int) -> None:
+    for n in range(count):
+        await layer.send(channel, {"type": "flood", "n": n})
+        say(sent=n)
+
+
+def main() -> None:
+    role, path, target, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    layer = SQLiteChannelLayer(path=path, capacity=100_000)
+    if role == "receive":
+        asyncio.run(receive(layer, target, int(count)))
+    elif role == "send-sync":
+        send_sync(layer, target, int(count))
+    elif role == "flood":
+        asyncio.run(flood(layer, target, int(count)))
+    else:
+        raise SystemExit(f"Expected receive, send-sync or flood, got {role!r}.")
+
+
+if __name__ == "__main__":
+    main()

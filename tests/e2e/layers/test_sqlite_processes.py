@@ -1,0 +1,145 @@
+"""The SQLite layer between real processes sharing one file.
+
+Each test starts :mod:`tests.e2e.layers.sqlite_peer` with ``subprocess``
+and talks to it through the file, as ``runserver``, ``runworker`` and
+``manage.py shell`` do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_realtime.layers.sqlite import SQLiteChannelLayer
+
+TIMEOUT = 10.0
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Peer:
+    """A peer process; its output lines are read as JSON, with a timeout."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.layers.sqlite_peer", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    async def line(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(TIMEOUT):
+            text = await asyncio.to_thread(self.process.stdout.readline)
+        if not text:
+            raise AssertionError(f"The peer ended (exit {self.process.wait()}).")
+        result: dict[str, Any] = json.loads(text)
+        return result
+
+    async def wait(self) -> int:
+        async with asyncio.timeout(TIMEOUT):
+            return await asyncio.to_thread(self.process.wait)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "shared.sqlite3")
+
+
+@pytest.fixture
+def peers() -> Iterator[list[Peer]]:
+    started: list[Peer] = []
+    yield started
+    for peer in started:
+        peer.stop()
+
+
+@pytest.fixture
+async def layer(path: str) -> AsyncIterator[SQLiteChannelLayer]:
+    layer = SQLiteChannelLayer(path=path, capacity=100_000)
+    yield layer
+    await layer.close()
+
+
+async def receive(layer: SQLiteChannelLayer, channel: str) -> dict[str, Any]:
+    async with asyncio.timeout(TIMEOUT):
+        return await layer.receive(channel)
+
+
+async def test_a_message_sent_here_is_received_by_the_other_process(
+    layer: SQLiteChannelLayer, path: str, peers: list[Peer]
+) -> None:
+    peer = Peer("receive", path, "room", "1")
+    peers.append(peer)
+    channel = (await peer.line())["channel"]
+
+    await layer.send(channel, {"type": "hello", "text": "from the test"})
+
+    assert (await peer.line())["message"] == {
+        "type": "hello",
+        "text": "from the test",
+    }
+    assert await peer.wait() == 0
+
+
+async def test_group_sends_from_a_sync_shell_reach_members_in_both_processes(
+    layer: SQLiteChannelLayer, path: str, peers: list[Peer]
+) -> None:
+    member = Peer("receive", path, "room", "3")
+    peers.append(member)
+    remote = (await member.line())["channel"]
+    local = await layer.new_channel()
+    await layer.group_add("room", local)
+
+    shell = Peer("send-sync", path, "room", "3")
+    peers.append(shell)
+    threads = await shell.line()
+
+    assert [(await member.line())["message"]["n"] for _ in range(3)] == [0, 1, 2]
+    assert [(await receive(layer, local))["n"] for _ in range(3)] == [0, 1, 2]
+    assert remote != local
+    # async_to_sync makes a loop per call; the layer keeps one thread.
+    assert threads["threads_after_last"] == threads["threads_after_first"]
+    assert await shell.wait() == 0
+
+
+async def test_a_process_killed_mid_send_reports_nothing_it_did_not_send(
+    layer: SQLiteChannelLayer, path: str, peers: list[Peer]
+) -> None:
+    flood = Peer("flood", path, "jobs", "100000")
+    peers.append(flood)
+    reported = [(await flood.line())["sent"] for _ in range(200)]
+    os.kill(flood.process.pid, signal.SIGKILL)
+    await flood.wait()
+    assert flood.process.stdout is not None
+    reported += [json.loads(line)["sent"] for line in flood.process.stdout]
+
+    received = []
+    while True:
+        try:
+            async with asyncio.timeout(1.0):
+                received.append((await layer.receive("jobs"))["n"])
+        except TimeoutError:
+            break
+
+    # Every send reported done arrived, once, in order; at most the one in
+    # flight when the process died arrived unreported.
+    assert received == list(range(len(received)))
+    assert len(reported) <= len(received) <= len(reported) + 1

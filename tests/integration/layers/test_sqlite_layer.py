@@ -1,0 +1,182 @@
+"""What the SQLite layer adds to the contract: a shared file, wake-ups, faults.
+
+Two layer instances on one file stand for two processes (each has its own
+process id, thread and wake-up socket); tests with real separate processes
+are in tests/e2e/layers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_realtime.exceptions import ChannelLayerError
+from django_realtime.layers import ChannelLayerManager
+from django_realtime.layers.sqlite import SQLiteChannelLayer
+
+TIMEOUT = 5.0
+QUIET = 0.3
+
+MakeLayer = Callable[..., SQLiteChannelLayer]
+
+
+@pytest.fixture
+async def make(tmp_path: Path) -> AsyncIterator[MakeLayer]:
+    built: list[SQLiteChannelLayer] = []
+
+    def make(**config: Any) -> SQLiteChannelLayer:
+        config = {"path": tmp_path / "layer.sqlite3", **config}
+        manager = ChannelLayerManager(
+            {
+                "default": {
+                    "BACKEND": "django_realtime.layers.sqlite.SQLiteChannelLayer",
+                    "CONFIG": config,
+                }
+            }
+        )
+        layer = manager["default"]
+        assert isinstance(layer, SQLiteChannelLayer)
+        built.append(layer)
+        return layer
+
+    yield make
+    for layer in built:
+        await layer.close()
+
+
+async def receive(layer: SQLiteChannelLayer, channel: str) -> dict[str, Any]:
+    async with asyncio.timeout(TIMEOUT):
+        return await layer.receive(channel)
+
+
+async def assert_nothing_arrives(layer: SQLiteChannelLayer, channel: str) -> None:
+    try:
+        async with asyncio.timeout(QUIET):
+            message = await layer.receive(channel)
+    except TimeoutError:
+        return
+    pytest.fail(f"Expected no message on {channel!r}, got {message!r}.")
+
+
+async def test_a_waiting_receiver_is_woken_without_waiting_for_the_poll(
+    make: MakeLayer,
+) -> None:
+    receiver, sender = make(poll_interval=60), make(poll_interval=60)
+    channel = await receiver.new_channel()
+    waiting = asyncio.create_task(receive(receiver, channel))
+    await asyncio.sleep(0.05)  # let the receive start waiting
+
+    await sender.send(channel, {"type": "wake.up"})
+
+    assert await waiting == {"type": "wake.up"}
+
+
+async def test_a_worker_waiting_on_a_normal_channel_is_woken(
+    make: MakeLayer,
+) -> None:
+    worker, sender = make(poll_interval=60), make(poll_interval=60)
+    waiting = asyncio.create_task(receive(worker, "jobs"))
+    await asyncio.sleep(0.05)
+
+    await sender.send("jobs", {"type": "job.run"})
+
+    assert await waiting == {"type": "job.run"}
+
+
+async def test_group_send_reaches_members_of_both_layers(make: MakeLayer) -> None:
+    first, second = make(poll_interval=60), make(poll_interval=60)
+    mine, theirs = await first.new_channel(), await second.new_channel()
+    await first.group_add("room", mine)
+    await second.group_add("room", theirs)
+
+    await first.group_send("room", {"type": "hello"})
+
+    assert await receive(first, mine) == {"type": "hello"}
+    assert await receive(second, theirs) == {"type": "hello"}
+
+
+async def test_messages_on_a_normal_channel_outlive_the_sending_layer(
+    make: MakeLayer,
+) -> None:
+    sender = make()
+    await sender.send("jobs", {"type": "job.run", "n": 1})
+    await sender.close()
+
+    assert await receive(make(), "jobs") == {"type": "job.run", "n": 1}
+
+
+async def test_a_locked_file_fails_the_send_clearly_and_writes_nothing(
+    make: MakeLayer, tmp_path: Path
+) -> None:
+    layer = make(timeout=0.3)
+    await layer.flush()  # create the file and its tables
+    other = sqlite3.connect(tmp_path / "layer.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(ChannelLayerError, match="could not write"):
+            await layer.send("jobs", {"type": "lost"})
+    finally:
+        other.execute("COMMIT")
+        other.close()
+
+    await assert_nothing_arrives(layer, "jobs")
+    await layer.send("jobs", {"type": "after.unlock"})
+    assert await receive(layer, "jobs") == {"type": "after.unlock"}
+
+
+async def test_a_send_waits_for_a_lock_held_less_than_the_timeout(
+    make: MakeLayer, tmp_path: Path
+) -> None:
+    layer = make(timeout=5)
+    await layer.flush()
+    other = sqlite3.connect(tmp_path / "layer.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    sending = asyncio.create_task(layer.send("jobs", {"type": "delayed"}))
+    await asyncio.sleep(0.2)
+    assert not sending.done()
+    other.execute("COMMIT")
+    other.close()
+
+    async with asyncio.timeout(TIMEOUT):
+        await sending
+    assert await receive(layer, "jobs") == {"type": "delayed"}
+
+
+async def test_a_message_that_is_not_plain_data_is_refused(make: MakeLayer) -> None:
+    layer = make()
+
+    with pytest.raises(TypeError, match="date"):
+        await layer.send("jobs", {"type": "when", "at": datetime.date(2026, 1, 1)})
+
+    await assert_nothing_arrives(layer, "jobs")
+
+
+async def test_messages_keep_bytes_and_nested_values(make: MakeLayer) -> None:
+    layer = make()
+    message = {"type": "ws", "bytes": b"\x00\xff", "meta": [1, {"a": None}]}
+
+    await layer.send("jobs", message)
+
+    assert await receive(layer, "jobs") == message
+
+
+async def test_close_ends_the_layer_thread_and_the_layer_works_again(
+    make: MakeLayer,
+) -> None:
+    layer = make()
+    await layer.send("jobs", {"type": "one"})
+    names = {thread.name for thread in threading.enumerate()}
+    assert f"sqlite-layer-{layer.process_id}" in names
+
+    await layer.close()
+
+    names = {thread.name for thread in threading.enumerate()}
+    assert f"sqlite-layer-{layer.process_id}" not in names
+    assert await receive(layer, "jobs") == {"type": "one"}
