@@ -1,7 +1,9 @@
 """Limits against abuse: connections (per process, per client), handshakes, rates.
 
 :class:`ConnectionLimits` wraps an ASGI application (put it outside the
-router, inside the origin check) and, for WebSocket connections only:
+router, inside the origin check) and, for WebSocket connections (and the
+long ``GET`` requests of the HTTP stream transports under ``http_paths``,
+for the connection limits):
 
 - refuses a handshake when the process already holds ``max_connections``
   (the server answers HTTP 403, as for any refused handshake);
@@ -37,9 +39,10 @@ tested without a loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +169,12 @@ class ConnectionLimits:
         policy: ``"close"`` (close with :data:`CLOSE_RATE_LIMITED`) or
             ``"drop"`` (drop the message, count it) over the rate.
         clock: Return the time in seconds.
+        http_paths: Path prefixes of HTTP stream transports
+            (:func:`~django_realtime.streams.http.stream_http_urls`): a
+            ``GET`` under one (an event stream, a long-poll) counts as a
+            connection while it lasts, under the same connection limits,
+            and is refused with 503 (the process is full) or 429 (its
+            client is) and a JSON body.
     """
 
     def __init__(
@@ -181,7 +190,11 @@ class ConnectionLimits:
         burst: float | None = None,
         policy: str = "close",
         clock: Callable[[], float] = time.monotonic,
+        http_paths: Sequence[str] = (),
     ) -> None:
+        if isinstance(http_paths, str):
+            raise TypeError(f"Expected a list of path prefixes, got {http_paths!r}.")
+        self.http_paths = tuple(http_paths)
         if policy not in ("close", "drop"):
             raise ValueError(f"Expected policy 'close' or 'drop', got {policy!r}.")
         for name, limit in (
@@ -218,16 +231,33 @@ class ConnectionLimits:
         self.clock = clock
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Run the application under the limits (WebSocket connections only).
+        """Run the application under the limits (WebSockets, ``http_paths`` GETs).
 
         Raises:
             ValueError: ``max_connections_per_user`` is set and the scope has
                 no ``"user"`` (this instance is outside ``AuthMiddlewareStack``).
         """
-        if scope["type"] != "websocket":
+        kind = scope["type"]
+        if kind == "http" and self._is_stream_get(scope):
+            await self._run_counted(scope, receive, send, _refuse_http)
+            return
+        if kind != "websocket":
             await self.application(scope, receive, send)
             return
         scope, send = gate_connection(scope, send)  # Outermost on daphne.
+        await self._run_counted(scope, receive, send, _refuse)
+
+    def _is_stream_get(self, scope: Any) -> bool:
+        path = str(scope.get("path", ""))
+        return scope.get("method") == "GET" and path.startswith(self.http_paths)
+
+    async def _run_counted(
+        self,
+        scope: Any,
+        receive: Any,
+        send: Any,
+        refuse: Callable[[Any, Any, int], Awaitable[None]],
+    ) -> None:
         path = scope.get("path", "?")
         # Only the outermost instance counts the connection in the process
         # and applies max_connections; each applies its per-client limits.
@@ -235,16 +265,19 @@ class ConnectionLimits:
         if outermost:
             scope[_COUNTED] = True
             if self._over_capacity(path):
-                await _refuse(receive, send)
+                await refuse(receive, send, 503)
                 return
         counted = self._count_client(scope, path)
         if counted is None:
-            await _refuse(receive, send)
+            await refuse(receive, send, 429)
             return
         if outermost:
             stats.open += 1
         try:
-            await _Connection(self, path, receive, send).run(scope)
+            if scope["type"] == "http":
+                await self.application(scope, receive, send)
+            else:
+                await _Connection(self, path, receive, send).run(scope)
         finally:
             if outermost:
                 stats.open -= 1
@@ -327,7 +360,16 @@ def _log_refusal(refusal: Refusal, limit: str, path: str) -> None:
         )
 
 
-async def _refuse(receive: Any, send: Any) -> None:
+async def _refuse_http(receive: Any, send: Any, status: int) -> None:
+    """Refuse an HTTP stream transport's request with ``status`` and a JSON body."""
+    code = "over_capacity" if status == 503 else "too_many_connections"
+    body = json.dumps({"error": code, "message": "Over the connection limits."})
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+async def _refuse(receive: Any, send: Any, status: int = 403) -> None:
     """Refuse the handshake: closed before accept, the client sees HTTP 403."""
     message = await receive()
     if message["type"] == "websocket.connect":

@@ -31,7 +31,7 @@ def stream_http_urls(
         **options: Keyword arguments of
             :class:`~django_realtime.streams.http.views.StreamHttpViews`
             (``poll_timeout``, ``client_expiry``, ``heartbeat``,
-            ``max_body``, ``allowed_origins``).
+            ``max_body``, ``allowed_origins``, ``rate``, ``burst``).
     """
     views = StreamHttpViews(consumer_class, **options)
     # The views run Django's CSRF check themselves (on POST), to answer in

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 
+from django_realtime.middleware.limits import stats as limit_stats
 from django_realtime.middleware.origin import (
     HostRules,
     is_origin_allowed,
@@ -32,6 +34,7 @@ from django_realtime.middleware.origin import (
 )
 from django_realtime.ops.logs import printable
 from django_realtime.streams.consumer import StreamConsumer
+from django_realtime.streams.http.rates import ClientRates
 from django_realtime.streams.http.shell import Resume, answer, make_consumer
 from django_realtime.streams.http.tokens import Client, TokenSigner, binding_of
 from django_realtime.streams.http.wire import (
@@ -96,6 +99,9 @@ class StreamHttpViews:
         allowed_origins: Origin patterns as for
             :class:`~django_realtime.security.OriginValidator`; ``None``:
             the request's own origin and ``CSRF_TRUSTED_ORIGINS``.
+        rate: Frames a second one client may post to this process on
+            average (``None``: no limit); over it, 429 ``rate_limited``.
+        burst: Frames it may post at once (default: ``rate``, at least 1).
 
     Raises:
         TypeError: ``consumer_class`` is not a :class:`StreamConsumer` subclass.
@@ -111,6 +117,8 @@ class StreamHttpViews:
         heartbeat: float = 15.0,
         max_body: int = 64 * 1024,
         allowed_origins: Sequence[str] | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
     ) -> None:
         if not (
             isinstance(consumer_class, type)
@@ -137,6 +145,11 @@ class StreamHttpViews:
         name = f"{consumer_class.__module__}.{consumer_class.__qualname__}"
         self.signer = TokenSigner(name, client_expiry)
         self._csrf = CsrfViewMiddleware(_unused)
+        self.rates = (
+            None
+            if rate is None
+            else ClientRates(rate, burst or max(rate, 1.0), client_expiry)
+        )
 
     # The views.
 
@@ -175,6 +188,7 @@ class StreamHttpViews:
             content = parse_body(body, self.max_body)
             scope = await _scope(request)
             client = self.signer.load(token, _binding(scope))
+            self._check_rate(client)
             consumer = make_consumer(self.consumer_class, scope)
             frames, client = await answer(consumer, client, content)
         except HttpRefusal as exc:
@@ -257,6 +271,18 @@ class StreamHttpViews:
                 "origin_not_allowed",
                 f"Origin {printable(origin)!r} is not allowed.",
             )
+
+    def _check_rate(self, client: Client) -> None:
+        rates = self.rates
+        if rates is None or rates.take(client.id, time.monotonic()):
+            return
+        limit_stats.rate_limited_drops += 1
+        raise HttpRefusal(
+            429,
+            "rate_limited",
+            f"Over {rates.rate:g} frames a second (bursts of {rates.burst:g}): "
+            "send this frame again later.",
+        )
 
     def _timeout(self, value: str | None) -> float:
         if value is None:

@@ -3,9 +3,12 @@
 Streams named ``open.*`` may be read by anyone, others by nobody. The
 request ``publish`` publishes ``data["data"]`` to ``data["stream"]``; the
 request ``publish_then_fail`` publishes, then fails (so nothing is
-published). ``/login/<name>/`` puts a name in the session. ``/page/`` is a
-page for the browser tests: it imports ``realtime.js`` (served from the
-package's static folder at ``/realtime.js``) and offers ``start(options)``,
+published). ``/realtime/limited/`` serves the same consumer with a POST
+rate of 1 a second (bursts of 2); :data:`limited_application` allows one
+waiting GET per client address. ``/login/<name>/`` puts a name in the
+session. ``/page/`` is a page for the browser tests: it imports
+``realtime.js`` (served from the package's static folder at
+``/realtime.js``) and offers ``start(options)``,
 which connects, follows ``open.chat`` into ``window.got`` and records
 state events in ``window.states``.
 """
@@ -22,6 +25,7 @@ http = get_asgi_application()
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import include, path  # noqa: E402
 
+from django_realtime.middleware.limits import ConnectionLimits  # noqa: E402
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django_realtime.streams import StreamConsumer, apublish  # noqa: E402
 from django_realtime.streams.http import stream_http_urls  # noqa: E402
@@ -82,6 +86,10 @@ def realtime_js(request: HttpRequest) -> HttpResponse:
     return HttpResponse(REALTIME_JS.read_bytes(), content_type="text/javascript")
 
 
+class Limited(Open):
+    pass
+
+
 def login(request: HttpRequest, name: str) -> HttpResponse:
     request.session["name"] = name
     return HttpResponse(name)
@@ -92,8 +100,14 @@ urlpatterns = [
     path("page/", page),
     path("realtime.js", realtime_js),
     path("realtime/open/", include(stream_http_urls(Open, heartbeat=1.0))),
+    path("realtime/limited/", include(stream_http_urls(Limited, rate=1, burst=2))),
 ]
 
 application = ProtocolTypeRouter(
     {"http": http, "websocket": URLRouter([path("ws/open/", Open.as_asgi())])}  # type: ignore[arg-type]
+)
+
+# One waiting GET (event stream or long-poll) per client address.
+limited_application = ConnectionLimits(
+    application, http_paths=["/realtime/"], max_connections_per_address=1
 )

@@ -19,8 +19,9 @@ PREFIX = "/realtime/open/"
 class RoundRobinClient:
     """Speak the HTTP transports to ``bases`` (``http://host:port``), in turn."""
 
-    def __init__(self, bases: Sequence[str]) -> None:
+    def __init__(self, bases: Sequence[str], prefix: str = PREFIX) -> None:
         self.bases = list(bases)
+        self.prefix = prefix
         self.http = requests.Session()
         self.turn = 0
         self.client: str | None = None
@@ -52,7 +53,7 @@ class RoundRobinClient:
         """Return the frames of one long-poll (on the next server)."""
         params = {**self._params(), "timeout": str(timeout)}
         response = self.http.get(
-            self.base() + PREFIX + "poll", params=params, timeout=timeout + 10
+            self.base() + self.prefix + "poll", params=params, timeout=timeout + 10
         )
         assert response.status_code == 200, response.text
         body = response.json()
@@ -72,7 +73,9 @@ class RoundRobinClient:
         if self.client is not None:
             sent["X-Realtime-Client"] = self.client
         sent.update(headers or {})
-        return self.http.post(self.base() + PREFIX, data=data, headers=sent, timeout=30)
+        return self.http.post(
+            self.base() + self.prefix, data=data, headers=sent, timeout=30
+        )
 
     def post(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
         """Send one frame; return its answer's frames."""
@@ -97,7 +100,7 @@ class RoundRobinClient:
         self, base: str, timeout: float = 10.0
     ) -> Generator[tuple[str, Any], None, None]:
         """Yield the (event, data) of an SSE stream on ``base``, from the positions."""
-        url = base + PREFIX + "events"
+        url = base + self.prefix + "events"
         response = self.http.get(
             url, params=self._params(), stream=True, timeout=timeout
         )
