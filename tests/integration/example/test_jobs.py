@@ -752,12 +752,13 @@ async def test_a_job_reports_each_step_at_once_and_its_result_once_committed(
 ) -> None:
     page = await listen("alice")
     alice = await get_user("alice")
-    job = await submit(alice, "wait", number=3)
+    job = await submit(alice, "wait", number=1)
 
     created = await page.next()
     started = await page.next()
     first_step = await page.next()
-    # The worker has seconds of work left: this step was published at once.
+    # The worker has most of a second of work left: this step was published
+    # at once.
     assert (await asyncio.to_thread(read_committed, job.pk)).progress < 100
     news = [created, started, first_step, *await page.until_finished(job.pk)]
 
@@ -775,11 +776,11 @@ async def test_a_job_reports_each_step_at_once_and_its_result_once_committed(
     ]
     # One version per change of the row, each published once, in order.
     assert versions(news) == list(range(1, STEPS + 4))
-    assert news[-1]["job"]["result"] == {"waited": 3}
+    assert news[-1]["job"]["result"] == {"waited": 1}
     assert news[-1]["job"]["outcome"] == "Done."
     # What the page heard is what was committed (rollbacks: see the last test).
     saved = await asyncio.to_thread(read_committed, job.pk)
-    assert (saved.status, saved.progress, saved.result) == ("done", 100, {"waited": 3})
+    assert (saved.status, saved.progress, saved.result) == ("done", 100, {"waited": 1})
     assert saved.started_at is not None
     assert saved.finished_at is not None
     assert news[-1]["job"] == saved.state()
@@ -881,7 +882,8 @@ async def test_a_worker_stopped_mid_job_puts_the_job_back_in_the_queue(
     task = asyncio.create_task(worker.run())
     page = await listen("alice")
     alice = await get_user("alice")
-    job = await submit(alice, "wait", number=60)
+    # Steps of 0.2 s: the job has seconds left, the stop waits 0.1 s for it.
+    job = await submit(alice, "wait", number=4)
     assert [(await page.next())["type"] for _ in range(3)] == [
         "created",
         "started",
