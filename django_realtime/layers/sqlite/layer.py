@@ -1,8 +1,8 @@
 """The SQLite channel layer: every process of a project, through one file.
 
 The operations are statements on the file's tables (:mod:`._tables`), run
-by one thread per layer (:mod:`._engine`); receivers are woken through Unix
-datagram sockets (:mod:`._wake`) and take their messages from the
+by one thread per layer (:mod:`.engine`); receivers are woken through Unix
+datagram sockets (:mod:`.wake`) and take their messages from the
 :class:`~._inbox.Inbox`.
 """
 
@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.sqlite import _tables
-from django_realtime.layers.sqlite._codec import encode
-from django_realtime.layers.sqlite._engine import Engine
+from django_realtime.layers.sqlite._codec import decode, encode
 from django_realtime.layers.sqlite._inbox import Inbox
-from django_realtime.layers.sqlite._wake import WakeSocket, wake_dir
+from django_realtime.layers.sqlite.engine import Engine
+from django_realtime.layers.sqlite.wake import WakeSocket, wake_dir
 
 __all__ = ["DEFAULT_PATH", "SQLiteChannelLayer"]
 
@@ -334,13 +334,81 @@ class SQLiteChannelLayer(BaseChannelLayer):
                 self._engine = Engine(
                     path=self.path,
                     wake=WakeSocket(self._wake_dir, self.process_id),
-                    inbox=self._inbox,
                     clock=self._clock,
                     timeout=self.timeout,
                     poll_interval=self.poll_interval,
                     sweep_interval=max(1.0, min(self.expiry, 10.0)),
+                    schema=_tables.create_tables,
+                    look=self._take,
+                    sweep=self._sweep,
+                    on_dead=self._forget,
+                    name="sqlite-layer",
                 )
             return self._engine
+
+    # On the engine's thread
+
+    def _take(self, engine: Engine) -> None:
+        """Take messages for the receivers waiting in this process."""
+        wanted = self._inbox.wanted()
+        if not wanted:
+            return
+        me = self.process_id
+        claimed = engine.transaction(
+            lambda connection, now: _tables.claim(connection, me, wanted, now)
+        )
+        if claimed is None:
+            return
+        messages = []
+        for channel, deadline, payload in claimed.messages:
+            try:
+                messages.append((channel, deadline, decode(payload)))
+            except Exception:
+                logger.exception("Dropped an undecodable message on %s.", channel)
+        if claimed.expired:
+            count = sum(claimed.expired.values())
+            self.stats.expired_messages += count
+            self.stats.expired_memberships += sum(
+                len(groups) for groups in claimed.evicted.values()
+            )
+            logger.warning(
+                "%d messages expired unread on %d channels of this process "
+                "(expiry is %ss); %d channels left their groups.",
+                count,
+                len(claimed.expired),
+                self.expiry,
+                len(claimed.evicted),
+            )
+        if messages or claimed.evicted:
+            self._inbox.deliver(messages, claimed.evicted)
+
+    def _sweep(self, connection: Any, now: float) -> None:
+        messages, channels, memberships = _tables.sweep(connection, now)
+        self.stats.expired_memberships += memberships
+        if messages:
+            self.stats.expired_messages += messages
+            logger.warning(
+                "%d messages expired unread on %d channels (expiry is %ss); "
+                "%d group memberships ended.",
+                messages,
+                channels,
+                self.expiry,
+                memberships,
+            )
+
+    def _forget(self, engine: Engine, process: str) -> None:
+        dropped = engine.transaction(
+            lambda connection, now: _tables.forget_process(connection, process)
+        )
+        if dropped is not None:
+            logger.warning(
+                "SQLite layer at %s: process %s ended without closing its "
+                "layer; dropped its %d unread messages and its group "
+                "memberships.",
+                self.path,
+                process,
+                dropped,
+            )
 
     def _listen(self) -> None:
         """Bind this process's wake-up socket, so senders can poke it."""

@@ -1,16 +1,19 @@
-"""The thread that does a SQLite layer's I/O, off the event loops.
+"""The thread that does a SQLite file's I/O, off the event loops.
 
-One thread per layer instance owns the layer's connection to the file and
-its wake-up socket. Event loops hand it operations through a queue; it
-runs every operation waiting at that moment in one transaction (each in a
-savepoint, so that one failing does not undo the others), settles the
-callers' futures once the transaction has committed, then pokes the
-processes it wrote for. It takes messages for this process's waiting
-receivers when poked, when a receiver starts waiting, and every
+One thread per user of the file (a channel layer, a history store) owns
+its connection to the file and its wake-up socket. Event loops hand it
+operations through a queue; it runs every operation waiting at that moment
+in one transaction (each in a savepoint, so that one failing does not undo
+the others), settles the callers' futures once the transaction has
+committed, then pokes the processes it wrote for. It calls its ``look``
+hook when poked, when asked (:meth:`Engine.want`), and every
 ``poll_interval`` seconds in case a poke was missed.
 
 A caller's future is settled only after ``COMMIT`` returned: an operation
 reported done is in the file, and one that raised is not.
+
+Used by :class:`~django_realtime.layers.sqlite.SQLiteChannelLayer` and
+:class:`~django_realtime.streams.stores.sqlite.SQLiteHistoryStore`.
 """
 
 from __future__ import annotations
@@ -30,12 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from django_realtime.exceptions import ChannelLayerError
-from django_realtime.layers.sqlite import _tables
-from django_realtime.layers.sqlite._codec import decode
-from django_realtime.layers.sqlite._inbox import Inbox
-from django_realtime.layers.sqlite._wake import DEAD, WakeSocket
+from django_realtime.layers.sqlite.wake import DEAD, WakeSocket
 
-__all__ = ["ANY_PROCESS", "Engine", "Operation"]
+__all__ = ["ANY_PROCESS", "Engine", "Operation", "Work"]
 
 logger = logging.getLogger("django_realtime.layers.sqlite")
 
@@ -46,6 +46,13 @@ ANY_PROCESS = ""
 #: processes to poke once committed.
 Operation = Callable[[sqlite3.Connection, float], tuple[Any, set[str]]]
 
+#: Run in a transaction of its own at ``now``.
+Work = Callable[[sqlite3.Connection, float], Any]
+
+
+def _nothing(connection: sqlite3.Connection, now: float) -> None:
+    return None
+
 
 @dataclass(slots=True)
 class _Call:
@@ -54,17 +61,22 @@ class _Call:
 
 
 class Engine:
-    """Run a layer's operations on its file, in a thread of its own.
+    """Run operations on a file, in a thread of its own.
 
     Args:
         path: The database file.
-        wake: The layer's wake-up socket.
-        inbox: Where taken messages go.
+        wake: The wake-up socket of this user of the file.
         clock: Return wall-clock seconds (``time.time`` or a test's clock).
         timeout: Seconds to wait for another process's write lock.
-        poll_interval: Seconds between two looks for messages when no poke
-            came.
-        sweep_interval: Seconds between two deletions of expired state.
+        poll_interval: Seconds between two looks when no poke came.
+        sweep_interval: Seconds between two calls of ``sweep``.
+        schema: Create the tables (run once per connection, outside any
+            transaction).
+        look: Called on the engine's thread when poked, asked, or every
+            ``poll_interval``; it runs its own transactions.
+        sweep: Delete expired state, in a transaction.
+        on_dead: Called with the id of a process found dead by a poke.
+        name: The thread's name.
     """
 
     def __init__(
@@ -72,15 +84,23 @@ class Engine:
         *,
         path: Path,
         wake: WakeSocket,
-        inbox: Inbox,
         clock: Callable[[], float],
         timeout: float,
         poll_interval: float,
         sweep_interval: float,
+        schema: Callable[[sqlite3.Connection], None],
+        look: Callable[[Engine], None],
+        sweep: Work = _nothing,
+        on_dead: Callable[[Engine, str], None] | None = None,
+        name: str = "sqlite",
     ) -> None:
         self.path = path
         self.wake = wake
-        self.inbox = inbox
+        self.name = name
+        self._schema = schema
+        self._look = look
+        self._sweep = sweep
+        self._on_dead = on_dead
         self.clock = clock
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -136,7 +156,7 @@ class Engine:
                 if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._run,
-                        name=f"sqlite-layer-{self.wake.process_id}",
+                        name=f"{self.name}-{self.wake.process_id}",
                         daemon=True,
                     )
                     self._thread.start()
@@ -163,11 +183,11 @@ class Engine:
                 monotonic = time.monotonic()
                 if monotonic >= next_sweep:
                     next_sweep = monotonic + self.sweep_interval
-                    self._transaction(self._sweep)
+                    self.transaction(self._sweep)
                 if poked or self._want or monotonic >= next_poll:
                     self._want = False
                     next_poll = monotonic + self.poll_interval
-                    self._take()
+                    self._look(self)
                 if self._stopping and not self._calls:
                     break
         finally:
@@ -192,15 +212,18 @@ class Engine:
             try:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
-                _tables.create_tables(connection)
+                self._schema(connection)
             except BaseException:
                 connection.close()
                 raise
             self._connection = connection
         return self._connection
 
-    def _transaction(self, work: Callable[[sqlite3.Connection, float], Any]) -> Any:
-        """Run ``work`` in a write transaction; log and return None on error."""
+    def transaction(self, work: Work) -> Any:
+        """Run ``work`` in a write transaction; log and return None on error.
+
+        Call it on the engine's thread only (from the hooks).
+        """
         try:
             connection = self._connect()
             connection.execute("BEGIN IMMEDIATE")
@@ -275,67 +298,9 @@ class Engine:
             self._want = True
         for process in processes:
             if self.wake.poke(process) == DEAD:
-                self._forget(process)
-
-    def _forget(self, process: str) -> None:
-        dropped = self._transaction(
-            lambda connection, now: _tables.forget_process(connection, process)
-        )
-        if dropped is None:
-            return
-        self.wake.forget(process)
-        logger.warning(
-            "SQLite layer at %s: process %s died without closing its layer; "
-            "dropped its %d unread messages and its group memberships.",
-            self.path,
-            process,
-            dropped,
-        )
-
-    def _take(self) -> None:
-        wanted = self.inbox.wanted()
-        if not wanted:
-            return
-        me = self.wake.process_id
-        claimed = self._transaction(
-            lambda connection, now: _tables.claim(connection, me, wanted, now)
-        )
-        if claimed is None:
-            return
-        messages = []
-        for channel, deadline, payload in claimed.messages:
-            try:
-                messages.append((channel, deadline, decode(payload)))
-            except Exception:
-                logger.exception("Dropped an undecodable message on %s.", channel)
-        if claimed.expired:
-            count = sum(claimed.expired.values())
-            self.inbox.stats.expired_messages += count
-            logger.warning(
-                "%d messages expired unread on %d channels of this process; "
-                "%d channels left their groups.",
-                count,
-                len(claimed.expired),
-                len(claimed.evicted),
-            )
-            self.inbox.stats.expired_memberships += sum(
-                len(groups) for groups in claimed.evicted.values()
-            )
-        if messages or claimed.evicted:
-            self.inbox.deliver(messages, claimed.evicted)
-
-    def _sweep(self, connection: sqlite3.Connection, now: float) -> None:
-        messages, channels, memberships = _tables.sweep(connection, now)
-        self.inbox.stats.expired_memberships += memberships
-        if messages:
-            self.inbox.stats.expired_messages += messages
-            logger.warning(
-                "%d messages expired unread on %d channels; %d group "
-                "memberships ended.",
-                messages,
-                channels,
-                memberships,
-            )
+                if self._on_dead is not None:
+                    self._on_dead(self, process)
+                self.wake.forget(process)
 
     def _close(self) -> None:
         if self._connection is not None:
