@@ -36,11 +36,31 @@ class PinnedRouter:
 
 
 @pytest.fixture(
-    params=["default", pytest.param("postgres", marks=pytest.mark.postgres)],
+    params=[
+        # Each database a test may use is emptied after it: a run on SQLite
+        # leaves PostgreSQL alone. (Content types and permissions stay on
+        # SQLite: a run on PostgreSQL may read them.) These marks take the
+        # place of ``uses_both_databases`` on the test's module or class.
+        pytest.param(
+            "default",
+            marks=pytest.mark.django_db(transaction=True, databases=["default"]),
+        ),
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.django_db(transaction=True, databases=DATABASES),
+            ],
+        ),
+    ],
     ids=["sqlite", "postgresql"],
 )
 def database(request: pytest.FixtureRequest, settings: Any) -> Any:
-    """Pin sessions and users to SQLite, then to PostgreSQL."""
+    """Pin sessions and users to SQLite, then to PostgreSQL.
+
+    A ``django_db`` mark on the test function itself would take precedence
+    over the one this fixture's parameters bring: put it on the module.
+    """
     PinnedRouter.alias = request.param
     settings.DATABASE_ROUTERS = ["tests.session_databases.PinnedRouter"]
     from django.contrib.auth.models import User

@@ -50,7 +50,7 @@ from example_project.jobs.work import (
     run,
 )
 from example_project.jobs.worker import UNEXPECTED_ERROR, finish
-from tests.session_databases import DATABASES, PinnedRouter, database
+from tests.session_databases import PinnedRouter, database
 
 __all__ = ["database"]  # a fixture used by name
 
@@ -746,7 +746,6 @@ def versions(news: list[dict[str, Any]]) -> list[int]:
     return [item["job"]["version"] for item in news]
 
 
-@pytest.mark.django_db(transaction=True, databases=DATABASES)
 async def test_a_job_reports_each_step_at_once_and_its_result_once_committed(
     jobs_database: str, listen: Listen, worker: Worker
 ) -> None:
@@ -786,7 +785,6 @@ async def test_a_job_reports_each_step_at_once_and_its_result_once_committed(
     assert news[-1]["job"] == saved.state()
 
 
-@pytest.mark.django_db(transaction=True, databases=DATABASES)
 async def test_a_failing_job_is_saved_as_failed_and_its_owner_told_why(
     jobs_database: str, listen: Listen, worker: Worker
 ) -> None:
