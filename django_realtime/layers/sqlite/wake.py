@@ -36,20 +36,23 @@ _SUFFIX = ".sock"
 _MAX_PATH = 100
 
 
-def wake_dir(database: str | os.PathLike[str], name_length: int) -> Path:
+def wake_dir(
+    database: str | os.PathLike[str], name_length: int, suffix: str = ".wake"
+) -> Path:
     """Return the directory of the wake-up sockets of ``database``.
 
-    It is ``<database>.wake`` beside the file, unless socket paths there
-    would be too long for the system: then a directory in the temporary
-    directory named after a hash of the file's absolute path, which every
-    process computes alike.
+    It is ``<database><suffix>`` beside the file (each kind of user of the
+    file has its own suffix), unless socket paths there would be too long
+    for the system: then a directory in the temporary directory named
+    after a hash of the file's absolute path, which every process computes
+    alike.
     """
     path = Path(os.path.abspath(database))
-    beside = path.with_name(path.name + ".wake")
+    beside = path.with_name(path.name + suffix)
     if len(os.fsencode(beside)) + 1 + name_length + len(_SUFFIX) <= _MAX_PATH:
         return beside
     digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"django-realtime-{digest}.wake"
+    return Path(tempfile.gettempdir()) / f"django-realtime-{digest}{suffix}"
 
 
 class WakeSocket:

@@ -29,6 +29,8 @@ class StoreSpec:
     backend: str
     redis: bool
     lacks: dict[str, str] = field(default_factory=dict)
+    #: The store keeps streams in a file: each test gets a new one.
+    file: bool = False
 
 
 STORES = [
@@ -40,6 +42,12 @@ STORES = [
     ),
     StoreSpec(
         "redis", "django_realtime.streams.stores.redis.RedisHistoryStore", redis=True
+    ),
+    StoreSpec(
+        "sqlite",
+        "django_realtime.streams.stores.sqlite.SQLiteHistoryStore",
+        redis=False,
+        file=True,
     ),
 ]
 
@@ -67,8 +75,9 @@ def _redis_reason() -> str | None:
 class StoreCase:
     """One store implementation under test, and a factory for its stores."""
 
-    def __init__(self, spec: StoreSpec) -> None:
+    def __init__(self, spec: StoreSpec, directory: Any = None) -> None:
         self.spec = spec
+        self.directory = directory
         self.clock = FakeClock()
         # Streams of one test never meet those of another, or of a rerun.
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
@@ -91,6 +100,8 @@ class StoreCase:
         if self.spec.redis:
             options.setdefault("url", REDIS_URL)
             options.setdefault("prefix", self.prefix)
+        if self.spec.file:
+            options.setdefault("path", self.directory / "streams.sqlite3")
         table = PolicyTable(
             {
                 f"{self.prefix}.{pattern}": policy
@@ -98,7 +109,7 @@ class StoreCase:
             }
         )
         store: HistoryStore = cls(policies=table, clock=self.clock, **options)
-        if not self.spec.redis and self.stores:
+        if not self.spec.redis and not self.spec.file and self.stores:
             # One process: "another store" is the same memory.
             return self.stores[0]
         self.stores.append(store)
@@ -113,7 +124,8 @@ async def case(request: pytest.FixtureRequest) -> AsyncIterator[StoreCase]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI=true requires it)")
         pytest.skip(reason)
-    store_case = StoreCase(spec)
+    directory = request.getfixturevalue("tmp_path") if spec.file else None
+    store_case = StoreCase(spec, directory)
     yield store_case
     for store in store_case.stores:
         # Each test has its own prefix: flushing removes its Redis keys.

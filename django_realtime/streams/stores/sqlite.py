@@ -1,0 +1,371 @@
+"""The SQLite history store: streams kept in a file, shared by the processes
+of one machine, and kept across restarts.
+
+Two tables in the file (by default the SQLite channel layer's file):
+
+- ``drt_stream``: one row per stream: its ``epoch``, newest ``offset``, and
+  the ``count`` and ``bytes`` of the publications it keeps;
+- ``drt_stream_entry``: the kept publications, numbered by a ``seq`` that
+  grows across all streams and is never reused.
+
+Publishing is one transaction: it gives the payload the stream's next
+offset, keeps it and trims the stream to its policy (by count, bytes and
+age). Reading is another, which starts the stream (a new epoch, offset 0)
+if it has never been used. Every process that listens to some stream binds
+a wake-up socket beside the file (``<path>.streams.wake/``); a publisher
+pokes them all once its transaction has committed, and each reads what was
+published after the last ``seq`` it announced, in ``seq`` order, and
+announces what its listeners listen to. It also looks every
+``poll_interval`` seconds, in case a poke was lost.
+
+Semantics:
+
+- **History is the source of truth.** A publication trimmed away before a
+  listening process read it is not announced; its listeners notice the gap
+  in offsets and read the history.
+- **Restarts keep positions.** A stream keeps its epoch and offset in the
+  file, so clients coming back after a server restart resume where they
+  were. :meth:`SQLiteHistoryStore.flush` starts every stream in a new epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django_realtime.layers.sqlite.engine import ANY_PROCESS, Engine
+from django_realtime.layers.sqlite.layer import DEFAULT_PATH
+from django_realtime.layers.sqlite.wake import WakeSocket, wake_dir
+from django_realtime.streams.positions import (
+    History,
+    HistoryPolicy,
+    Position,
+    Publication,
+    recovery_of,
+)
+from django_realtime.streams.stores.base import HistoryStore, Listener, PolicyTable
+
+__all__ = ["SQLiteHistoryStore"]
+
+_PROCESS_ID_LENGTH = 12
+_BATCH = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS drt_stream (
+    name TEXT PRIMARY KEY,
+    epoch TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS drt_stream_entry (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    published_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS drt_stream_entry_offset
+    ON drt_stream_entry (stream, offset);
+"""
+
+
+def _schema(connection: sqlite3.Connection) -> None:
+    connection.executescript(_SCHEMA)
+
+
+class SQLiteHistoryStore(HistoryStore):
+    """Keep streams in a SQLite file; announce publications to its processes.
+
+    Configure it in ``REALTIME``::
+
+        REALTIME = {
+            "STREAM_STORE": {
+                "BACKEND": "django_realtime.streams.stores.sqlite.SQLiteHistoryStore",
+                "OPTIONS": {"path": BASE_DIR / "realtime.sqlite3"},
+            },
+        }
+
+    Publish, read and listen from any event loop and thread: the store's
+    I/O runs in one thread of its own, started on first use and ended by
+    :meth:`close`.
+
+    Args:
+        path: The database file; the SQLite channel layer's file may be
+            shared. Its directory must exist.
+        policies: Each stream's history policy.
+        clock: Return wall-clock seconds; publication ages follow it.
+        timeout: Seconds an operation waits for another process's lock on
+            the file before it fails with :exc:`~django_realtime.exceptions.
+            ChannelLayerError`.
+        poll_interval: Seconds between two looks for publications of other
+            processes when no poke came.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_PATH,
+        *,
+        policies: PolicyTable | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 5.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__(policies, clock)
+        if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+            raise TypeError(f"path must be a file path, got {path!r}.")
+        for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"Expected {name} in seconds, got {value!r}.")
+            if value <= 0:
+                raise ValueError(f"Expected {name} > 0, got {value!r}.")
+        self.path = Path(os.path.abspath(path))
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.process_id = secrets.token_hex(_PROCESS_ID_LENGTH // 2)
+        self._wake_dir = wake_dir(self.path, _PROCESS_ID_LENGTH, ".streams.wake")
+        # Guards the hub: listeners are added on event loops, announced to
+        # from the engine's thread.
+        self._hub_lock = threading.Lock()
+        # The newest seq announced; only the engine's thread uses it.
+        self._cursor: int | None = None
+        self._engine_lock = threading.Lock()
+        self._engine: Engine | None = None
+
+    def __repr__(self) -> str:
+        return f"<SQLiteHistoryStore {self.path}>"
+
+    async def publish(self, stream: str, data: str) -> Publication:
+        """Keep ``data`` at ``stream``'s next position and announce it.
+
+        Raises:
+            ValueError: the payload alone is over the stream's ``max_bytes``.
+            ChannelLayerError: the file stayed locked for ``timeout`` seconds;
+                nothing was published.
+        """
+        policy = self.policies(stream)
+        size = policy.check_size(stream, data)
+
+        def operation(
+            connection: sqlite3.Connection, now: float
+        ) -> tuple[Publication, set[str]]:
+            publication = _publish(connection, stream, data, size, policy, now)
+            return publication, {ANY_PROCESS}
+
+        publication: Publication = await self._get_engine().submit(operation)
+        return publication
+
+    async def read(self, stream: str, since: Position | None = None) -> History:
+        """Return what ``stream`` published after ``since``."""
+        policy = self.policies(stream)
+
+        def operation(
+            connection: sqlite3.Connection, now: float
+        ) -> tuple[History, set[str]]:
+            return _read(connection, stream, since, policy, now), set()
+
+        history: History = await self._get_engine().submit(operation)
+        return history
+
+    async def listen(self, stream: str, listener: Listener) -> None:
+        """Announce ``stream``'s new publications to ``listener``."""
+        engine = self._get_engine()
+        engine.wake.bind()
+        with self._hub_lock:
+            self.hub.add(stream, listener)
+        if self._cursor is None:
+
+            def operation(
+                connection: sqlite3.Connection, now: float
+            ) -> tuple[None, set[str]]:
+                if self._cursor is None:
+                    row = connection.execute(
+                        "SELECT COALESCE(MAX(seq), 0) FROM drt_stream_entry"
+                    ).fetchone()
+                    self._cursor = int(row[0])
+                return None, set()
+
+            await engine.submit(operation)
+
+    async def unlisten(self, stream: str, listener: Listener) -> None:
+        """Stop announcing ``stream`` to ``listener``."""
+        with self._hub_lock:
+            self.hub.remove(stream, listener)
+
+    async def flush(self) -> None:
+        """Forget every stream's history: each starts a new epoch."""
+
+        def operation(
+            connection: sqlite3.Connection, now: float
+        ) -> tuple[None, set[str]]:
+            connection.execute("DELETE FROM drt_stream_entry")
+            connection.execute("DELETE FROM drt_stream")
+            return None, set()
+
+        await self._get_engine().submit(operation)
+        with self._hub_lock:
+            self.hub.resync()
+
+    async def close(self) -> None:
+        """End the store's thread, close its file and remove its socket."""
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        engine.stop()
+        await asyncio.to_thread(engine.join, self.timeout + 5)
+        self._cursor = None
+
+    # Internals
+
+    def _get_engine(self) -> Engine:
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = Engine(
+                    path=self.path,
+                    wake=WakeSocket(self._wake_dir, self.process_id),
+                    clock=self.clock,
+                    timeout=self.timeout,
+                    poll_interval=self.poll_interval,
+                    sweep_interval=3600.0,
+                    schema=_schema,
+                    look=self._announce,
+                    name="sqlite-streams",
+                )
+            return self._engine
+
+    def _announce(self, engine: Engine) -> None:
+        """Announce what was published since the last look (engine thread)."""
+        while self._cursor is not None:
+            rows = engine.transaction(functools.partial(_since, cursor=self._cursor))
+            if not rows:
+                return
+            self._cursor = rows[-1][0]
+            with self._hub_lock:
+                for _, stream, epoch, offset, data in rows:
+                    if stream in self.hub:
+                        self.hub.announce(Publication(stream, epoch, offset, data))
+            if len(rows) < _BATCH:
+                return
+
+
+def _since(
+    connection: sqlite3.Connection, now: float, *, cursor: int
+) -> list[tuple[int, str, str, int, str]]:
+    """Return up to a batch of publications after ``cursor``, in seq order."""
+    rows: list[tuple[int, str, str, int, str]] = connection.execute(
+        "SELECT seq, stream, epoch, offset, data FROM drt_stream_entry "
+        "WHERE seq > ? ORDER BY seq LIMIT ?",
+        (cursor, _BATCH),
+    ).fetchall()
+    return rows
+
+
+def _stream_row(
+    connection: sqlite3.Connection, stream: str
+) -> tuple[str, int, int, int]:
+    row = connection.execute(
+        "SELECT epoch, offset, count, bytes FROM drt_stream WHERE name = ?",
+        (stream,),
+    ).fetchone()
+    if row is not None:
+        return row[0], row[1], row[2], row[3]
+    epoch = secrets.token_hex(4)
+    connection.execute(
+        "INSERT INTO drt_stream (name, epoch, offset, count, bytes) "
+        "VALUES (?, ?, 0, 0, 0)",
+        (stream, epoch),
+    )
+    return epoch, 0, 0, 0
+
+
+def _trim(
+    connection: sqlite3.Connection,
+    stream: str,
+    policy: HistoryPolicy,
+    now: float,
+    count: int,
+    size: int,
+) -> tuple[int, int]:
+    """Drop the oldest publications ``policy`` no longer keeps."""
+    while count:
+        seq, oldest_size, published_at = connection.execute(
+            "SELECT seq, size, published_at FROM drt_stream_entry "
+            "WHERE stream = ? ORDER BY offset LIMIT 1",
+            (stream,),
+        ).fetchone()
+        if not (
+            (policy.max_count is not None and count > policy.max_count)
+            or (policy.max_bytes is not None and size > policy.max_bytes)
+            or (policy.max_age is not None and now - published_at > policy.max_age)
+        ):
+            break
+        connection.execute("DELETE FROM drt_stream_entry WHERE seq = ?", (seq,))
+        count -= 1
+        size -= oldest_size
+    return count, size
+
+
+def _publish(
+    connection: sqlite3.Connection,
+    stream: str,
+    data: str,
+    size: int,
+    policy: HistoryPolicy,
+    now: float,
+) -> Publication:
+    epoch, offset, count, total = _stream_row(connection, stream)
+    offset += 1
+    connection.execute(
+        "INSERT INTO drt_stream_entry "
+        "(stream, epoch, offset, data, size, published_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (stream, epoch, offset, data, size, now),
+    )
+    count, total = _trim(connection, stream, policy, now, count + 1, total + size)
+    connection.execute(
+        "UPDATE drt_stream SET offset = ?, count = ?, bytes = ? WHERE name = ?",
+        (offset, count, total, stream),
+    )
+    return Publication(stream, epoch, offset, data)
+
+
+def _read(
+    connection: sqlite3.Connection,
+    stream: str,
+    since: Position | None,
+    policy: HistoryPolicy,
+    now: float,
+) -> History:
+    epoch, offset, count, total = _stream_row(connection, stream)
+    kept, kept_bytes = _trim(connection, stream, policy, now, count, total)
+    if (kept, kept_bytes) != (count, total):
+        connection.execute(
+            "UPDATE drt_stream SET count = ?, bytes = ? WHERE name = ?",
+            (kept, kept_bytes, stream),
+        )
+    if since is None:
+        return History(stream, epoch, offset)
+    oldest = offset + 1 - kept
+    reason = recovery_of(since, epoch, offset, oldest)
+    if reason is not None:
+        return History(stream, epoch, offset, reason=reason)
+    rows: list[tuple[int, str]] = connection.execute(
+        "SELECT offset, data FROM drt_stream_entry "
+        "WHERE stream = ? AND offset > ? ORDER BY offset",
+        (stream, since.offset),
+    ).fetchall()
+    publications = tuple(Publication(stream, epoch, n, data) for n, data in rows)
+    return History(stream, epoch, offset, publications)
