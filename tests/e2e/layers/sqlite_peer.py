@@ -12,6 +12,9 @@ Roles:
   thread count after the first and after the last call.
 - ``flood CHANNEL COUNT``: send COUNT messages to CHANNEL, printing each
   number once its send has returned.
+- ``publish STREAM COUNT``: publish COUNT payloads to STREAM with a
+  :class:`~django_realtime.streams.stores.sqlite.SQLiteHistoryStore`,
+  printing each publication's epoch and offset, then exit.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import threading
 from asgiref.sync import async_to_sync
 
 from django_realtime.layers.sqlite import SQLiteChannelLayer
+from django_realtime.streams.stores.sqlite import SQLiteHistoryStore
 
 
 def say(**fields: object) -> None:
@@ -54,10 +58,20 @@ async def flood(layer: SQLiteChannelLayer, channel: str, count: int) -> None:
         say(sent=n)
 
 
+async def publish(path: str, stream: str, count: int) -> None:
+    store = SQLiteHistoryStore(path)
+    for n in range(count):
+        publication = await store.publish(stream, json.dumps({"n": n}))
+        say(epoch=publication.epoch, offset=publication.offset)
+    await store.close()
+
+
 def main() -> None:
     role, path, target, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     layer = SQLiteChannelLayer(path=path, capacity=100_000)
-    if role == "receive":
+    if role == "publish":
+        asyncio.run(publish(path, target, int(count)))
+    elif role == "receive":
         asyncio.run(receive(layer, target, int(count)))
     elif role == "send-sync":
         send_sync(layer, target, int(count))

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from django_realtime.layers.sqlite import SQLiteChannelLayer
+from django_realtime.streams.positions import Position, Publication
+from django_realtime.streams.stores.sqlite import SQLiteHistoryStore
 
 TIMEOUT = 10.0
 ROOT = Path(__file__).resolve().parents[3]
@@ -143,3 +145,52 @@ async def test_a_process_killed_mid_send_reports_nothing_it_did_not_send(
     # flight when the process died arrived unreported.
     assert received == list(range(len(received)))
     assert len(reported) <= len(received) <= len(reported) + 1
+
+
+class Recorder:
+    """A stream listener that queues what it is told."""
+
+    def __init__(self) -> None:
+        self.publications: asyncio.Queue[Publication] = asyncio.Queue()
+
+    def publication(self, publication: Publication) -> None:
+        self.publications.put_nowait(publication)
+
+    def resync(self, stream: str) -> None:
+        pass
+
+    async def next(self) -> Publication:
+        async with asyncio.timeout(TIMEOUT):
+            return await self.publications.get()
+
+
+async def test_a_stream_resumes_after_its_publisher_restarts(
+    path: str, peers: list[Peer]
+) -> None:
+    first = Peer("publish", path, "chat.room", "3")
+    peers.append(first)
+    positions = [await first.line() for _ in range(3)]
+    assert await first.wait() == 0
+    epoch = positions[0]["epoch"]
+    store = SQLiteHistoryStore(path)
+    recorder = Recorder()
+    try:
+        await store.listen("chat.room", recorder)
+
+        # The client saw offset 1 before the restart: it gets 2 and 3.
+        history = await store.read("chat.room", Position(epoch, 1))
+        assert history.recovered
+        assert [(p.epoch, p.offset, p.data) for p in history.publications] == [
+            (epoch, 2, '{"n": 1}'),
+            (epoch, 3, '{"n": 2}'),
+        ]
+
+        # A publisher started again continues the same epoch, and its
+        # publication is announced in this process.
+        second = Peer("publish", path, "chat.room", "1")
+        peers.append(second)
+        assert await second.line() == {"epoch": epoch, "offset": 4}
+        announced = await recorder.next()
+        assert (announced.epoch, announced.offset) == (epoch, 4)
+    finally:
+        await store.close()
