@@ -1,0 +1,48 @@
+"""The handler lookup of a consumer class: what it caches, what it refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from django_realtime.consumers import AsyncConsumer
+from django_realtime.consumers.handlers import Handlers
+from django_realtime.exceptions import InvalidMessageError
+
+
+class Chat(AsyncConsumer):
+    async def chat_message(self, message: dict[str, Any]) -> None:
+        pass
+
+    def chat_sync(self, message: dict[str, Any]) -> None:
+        pass
+
+
+def test_a_type_that_names_a_handler_is_cached_with_its_flavour() -> None:
+    handlers = Handlers(Chat)
+    assert handlers.lookup("chat.message") == ("chat_message", True)
+    assert handlers.lookup("chat.sync") == ("chat_sync", False)
+    assert handlers.entries == {
+        "chat.message": ("chat_message", True),
+        "chat.sync": ("chat_sync", False),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["chat.missing", "._secret", "send", "dispatch", "", ["chat.message"]]
+)
+def test_a_type_that_names_no_handler_is_refused_and_not_cached(kind: Any) -> None:
+    handlers = Handlers(Chat)
+    with pytest.raises(InvalidMessageError):
+        handlers.lookup(kind)
+    assert handlers.entries == {}
+
+
+def test_each_consumer_class_has_its_own_lookup() -> None:
+    class Other(Chat):
+        async def chat_message(self, message: dict[str, Any]) -> None:
+            pass
+
+    assert Chat._handlers is not Other._handlers
+    assert Other._handlers.cls is Other
