@@ -9,6 +9,11 @@ over, a quiet process is back to ``keep`` command connections. A closed
 connection stays in the pool, disconnected, and connects again if a later
 burst needs it.
 
+A connection opens, and the pool's timers run, in an empty
+:class:`contextvars.Context`: asyncio keeps the context a socket was
+opened in for as long as the socket is open, and the caller's (a
+consumer's handler, say) would keep the caller's objects alive with it.
+
 :func:`expired` is the rule, a pure function of its arguments;
 :class:`ShrinkingPool` and :class:`ShrinkingBlockingPool` apply it to
 redis-py's two asyncio pools through their public methods.
@@ -17,6 +22,7 @@ redis-py's two asyncio pools through their public methods.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -85,6 +91,16 @@ class ShrinkingPool(ConnectionPool):
         self._idle.pop(connection, None)
         return connection
 
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        """Connect ``connection`` if needed and check it, in an empty context."""
+        if connection.is_connected:
+            await super().ensure_connection(connection)
+            return
+        opening = super().ensure_connection(connection)
+        await asyncio.get_running_loop().create_task(
+            opening, context=contextvars.Context()
+        )
+
     async def release(self, connection: AbstractConnection) -> None:
         """Take ``connection`` back; close it later if it stays idle."""
         await super().release(connection)
@@ -113,7 +129,9 @@ class ShrinkingPool(ConnectionPool):
 
     def _on_timer(self) -> None:
         self._timer = None
-        task = asyncio.get_running_loop().create_task(self._close_expired())
+        task = asyncio.get_running_loop().create_task(
+            self._close_expired(), context=contextvars.Context()
+        )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -137,7 +155,8 @@ class ShrinkingPool(ConnectionPool):
             if self._timer.when() <= when:
                 return
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(when, self._on_timer, context=contextvars.Context())
 
 
 class ShrinkingBlockingPool(ShrinkingPool, BlockingConnectionPool):

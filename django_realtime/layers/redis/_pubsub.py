@@ -12,6 +12,7 @@ time window in which published messages were lost.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -132,8 +133,12 @@ class Subscriber:
     def start(self) -> None:
         """Start the reading task unless it runs."""
         if self._task is None or self._task.done():
+            # In an empty context: the task, and the socket it opens, would
+            # otherwise keep the caller's context (a consumer's) alive.
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"redis pub/sub reader {self._where}"
+                self._run(),
+                name=f"redis pub/sub reader {self._where}",
+                context=contextvars.Context(),
             )
 
     async def stop(self) -> None:

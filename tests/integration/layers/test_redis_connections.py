@@ -8,7 +8,10 @@ the name the layer or store gives them, on the real Redis server.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -16,10 +19,13 @@ import redis.asyncio
 
 from django_realtime.layers.redis import RedisChannelLayer
 from django_realtime.layers.redis._pool import expired
+from django_realtime.streams.stores.base import Publication
 from django_realtime.streams.stores.redis import RedisHistoryStore
 from tests.integration.layers.conftest import REDIS_URL, RUN_PREFIX
 
 TIMEOUT = 10.0
+# What a consumer's handler may hold in a context variable while it calls.
+HANDLING: contextvars.ContextVar[object] = contextvars.ContextVar("handling")
 BURST = 50
 # Short, so that the test waits little for connections to be closed.
 IDLE = 0.3
@@ -181,6 +187,79 @@ async def test_the_history_store_closes_the_connections_of_a_burst_once_idle(
 
         await until_back_to(count, 1)
         assert opened > 1, "the burst should have needed several connections"
+    finally:
+        await store.flush()
+        await store.close()
+
+
+class Handler:
+    """Stands for a consumer: what the caller's context holds."""
+
+    def publication(self, publication: Publication) -> None:
+        """Take a stream's publication: nothing to do with it here."""
+
+    def resync(self, stream: str) -> None:
+        """Take notice of lost announcements: nothing to do here."""
+
+
+async def in_a_handler(calls: Callable[[], Awaitable[None]]) -> weakref.ref[Handler]:
+    """Make ``calls`` in a task whose context holds a handler, as consumers do.
+
+    Returns:
+        A weak reference to the handler, which nothing else holds.
+    """
+    handler = Handler()
+    gone = weakref.ref(handler)
+
+    async def handle() -> None:
+        HANDLING.set(handler)
+        await calls()
+
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.create_task(handle())
+    # The loop's handle that resumed this task holds the finished one (and
+    # its context) until this step ends.
+    await asyncio.sleep(0)
+    return gone
+
+
+@pytest.mark.redis
+async def test_the_layer_keeps_nothing_of_the_context_it_was_first_called_in(
+    layer: RedisChannelLayer, redis_client: redis.asyncio.Redis
+) -> None:
+    async def calls() -> None:
+        member = await layer.new_channel()
+        await layer.group_add("room", member)
+        await asyncio.gather(*(layer.send(f"j.{n}", {"n": n}) for n in range(BURST)))
+
+    gone = await in_a_handler(calls)
+    # Until then asyncio's cancelled timers (the calls' timeouts) may hold
+    # the context: they leave the loop when no live timer is due before.
+    await until_back_to(commands_of(layer, redis_client), 1)
+    gc.collect()
+
+    assert gone() is None, "the layer's connections keep the caller's context"
+
+
+@pytest.mark.redis
+async def test_the_history_store_keeps_nothing_of_the_context_it_was_called_in(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    store = RedisHistoryStore(
+        REDIS_URL, prefix=f"{RUN_PREFIX}.{uuid.uuid4().hex[:8]}", idle_timeout=IDLE
+    )
+    listener = Handler()
+
+    async def calls() -> None:
+        await store.listen("s.0", listener)
+        await asyncio.gather(*(store.publish(f"s.{n}", "{}") for n in range(BURST)))
+
+    try:
+        gone = await in_a_handler(calls)
+        await until_back_to(counter(redis_client, store.client_name), 1)
+        gc.collect()
+
+        assert gone() is None, "the store's connections keep the caller's context"
     finally:
         await store.flush()
         await store.close()
