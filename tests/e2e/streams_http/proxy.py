@@ -64,6 +64,15 @@ class RoundRobinProxy:
         self._thread.join(10)
         self._loop.close()
 
+    def drop(self) -> None:
+        """Close every connection open through the proxy now."""
+
+        def close_all() -> None:
+            for writer in list(self._writers):
+                writer.close()
+
+        self._loop.call_soon_threadsafe(close_all)
+
     async def _connect(
         self,
     ) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter] | None:
