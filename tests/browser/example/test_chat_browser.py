@@ -29,6 +29,7 @@ from tests.e2e.example.test_chat_e2e import (
     ServerProcess,
     Streams,
     example_db,
+    ready,
     redis_url,
     serve,
 )
@@ -368,9 +369,10 @@ def test_with_redis_a_page_catches_up_across_a_server_restart_without_reloading(
     room_page: RoomPage,
     redis_url: str,
 ) -> None:
-    chat = serve("runserver", REDIS_URL=redis_url)
+    chat = serve("runserver", wait=False, REDIS_URL=redis_url)
     # Bob's server stays up while Alice's restarts.
-    bob_server = serve("daphne", REDIS_URL=redis_url, DJANGO_DEBUG="0")
+    bob_server = serve("daphne", wait=False, REDIS_URL=redis_url, DJANGO_DEBUG="0")
+    ready(chat, bob_server)
     proxy = proxies(chat)
     room = new_room(bob_server)
     bob = Bob(bob_server, room)

@@ -29,6 +29,7 @@ from tests.e2e.example.test_chat_e2e import (
     PASSWORD,
     Serve,
     example_db,
+    ready,
     redis_url,
     serve,
 )
@@ -253,8 +254,8 @@ def test_a_page_cut_off_mid_job_catches_up_without_reloading(
     recovered: bool,
 ) -> None:
     env = layer_env(history=history)
-    server = serve("runserver", **{**env, "DJANGO_DEBUG": "1"})
-    run_worker(env)
+    server = serve("runserver", wait=False, **{**env, "DJANGO_DEBUG": "1"})
+    ready(server, run_worker(env, wait=False))
     tap = SocketTap(page)
     open_jobs_page(page, server.address)
     job_id = submit_job(page, "wait", 3)

@@ -148,6 +148,10 @@ class ServerProcess:
             f"{STARTUP_TIMEOUT} s; its output:\n{self.output}"
         )
 
+    def wait_until_ready(self) -> None:
+        """Return once the process serves (here: listens); fail if it ends."""
+        self.wait_until_listening()
+
     def terminate(self) -> int:
         """Send SIGTERM and return the exit status."""
         self.process.send_signal(signal.SIGTERM)
@@ -225,21 +229,29 @@ def example_db(
 Serve = Callable[..., ServerProcess]
 
 
+def ready(*processes: ServerProcess) -> None:
+    """Wait until each of ``processes``, started together, is ready."""
+    for process in processes:
+        process.wait_until_ready()
+
+
 @pytest.fixture
 def serve(example_db: Path, tmp_path: Path) -> Iterator[Serve]:
     """Return a function that starts a server and returns it once it listens.
 
     ``serve("uvicorn", DJANGO_DEBUG="0")`` starts uvicorn with that extra
-    environment. Every process started is killed at teardown, whatever the
-    test did.
+    environment. With ``wait=False`` it returns at once: start several
+    processes that way, then :func:`ready` them, and they start together.
+    Every process started is killed at teardown, whatever the test did.
     """
     started: list[ServerProcess] = []
 
-    def start(server: str, **env: str) -> ServerProcess:
+    def start(server: str, wait: bool = True, **env: str) -> ServerProcess:
         log_path = tmp_path / f"{server}-{len(started)}.log"
         process = ServerProcess(server, example_env(example_db, **env), log_path)
         started.append(process)
-        process.wait_until_listening()
+        if wait:
+            process.wait_until_ready()
         return process
 
     yield start
@@ -656,8 +668,9 @@ def redis_url() -> str:
 def test_rooms_span_server_processes_and_their_restarts_through_redis(
     serve: Serve, redis_url: str
 ) -> None:
-    daphne = serve("daphne", REDIS_URL=redis_url, DJANGO_DEBUG="0")
-    uvicorn = serve("uvicorn", REDIS_URL=redis_url, DJANGO_DEBUG="0")
+    daphne = serve("daphne", wait=False, REDIS_URL=redis_url, DJANGO_DEBUG="0")
+    uvicorn = serve("uvicorn", wait=False, REDIS_URL=redis_url, DJANGO_DEBUG="0")
+    ready(daphne, uvicorn)
     alice, bob = Browser(daphne.address), Browser(uvicorn.address)
     alice.log_in("alice")
     bob.log_in("bob")

@@ -42,6 +42,7 @@ from tests.e2e.example.test_chat_e2e import (
     Streams,
     example_db,
     example_env,
+    ready,
     redis_url,
     script_data,
     serve,
@@ -89,6 +90,10 @@ class WorkerProcess(ServerProcess):
                 pytest.fail(f"{self.argv} is not receiving; output:\n{self.output}")
             # The output of another process cannot be awaited; poll it briefly.
             time.sleep(0.05)
+
+    def wait_until_ready(self) -> None:
+        """Return once the worker receives; fail if it ends first."""
+        self.wait_until_receiving()
 
 
 LayerEnv = Callable[..., dict[str, str]]
@@ -160,16 +165,18 @@ RunWorker = Callable[..., WorkerProcess]
 def run_worker(example_db: Path, tmp_path: Path) -> Iterator[RunWorker]:
     """Return a function that starts ``runworker jobs`` and returns it receiving.
 
-    ``run_worker(env, "--shutdown-timeout", "1")`` passes options. Every
+    ``run_worker(env, "--shutdown-timeout", "1")`` passes options;
+    ``wait=False`` returns at once, as ``serve`` does. Every
     worker started is killed at teardown, whatever the test did.
     """
     started: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], *options: str) -> WorkerProcess:
+    def start(env: dict[str, str], *options: str, wait: bool = True) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
         worker = WorkerProcess(example_env(example_db, **env), log_path, *options)
         started.append(worker)
-        worker.wait_until_receiving()
+        if wait:
+            worker.wait_until_receiving()
         return worker
 
     yield start
@@ -271,9 +278,10 @@ def test_a_job_submitted_on_one_server_is_watched_on_another_while_a_worker_runs
     serve: Serve, run_worker: RunWorker, layer_env: LayerEnv
 ) -> None:
     env = layer_env()
-    daphne = serve("daphne", **env)
-    uvicorn = serve("uvicorn", **env)
-    worker = run_worker(env)
+    daphne = serve("daphne", wait=False, **env)
+    uvicorn = serve("uvicorn", wait=False, **env)
+    worker = run_worker(env, wait=False)
+    ready(daphne, uvicorn, worker)
     alice = Browser(daphne.address)
     alice.log_in("alice")
     # Alice's page on the other server, with the session of her login.
@@ -323,9 +331,9 @@ def test_a_page_that_loses_its_socket_mid_job_catches_up_on_another_server(
     serve: Serve, run_worker: RunWorker, layer_env: LayerEnv
 ) -> None:
     env = layer_env()
-    daphne = serve("daphne", **env)
-    uvicorn = serve("uvicorn", **env)
-    run_worker(env)
+    daphne = serve("daphne", wait=False, **env)
+    uvicorn = serve("uvicorn", wait=False, **env)
+    ready(daphne, uvicorn, run_worker(env, wait=False))
     alice = Browser(daphne.address)
     alice.log_in("alice")
 
@@ -352,8 +360,8 @@ def test_a_page_away_longer_than_the_history_is_told_and_reads_the_jobs_again(
     serve: Serve, run_worker: RunWorker, layer_env: LayerEnv
 ) -> None:
     env = layer_env(history={"MAX_COUNT": 5})
-    daphne = serve("daphne", **env)
-    run_worker(env)
+    daphne = serve("daphne", wait=False, **env)
+    ready(daphne, run_worker(env, wait=False))
     alice = Browser(daphne.address)
     alice.log_in("alice")
 
@@ -376,8 +384,9 @@ def test_a_user_cancels_a_running_job_over_the_socket(
     serve: Serve, run_worker: RunWorker, layer_env: LayerEnv
 ) -> None:
     env = layer_env()
-    uvicorn = serve("uvicorn", **env)
-    worker = run_worker(env)
+    uvicorn = serve("uvicorn", wait=False, **env)
+    worker = run_worker(env, wait=False)
+    ready(uvicorn, worker)
     alice = Browser(uvicorn.address)
     alice.log_in("alice")
 
@@ -418,13 +427,13 @@ def test_a_job_waits_in_redis_while_no_worker_runs(
 def test_a_job_whose_message_expired_before_a_worker_came_is_shown_failed(
     serve: Serve, run_worker: RunWorker, layer_env: LayerEnv
 ) -> None:
-    env = layer_env(expiry=2)
+    env = layer_env(expiry=1)
     daphne = serve("daphne", **env)
     alice = Browser(daphne.address)
     alice.log_in("alice")
     lost_id = submit(alice, kind="primes", number="1000")
     # Nothing to await: the message is to outlive the layer's expiry unread.
-    time.sleep(3)
+    time.sleep(1.5)
 
     with JobsSocket(alice) as page:
         # Rendering the page marked the lost job failed: the socket hears it.
@@ -443,21 +452,23 @@ def test_a_job_whose_message_expired_before_a_worker_came_is_shown_failed(
     assert not re.search(rf"\bjob {lost_id}\b", worker.output, re.IGNORECASE)
     row = job_row(alice.request("/jobs/"), lost_id)
     assert 'data-status="failed"' in row
-    assert "No worker started this job within 2 s: its message expired" in row
-    assert failed["job"]["outcome"].startswith("No worker started this job within 2 s")
+    assert "No worker started this job within 1 s: its message expired" in row
+    assert failed["job"]["outcome"].startswith("No worker started this job within 1 s")
 
 
 def test_a_worker_stopped_mid_job_leaves_it_to_the_next_worker(
     serve: Serve, run_worker: RunWorker, layer_env: LayerEnv
 ) -> None:
     env = layer_env()
-    uvicorn = serve("uvicorn", **env)
-    first = run_worker(env, "--shutdown-timeout", "0.5")
+    uvicorn = serve("uvicorn", wait=False, **env)
+    first = run_worker(env, "--shutdown-timeout", "0.5", wait=False)
+    ready(uvicorn, first)
     alice = Browser(uvicorn.address)
     alice.log_in("alice")
 
     with JobsSocket(alice) as page:
-        job_id = submit(alice, kind="wait", number="4")
+        # Steps of 0.1 s: seconds of work left when the worker is stopped.
+        job_id = submit(alice, kind="wait", number="2")
         assert [page.next_of(job_id)["type"] for _ in range(3)] == [
             "created",
             "started",

@@ -20,6 +20,7 @@ from tests.e2e.example.test_chat_e2e import (
     example_db,
     example_env,
     http_get,
+    ready,
     serve,
 )
 
@@ -72,10 +73,16 @@ def test_metrics_are_for_staff_and_hidden_from_everyone_else(serve: Serve) -> No
 
 
 def test_metrics_are_for_anyone_on_an_allowed_network(serve: Serve) -> None:
-    allowed = serve("uvicorn", DJANGO_DEBUG="0", METRICS_ALLOWED_NETWORKS="127.0.0.0/8")
-    elsewhere = serve(
-        "uvicorn", DJANGO_DEBUG="0", METRICS_ALLOWED_NETWORKS="10.0.0.0/8,::1"
+    allowed = serve(
+        "uvicorn", wait=False, DJANGO_DEBUG="0", METRICS_ALLOWED_NETWORKS="127.0.0.0/8"
     )
+    elsewhere = serve(
+        "uvicorn",
+        wait=False,
+        DJANGO_DEBUG="0",
+        METRICS_ALLOWED_NETWORKS="10.0.0.0/8,::1",
+    )
+    ready(allowed, elsewhere)
 
     status, text = http_get(f"http://{allowed.address}/metrics")
     refused = http_get(f"http://{elsewhere.address}/metrics")
