@@ -194,3 +194,29 @@ async def test_a_stream_resumes_after_its_publisher_restarts(
         assert (announced.epoch, announced.offset) == (epoch, 4)
     finally:
         await store.close()
+
+
+async def test_a_killed_process_loses_its_group_memberships_on_the_next_send(
+    layer: SQLiteChannelLayer,
+    path: str,
+    peers: list[Peer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    member = Peer("receive", path, "room", "1")
+    peers.append(member)
+    await member.line()
+    os.kill(member.process.pid, signal.SIGKILL)
+    await member.wait()
+    local = await layer.new_channel()
+    await layer.group_add("room", local)
+
+    await layer.group_send("room", {"type": "first"})  # finds the peer dead
+    sent = layer.stats.sent
+    await layer.group_send("room", {"type": "second"})
+
+    assert layer.stats.sent - sent == 1
+    assert [(await receive(layer, local))["type"] for _ in range(2)] == [
+        "first",
+        "second",
+    ]
+    assert any("ended without closing" in r.getMessage() for r in caplog.records)
