@@ -258,7 +258,7 @@ def test_a_page_cut_off_mid_job_catches_up_without_reloading(
     ready(server, run_worker(env, wait=False))
     tap = SocketTap(page)
     open_jobs_page(page, server.address)
-    job_id = submit_job(page, "wait", 3)
+    job_id = submit_job(page, "wait", 2)
     # The page of the job: its first socket, and a mark a reload would drop.
     page_socket = tap.current
     page.evaluate("window.notReloaded = true")
@@ -277,6 +277,9 @@ def test_a_page_cut_off_mid_job_catches_up_without_reloading(
     assert before["status"] == "running"
     assert before["version"] < VERSIONS
     tap.let_through()
+    # The network is back, and the browser says so: the page reconnects at
+    # once rather than at the end of its backoff delay.
+    page.evaluate("() => window.dispatchEvent(new Event('online'))")
     wait_for_row(page, job_id, "row.dataset.status === 'done'")
 
     # The page shows the job as saved, and was never reloaded.
