@@ -40,11 +40,20 @@ class Inbox:
         self._queues: dict[str, deque[tuple[float, Message]]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._evicted: dict[str, tuple[str, ...]] = {}
+        # Normal channels ever waited on here (few: a worker's channels).
+        self._normal: set[str] = set()
 
     def take_or_wait(
-        self, channel: str, now: float, waiter: asyncio.Future[None]
+        self,
+        channel: str,
+        now: float,
+        waiter: asyncio.Future[None],
+        normal: bool = False,
     ) -> Message | None:
         """Return the next live message on ``channel``, or queue ``waiter``.
+
+        ``normal`` says that ``channel`` is a normal channel, which any
+        process may read (not one of this process's own).
 
         Raises:
             GroupsExpired: ``channel`` was taken out of its groups for
@@ -65,6 +74,8 @@ class Inbox:
                 self.stats.expired_messages += 1
             self._queues.pop(channel, None)
             self._waiters.setdefault(channel, []).append(waiter)
+            if normal:
+                self._normal.add(channel)
             return None
 
     def forget(self, channel: str, waiter: asyncio.Future[None]) -> None:
@@ -83,14 +94,26 @@ class Inbox:
             if self._queues.get(channel):
                 self._wake_locked(channel)
 
-    def wanted(self) -> dict[str, int]:
-        """Return how many messages each channel's waiting receivers lack."""
+    @property
+    def waiting(self) -> bool:
+        """Return whether any receiver waits."""
+        return bool(self._waiters)
+
+    def waiting_normal(self) -> list[str]:
+        """Return the normal channels that receivers wait on."""
+        with self._lock:
+            return [channel for channel in self._normal if channel in self._waiters]
+
+    def lacking(self, channels: set[str]) -> dict[str, int]:
+        """Return how many messages the receivers waiting on ``channels`` lack."""
         with self._lock:
             wanted = {}
-            for channel, waiters in self._waiters.items():
-                lacking = len(waiters) - len(self._queues.get(channel, ()))
-                if lacking > 0:
-                    wanted[channel] = lacking
+            for channel in channels:
+                waiters = self._waiters.get(channel)
+                if waiters:
+                    lacking = len(waiters) - len(self._queues.get(channel, ()))
+                    if lacking > 0:
+                        wanted[channel] = lacking
             return wanted
 
     def deliver(

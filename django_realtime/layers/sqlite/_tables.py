@@ -207,15 +207,17 @@ class Claim:
 def claim(
     connection: sqlite3.Connection,
     process_id: str,
-    wanted: dict[str, int],
+    normal: Sequence[str],
+    lacking: Callable[[set[str]], dict[str, int]],
     now: float,
 ) -> Claim:
-    """Take, and delete, up to ``wanted[channel]`` oldest messages per channel.
+    """Take, and delete, the oldest messages that waiting receivers lack.
 
-    Every expired message of this process's channels, and of the normal
-    channels in ``wanted``, is deleted on the way and reported.
+    Looks at this process's channels and at the normal channels in
+    ``normal`` (those with receivers waiting here); ``lacking`` says, for
+    the channels found holding messages, how many each one's receivers
+    lack. Every expired message found is deleted on the way and reported.
     """
-    normal = [channel for channel in wanted if not target_of(channel)]
     rows: list[tuple[int, str, float]] = connection.execute(
         "SELECT id, channel, deadline FROM drt_layer_message "
         "WHERE target = ? ORDER BY id",
@@ -228,6 +230,9 @@ def claim(
             f"WHERE target = '' AND channel IN ({marks}) ORDER BY id",
             chunk,
         ).fetchall()
+    if not rows:
+        return Claim([], {}, {})
+    wanted = lacking({channel for _, channel, _ in rows})
     left = dict(wanted)
     taken: list[int] = []
     stale: list[int] = []

@@ -186,9 +186,10 @@ class SQLiteChannelLayer(BaseChannelLayer):
         engine = self._get_engine()
         engine.wake.bind()
         loop = asyncio.get_running_loop()
+        normal = not _tables.target_of(channel)
         while True:
             waiter: asyncio.Future[None] = loop.create_future()
-            message = self._inbox.take_or_wait(channel, self._clock(), waiter)
+            message = self._inbox.take_or_wait(channel, self._clock(), waiter, normal)
             if message is not None:
                 return message
             engine.want()
@@ -350,12 +351,14 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     def _take(self, engine: Engine) -> None:
         """Take messages for the receivers waiting in this process."""
-        wanted = self._inbox.wanted()
-        if not wanted:
+        inbox = self._inbox
+        if not inbox.waiting:
             return
-        me = self.process_id
+        me, normal = self.process_id, inbox.waiting_normal()
         claimed = engine.transaction(
-            lambda connection, now: _tables.claim(connection, me, wanted, now)
+            lambda connection, now: _tables.claim(
+                connection, me, normal, inbox.lacking, now
+            )
         )
         if claimed is None:
             return
