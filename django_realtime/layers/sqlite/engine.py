@@ -176,22 +176,33 @@ class Engine:
                 timeout = max(0.0, min(next_poll, next_sweep) - time.monotonic())
                 fds = [self._signal_r.fileno(), self.wake.fileno()]
                 select.select(fds, [], [], timeout)
-                poked = self.wake.drain() if self.wake.bound else False
-                self._drain_signals()
-                if self._calls:
-                    self._run_calls()
-                monotonic = time.monotonic()
-                if monotonic >= next_sweep:
-                    next_sweep = monotonic + self.sweep_interval
-                    self.transaction(self._sweep)
-                if poked or self._want or monotonic >= next_poll:
-                    self._want = False
-                    next_poll = monotonic + self.poll_interval
-                    self._look(self)
+                try:
+                    next_poll, next_sweep = self._turn(next_poll, next_sweep)
+                except Exception:
+                    # A bug in a hook must not end the thread: every later
+                    # call would wait for it forever.
+                    logger.exception("SQLite engine of %s failed a turn.", self.path)
+                    next_poll = time.monotonic() + self.poll_interval
                 if self._stopping and not self._calls:
                     break
         finally:
             self._close()
+
+    def _turn(self, next_poll: float, next_sweep: float) -> tuple[float, float]:
+        """Do what is due; return when the next poll and sweep are."""
+        poked = self.wake.drain() if self.wake.bound else False
+        self._drain_signals()
+        if self._calls:
+            self._run_calls()
+        monotonic = time.monotonic()
+        if monotonic >= next_sweep:
+            next_sweep = monotonic + self.sweep_interval
+            self.transaction(self._sweep)
+        if poked or self._want or monotonic >= next_poll:
+            self._want = False
+            next_poll = monotonic + self.poll_interval
+            self._look(self)
+        return next_poll, next_sweep
 
     def _drain_signals(self) -> None:
         while True:
