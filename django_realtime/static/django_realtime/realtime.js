@@ -313,8 +313,9 @@ export class HttpSocket {
     }
     if (this.#closed) return;
     if (!response.ok) {
-      if (response.status >= 500 || CLIENT_ERRORS.includes(body?.error)) {
-        this.#end(1006, body?.message ?? `HTTP ${response.status}`);
+      if (response.status >= 500 || CLIENT_ERRORS.includes(body?.error) || body?.close_code) {
+        // The consumer's connect() refused: its close code says whether to retry.
+        this.#end(body?.close_code ?? 1006, body?.message ?? `HTTP ${response.status}`);
       } else {
         // This frame was refused: that is its answer.
         const code = body?.error ?? `http_${response.status}`;
@@ -381,7 +382,7 @@ export class HttpSocket {
       }
       if (this.#closed) return;
       if (!response.ok) {
-        this.#end(1006, body?.message ?? `HTTP ${response.status}`);
+        this.#end(body?.close_code ?? 1006, body?.message ?? `HTTP ${response.status}`);
         return;
       }
       this.#took(body, generation);

@@ -13,8 +13,10 @@ a WebSocket. Nothing outlives the request:
   positions (every one authorized again) and hands over what they send:
   the replay, then live publications, until the request ends.
 
-The consumer's ``connect()`` and ``disconnect()`` are not called: there is
-no connection. ``authorize_stream`` and the ``request_*`` handlers are.
+Each request runs the consumer's ``connect()`` first (:func:`admit`), with
+the request's scope (``url_route`` included): a consumer that refuses or
+closes refuses the request. ``disconnect()`` is not called: the request
+held no connection.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from django_realtime.delivery.outbox import Outbox, activate, deactivate
 from django_realtime.delivery.sends import RETURNED, held_layer, settle
+from django_realtime.exceptions import DenyConnection
 from django_realtime.layers import get_channel_layer
 from django_realtime.streams.actions import Authorize, Call, Send
 from django_realtime.streams.consumer import StreamConsumer
@@ -43,7 +46,7 @@ from django_realtime.streams.protocol import (
 from django_realtime.streams.pump import SessionPump
 from django_realtime.streams.registry import get_stream_store
 
-__all__ = ["Collector", "Resume", "answer", "make_consumer"]
+__all__ = ["Collector", "Resume", "admit", "answer", "make_consumer"]
 
 logger = logging.getLogger("django_realtime.streams")
 
@@ -53,12 +56,26 @@ _PUBLICATION = '{"kind":"publication"'
 _ANSWER_WITHIN = 30.0
 
 
-async def _no_send(message: Any) -> None:
-    logger.warning(
-        "A stream consumer served over HTTP sent %r: there is no connection to "
-        "send it on, so it was dropped (publish to a stream instead).",
-        message.get("type") if isinstance(message, dict) else message,
-    )
+class _Handshake:
+    """The consumer's ``base_send`` over HTTP: what ``connect()`` said."""
+
+    def __init__(self) -> None:
+        self.accepted = False
+        self.close_code: int | None = None
+
+    async def __call__(self, message: Any) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "websocket.accept":
+            self.accepted = True
+        elif kind == "websocket.close":
+            self.close_code = message.get("code") or 1000
+        else:
+            logger.warning(
+                "A stream consumer served over HTTP sent %r: there is no "
+                "connection to send it on, so it was dropped (publish to a "
+                "stream instead).",
+                kind,
+            )
 
 
 def make_consumer(
@@ -67,13 +84,42 @@ def make_consumer(
     """Return a consumer of ``consumer_class`` for one HTTP request's ``scope``."""
     consumer = consumer_class()
     consumer.scope = scope
-    consumer.base_send = _no_send
+    consumer.base_send = _Handshake()
     alias = consumer_class.channel_layer_alias
     if alias is not None:
         layer = get_channel_layer(alias)
         if layer is not None:
             consumer.channel_layer = held_layer(layer)
     return consumer
+
+
+async def admit(consumer: StreamConsumer) -> None:
+    """Run the consumer's ``connect()``, as for a WebSocket handshake.
+
+    Raises:
+        HttpRefusal: ``refused`` (403): ``connect()`` raised
+            ``DenyConnection``, closed the connection, or did not accept
+            it. The body's ``close_code`` is the code it closed with (4003:
+            do not come back), or 1006 for a refused handshake.
+    """
+    handshake = consumer.base_send
+    if not isinstance(handshake, _Handshake):  # pragma: no cover
+        raise TypeError("Expected a consumer made by make_consumer().")
+    try:
+        await consumer._call_hook("connect")
+    except DenyConnection:
+        handshake.accepted = False
+    code = handshake.close_code
+    if handshake.accepted and code is None:
+        return
+    if code is None or not handshake.accepted:
+        code = 1006  # a refused handshake, as a browser sees it
+    raise HttpRefusal(
+        403,
+        "refused",
+        f"The consumer refused the connection (close code {code}).",
+        close_code=code,
+    )
 
 
 class Collector:

@@ -35,7 +35,7 @@ from django_realtime.middleware.origin import (
 from django_realtime.ops.logs import printable
 from django_realtime.streams.consumer import StreamConsumer
 from django_realtime.streams.http.rates import ClientRates
-from django_realtime.streams.http.shell import Resume, answer, make_consumer
+from django_realtime.streams.http.shell import Resume, admit, answer, make_consumer
 from django_realtime.streams.http.tokens import Client, TokenSigner, binding_of
 from django_realtime.streams.http.wire import (
     HttpRefusal,
@@ -62,13 +62,18 @@ def _json(status: int, body: bytes) -> HttpResponse:
     return response
 
 
-async def _scope(request: HttpRequest) -> dict[str, Any]:
-    """Return the consumer's scope for ``request``, with its user and session."""
+async def _scope(request: HttpRequest, route: dict[str, Any]) -> dict[str, Any]:
+    """Return the consumer's scope for ``request``, with its user and session.
+
+    ``route`` is the URL's keyword arguments, as ``scope["url_route"]`` has
+    them over a WebSocket.
+    """
     base = getattr(request, "scope", None)
     if base is None:
         scope: dict[str, Any] = {"type": "http", "path": request.path, "headers": []}
     else:
         scope = dict(base)
+    scope["url_route"] = {"args": (), "kwargs": route}
     auser = getattr(request, "auser", None)
     if auser is not None:
         scope["user"] = await auser()
@@ -153,7 +158,7 @@ class StreamHttpViews:
 
     # The views.
 
-    async def post(self, request: HttpRequest) -> HttpResponse:
+    async def post(self, request: HttpRequest, **route: Any) -> HttpResponse:
         """Answer one client frame (subscribe, unsubscribe, request, ping)."""
         try:
             self._check(request, "POST")
@@ -186,10 +191,11 @@ class StreamHttpViews:
                     413, "too_large", "The body is over DATA_UPLOAD_MAX_MEMORY_SIZE."
                 ) from None
             content = parse_body(body, self.max_body)
-            scope = await _scope(request)
+            scope = await _scope(request, route)
             client = self.signer.load(token, _binding(scope))
             self._check_rate(client)
             consumer = make_consumer(self.consumer_class, scope)
+            await admit(consumer)
             frames, client = await answer(consumer, client, content)
         except HttpRefusal as exc:
             return self._refuse(request, exc)
@@ -197,10 +203,10 @@ class StreamHttpViews:
         text += ',"frames":[' + ",".join(frames) + "]}"
         return _json(200, text.encode())
 
-    async def events(self, request: HttpRequest) -> HttpResponseBase:
+    async def events(self, request: HttpRequest, **route: Any) -> HttpResponseBase:
         """Stream the client's frames as server-sent events."""
         try:
-            resume = await self._resume(request)
+            resume = await self._resume(request, route)
         except HttpRefusal as exc:
             return self._refuse(request, exc)
         response = StreamingHttpResponse(
@@ -213,11 +219,11 @@ class StreamHttpViews:
         self._csrf.process_response(request, response)
         return response
 
-    async def poll(self, request: HttpRequest) -> HttpResponse:
+    async def poll(self, request: HttpRequest, **route: Any) -> HttpResponse:
         """Return the client's frames once there are some, or after the timeout."""
         try:
             timeout = self._timeout(request.GET.get("timeout"))
-            resume = await self._resume(request)
+            resume = await self._resume(request, route)
         except HttpRefusal as exc:
             return self._refuse(request, exc)
         frames: list[str] = []
@@ -300,14 +306,15 @@ class StreamHttpViews:
             )
         return timeout
 
-    async def _resume(self, request: HttpRequest) -> Resume:
+    async def _resume(self, request: HttpRequest, route: dict[str, Any]) -> Resume:
         self._check(request, "GET")
-        scope = await _scope(request)
+        scope = await _scope(request, route)
         binding = _binding(scope)
         token = request.GET.get("client")
         client = Client.new(binding) if not token else self.signer.load(token, binding)
         positions = parse_positions(request.GET.get("positions"), client.streams)
         consumer = make_consumer(self.consumer_class, scope)
+        await admit(consumer)
         return await Resume.start(consumer, client, positions)
 
     async def _event_stream(self, resume: Resume, csrf: str) -> AsyncIterator[bytes]:

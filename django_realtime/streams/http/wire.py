@@ -35,20 +35,26 @@ __all__ = [
 class HttpRefusal(RealtimeError):
     """A request the HTTP transports refuse, with its status and error code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, close_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.close_code = close_code
 
     def body(self) -> bytes:
         """Return the JSON error body."""
-        return error_body(self.code, self.message)
+        return error_body(self.code, self.message, self.close_code)
 
 
-def error_body(code: str, message: str) -> bytes:
-    """Return the JSON body of a refused request."""
-    return json.dumps({"error": code, "message": message}).encode()
+def error_body(code: str, message: str, close_code: int | None = None) -> bytes:
+    """Return the JSON body of a refused request (with a ``close_code``, if any)."""
+    body: dict[str, Any] = {"error": code, "message": message}
+    if close_code is not None:
+        body["close_code"] = close_code
+    return json.dumps(body).encode()
 
 
 def parse_body(body: bytes, max_size: int) -> Any:

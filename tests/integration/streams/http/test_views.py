@@ -19,6 +19,7 @@ from django.core.asgi import get_asgi_application
 from django.test import override_settings
 from django.urls import include, path
 
+from django_realtime import DenyConnection
 from django_realtime.streams import StreamConsumer, set_stream_store
 from django_realtime.streams.http import stream_http_urls
 from django_realtime.streams.stores import MemoryHistoryStore
@@ -37,7 +38,27 @@ class Chat(StreamConsumer):
         return {"user": str(self.scope["user"]), "data": data}
 
 
-urlpatterns = [path("rt/", include(stream_http_urls(Chat)))]
+class Gated(StreamConsumer):
+    """Refuses room "deny" at the handshake, and closes room "gone" with 4003."""
+
+    channel_layer_alias = None
+
+    async def connect(self) -> None:
+        self.room = self.scope["url_route"]["kwargs"]["room"]
+        if self.room == "deny":
+            raise DenyConnection
+        await self.accept()
+        if self.room == "gone":
+            await self.close(4003)
+
+    async def authorize_stream(self, stream: str) -> bool:
+        return stream == f"room.{self.room}"
+
+
+urlpatterns = [
+    path("rt/", include(stream_http_urls(Chat))),
+    path("gated/<str:room>/", include(stream_http_urls(Gated))),
+]
 
 
 @pytest.fixture
@@ -187,3 +208,35 @@ async def test_a_poll_returns_what_came_after_the_positions_then_waits(
     assert status == 200
     assert [f["offset"] for f in content["frames"]] == [2, 3]
     assert store.hub.streams == []
+
+
+async def test_each_request_runs_connect_with_the_url_route(
+    store: MemoryHistoryStore,
+) -> None:
+    browser = Browser()
+    status, _ = await browser.request("GET", "/gated/lobby/poll", "timeout=0")
+    assert status == 200
+    status, content = await browser.request(
+        "POST",
+        "/gated/lobby/",
+        body=b'{"kind": "subscribe", "id": 1, "stream": "room.lobby"}',
+    )
+    assert status == 200
+    assert content["frames"][0]["kind"] == "subscribed"
+    status, content = await browser.request(
+        "POST",
+        "/gated/lobby/",
+        body=b'{"kind": "subscribe", "id": 2, "stream": "room.other"}',
+    )
+    assert content["frames"][0]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize(("room", "close_code"), [("deny", 1006), ("gone", 4003)])
+async def test_a_connect_that_refuses_refuses_the_request_with_its_close_code(
+    store: MemoryHistoryStore, room: str, close_code: int
+) -> None:
+    browser = Browser()
+    status, content = await browser.request("GET", f"/gated/{room}/poll", "timeout=0")
+    assert status == 403
+    assert content["error"] == "refused"
+    assert content["close_code"] == close_code
