@@ -101,13 +101,15 @@ class Handlers:
     :meth:`lookup` for a type it lacks.
     """
 
-    __slots__ = ("_framework", "cls", "entries")
+    __slots__ = ("_framework", "_layer_types", "cls", "entries")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
         #: Message type -> ``(handler name, is a coroutine function)``.
         self.entries: dict[str, tuple[str, bool]] = {}
         self._framework: frozenset[str] | None = None
+        # The types a layer message may have (found so by layer_problem()).
+        self._layer_types: set[str] = set()
 
     def lookup(self, kind: Any) -> tuple[str, bool]:
         """Return ``(handler name, is a coroutine function)`` for ``kind``.
@@ -147,6 +149,11 @@ class Handlers:
         except (KeyError, TypeError, IndexError):
             return f"expected a dict with a 'type' key, got {printable(message)}."
         try:
+            if kind in self._layer_types:
+                return None
+        except TypeError:
+            pass  # An unhashable type: lookup() says what is wrong with it.
+        try:
             name, _ = self.lookup(kind)
         except InvalidMessageError as exc:
             return str(exc)
@@ -155,4 +162,5 @@ class Handlers:
                 f"its type '{printable(kind)}' names {name}(), which handles the "
                 "server's messages; a layer message cannot pose as one."
             )
+        self._layer_types.add(kind)
         return None

@@ -46,3 +46,24 @@ def test_each_consumer_class_has_its_own_lookup() -> None:
 
     assert Chat._handlers is not Other._handlers
     assert Other._handlers.cls is Other
+
+
+class Server(AsyncConsumer):
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        pass
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_a_layer_message_is_judged_the_same_every_time(times: int) -> None:
+    handlers, server = Handlers(Chat), Handlers(Server)
+    for _ in range(times):
+        assert handlers.layer_problem({"type": "chat.message"}) is None
+        refused = server.layer_problem({"type": "websocket.receive"})
+        assert "server's messages" in str(refused)
+        missing = handlers.layer_problem({"type": "chat.missing"})
+        assert "No handler" in str(missing)
+        unhashable = handlers.layer_problem({"type": ["chat.message"]})
+        assert "non-empty string" in str(unhashable)
+        assert handlers.layer_problem(["type"]) == (
+            "expected a dict with a 'type' key, got ['type']."
+        )
