@@ -13,57 +13,38 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from django_realtime.testing import _servers
+from django_realtime.testing._servers import ServerError, free_port
+
+__all__ = [
+    "ROOT",
+    "Server",
+    "ServerError",
+    "free_port",
+    "kill_all",
+    "pin",
+    "running",
+    "serving",
+]
+
 ROOT = Path(__file__).resolve().parents[1]
 
-# Quiet, comparable settings: no access log, no lifespan (Channels' router
-# refuses it), a listen backlog of 4096 (daphne's default of 50 would drop
-# SYNs of a burst of connects, measuring the kernel's retry timer instead of
-# the server), keepalive pings still sent but given 5 minutes to be answered
-# (a server minutes behind on a burst is measured, not cut off by its own
-# keepalive), everything else as the server's defaults.
-COMMANDS: dict[str, list[str]] = {
-    "uvicorn": [
-        "-m",
-        "uvicorn",
-        "--host=127.0.0.1",
-        "--port={port}",
-        "--backlog=4096",
-        "--lifespan=off",
-        "--no-access-log",
-        "--log-level=warning",
-        "--ws-ping-timeout=300",
-        "{app}",
-    ],
-    "daphne": [
-        "-m",
-        "daphne",
-        "-e",
-        "tcp:port={port}:interface=127.0.0.1:backlog=4096",
-        "-v",
-        "0",
-        "--ping-timeout=300",
-        "{app}",
-    ],
+# Comparable settings: the launcher's (no access log, no lifespan, a listen
+# backlog of 4096, so that a burst of connects measures the server, not the
+# kernel's SYN retry timer), plus keepalive pings still sent but given 5
+# minutes to be answered (a server minutes behind on a burst is measured,
+# not cut off by its own keepalive), everything else as the server's
+# defaults.
+OPTIONS: dict[str, list[str]] = {
+    "uvicorn": ["--ws-ping-timeout=300"],
+    "daphne": ["--ping-timeout=300"],
 }
 
 _running: set[Server] = set()
 _started: list[Server] = []
-
-
-def free_port() -> int:
-    """Return a loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pin(cpu: int | None) -> None:
@@ -72,12 +53,8 @@ def pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-class ServerError(RuntimeError):
-    """A server did not start, or died while it was measured."""
-
-
-class Server:
-    """One ASGI server process serving one application.
+class Server(_servers.ServerProcess):
+    """One ASGI server process serving one application, pinned to a core.
 
     Args:
         server: ``"uvicorn"`` or ``"daphne"``.
@@ -85,6 +62,9 @@ class Server:
         env: Extra environment (settings module, database, layer).
         cpu: The core to pin the process to, or ``None``.
         log_path: Where the server's output goes.
+
+    Raises:
+        ServerError: The server exited, or did not listen in time.
     """
 
     def __init__(
@@ -97,68 +77,18 @@ class Server:
         startup_timeout: float = 30.0,
     ) -> None:
         self.name = server
-        self.port = free_port()
-        self.log_path = log_path
-        argv = [arg.format(port=self.port, app=app) for arg in COMMANDS[server]]
-        environment = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+        super().__init__(
+            server,
+            app,
+            env,
+            log_path,
+            root=ROOT,
+            options=OPTIONS[server],
+            startup_timeout=startup_timeout,
+            cpu=cpu,
         )
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, *argv],
-                cwd=ROOT,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=lambda: pin(cpu),
-            )
         _running.add(self)
         _started.append(self)
-        self._wait_until_listening(startup_timeout)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    @property
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def _wait_until_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise ServerError(
-                    f"{self.name} exited with {self.process.returncode} before "
-                    f"listening on port {self.port}:\n{self.output[-3000:]}"
-                )
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            if time.monotonic() > deadline:
-                self.kill()
-                raise ServerError(
-                    f"{self.name} did not listen on port {self.port} within "
-                    f"{timeout} s:\n{self.output[-3000:]}"
-                )
-            time.sleep(0.05)
-
-    def check_alive(self) -> None:
-        """Raise :class:`ServerError` if the server has died."""
-        if self.process.poll() is not None:
-            raise ServerError(
-                f"{self.name} died with {self.process.returncode}:\n"
-                f"{self.output[-3000:]}"
-            )
 
     def rss_kib(self) -> int:
         """Return the server's resident set size (VmRSS) in KiB."""
@@ -179,11 +109,7 @@ class Server:
     def kill(self) -> None:
         """Kill the server's whole session; wait for it to end."""
         _running.discard(self)
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
+        super().kill()
 
 
 @contextlib.contextmanager
