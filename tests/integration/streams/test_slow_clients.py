@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 
@@ -17,6 +16,7 @@ from django_realtime.streams import (
     set_stream_store,
 )
 from django_realtime.streams.stores import MemoryHistoryStore, PolicyTable
+from tests.integration.streams.asgi_client import Client
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -39,55 +39,6 @@ class Closer(Slowpoke):
     slow_client_policy = "close"
 
 
-class Client:
-    """Drive a consumer through ASGI directly; its reading can be stopped."""
-
-    def __init__(self, consumer: type[StreamConsumer]) -> None:
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.reading = asyncio.Event()
-        self.reading.set()
-        scope = {
-            "type": "websocket",
-            "path": "/ws/",
-            "headers": [],
-            "query_string": b"",
-            "subprotocols": [],
-        }
-        self.task = asyncio.create_task(
-            consumer.as_asgi()(scope, self.inbox.get, self._send)
-        )
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.send":
-            # A client that does not read: the server's send never returns.
-            await self.reading.wait()
-        await self.outbox.put(message)
-
-    async def frame(self) -> dict[str, Any]:
-        message = await asyncio.wait_for(self.outbox.get(), 3)
-        assert message["type"] == "websocket.send", message
-        frame: dict[str, Any] = json.loads(message["text"])
-        return frame
-
-    async def open(self) -> None:
-        await self.inbox.put({"type": "websocket.connect"})
-        accepted = await asyncio.wait_for(self.outbox.get(), 3)
-        assert accepted["type"] == "websocket.accept"
-        await self.inbox.put(
-            {
-                "type": "websocket.receive",
-                "text": '{"kind":"subscribe","id":1,"stream":"s"}',
-            }
-        )
-        assert (await self.frame())["kind"] == "subscribed"
-
-    async def close(self) -> None:
-        self.reading.set()
-        await self.inbox.put({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(self.task, 3)
-
-
 @pytest.fixture(autouse=True)
 def store() -> Iterator[MemoryHistoryStore]:
     fresh = MemoryHistoryStore(PolicyTable({"*": {"max_count": 1000}}))
@@ -103,7 +54,9 @@ async def test_a_client_that_stops_reading_is_caught_up_from_history_later(
     before = stream_consumer.stats.slow_catch_ups
     slow, fast = Client(Slowpoke), Client(Slowpoke)
     await slow.open()
+    await slow.subscribe("s")
     await fast.open()
+    await fast.subscribe("s")
     slow.reading.clear()
     pump = Slowpoke.instances[0]._pump
     assert pump is not None
@@ -131,6 +84,7 @@ async def test_the_close_policy_closes_a_client_that_stops_reading(
     before = stream_consumer.stats.slow_closes
     slow = Client(Closer)
     await slow.open()
+    await slow.subscribe("s")
     slow.reading.clear()
     with caplog.at_level(logging.WARNING, "django_realtime.streams"):
         for n in range(20):
@@ -152,6 +106,7 @@ async def test_queued_bytes_are_bounded_too() -> None:
 
     slow = Client(Tight)
     await slow.open()
+    await slow.subscribe("s")
     slow.reading.clear()
     pump = Slowpoke.instances[0]._pump
     assert pump is not None
