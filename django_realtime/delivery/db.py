@@ -72,7 +72,10 @@ T = TypeVar("T")
 _opened: dict[int, weakref.WeakSet[BaseDatabaseWrapper]] = {}
 # Threads outside the sync pool that have opened a connection (a superset
 # of those that still hold one): while empty, no boundary has work to do.
-_outside_idents: set[int] = set()
+# A tuple, replaced under the lock: has_loop_connections() iterates it while
+# other threads may add to it.
+_outside_idents: tuple[int, ...] = ()
+_outside_lock = threading.Lock()
 # Connections still due after a hop: they live in a thread the hop does not
 # reach (the main thread of a test, say); their own thread closes them.
 _unreachable: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
@@ -82,9 +85,12 @@ def track_connection(
     sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any
 ) -> None:
     """Record a new connection (a ``connection_created`` signal receiver)."""
+    global _outside_idents
     ident = threading.get_ident()
-    if not is_pool_thread(ident):
-        _outside_idents.add(ident)
+    if not is_pool_thread(ident) and ident not in _outside_idents:
+        with _outside_lock:
+            if ident not in _outside_idents:
+                _outside_idents = (*_outside_idents, ident)
     try:
         _opened[ident].add(connection)
     except KeyError:
@@ -180,10 +186,12 @@ def has_loop_connections() -> bool:
     Only those can be due at a consumer's boundary: when this is false,
     :func:`aclose_old_connections` has nothing to do and need not be awaited.
     """
-    if not _outside_idents:
-        # Every consumer boundary asks: the common answer costs no scan.
-        return False
-    return any(opened for ident, opened in _opened.items() if not is_pool_thread(ident))
+    # Every consumer boundary asks: look only at the threads that can answer
+    # yes (usually none, or the one thread of the async ORM).
+    for ident in _outside_idents:
+        if not is_pool_thread(ident) and _opened.get(ident):
+            return True
+    return False
 
 
 async def aclose_old_connections() -> None:
