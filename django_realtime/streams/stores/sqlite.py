@@ -40,9 +40,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
 from django_realtime.layers.sqlite.engine import ANY_PROCESS, Engine
 from django_realtime.layers.sqlite.layer import DEFAULT_PATH
-from django_realtime.layers.sqlite.wake import WakeSocket, wake_dir
+from django_realtime.layers.sqlite.wake import DEAD, WakeSocket, wake_dir
 from django_realtime.streams.positions import (
     History,
     HistoryPolicy,
@@ -164,6 +166,62 @@ class SQLiteHistoryStore(HistoryStore):
         publication: Publication = await self._get_engine().submit(operation)
         return publication
 
+    def publish_in_transaction(
+        self, stream: str, data: str, using: str = DEFAULT_DB_ALIAS
+    ) -> Publication:
+        """Publish ``data`` in the current transaction of Django's ``using``.
+
+        The store's file must be the file of that SQLite database. The
+        publication is written by the caller's transaction (a savepoint of
+        it inside ``transaction.atomic()``, or a transaction of its own):
+        kept if it commits, gone if it rolls back. Once it commits, the
+        listening processes are poked; a process that misses the poke (the
+        publisher died right after its commit) finds the publication at its
+        next look, so a committed publication is announced once to every
+        listening process.
+
+        Give the database ``"OPTIONS": {"transaction_mode": "IMMEDIATE"}``,
+        so that its transactions wait for the store's writes, and the
+        store's for them, instead of failing with "database is locked".
+
+        Raises:
+            ValueError: the payload alone is over the stream's
+                ``max_bytes``, or ``using`` is not a SQLite database in the
+                store's file.
+        """
+        policy = self.policies(stream)
+        size = policy.check_size(stream, data)
+        connection = connections[using]
+        connection.ensure_connection()
+        name = str(connection.settings_dict.get("NAME", ""))
+        if connection.vendor != "sqlite" or not _same_file(name, self.path):
+            raise ValueError(
+                f"Expected DATABASES[{using!r}] to be the SQLite file of this "
+                f"store, {self.path}; got {connection.vendor} database {name!r}."
+            )
+        with transaction.atomic(using=using):
+            raw = connection.connection
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    raw.execute(statement)
+            publication = _publish(raw, stream, data, size, policy, self.clock())
+        transaction.on_commit(self._committed, using=using)
+        return publication
+
+    def _committed(self) -> None:
+        """Poke the listening processes now: a publication has committed.
+
+        Poked from the committing thread, not the store's: the process may
+        end right after its commit.
+        """
+        engine = self._get_engine()
+        wake = engine.wake
+        for process in wake.processes():
+            if wake.poke(process) == DEAD:
+                wake.forget(process)
+        if wake.bound:
+            engine.want()
+
     async def read(self, stream: str, since: Position | None = None) -> History:
         """Return what ``stream`` published after ``since``."""
         policy = self.policies(stream)
@@ -259,6 +317,13 @@ class SQLiteHistoryStore(HistoryStore):
                         self.hub.announce(Publication(stream, epoch, offset, data))
             if len(rows) < _BATCH:
                 return
+
+
+def _same_file(name: str, path: Path) -> bool:
+    try:
+        return os.path.samefile(name, path)
+    except (OSError, ValueError):
+        return False
 
 
 def _since(

@@ -15,6 +15,11 @@ Roles:
 - ``publish STREAM COUNT``: publish COUNT payloads to STREAM with a
   :class:`~django_realtime.streams.stores.sqlite.SQLiteHistoryStore`,
   printing each publication's epoch and offset, then exit.
+- ``atomic STREAM ENDING``: with Django's database in the same file,
+  publish inside ``transaction.atomic()`` and print ``{"written": ...}``;
+  then end the block as ENDING says: ``commit``, ``rollback``, or
+  ``die-after-commit`` (the process kills itself in an on-commit hook
+  registered before the store's, so its wake-up is never sent).
 """
 
 from __future__ import annotations
@@ -66,10 +71,40 @@ async def publish(path: str, stream: str, count: int) -> None:
     await store.close()
 
 
+def atomic(path: str, stream: str, ending: str) -> None:
+    import os
+    import signal
+
+    import django
+    from django.conf import settings
+    from django.db import transaction
+
+    settings.configure(
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": path}},
+        INSTALLED_APPS=[],
+    )
+    django.setup()
+    store = SQLiteHistoryStore(path)
+    try:
+        with transaction.atomic():
+            if ending == "die-after-commit":
+                transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+            publication = store.publish_in_transaction(stream, '"saved"')
+            say(written=publication.offset, epoch=publication.epoch)
+            if ending == "rollback":
+                raise RuntimeError("roll back")
+    except RuntimeError:
+        say(rolled_back=True)
+        return
+    say(committed=True)
+
+
 def main() -> None:
     role, path, target, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     layer = SQLiteChannelLayer(path=path, capacity=100_000)
-    if role == "publish":
+    if role == "atomic":
+        atomic(path, target, count)
+    elif role == "publish":
         asyncio.run(publish(path, target, int(count)))
     elif role == "receive":
         asyncio.run(receive(layer, target, int(count)))

@@ -220,3 +220,74 @@ async def test_a_killed_process_loses_its_group_memberships_on_the_next_send(
         "second",
     ]
     assert any("ended without closing" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_publication_committed_by_a_process_killed_after_commit_arrives(
+    path: str, peers: list[Peer]
+) -> None:
+    store = SQLiteHistoryStore(path, poll_interval=0.2)
+    recorder = Recorder()
+    try:
+        await store.listen("orders.1", recorder)
+        before = await store.read("orders.1")
+
+        publisher = Peer("atomic", path, "orders.1", "die-after-commit")
+        peers.append(publisher)
+        written = await publisher.line()
+        assert await publisher.wait() == -signal.SIGKILL
+
+        announced = await recorder.next()
+        assert (announced.epoch, announced.offset, announced.data) == (
+            before.epoch,
+            written["written"],
+            '"saved"',
+        )
+        history = await store.read("orders.1", before.position)
+        assert [p.offset for p in history.publications] == [1]
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await recorder.publications.get()
+    finally:
+        await store.close()
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(
+    path: str, peers: list[Peer]
+) -> None:
+    store = SQLiteHistoryStore(path, poll_interval=0.2)
+    recorder = Recorder()
+    try:
+        await store.listen("orders.2", recorder)
+        before = await store.read("orders.2")
+
+        publisher = Peer("atomic", path, "orders.2", "rollback")
+        peers.append(publisher)
+        assert (await publisher.line())["written"] == 1
+        assert await publisher.line() == {"rolled_back": True}
+        assert await publisher.wait() == 0
+
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await recorder.publications.get()
+        assert (await store.read("orders.2")).position == before.position
+    finally:
+        await store.close()
+
+
+async def test_a_committed_publication_is_announced_at_once(
+    path: str, peers: list[Peer]
+) -> None:
+    store = SQLiteHistoryStore(path, poll_interval=60)
+    recorder = Recorder()
+    try:
+        await store.listen("orders.3", recorder)
+
+        publisher = Peer("atomic", path, "orders.3", "commit")
+        peers.append(publisher)
+        written = await publisher.line()
+        assert await publisher.line() == {"committed": True}
+
+        announced = await recorder.next()
+        assert (announced.offset, announced.data) == (written["written"], '"saved"')
+    finally:
+        await store.close()
