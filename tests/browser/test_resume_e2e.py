@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(180)]
 
 COUNT = 600
-RATE = 40.0  # per second: 15 s of publishing
+RATE = 60.0  # per second: 10 s of publishing
 
 
 @pytest.fixture
@@ -132,14 +132,16 @@ def test_page_gets_every_message_exactly_once_through_every_fault(
         ),
     ]
     try:
-        for number, (_, fault) in enumerate(faults, start=1):
+        for number, (name, fault) in enumerate(faults, start=1):
             # Each fault once the page has caught up past a new share of the
-            # messages, so that every one strikes while messages flow.
+            # messages, so that every one strikes while messages flow; the
+            # last third is left for restarts that take longer than a share.
             wait(
                 page,
                 "(n) => c.rt.state === 'open' && got.publications.length >= n",
-                COUNT * number // (len(faults) + 2),
+                COUNT * number // (len(faults) + 3),
             )
+            assert publisher.poll() is None, f"Published everything before {name!r}"
             fault()
         output, _ = publisher.communicate(timeout=COUNT / RATE + 60)
     finally:
