@@ -27,6 +27,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,13 @@ class Engine:
         self._signal_r, self._signal_w = socket.socketpair()
         self._signal_r.setblocking(False)
         self._signal_w.setblocking(False)
+        # An engine dropped without stop() (its thread never started) closes
+        # its sockets. Not at exit: a socket file left behind by a process
+        # that ended tells the others that its channels are gone.
+        finalizer = weakref.finalize(
+            self, _close_sockets, self._signal_r, self._signal_w, wake
+        )
+        finalizer.atexit = False
         self._want = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -135,10 +143,16 @@ class Engine:
         self._signal()
 
     def stop(self) -> None:
-        """Ask the thread to finish the queued work, close and end."""
-        self._stopping = True
-        if self._thread is not None:
-            self._poke_self()
+        """Ask the thread to finish the queued work, close and end.
+
+        An engine whose thread never started closes its sockets at once.
+        """
+        with self._start_lock:
+            self._stopping = True
+            if self._thread is None:
+                self._close()
+                return
+        self._poke_self()
 
     def join(self, timeout: float) -> bool:
         """Wait for the thread to end; return whether it has."""
@@ -153,7 +167,7 @@ class Engine:
     def _signal(self) -> None:
         if self._thread is None:
             with self._start_lock:
-                if self._thread is None:
+                if self._thread is None and not self._stopping:
                     self._thread = threading.Thread(
                         target=self._run,
                         name=f"{self.name}-{self.wake.process_id}",
@@ -322,6 +336,11 @@ class Engine:
         self._signal_w.close()
         for call in self._calls:
             _settle(call.future, None, ChannelLayerError("The layer has closed."))
+
+
+def _close_sockets(*sockets: socket.socket | WakeSocket) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _settle(
