@@ -66,6 +66,7 @@ from django_realtime.exceptions import (
 from django_realtime.layers import get_channel_layer
 from django_realtime.middleware.correlation import (
     KEY as CORRELATION_KEY,
+    current_source,
     get_correlation_id,
     id_from_headers,
     new_correlation_id,
@@ -371,9 +372,14 @@ class AsyncConsumer:
         # The outbox holds the handler's sends and names its message for
         # the correlation id. Without held sends, the id is set as it is.
         outbox = None
+        correlated = None
         if self.defer_sends:
             outbox = Outbox(self, correlation)
             token = activate(outbox)
+            source = current_source()
+            if getattr(source, "__self__", None) is not self:
+                # Dispatched outside the consumer's own context.
+                correlated = set_source(self._correlation_in_context)
         else:
             correlated = set_source(self._correlation_of(correlation))
         outcome: Outcome = FAILED
@@ -397,7 +403,7 @@ class AsyncConsumer:
             finally:
                 if outbox is not None:
                     deactivate(token)
-                else:
+                if correlated is not None:
                     reset_source(correlated)
                 if started is not None:
                     metrics.observe_handler(

@@ -43,6 +43,7 @@ __all__ = [
     "CorrelationIdFilter",
     "CorrelationIdMiddleware",
     "correlation_id",
+    "current_source",
     "get_correlation_id",
     "id_from_headers",
     "new_correlation_id",
@@ -87,6 +88,11 @@ def set_source(source: str | Source | None) -> Token[str | Source | None]:
     threads that copy it.
     """
     return _current.set(source)
+
+
+def current_source() -> str | Source | None:
+    """Return what gives the ids in this context (see :func:`set_source`)."""
+    return _current_get(None)
 
 
 def reset_source(token: Token[str | Source | None]) -> None:

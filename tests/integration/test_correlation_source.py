@@ -173,3 +173,30 @@ async def test_an_http_consumer_answers_under_the_requests_id() -> None:
     )
     response = await communicator.get_response()
     assert response["body"] == b"req-7"
+
+
+class Poked(AsyncWebsocketConsumer):
+    instances: list[Poked] = []
+
+    async def connect(self) -> None:
+        self.instances.append(self)
+        await self.accept()
+
+    async def poke(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=f"poked {self.correlation_id}")
+
+
+async def test_a_message_dispatched_from_another_task_has_its_own_id() -> None:
+    Poked.instances = []
+    communicator = WebsocketCommunicator(
+        Poked.as_asgi(), "/ws/", headers=[(b"x-request-id", b"pk")]
+    )
+    assert (await communicator.connect())[0]
+    [consumer] = Poked.instances
+    # This task is not the consumer's: its context has no id source of it.
+    await consumer.dispatch({"type": "poke", "correlation_id": "from-outside"})
+    assert await communicator.receive_from() == "poked from-outside"
+    await consumer.dispatch({"type": "poke"})
+    assert await communicator.receive_from() == "poked pk"
+    assert get_correlation_id() is None
+    await communicator.disconnect()
