@@ -40,7 +40,12 @@ websocket_urlpatterns = (
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The chat's event streams and long-polls count as connections too.
+        "http": ConnectionLimits(
+            django_asgi_app,
+            max_connections=settings.MAX_CONNECTIONS,  # type: ignore[misc]
+            http_paths=["/realtime/"],
+        ),
         # Sockets only from pages of this site (an Origin in ALLOWED_HOSTS),
         # with the session and user of the browser's cookie in the scope.
         # Then at most MAX_CONNECTIONS sockets per process (more are refused

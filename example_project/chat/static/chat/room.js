@@ -65,11 +65,16 @@ function reloadPage({ reason }) {
   window.location.reload();
 }
 
-const rt = connect(`/ws/chat/${roomName}/`);
+// Where WebSockets are blocked, the same stream over SSE or long-polling.
+const rt = connect(`/ws/chat/${roomName}/`, { httpUrl: `/realtime/chat/${roomName}/` });
 
-rt.onState(({ state, delay }) => {
+rt.onState(({ state, delay, transport }) => {
   status.value =
-    state === "reconnecting" ? `reconnecting in ${(delay / 1000).toFixed(1)} s` : state;
+    state === "reconnecting"
+      ? `reconnecting in ${(delay / 1000).toFixed(1)} s`
+      : transport && transport !== "websocket"
+        ? `${state} (${transport})`
+        : state;
   submit.disabled = state !== "open";
 });
 

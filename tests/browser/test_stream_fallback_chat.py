@@ -1,0 +1,112 @@
+"""The example chat in Chromium without WebSockets: it falls back, loses nothing.
+
+Alice and Bob each have a room page behind a round-robin proxy over two
+``runserver`` processes of the example project (history in Redis, no
+affinity). In one case the pages have no ``window.WebSocket``; in the
+other the proxy refuses every upgrade. They talk, every server process
+restarts, they talk again: each page shows every message once, in order,
+without reloading, and its status names the transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.browser.example.test_chat_browser import RoomPage, new_room
+from tests.e2e.example.test_chat_e2e import (
+    Serve,
+    ServerProcess,
+    example_db,
+    ready,
+    redis_url,
+    serve,
+)
+from tests.e2e.streams_http.proxy import proxying
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser as Chromium
+
+__all__ = ["example_db", "redis_url", "serve"]  # fixtures used by name
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(180)]
+
+
+def _port(server: ServerProcess) -> int:
+    return int(server.address.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def pages(
+    browser: Chromium, request: pytest.FixtureRequest
+) -> Iterator[dict[str, RoomPage]]:
+    """Yield Alice's and Bob's pages (without WebSocket if the test says so)."""
+    no_websocket = request.node.callspec.params["case"] == "no-websocket"
+    contexts, opened = [], {}
+    for name in ("alice", "bob"):
+        context = browser.new_context()
+        if no_websocket:
+            context.add_init_script("delete window.WebSocket;")
+        tab = context.new_page()
+        tab.set_default_timeout(20_000)
+        contexts.append(context)
+        opened[name] = RoomPage(tab)
+    yield opened
+    for context in contexts:
+        context.close()
+
+
+@pytest.mark.parametrize("case", ["no-websocket", "upgrade-refused"])
+def test_two_users_chat_over_sse_across_a_restart_and_see_each_message_once(
+    serve: Serve, redis_url: str, pages: dict[str, RoomPage], case: str
+) -> None:
+    servers = [serve("runserver", wait=False, REDIS_URL=redis_url) for _ in range(2)]
+    ready(*servers)
+    room = new_room(servers[0])
+    with proxying(
+        [_port(server) for server in servers], refuse_upgrade=case == "upgrade-refused"
+    ) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        for name, page in pages.items():
+            page.log_in_and_open(url, room, username=name)
+            page.wait_for_status("open (sse)")
+            page.mark()
+        for n in range(2):
+            for name, page in pages.items():
+                page.say(f"{name} {n}")
+                page.wait_for_log(2 * n + (1 if name == "alice" else 2))
+        for page in pages.values():
+            page.wait_for_log(4)
+
+        for server in servers:
+            server.kill()
+        for page in pages.values():
+            page.wait_for_status("reconnecting")
+        servers = [
+            serve("runserver", wait=False, REDIS_URL=redis_url) for _ in range(2)
+        ]
+        ready(*servers)
+        proxy.backends = [_port(server) for server in servers]
+        for page in pages.values():
+            page.network_back()
+            page.wait_for_status("open (sse)")
+
+        for n in range(2, 4):
+            for name, page in pages.items():
+                page.say(f"{name} {n}")
+                page.wait_for_log(2 * n + (1 if name == "alice" else 2))
+        logs = [page.wait_for_log(8) for page in pages.values()]
+
+    assert logs[0] == logs[1]
+    texts = [text for _, text in logs[0]]
+    assert texts == [
+        f"{name}: {name} {n}" for n in range(4) for name in ("alice", "bob")
+    ]
+    assert len({id_ for id_, _ in logs[0]}) == 8
+    for page in pages.values():
+        assert not page.reloaded()
+        assert page.tab.locator("#chat-log .error").count() == 0
+    if case == "upgrade-refused":
+        assert proxy.refused_upgrades >= 2
