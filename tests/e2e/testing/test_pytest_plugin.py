@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
+import textwrap
 import urllib.request
+from collections import Counter
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,24 @@ def plugin_args() -> list[str]:
     return [] if installed else ["-p", "django_realtime.testing.pytest_plugin"]
 
 
+def inner_settings(directory: Path) -> str:
+    """Return settings whose test database is a file in ``directory``."""
+    return textwrap.dedent(
+        f"""
+        from tests.settings import *  # noqa: F403
+
+        DATABASES = {{
+            "default": {{
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": {str(directory / "dev.sqlite3")!r},
+                "TEST": {{"NAME": {str(directory / "test.sqlite3")!r}}},
+            }}
+        }}
+        ASGI_APPLICATION = "tests.integration.testing.no_such_module.application"
+        """
+    )
+
+
 @pytest.fixture
 def inner(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
@@ -40,20 +62,7 @@ def inner(
     """Prepare a project whose test database is a file in the temporary dir."""
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
-    pytester.makepyfile(
-        inner_settings=f"""
-        from tests.settings import *  # noqa: F403
-
-        DATABASES = {{
-            "default": {{
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": {str(pytester.path / "dev.sqlite3")!r},
-                "TEST": {{"NAME": {str(pytester.path / "test.sqlite3")!r}}},
-            }}
-        }}
-        ASGI_APPLICATION = "tests.integration.testing.no_such_module.application"
-        """
-    )
+    pytester.makepyfile(inner_settings=inner_settings(pytester.path))
     return pytester
 
 
@@ -95,11 +104,9 @@ def test_loading_the_plugin_imports_nothing_from_django() -> None:
     )
 
 
-def test_websocket_communicator_disconnects_what_the_test_left_open(
-    inner: pytest.Pytester,
-) -> None:
-    inner.makepyfile(
-        test_inner="""
+# The inner tests of the fixtures that need no server, run in one session.
+FIXTURE_TESTS = {
+    "test_left_open.py": """
         events = []
 
         async def app(scope, receive, send):
@@ -114,19 +121,8 @@ def test_websocket_communicator_disconnects_what_the_test_left_open(
 
         def test_the_application_was_told_at_teardown():
             assert events == [{"type": "websocket.disconnect", "code": 1000}]
-        """
-    )
-
-    result = run(inner)
-
-    result.assert_outcomes(passed=2)
-
-
-def test_websocket_communicator_reports_a_crash_at_teardown(
-    inner: pytest.Pytester,
-) -> None:
-    inner.makepyfile(
-        test_inner="""
+        """,
+    "test_crash.py": """
         async def app(scope, receive, send):
             await receive()
             await send({"type": "websocket.accept"})
@@ -136,18 +132,8 @@ def test_websocket_communicator_reports_a_crash_at_teardown(
         async def test_leaves_the_connection_open(websocket_communicator):
             communicator = websocket_communicator(app)
             await communicator.connect()
-        """
-    )
-
-    result = run(inner)
-
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*LookupError: crashed on disconnect*"])
-
-
-def test_channel_layer_is_flushed_after_each_test(inner: pytest.Pytester) -> None:
-    inner.makepyfile(
-        test_inner="""
+        """,
+    "test_flushed.py": """
         import asyncio
 
         import pytest
@@ -164,12 +150,94 @@ def test_channel_layer_is_flushed_after_each_test(inner: pytest.Pytester) -> Non
 
         def test_works_in_sync_tests(channel_layer):
             assert hasattr(channel_layer, "group_send")
-        """
+        """,
+}
+
+_REPORTED = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+?)(?: - |$)")
+
+
+@dataclass
+class InnerRun:
+    """What one inner pytest session reported, test file by test file."""
+
+    output: str
+    reports: list[tuple[str, str]]
+
+    def outcomes(self, file: str) -> dict[str, int]:
+        """Count the reports of ``file``'s tests by outcome (lowercase)."""
+        return dict(
+            Counter(
+                status.lower() + ("s" if status == "ERROR" else "")
+                for status, nodeid in self.reports
+                if nodeid.split("::")[0] == file
+            )
+        )
+
+
+@pytest.fixture(scope="module")
+def fixture_tests(tmp_path_factory: pytest.TempPathFactory) -> InnerRun:
+    """Run :data:`FIXTURE_TESTS` in one pytest subprocess, set up as ``inner``."""
+    directory = tmp_path_factory.mktemp("fixture_tests")
+    (directory / "inner_settings.py").write_text(inner_settings(directory))
+    for name, source in FIXTURE_TESTS.items():
+        (directory / name).write_text(textwrap.dedent(source))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            *plugin_args(),
+            "--ds=inner_settings",
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            "-W",
+            "error",
+            "-rA",
+            *FIXTURE_TESTS,
+        ],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    reports = [
+        (match[1], match[2])
+        for line in output.splitlines()
+        if (match := _REPORTED.match(line))
+    ]
+    return InnerRun(output, reports)
+
+
+def test_websocket_communicator_disconnects_what_the_test_left_open(
+    fixture_tests: InnerRun,
+) -> None:
+    assert fixture_tests.outcomes("test_left_open.py") == {"passed": 2}, (
+        fixture_tests.output
     )
 
-    result = run(inner)
 
-    result.assert_outcomes(passed=3)
+def test_websocket_communicator_reports_a_crash_at_teardown(
+    fixture_tests: InnerRun,
+) -> None:
+    assert fixture_tests.outcomes("test_crash.py") == {"passed": 1, "errors": 1}, (
+        fixture_tests.output
+    )
+    assert "LookupError: crashed on disconnect" in fixture_tests.output
+
+
+def test_channel_layer_is_flushed_after_each_test(fixture_tests: InnerRun) -> None:
+    assert fixture_tests.outcomes("test_flushed.py") == {"passed": 3}, (
+        fixture_tests.output
+    )
 
 
 def test_realtime_live_server_shares_the_test_database(
