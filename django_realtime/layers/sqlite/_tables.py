@@ -216,34 +216,53 @@ def claim(
     Looks at this process's channels and at the normal channels in
     ``normal`` (those with receivers waiting here); ``lacking`` says, for
     the channels found holding messages, how many each one's receivers
-    lack. Every expired message found is deleted on the way and reported.
+    lack. A channel whose oldest message has expired has all its expired
+    messages deleted, reported, and leaves its groups.
     """
-    rows: list[tuple[int, str, float]] = connection.execute(
-        "SELECT id, channel, deadline FROM drt_layer_message "
-        "WHERE target = ? ORDER BY id",
+    # SQLite returns the deadline of the row that MIN(id) picked.
+    heads: list[tuple[str, str, int, float]] = connection.execute(
+        "SELECT target, channel, MIN(id), deadline FROM drt_layer_message "
+        "WHERE target = ? GROUP BY channel",
         (process_id,),
     ).fetchall()
     for chunk in _chunks(normal, 500):
         marks = ",".join("?" * len(chunk))
-        rows += connection.execute(
-            "SELECT id, channel, deadline FROM drt_layer_message "
-            f"WHERE target = '' AND channel IN ({marks}) ORDER BY id",
+        heads += connection.execute(
+            "SELECT target, channel, MIN(id), deadline FROM drt_layer_message "
+            f"WHERE target = '' AND channel IN ({marks}) GROUP BY channel",
             chunk,
         ).fetchall()
-    if not rows:
+    if not heads:
         return Claim([], {}, {})
-    wanted = lacking({channel for _, channel, _ in rows})
-    left = dict(wanted)
+    wanted = lacking({channel for _, channel, _, _ in heads})
     taken: list[int] = []
-    stale: list[int] = []
     expired: dict[str, int] = {}
-    for row_id, channel, deadline in rows:
+    evicted: dict[str, tuple[str, ...]] = {}
+    for target, channel, head, deadline in heads:
         if deadline <= now:
-            stale.append(row_id)
-            expired[channel] = expired.get(channel, 0) + 1
-        elif left.get(channel, 0) > 0:
-            left[channel] -= 1
-            taken.append(row_id)
+            expired[channel] = connection.execute(
+                "DELETE FROM drt_layer_message "
+                "WHERE target = ? AND channel = ? AND deadline <= ?",
+                (target, channel, now),
+            ).rowcount
+            groups = connection.execute(
+                "DELETE FROM drt_layer_membership WHERE channel = ? RETURNING grp",
+                (channel,),
+            ).fetchall()
+            if groups:
+                evicted[channel] = tuple(sorted(group for (group,) in groups))
+        count = wanted.get(channel, 0)
+        if count == 1 and deadline > now:
+            taken.append(head)
+        elif count:
+            taken += [
+                row_id
+                for (row_id,) in connection.execute(
+                    "SELECT id FROM drt_layer_message WHERE target = ? AND "
+                    "channel = ? AND deadline > ? ORDER BY id LIMIT ?",
+                    (target, channel, now, count),
+                )
+            ]
     messages: list[tuple[int, str, float, bytes]] = []
     for chunk in _chunks(taken, 500):
         marks = ",".join("?" * len(chunk))
@@ -253,20 +272,6 @@ def claim(
             chunk,
         ).fetchall()
     messages.sort()
-    evicted: dict[str, tuple[str, ...]] = {}
-    if stale:
-        for chunk in _chunks(stale, 500):
-            marks = ",".join("?" * len(chunk))
-            connection.execute(
-                f"DELETE FROM drt_layer_message WHERE id IN ({marks})", chunk
-            )
-        for channel in expired:
-            groups = connection.execute(
-                "DELETE FROM drt_layer_membership WHERE channel = ? RETURNING grp",
-                (channel,),
-            ).fetchall()
-            if groups:
-                evicted[channel] = tuple(sorted(group for (group,) in groups))
     return Claim(
         [(channel, deadline, payload) for _, channel, deadline, payload in messages],
         expired,

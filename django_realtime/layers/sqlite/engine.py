@@ -138,7 +138,9 @@ class Engine:
         self._signal()
 
     def want(self) -> None:
-        """Ask for a look for messages: a receiver started waiting."""
+        """Ask for a look: a receiver started waiting."""
+        if self._want and self._thread is not None:
+            return  # A look is due already, and will see this receiver.
         self._want = True
         self._signal()
 
