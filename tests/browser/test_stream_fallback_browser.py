@@ -153,3 +153,35 @@ def test_two_users_talk_over_the_fallback_and_across_a_restart_see_each_message_
         if case == "upgrade-refused":
             assert proxy.refused_upgrades >= 2
         assert len(proxy.forwarded) >= 2  # both processes served
+
+
+@pytest.mark.parametrize("transports", [["sse"], ["poll"]], ids=["sse", "poll"])
+def test_many_streams_subscribed_at_once_share_one_event_stream_or_poll(
+    browser: Browser, backends: Backends, transports: list[str]
+) -> None:
+    with proxying(backends.ports) as proxy:
+        page = _open_page(
+            browser, f"http://127.0.0.1:{proxy.port}/page/", no_websocket=False
+        )
+        page.evaluate("(transports) => start({transports})", transports)
+        page.evaluate(
+            """async () => {
+                window.many = [];
+                await Promise.all(["open.m1", "open.m2", "open.m3"].map((stream) => {
+                    const sub = rt.subscribe(stream);
+                    sub.on("*", (data, p) => many.push([p.stream, p.offset, data.n]));
+                    return sub.ready;
+                }));
+            }"""
+        )
+        for n in range(3):
+            for stream in ("open.m1", "open.m2", "open.m3"):
+                page.evaluate(
+                    "([stream, n]) => rt.request('publish', {stream, data: {n}})",
+                    [stream, n],
+                )
+        page.wait_for_function("many.length >= 9")
+        many = page.evaluate("many")
+    for stream in ("open.m1", "open.m2", "open.m3"):
+        assert [(o, n) for s, o, n in many if s == stream] == [(1, 0), (2, 1), (3, 2)]
+    assert page.evaluate("rt.transport") == transports[0]

@@ -212,6 +212,8 @@ export class HttpSocket {
   #positions = new Map(); // stream -> [epoch, offset]
   #posts = Promise.resolve(); // POSTs go one at a time, in order
   #generation = 0; // bumped when a POST changes the streams
+  #queued = 0; // POSTs waiting or in flight
+  #changed = false; // the streams changed since the stream was opened
   #opened = false;
   #closed = false;
   #events = null; // the EventSource
@@ -241,7 +243,16 @@ export class HttpSocket {
   /** Send one frame (JSON text) as a POST; its answer comes as a message. */
   send(text) {
     if (this.#closed) return;
-    this.#posts = this.#posts.then(() => this.#post(text));
+    this.#queued += 1;
+    this.#posts = this.#posts.then(async () => {
+      await this.#post(text);
+      this.#queued -= 1;
+      // Once the POSTs queued have gone: one reconnection for many subscribes.
+      if (this.#changed && this.#queued === 0 && !this.#closed) {
+        this.#changed = false;
+        this.#restart();
+      }
+    });
   }
 
   /** Close: no event follows. */
@@ -326,10 +337,12 @@ export class HttpSocket {
     const changed = body.frames.some(
       (answer) => answer.kind === "subscribed" || answer.kind === "unsubscribed",
     );
-    if (changed) this.#generation += 1;
+    if (changed) {
+      this.#generation += 1;
+      this.#changed = true;
+    }
     this.#took(body, this.#generation);
     for (const answer of body.frames) this.#deliver(answer);
-    if (changed) this.#restart();
   }
 
   /** The streams changed: read them with the new client id from now on. */
