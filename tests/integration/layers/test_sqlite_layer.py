@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from django_realtime.exceptions import ChannelLayerError
+from django_realtime.exceptions import ChannelFull, ChannelLayerError, GroupsExpired
 from django_realtime.layers import ChannelLayerManager
 from django_realtime.layers.sqlite import SQLiteChannelLayer
 
@@ -180,3 +180,47 @@ async def test_close_ends_the_layer_thread_and_the_layer_works_again(
     names = {thread.name for thread in threading.enumerate()}
     assert f"sqlite-layer-{layer.process_id}" not in names
     assert await receive(layer, "jobs") == {"type": "one"}
+
+
+async def test_a_channel_of_another_process_is_full_for_every_sender(
+    make: MakeLayer,
+) -> None:
+    reader, sender = make(capacity=2), make(capacity=2)
+    channel = await reader.new_channel()
+    await sender.send(channel, {"type": "one"})
+    await reader.send(channel, {"type": "two"})
+
+    with pytest.raises(ChannelFull):
+        await sender.send(channel, {"type": "three"})
+
+    assert await receive(reader, channel) == {"type": "one"}
+    await sender.send(channel, {"type": "fits.again"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_channel_found_holding_expired_messages_leaves_its_groups(
+    make: MakeLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    layer = make(expiry=10, clock=clock)
+    channel = await layer.new_channel()
+    await layer.group_add("room", channel)
+    await layer.group_send("room", {"type": "unread"})
+    clock.now += 11
+
+    with pytest.raises(GroupsExpired) as raised:
+        await receive(layer, channel)
+
+    assert raised.value.groups == ("room",)
+    assert layer.stats.expired_messages == 1
+    assert any("expired unread" in r.getMessage() for r in caplog.records)
+    await layer.group_send("room", {"type": "after.eviction"})
+    await layer.send(channel, {"type": "direct"})
+    assert await receive(layer, channel) == {"type": "direct"}
