@@ -47,42 +47,17 @@ from django_realtime.layers.sqlite.layer import DEFAULT_PATH
 from django_realtime.layers.sqlite.wake import DEAD, WakeSocket, wake_dir
 from django_realtime.streams.positions import (
     History,
-    HistoryPolicy,
     Position,
     Publication,
-    recovery_of,
 )
 from django_realtime.streams.stores.base import HistoryStore, Listener, PolicyTable
+from django_realtime.streams.stores.sqlite import _tables
 
 __all__ = ["SQLiteHistoryStore"]
 
 _PROCESS_ID_LENGTH = 12
-_BATCH = 1000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS drt_stream (
-    name TEXT PRIMARY KEY,
-    epoch TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS drt_stream_entry (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream TEXT NOT NULL,
-    epoch TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    published_at REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS drt_stream_entry_offset
-    ON drt_stream_entry (stream, offset);
-"""
-
-
-def _schema(connection: sqlite3.Connection) -> None:
-    connection.executescript(_SCHEMA)
+# Seconds between two trims of streams nobody publishes to or reads.
+_SWEEP_INTERVAL = 60.0
 
 
 class SQLiteHistoryStore(HistoryStore):
@@ -160,7 +135,7 @@ class SQLiteHistoryStore(HistoryStore):
         def operation(
             connection: sqlite3.Connection, now: float
         ) -> tuple[Publication, set[str]]:
-            publication = _publish(connection, stream, data, size, policy, now)
+            publication = _tables.publish(connection, stream, data, size, policy, now)
             return publication, {ANY_PROCESS}
 
         publication: Publication = await self._get_engine().submit(operation)
@@ -194,17 +169,15 @@ class SQLiteHistoryStore(HistoryStore):
         connection = connections[using]
         connection.ensure_connection()
         name = str(connection.settings_dict.get("NAME", ""))
-        if connection.vendor != "sqlite" or not _same_file(name, self.path):
+        if connection.vendor != "sqlite" or not _tables.same_file(name, self.path):
             raise ValueError(
                 f"Expected DATABASES[{using!r}] to be the SQLite file of this "
                 f"store, {self.path}; got {connection.vendor} database {name!r}."
             )
         with transaction.atomic(using=using):
             raw = connection.connection
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    raw.execute(statement)
-            publication = _publish(raw, stream, data, size, policy, self.clock())
+            _tables.create_tables(raw)
+            publication = _tables.publish(raw, stream, data, size, policy, self.clock())
         transaction.on_commit(self._committed, using=using)
         return publication
 
@@ -229,7 +202,7 @@ class SQLiteHistoryStore(HistoryStore):
         def operation(
             connection: sqlite3.Connection, now: float
         ) -> tuple[History, set[str]]:
-            return _read(connection, stream, since, policy, now), set()
+            return _tables.read(connection, stream, since, policy, now), set()
 
         history: History = await self._get_engine().submit(operation)
         return history
@@ -297,17 +270,48 @@ class SQLiteHistoryStore(HistoryStore):
                     clock=self.clock,
                     timeout=self.timeout,
                     poll_interval=self.poll_interval,
-                    sweep_interval=3600.0,
-                    schema=_schema,
+                    sweep_interval=_SWEEP_INTERVAL,
+                    schema=_tables.create_tables,
                     look=self._announce,
+                    sweep=self._sweep,
                     name="sqlite-streams",
                 )
             return self._engine
 
+    def _sweep(self, connection: sqlite3.Connection, now: float) -> None:
+        """Trim, by age, streams whose oldest publication is over a minute old.
+
+        Publishing and reading trim a stream; this trims those that nobody
+        publishes to or reads any more, so that their history does not stay
+        in the file for ever.
+        """
+        streams = connection.execute(
+            "SELECT DISTINCT stream FROM drt_stream_entry WHERE published_at < ? "
+            "LIMIT ?",
+            (now - _SWEEP_INTERVAL, _tables.BATCH),
+        ).fetchall()
+        for (stream,) in streams:
+            policy = self.policies(stream)
+            if policy.max_age is None:
+                continue
+            row = connection.execute(
+                "SELECT count, bytes FROM drt_stream WHERE name = ?", (stream,)
+            ).fetchone()
+            if row is None:
+                continue
+            kept = _tables.trim(connection, stream, policy, now, row[0], row[1])
+            if kept != (row[0], row[1]):
+                connection.execute(
+                    "UPDATE drt_stream SET count = ?, bytes = ? WHERE name = ?",
+                    (*kept, stream),
+                )
+
     def _announce(self, engine: Engine) -> None:
         """Announce what was published since the last look (engine thread)."""
         while self._cursor is not None:
-            rows = engine.transaction(functools.partial(_since, cursor=self._cursor))
+            rows = engine.transaction(
+                functools.partial(_tables.since, cursor=self._cursor)
+            )
             if not rows:
                 return
             self._cursor = rows[-1][0]
@@ -315,122 +319,5 @@ class SQLiteHistoryStore(HistoryStore):
                 for _, stream, epoch, offset, data in rows:
                     if stream in self.hub:
                         self.hub.announce(Publication(stream, epoch, offset, data))
-            if len(rows) < _BATCH:
+            if len(rows) < _tables.BATCH:
                 return
-
-
-def _same_file(name: str, path: Path) -> bool:
-    try:
-        return os.path.samefile(name, path)
-    except (OSError, ValueError):
-        return False
-
-
-def _since(
-    connection: sqlite3.Connection, now: float, *, cursor: int
-) -> list[tuple[int, str, str, int, str]]:
-    """Return up to a batch of publications after ``cursor``, in seq order."""
-    rows: list[tuple[int, str, str, int, str]] = connection.execute(
-        "SELECT seq, stream, epoch, offset, data FROM drt_stream_entry "
-        "WHERE seq > ? ORDER BY seq LIMIT ?",
-        (cursor, _BATCH),
-    ).fetchall()
-    return rows
-
-
-def _stream_row(
-    connection: sqlite3.Connection, stream: str
-) -> tuple[str, int, int, int]:
-    row = connection.execute(
-        "SELECT epoch, offset, count, bytes FROM drt_stream WHERE name = ?",
-        (stream,),
-    ).fetchone()
-    if row is not None:
-        return row[0], row[1], row[2], row[3]
-    epoch = secrets.token_hex(4)
-    connection.execute(
-        "INSERT INTO drt_stream (name, epoch, offset, count, bytes) "
-        "VALUES (?, ?, 0, 0, 0)",
-        (stream, epoch),
-    )
-    return epoch, 0, 0, 0
-
-
-def _trim(
-    connection: sqlite3.Connection,
-    stream: str,
-    policy: HistoryPolicy,
-    now: float,
-    count: int,
-    size: int,
-) -> tuple[int, int]:
-    """Drop the oldest publications ``policy`` no longer keeps."""
-    while count:
-        seq, oldest_size, published_at = connection.execute(
-            "SELECT seq, size, published_at FROM drt_stream_entry "
-            "WHERE stream = ? ORDER BY offset LIMIT 1",
-            (stream,),
-        ).fetchone()
-        if not (
-            (policy.max_count is not None and count > policy.max_count)
-            or (policy.max_bytes is not None and size > policy.max_bytes)
-            or (policy.max_age is not None and now - published_at > policy.max_age)
-        ):
-            break
-        connection.execute("DELETE FROM drt_stream_entry WHERE seq = ?", (seq,))
-        count -= 1
-        size -= oldest_size
-    return count, size
-
-
-def _publish(
-    connection: sqlite3.Connection,
-    stream: str,
-    data: str,
-    size: int,
-    policy: HistoryPolicy,
-    now: float,
-) -> Publication:
-    epoch, offset, count, total = _stream_row(connection, stream)
-    offset += 1
-    connection.execute(
-        "INSERT INTO drt_stream_entry "
-        "(stream, epoch, offset, data, size, published_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (stream, epoch, offset, data, size, now),
-    )
-    count, total = _trim(connection, stream, policy, now, count + 1, total + size)
-    connection.execute(
-        "UPDATE drt_stream SET offset = ?, count = ?, bytes = ? WHERE name = ?",
-        (offset, count, total, stream),
-    )
-    return Publication(stream, epoch, offset, data)
-
-
-def _read(
-    connection: sqlite3.Connection,
-    stream: str,
-    since: Position | None,
-    policy: HistoryPolicy,
-    now: float,
-) -> History:
-    epoch, offset, count, total = _stream_row(connection, stream)
-    kept, kept_bytes = _trim(connection, stream, policy, now, count, total)
-    if (kept, kept_bytes) != (count, total):
-        connection.execute(
-            "UPDATE drt_stream SET count = ?, bytes = ? WHERE name = ?",
-            (kept, kept_bytes, stream),
-        )
-    if since is None:
-        return History(stream, epoch, offset)
-    oldest = offset + 1 - kept
-    reason = recovery_of(since, epoch, offset, oldest)
-    if reason is not None:
-        return History(stream, epoch, offset, reason=reason)
-    rows: list[tuple[int, str]] = connection.execute(
-        "SELECT offset, data FROM drt_stream_entry "
-        "WHERE stream = ? AND offset > ? ORDER BY offset",
-        (stream, since.offset),
-    ).fetchall()
-    publications = tuple(Publication(stream, epoch, n, data) for n, data in rows)
-    return History(stream, epoch, offset, publications)
