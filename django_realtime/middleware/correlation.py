@@ -59,8 +59,15 @@ KEY = "correlation_id"
 #: context, or ``None``; it runs in the context of whoever asks.
 Source: TypeAlias = Callable[[], "str | None"]
 
-_current: ContextVar[str | Source | None] = ContextVar("django_realtime_correlation_id")
+_current: ContextVar[str | Source | None] = ContextVar(
+    "django_realtime_correlation_id", default=None
+)
 _current_get = _current.get
+
+#: ``current_source()``: return what gives the ids in this context (an id, a
+#: :data:`Source` or ``None``; see :func:`set_source`). The context
+#: variable's own method: a consumer asks for every message.
+current_source: Callable[[], str | Source | None] = _current.get
 
 # An id from a client's header is logged as it is: only short, plain ones.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -88,11 +95,6 @@ def set_source(source: str | Source | None) -> Token[str | Source | None]:
     threads that copy it.
     """
     return _current.set(source)
-
-
-def current_source() -> str | Source | None:
-    """Return what gives the ids in this context (see :func:`set_source`)."""
-    return _current_get(None)
 
 
 def reset_source(token: Token[str | Source | None]) -> None:
