@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 
@@ -51,10 +52,13 @@ async def receive(layer: SQLiteChannelLayer, group: str, count: int) -> None:
 def send_sync(layer: SQLiteChannelLayer, group: str, count: int) -> None:
     send = async_to_sync(layer.group_send)
     send(group, {"type": "from.shell", "n": 0})
-    after_first = threading.active_count()
+    threads, fds = threading.active_count(), len(os.listdir("/dev/fd"))
     for n in range(1, count):
         send(group, {"type": "from.shell", "n": n})
-    say(threads_after_first=after_first, threads_after_last=threading.active_count())
+    say(
+        threads=[threads, threading.active_count()],
+        fds=[fds, len(os.listdir("/dev/fd"))],
+    )
 
 
 async def flood(layer: SQLiteChannelLayer, channel: str, count: int) -> None:
