@@ -85,11 +85,20 @@ class WakeSocket:
         with self._lock:
             if self._bound is not None:
                 return
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = self._path(self.process_id)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            self._sock.bind(os.fsdecode(path))
+            for attempt in range(3):
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                try:
+                    self._sock.bind(os.fsdecode(path))
+                except FileNotFoundError:
+                    # The last other process removed the directory as it
+                    # closed, between our mkdir and bind: make it again.
+                    if attempt == 2:
+                        raise
+                    continue
+                break
             self._bound = path
 
     def drain(self) -> bool:
@@ -140,11 +149,16 @@ class WakeSocket:
             self._path(process_id).unlink()
 
     def close(self) -> None:
-        """Close the socket and remove this process's socket file."""
+        """Close the socket; remove this process's socket file.
+
+        The directory goes too if no other process has a socket in it.
+        """
         self._sock.close()
         if self._bound is not None:
             with contextlib.suppress(OSError):
                 self._bound.unlink()
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()
             self._bound = None
 
     def _path(self, process_id: str) -> Path:

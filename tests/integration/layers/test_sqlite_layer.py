@@ -224,3 +224,24 @@ async def test_a_channel_found_holding_expired_messages_leaves_its_groups(
     await layer.group_send("room", {"type": "after.eviction"})
     await layer.send(channel, {"type": "direct"})
     assert await receive(layer, channel) == {"type": "direct"}
+
+
+async def test_a_file_too_deep_for_socket_names_still_wakes_receivers(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    path = deep / "layer.sqlite3"
+    receiver = SQLiteChannelLayer(path=path, poll_interval=60)
+    sender = SQLiteChannelLayer(path=path, poll_interval=60)
+    try:
+        channel = await receiver.new_channel()
+        waiting = asyncio.create_task(receive(receiver, channel))
+        await asyncio.sleep(0.05)
+
+        await sender.send(channel, {"type": "deep"})
+
+        assert await waiting == {"type": "deep"}
+    finally:
+        await receiver.close()
+        await sender.close()
