@@ -713,14 +713,20 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "db.sqlite3"
 
 
-@pytest.fixture(params=["runserver", "uvicorn"])
+@pytest.fixture(scope="module", params=["runserver", "uvicorn"])
 def server(
-    request: pytest.FixtureRequest, db_path: Path, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """Start the example project under ``runserver`` or uvicorn; kill it after."""
+    """Start the example project under ``runserver`` or uvicorn; kill it after.
+
+    The module's tests share it: each plays a board of its own name.
+    """
     env = {} if request.param == "runserver" else {"DJANGO_DEBUG": "0"}
+    directory = tmp_path_factory.mktemp("life-server")
     process = ServerProcess(
-        request.param, example_env(db_path, **env), tmp_path / "server.log"
+        request.param,
+        example_env(directory / "db.sqlite3", **env),
+        directory / "server.log",
     )
     try:
         process.wait_until_listening()
