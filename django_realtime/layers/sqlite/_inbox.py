@@ -40,7 +40,8 @@ class Inbox:
         self._queues: dict[str, deque[tuple[float, Message]]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._evicted: dict[str, tuple[str, ...]] = {}
-        # Normal channels ever waited on here (few: a worker's channels).
+        # Normal channels waited on here (few: a worker's channels), kept
+        # until a look finds no receiver waiting on them.
         self._normal: set[str] = set()
 
     def take_or_wait(
@@ -102,7 +103,8 @@ class Inbox:
     def waiting_normal(self) -> list[str]:
         """Return the normal channels that receivers wait on."""
         with self._lock:
-            return [channel for channel in self._normal if channel in self._waiters]
+            self._normal = {c for c in self._normal if c in self._waiters}
+            return list(self._normal)
 
     def lacking(self, channels: set[str]) -> dict[str, int]:
         """Return how many messages the receivers waiting on ``channels`` lack."""
