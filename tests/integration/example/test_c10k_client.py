@@ -15,10 +15,7 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -33,73 +30,27 @@ from example_project.c10k.client import (
     SourceAddresses,
     connect,
 )
-from tests.e2e.example.test_chat_e2e import ROOT, free_port
+from tests.servers import ServerProcess, free_port, serving
 
 pytestmark = pytest.mark.timeout(60)
 
 APPLICATION = "tests.asgi:application"
-STARTUP_TIMEOUT = 30.0
 IO_TIMEOUT = 10.0
 
-SERVER_COMMANDS = {
-    "uvicorn": ["-m", "uvicorn", "--host=127.0.0.1", "--port={port}"],
-    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}"],
-}
+ENV = {"DJANGO_SETTINGS_MODULE": "tests.settings"}
 
 
-class Server:
-    """A uvicorn or daphne process serving the test project's application."""
-
-    def __init__(self, name: str, log_path: Path, *options: str) -> None:
-        port = free_port()
-        self.url = f"ws://127.0.0.1:{port}"
-        self.log_path = log_path
-        argv = [arg.format(port=port) for arg in SERVER_COMMANDS[name]]
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, *argv, *options, APPLICATION],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"{name} did not listen on {port}:\n{self.output}")
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            time.sleep(0.05)  # another process's port cannot be awaited
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=IO_TIMEOUT)
-
-
-@contextlib.contextmanager
-def running(name: str, log_path: Path, *options: str) -> Iterator[Server]:
-    server = Server(name, log_path, *options)
-    try:
-        yield server
-    finally:
-        server.kill()
+def running(
+    name: str, log_path: Path, *options: str
+) -> contextlib.AbstractContextManager[ServerProcess]:
+    """Serve the test project on ``name`` (uvicorn or daphne) for a ``with`` block."""
+    return serving(name, APPLICATION, ENV, log_path, options)
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "daphne"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+) -> Iterator[ServerProcess]:
     log_path = tmp_path_factory.mktemp("loadclient") / f"{request.param}.log"
     with running(request.param, log_path) as started:
         yield started
@@ -114,8 +65,8 @@ async def recv(connection: LoadConnection) -> str | bytes:
 
 
 @pytest.mark.e2e
-async def test_text_and_binary_messages_round_trip(server: Server) -> None:
-    connection = await connect(f"{server.url}/ws/echo/")
+async def test_text_and_binary_messages_round_trip(server: ServerProcess) -> None:
+    connection = await connect(server.url("/ws/echo/"))
 
     await connection.send_text("héllo")
     await connection.send_bytes(b"\x00\xff\x80")
@@ -128,8 +79,10 @@ async def test_text_and_binary_messages_round_trip(server: Server) -> None:
 
 
 @pytest.mark.e2e
-async def test_large_messages_round_trip_in_both_directions(server: Server) -> None:
-    connection = await connect(f"{server.url}/ws/echo/")
+async def test_large_messages_round_trip_in_both_directions(
+    server: ServerProcess,
+) -> None:
+    connection = await connect(server.url("/ws/echo/"))
     # Under daphne's default limit of 1 MiB; lengths take 64 bits.
     text = "0123456789abcdé" * 60_000
     data = bytes(range(256)) * 1_200  # every byte value
@@ -144,9 +97,9 @@ async def test_large_messages_round_trip_in_both_directions(server: Server) -> N
 
 @pytest.mark.e2e
 async def test_many_concurrent_connections_each_get_their_own_replies(
-    server: Server,
+    server: ServerProcess,
 ) -> None:
-    connections = [await connect(f"{server.url}/ws/echo/") for _ in range(20)]
+    connections = [await connect(server.url("/ws/echo/")) for _ in range(20)]
 
     async def talk(index: int, connection: LoadConnection) -> list[str | bytes]:
         replies = []
@@ -164,10 +117,10 @@ async def test_many_concurrent_connections_each_get_their_own_replies(
 
 @pytest.mark.e2e
 async def test_refused_handshake_raises_handshake_error_with_the_status(
-    server: Server,
+    server: ServerProcess,
 ) -> None:
     with pytest.raises(HandshakeError) as refused:
-        await connect(f"{server.url}/ws/nowhere/")
+        await connect(server.url("/ws/nowhere/"))
 
     assert refused.value.status == 403
     assert isinstance(refused.value, RealtimeError)
@@ -175,8 +128,8 @@ async def test_refused_handshake_raises_handshake_error_with_the_status(
 
 
 @pytest.mark.e2e
-async def test_close_runs_the_closing_handshake(server: Server) -> None:
-    connection = await connect(f"{server.url}/ws/echo/")
+async def test_close_runs_the_closing_handshake(server: ServerProcess) -> None:
+    connection = await connect(server.url("/ws/echo/"))
     await connection.send_text("bye")
     assert await recv(connection) == "bye"
 
@@ -195,9 +148,9 @@ async def test_close_runs_the_closing_handshake(server: Server) -> None:
 
 @pytest.mark.e2e
 async def test_abort_drops_the_connection_without_a_close_frame(
-    server: Server,
+    server: ServerProcess,
 ) -> None:
-    connection = await connect(f"{server.url}/ws/echo/")
+    connection = await connect(server.url("/ws/echo/"))
 
     connection.abort()
     await connection.close()  # returns at once: nothing left to close
@@ -211,7 +164,7 @@ async def test_abort_drops_the_connection_without_a_close_frame(
 @pytest.mark.e2e
 async def test_uvicorn_shutting_down_reaches_a_waiting_recv(tmp_path: Path) -> None:
     with running("uvicorn", tmp_path / "uvicorn.log") as uvicorn:
-        connection = await connect(f"{uvicorn.url}/ws/echo/")
+        connection = await connect(uvicorn.url("/ws/echo/"))
         waiting = asyncio.ensure_future(connection.recv())
         await asyncio.sleep(0)  # let recv() start waiting
 
@@ -228,7 +181,7 @@ async def test_uvicorn_shutting_down_reaches_a_waiting_recv(tmp_path: Path) -> N
 async def test_pings_from_the_server_are_answered(tmp_path: Path) -> None:
     options = ("--ws-ping-interval=0.1", "--ws-ping-timeout=0.2")
     with running("uvicorn", tmp_path / "uvicorn.log", *options) as uvicorn:
-        connection = await connect(f"{uvicorn.url}/ws/echo/")
+        connection = await connect(uvicorn.url("/ws/echo/"))
 
         # Without pongs uvicorn closes the connection 0.3 s after it opens.
         await asyncio.sleep(1.5)
@@ -242,9 +195,11 @@ async def test_pings_from_the_server_are_answered(tmp_path: Path) -> None:
 @pytest.mark.e2e
 async def test_source_addresses_are_the_ones_the_server_sees(tmp_path: Path) -> None:
     sources = SourceAddresses(["127.0.0.2", "127.0.0.3"], per_host=2)
-    with running("uvicorn", tmp_path / "uvicorn.log") as uvicorn:
+    # uvicorn's access log says which address each connection came from.
+    options = ("--access-log", "--log-level=info")
+    with running("uvicorn", tmp_path / "uvicorn.log", *options) as uvicorn:
         connections = [
-            await connect(f"{uvicorn.url}/ws/echo/", local_addr=sources.next())
+            await connect(uvicorn.url("/ws/echo/"), local_addr=sources.next())
             for _ in range(5)
         ]
         hosts = [connection.local_address[0] for connection in connections]
@@ -261,9 +216,9 @@ async def test_source_addresses_are_the_ones_the_server_sees(tmp_path: Path) -> 
 
 @pytest.mark.e2e
 async def test_on_message_gets_each_message_with_a_monotonic_stamp(
-    server: Server,
+    server: ServerProcess,
 ) -> None:
-    connection = await connect(f"{server.url}/ws/echo/")
+    connection = await connect(server.url("/ws/echo/"))
     arrived: list[tuple[str | bytes, int]] = []
     done = asyncio.get_running_loop().create_future()
 
