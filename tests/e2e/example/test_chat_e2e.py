@@ -109,9 +109,12 @@ class ServerProcess:
     def __init__(self, server: str, env: dict[str, str], log_path: Path) -> None:
         port = free_port()
         self.address = f"127.0.0.1:{port}"
-        self.argv = [sys.executable] + [
-            arg.format(port=port) for arg in SERVER_COMMANDS[server]
-        ]
+        argv = [arg.format(port=port) for arg in SERVER_COMMANDS[server]]
+        self.spawn(argv, env, log_path)
+
+    def spawn(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        """Start ``python argv`` from the repository root, in a session of its own."""
+        self.argv = [sys.executable, *argv]
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(

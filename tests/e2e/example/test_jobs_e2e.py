@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +31,6 @@ import redis
 
 from tests.e2e.example.test_chat_e2e import (
     EXIT_ON_SIGTERM,
-    ROOT,
     STARTUP_TIMEOUT,
     Browser,
     Page,
@@ -64,18 +61,7 @@ class WorkerProcess(ServerProcess):
 
     def __init__(self, env: dict[str, str], log_path: Path, *options: str) -> None:
         self.address = "(no address: a worker)"
-        self.argv = [sys.executable, "manage.py", "runworker", "jobs", *options]
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.spawn(["manage.py", "runworker", "jobs", *options], env, log_path)
 
     def wait_until_receiving(self) -> None:
         """Return once the worker says it receives; fail if it ends first."""
