@@ -82,7 +82,9 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     Messages may hold plain data only (dicts, lists, tuples, sets, strings,
     bytes, numbers, booleans, ``None``); anything else raises
-    :exc:`TypeError` on send. Each receive returns its own copy.
+    :exc:`TypeError` on send. Each receive returns its own dict; members of
+    a group in one process share the values nested in a group message, as
+    with the in-memory layer: treat them as read-only.
 
     The layer may be used from any event loop and thread (``async_to_sync``
     from a view or the shell): its I/O runs in one thread per layer, started
@@ -363,11 +365,20 @@ class SQLiteChannelLayer(BaseChannelLayer):
         if claimed is None:
             return
         messages = []
+        # A group message reaches this process once per member: decode it
+        # once, and give each member a shallow copy.
+        decoded: dict[bytes, dict[str, Any]] = {}
         for channel, deadline, payload in claimed.messages:
+            message = decoded.get(payload)
+            if message is not None:
+                messages.append((channel, deadline, dict(message)))
+                continue
             try:
-                messages.append((channel, deadline, decode(payload)))
+                message = decoded[payload] = decode(payload)
             except Exception:
                 logger.exception("Dropped an undecodable message on %s.", channel)
+                continue
+            messages.append((channel, deadline, message))
         if claimed.expired:
             count = sum(claimed.expired.values())
             self.stats.expired_messages += count
