@@ -25,12 +25,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django_realtime.delivery.outbox import Outbox, activate, deactivate
 from django_realtime.delivery.sends import RETURNED, held_layer, settle
 from django_realtime.exceptions import DenyConnection
 from django_realtime.layers import get_channel_layer
+from django_realtime.ops import lifecycle
 from django_realtime.streams.actions import Authorize, Call, Send
 from django_realtime.streams.consumer import StreamConsumer
 from django_realtime.streams.http.tokens import Client
@@ -62,6 +64,8 @@ class _Handshake:
     def __init__(self) -> None:
         self.accepted = False
         self.close_code: int | None = None
+        #: Called with the code of a close after the handshake (a drain's).
+        self.on_close: Callable[[int], None] | None = None
 
     async def __call__(self, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
@@ -69,6 +73,8 @@ class _Handshake:
             self.accepted = True
         elif kind == "websocket.close":
             self.close_code = message.get("code") or 1000
+            if self.on_close is not None:
+                self.on_close(self.close_code)
         else:
             logger.warning(
                 "A stream consumer served over HTTP sent %r: there is no "
@@ -93,18 +99,35 @@ def make_consumer(
     return consumer
 
 
+def _handshake(consumer: StreamConsumer) -> _Handshake:
+    handshake = consumer.base_send
+    if not isinstance(handshake, _Handshake):  # pragma: no cover
+        raise TypeError("Expected a consumer made by make_consumer().")
+    return handshake
+
+
 async def admit(consumer: StreamConsumer) -> None:
     """Run the consumer's ``connect()``, as for a WebSocket handshake.
 
+    A gate of :mod:`django_realtime.ops.lifecycle` (the drain's) may refuse
+    first, as it refuses a handshake.
+
     Raises:
-        HttpRefusal: ``refused`` (403): ``connect()`` raised
+        HttpRefusal: ``unavailable`` (503, close code 1012): a gate
+            refused; ``refused`` (403): ``connect()`` raised
             ``DenyConnection``, closed the connection, or did not accept
             it. The body's ``close_code`` is the code it closed with (4003:
             do not come back), or 1006 for a refused handshake.
     """
-    handshake = consumer.base_send
-    if not isinstance(handshake, _Handshake):  # pragma: no cover
-        raise TypeError("Expected a consumer made by make_consumer().")
+    handshake = _handshake(consumer)
+    if (reason := lifecycle.refusal(consumer.scope)) is not None:
+        # The drain's gate, say: the client goes to another process.
+        raise HttpRefusal(
+            503,
+            "unavailable",
+            f"This server process does not take new clients ({reason}): try again.",
+            close_code=1012,
+        )
     try:
         await consumer._call_hook("connect")
     except DenyConnection:
@@ -138,7 +161,12 @@ class Collector:
 
     async def close(self, code: int) -> None:
         """Take notice that the session closed (the pump's ``close``)."""
-        self.closed = code
+        self.closed_with(code)
+
+    def closed_with(self, code: int) -> None:
+        """Take notice that the session or the server closed with ``code``."""
+        if self.closed is None:
+            self.closed = code
         self._ready.set()
 
     async def wait(self, seconds: float) -> None:
@@ -182,6 +210,7 @@ class Resume:
         self._resumes = resumes
         self._refused = refused
         self._pump: SessionPump | None = None
+        self._opened = False
 
     @classmethod
     async def start(
@@ -221,7 +250,15 @@ class Resume:
         return cls(consumer, client, resumes, refused)
 
     def begin(self) -> None:
-        """Start reading the streams (on the running loop)."""
+        """Start reading the streams (on the running loop).
+
+        Until :meth:`stop`, the request counts as an open connection in
+        :mod:`django_realtime.ops.lifecycle`: a drain closes it (the
+        collector's ``closed`` gets the code).
+        """
+        _handshake(self.consumer).on_close = self.collector.closed_with
+        lifecycle.opened(self.consumer)
+        self._opened = True
         self.collector.frames.extend(self._refused)
         if self._resumes:
             collector = self.collector
@@ -259,6 +296,9 @@ class Resume:
         """Stop reading the streams and listening to the store."""
         if self._pump is not None:
             await self._pump.stop()
+        if self._opened:
+            self._opened = False
+            lifecycle.closed(self.consumer)
 
 
 async def answer(

@@ -227,22 +227,20 @@ class StreamHttpViews:
         except HttpRefusal as exc:
             return self._refuse(request, exc)
         frames: list[str] = []
-        if request.GET.get("client"):
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            resume.begin()
-            try:
-                while not frames and resume.collector.closed is None:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        break
-                    await resume.collector.wait(left)
-                    frames = resume.frames()
-            finally:
-                await resume.stop()
-        else:
-            resume.begin()
+        loop = asyncio.get_running_loop()
+        # A new client (no id yet) gets its id at once.
+        deadline = loop.time() + (timeout if request.GET.get("client") else 0.0)
+        resume.begin()
+        try:
             frames = resume.frames()
+            while not frames and resume.collector.closed is None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await resume.collector.wait(left)
+                frames = resume.frames()
+        finally:
+            await resume.stop()
         body: dict[str, Any] = {
             "client": self.signer.sign(resume.client),
             "csrf": get_token(request),

@@ -20,6 +20,7 @@ from django.test import override_settings
 from django.urls import include, path
 
 from django_realtime import DenyConnection
+from django_realtime.ops import drain
 from django_realtime.streams import StreamConsumer, set_stream_store
 from django_realtime.streams.http import stream_http_urls
 from django_realtime.streams.stores import MemoryHistoryStore
@@ -240,3 +241,43 @@ async def test_a_connect_that_refuses_refuses_the_request_with_its_close_code(
     assert status == 403
     assert content["error"] == "refused"
     assert content["close_code"] == close_code
+
+
+@pytest.fixture
+def accepting() -> Iterator[None]:
+    yield
+    drain.resume()
+
+
+async def test_a_drain_ends_event_streams_and_refuses_new_requests(
+    store: MemoryHistoryStore, accepting: None
+) -> None:
+    browser = Browser()
+    await browser.start()
+    (subscribed,) = await browser.post(
+        {"kind": "subscribe", "id": 1, "stream": "room.d"}
+    )
+    positions = json.dumps({"room.d": [subscribed["epoch"], subscribed["offset"]]})
+    query = urlencode({"client": browser.client, "positions": positions})
+    events = ApplicationCommunicator(
+        browser.app, browser._scope("GET", "/rt/events", query, {})
+    )
+    await events.send_input({"type": "http.request", "body": b""})
+    assert (await events.receive_output(10))["status"] == 200
+    await events.receive_output(10)  # the client event
+    opened = drain.open_count()
+    assert opened >= 1
+
+    report = await drain.drain(batch_size=100, interval=0, deadline=5)
+
+    assert report.closed >= 1
+    last = await events.receive_output(10)
+    assert b"event: close" in last["body"]
+    assert b'"code": 1012' in last["body"]
+    end = await events.receive_output(10)
+    assert not end.get("more_body")
+    await events.wait(10)
+    assert store.hub.streams == []
+    status, content = await browser.request("GET", "/rt/poll", "timeout=0")
+    assert status == 503
+    assert (content["error"], content["close_code"]) == ("unavailable", 1012)
