@@ -36,6 +36,8 @@ pytestmark = pytest.mark.timeout(60)
 
 APPLICATION = "tests.asgi:application"
 IO_TIMEOUT = 10.0
+# The scripted servers never answer a close frame: the close gives up this soon.
+UNANSWERED_CLOSE = 0.05
 
 ENV = {"DJANGO_SETTINGS_MODULE": "tests.settings"}
 
@@ -343,7 +345,7 @@ async def test_request_carries_the_path_origin_and_extra_headers() -> None:
             headers={"Cookie": "sessionid=abc"},
             origin="http://127.0.0.1:8000",
         )
-        await connection.close(timeout=0.5)
+        await connection.close(timeout=UNANSWERED_CLOSE)
 
     head = seen[0].decode().split("\r\n")
     assert head[0] == "GET /ws/echo/?room=1 HTTP/1.1"
@@ -396,7 +398,7 @@ async def test_sends_wait_while_the_server_does_not_read() -> None:
         async with asyncio.timeout(IO_TIMEOUT):
             await sending
         assert await recv(connection) == str(size)
-        await connection.close(timeout=0.5)
+        await connection.close(timeout=UNANSWERED_CLOSE)
 
     assert not failures
 
@@ -417,7 +419,7 @@ async def test_a_recv_that_timed_out_loses_nothing() -> None:
                 await connection.recv()
         go.set()
         assert await recv(connection) == "late"
-        await connection.close(timeout=0.5)
+        await connection.close(timeout=UNANSWERED_CLOSE)
 
     assert not failures
 
@@ -433,7 +435,7 @@ async def test_only_one_recv_may_wait_at_a_time() -> None:
         await asyncio.sleep(0)
         with pytest.raises(RuntimeError, match="one recv\\(\\) at a time"):
             await connection.recv()
-        await connection.close(timeout=0.5)
+        await connection.close(timeout=UNANSWERED_CLOSE)
         with pytest.raises(ConnectionClosed):
             await first
 
@@ -475,7 +477,7 @@ async def test_fragmented_messages_are_reassembled_around_pings() -> None:
         assert await recv(connection) == "fragmentéd"
         assert await recv(connection) == b"\x01\x02\x03"
         assert await recv(connection) == b"whole"
-        await connection.close(timeout=0.5)
+        await connection.close(timeout=UNANSWERED_CLOSE)
 
     assert not failures
     assert pongs == [(True, 10, b"ping-1")]
@@ -501,7 +503,7 @@ async def test_frames_split_across_reads_are_put_back_together() -> None:
         assert await recv(connection) == "a" * 300
         assert await recv(connection) == b"b" * 70_000
         assert await recv(connection) == "c"
-        await connection.close(timeout=0.5)
+        await connection.close(timeout=UNANSWERED_CLOSE)
 
     assert not failures
 
