@@ -304,10 +304,14 @@ class Engine:
             self._poke(targets)
 
     def _fail(self, calls: list[_Call], error: sqlite3.Error) -> None:
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            text += (
+                f" (another process held the file's lock for more than {self.timeout}s)"
+            )
         failure = ChannelLayerError(
-            f"The SQLite channel layer could not write to {self.path}: {error} "
-            f"(after waiting up to {self.timeout}s for the file's lock). "
-            "Nothing of this operation was written."
+            f"Could not write to the SQLite file {self.path}: {text}. Nothing "
+            "of this operation was written."
         )
         for call in calls:
             _settle(call.future, None, failure)

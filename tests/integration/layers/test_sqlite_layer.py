@@ -120,7 +120,7 @@ async def test_a_locked_file_fails_the_send_clearly_and_writes_nothing(
     other = sqlite3.connect(tmp_path / "layer.sqlite3", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
-        with pytest.raises(ChannelLayerError, match="could not write"):
+        with pytest.raises(ChannelLayerError, match=r"Could not write.*locked"):
             await layer.send("jobs", {"type": "lost"})
     finally:
         other.execute("COMMIT")
@@ -245,3 +245,17 @@ async def test_a_file_too_deep_for_socket_names_still_wakes_receivers(
     finally:
         await receiver.close()
         await sender.close()
+
+
+async def test_a_file_in_a_missing_directory_fails_each_call_clearly(
+    tmp_path: Path,
+) -> None:
+    layer = SQLiteChannelLayer(path=tmp_path / "missing" / "layer.sqlite3")
+    try:
+        with pytest.raises(ChannelLayerError, match="unable to open"):
+            await layer.send("jobs", {"type": "lost"})
+        (tmp_path / "missing").mkdir()
+        await layer.send("jobs", {"type": "kept"})
+        assert await receive(layer, "jobs") == {"type": "kept"}
+    finally:
+        await layer.close()
