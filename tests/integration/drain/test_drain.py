@@ -314,14 +314,17 @@ async def test_handle_sigterm_drains_on_sigterm_then_calls_the_servers_handler(
 
 @pytest.mark.timeout(10)
 @override_settings(
-    REALTIME={"DRAIN": {"CONTROL": False, "SIGNAL": True, "INTERVAL": 0, "DEADLINE": 1}}
+    REALTIME={
+        "DRAIN": {"CONTROL": False, "SIGNAL": True, "INTERVAL": 0, "DEADLINE": 0.4}
+    }
 )
 async def test_the_signal_setting_takes_sigterm_over_and_a_second_one_stops_at_once(
     server_handler: ServerHandler,
 ) -> None:
     slow, other = await _connected(2)
     consumers.sleep_started = asyncio.Event()
-    await slow.send_to(text_data="slow 2")
+    # Longer than the drain's deadline: it is still open when the drain ends.
+    await slow.send_to(text_data="slow 1")
     await consumers.sleep_started.wait()
     consumers.sleep_started = None
 
