@@ -25,6 +25,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from django_realtime.exceptions import ChannelLayerError
+
 __all__ = ["DEAD", "GONE", "WOKEN", "WakeSocket", "wake_dir"]
 
 WOKEN = "woken"
@@ -81,25 +83,40 @@ class WakeSocket:
         return self._sock.fileno()
 
     def bind(self) -> None:
-        """Bind this process's socket, making the directory if needed."""
+        """Bind this process's socket, making its directory if needed.
+
+        Raises:
+            ChannelLayerError: the socket cannot be bound (the database
+                file's directory does not exist, or is not writable).
+        """
         with self._lock:
             if self._bound is not None:
                 return
-            path = self._path(self.process_id)
-            for attempt in range(3):
-                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                try:
-                    self._sock.bind(os.fsdecode(path))
-                except FileNotFoundError:
-                    # The last other process removed the directory as it
-                    # closed, between our mkdir and bind: make it again.
-                    if attempt == 2:
-                        raise
-                    continue
-                break
-            self._bound = path
+            try:
+                self._bind()
+            except OSError as error:
+                raise ChannelLayerError(
+                    f"Cannot bind the wake-up socket in {self.directory}: "
+                    f"{error}. The SQLite file's directory must exist and be "
+                    "writable."
+                ) from error
+
+    def _bind(self) -> None:
+        path = self._path(self.process_id)
+        for attempt in range(3):
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            try:
+                self._sock.bind(os.fsdecode(path))
+            except FileNotFoundError:
+                # The last other process removed the directory as it closed,
+                # between our mkdir and bind: make it again.
+                if attempt == 2:
+                    raise
+                continue
+            break
+        self._bound = path
 
     def drain(self) -> bool:
         """Read every pending poke; return whether there was any."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import sqlite3
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -259,3 +260,16 @@ async def test_a_file_in_a_missing_directory_fails_each_call_clearly(
         assert await receive(layer, "jobs") == {"type": "kept"}
     finally:
         await layer.close()
+
+
+async def test_receiving_on_a_file_in_a_missing_directory_fails_clearly() -> None:
+    # A short path, so that the wake-up sockets go beside the file.
+    with tempfile.TemporaryDirectory(dir="/tmp") as directory:
+        missing = Path(directory) / "missing"
+        layer = SQLiteChannelLayer(path=missing / "layer.sqlite3")
+        try:
+            with pytest.raises(ChannelLayerError, match="must exist"):
+                await layer.new_channel()
+            assert not missing.exists()
+        finally:
+            await layer.close()
