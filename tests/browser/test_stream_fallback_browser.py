@@ -185,3 +185,24 @@ def test_many_streams_subscribed_at_once_share_one_event_stream_or_poll(
     for stream in ("open.m1", "open.m2", "open.m3"):
         assert [(o, n) for s, o, n in many if s == stream] == [(1, 0), (2, 1), (3, 2)]
     assert page.evaluate("rt.transport") == transports[0]
+
+
+def test_a_client_on_a_fallback_moves_to_the_websocket_once_it_gets_through(
+    browser: Browser, backends: Backends
+) -> None:
+    with proxying(backends.ports, refuse_upgrade=True) as proxy:
+        page = _open_page(
+            browser, f"http://127.0.0.1:{proxy.port}/page/", no_websocket=False
+        )
+        page.evaluate("() => start({retryWebSocket: 300})")
+        assert page.evaluate("rt.transport") == "sse"
+        page.evaluate("() => say({from: 'a', n: 0})")
+        page.wait_for_function("got.length >= 1")
+
+        proxy.refuse_upgrade = False  # the network lets WebSockets through now
+        page.wait_for_function("rt.transport === 'websocket' && rt.state === 'open'")
+        page.evaluate("() => say({from: 'a', n: 1})")
+        page.wait_for_function("got.length >= 2")
+        received = _received(page)
+    assert [(p["offset"], p["n"]) for p in received] == [(1, 0), (2, 1)]
+    assert _opens(page)[-1] == "websocket"

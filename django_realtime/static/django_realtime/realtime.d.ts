@@ -73,7 +73,7 @@ export interface Options {
   httpUrl?: string | null;
   /** Tried in this order, the next when one fails before it opens. */
   transports?: Transport[];
-  /** After this long on a fallback, the next reconnection tries the first again. */
+  /** After this long on a fallback, try a WebSocket, and move to it if it opens. */
   retryWebSocket?: number;
   /** Seconds a long-poll may wait (at most the server's poll_timeout). */
   pollTimeout?: number;

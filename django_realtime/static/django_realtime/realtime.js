@@ -52,7 +52,8 @@ const internal = Symbol("realtime.internal");
  *     "sse", "poll"]] tried in this order: the next one when a connection
  *     fails before it opens
  * @property {number} [retryWebSocket=60000] after this long on a fallback
- *     transport, the next reconnection tries the first transport again
+ *     transport, a WebSocket is tried in the background, and the client
+ *     moves to it if it opens; 0: never
  * @property {number} [pollTimeout=25] seconds a long-poll may wait
  */
 
@@ -476,6 +477,7 @@ export class Realtime {
   #fallbackSince = null; // when a fallback transport first opened
   #socketOpened = false;
   #worked = new Set(); // the transports that opened at least once
+  #probeTimer = null; // when to try the WebSocket again, on a fallback
   #onOnline = () => this.#state === "reconnecting" && this.#open();
 
   /** Use {@link connect}. */
@@ -685,7 +687,10 @@ export class Realtime {
     this.#socketOpened = true;
     this.#worked.add(this.transport);
     if (this.#transport === 0) this.#fallbackSince = null;
-    else this.#fallbackSince ??= Date.now();
+    else {
+      this.#fallbackSince ??= Date.now();
+      this.#scheduleProbe();
+    }
     this.#lastHeard = Date.now();
     this.#pingSentAt = null;
     this.#setState("open", this.#named());
@@ -698,10 +703,58 @@ export class Realtime {
     this.#heartbeat();
   }
 
+  /**
+   * On a fallback, try a WebSocket after retryWebSocket ms; if one opens,
+   * move to it (once no answer is awaited), resuming every stream.
+   */
+  #scheduleProbe() {
+    clearTimeout(this.#probeTimer);
+    if (this.#transports[0] !== "websocket" || !this.#options.retryWebSocket) return;
+    this.#probeTimer = setTimeout(() => this.#probe(), this.#options.retryWebSocket);
+  }
+
+  #probe() {
+    if (this.#closed || this.#state !== "open" || this.#transport === 0) return;
+    let probe;
+    try {
+      probe = this.#options.createSocket(this.#url);
+    } catch {
+      this.#scheduleProbe();
+      return;
+    }
+    const done = (upgrade) => {
+      clearTimeout(timer);
+      probe.onopen = probe.onclose = probe.onmessage = null;
+      probe.close();
+      if (upgrade) this.#upgrade();
+      else this.#scheduleProbe();
+    };
+    const timer = setTimeout(() => done(false), this.#options.connectTimeout);
+    probe.onopen = () => done(true);
+    probe.onclose = () => done(false);
+    probe.onerror = () => {};
+  }
+
+  #upgrade() {
+    if (this.#closed || this.#state !== "open" || this.#transport === 0) return;
+    if (this.#pending.size > 0) {
+      this.#probeTimer = setTimeout(() => this.#upgrade(), 100); // answers first
+      return;
+    }
+    this.#detach()?.close();
+    for (const subscription of this.#subscriptions.values()) {
+      Object.assign(subscription[internal], { state: "pending", subscribeId: null });
+    }
+    this.#transport = 0;
+    this.#fallbackSince = null;
+    this.#open();
+  }
+
   /** Forget the socket, so its late events are ignored; return it. */
   #detach() {
     const socket = this.#socket;
     clearTimeout(this.#timer);
+    clearTimeout(this.#probeTimer);
     this.#socket = null;
     this.#held = null; // frames of this connection: their requests are dropped
     if (socket) socket.onopen = socket.onmessage = socket.onclose = null;
