@@ -69,7 +69,7 @@ async def _phase_answers(
     return answers
 
 
-async def _phase(
+async def publish_phase(
     server: Server,
     started: list[workers.Worker],
     publisher: LoadConnection,
@@ -153,7 +153,7 @@ async def fanout(
         publisher = await connect(server.url("/ws/publish/"), local_addr=sources.next())
         try:
             phase = functools.partial(
-                _phase,
+                publish_phase,
                 server,
                 started,
                 publisher,

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 Results = dict[tuple[str, str], dict[str, float | None]]
 
+# The transports group's rows (benchmarks.transports).
+TRANSPORTS = ("websocket", "sse", "poll")
+
 APP_TITLES = {"raw": "raw ASGI", "ours": "realtime", "channels": "Channels"}
 
 # How much "no lower" may be lower: two ramps on a busy 2-core machine differ
@@ -72,6 +75,18 @@ def rows(
         table.append(
             Row(f"joins_{layer}", f"{joins:,} joins at once, {layer}: failed", "count")
         )
+    for transport in TRANSPORTS:
+        key, name = f"tr_{transport}", f"stream over {transport}"
+        table.append(Row(f"{key}_rss", f"{name}, KiB per idle subscriber", "kib"))
+        for phase in ("paced", "burst"):
+            table += [
+                Row(f"{key}_{phase}_rate", f"{name} {phase}, deliveries/s", "rate"),
+                Row(f"{key}_{phase}_p50", f"{name} {phase}, p50 ms", "ms"),
+                Row(f"{key}_{phase}_p99", f"{name} {phase}, p99 ms", "ms"),
+                Row(f"{key}_{phase}_lost", f"{name} {phase}, lost", "count"),
+                Row(f"{key}_{phase}_server_cpu", "  server CPU during it", "pct"),
+                Row(f"{key}_{phase}_client_cpu", "  client CPU during it", "pct"),
+            ]
     return table
 
 
@@ -308,6 +323,42 @@ def target_lines(
                     functools.partial(has, "ours", f"joins_{layer}"),
                 )
             )
+        lost = [
+            get("ours", f"tr_{transport}_{phase}_lost")
+            for transport in TRANSPORTS
+            for phase in ("paced", "burst")
+        ]
+        targets.append(
+            (
+                "i",
+                "stream fan-out over HTTP",
+                [
+                    Check(
+                        "SSE burst x WebSocket",
+                        _ratio(
+                            get("ours", "tr_sse_burst_rate"),
+                            get("ours", "tr_websocket_burst_rate"),
+                        ),
+                        0.5,
+                    ),
+                    Check(
+                        "poll burst x WebSocket",
+                        _ratio(
+                            get("ours", "tr_poll_burst_rate"),
+                            get("ours", "tr_websocket_burst_rate"),
+                        ),
+                        0.2,
+                    ),
+                    Check(
+                        "lost",
+                        None if None in lost else sum(v or 0 for v in lost),
+                        0,
+                        at_most=True,
+                    ),
+                ],
+                functools.partial(has, "ours", "tr_websocket_burst_rate"),
+            )
+        )
         client = [
             value
             for app in ("raw", "ours", "channels")

@@ -2,9 +2,9 @@
 
 :class:`Run` starts a server per measurement (pinned to the server's core,
 through :mod:`benchmarks.servers`), hands it to a measurement of
-:mod:`benchmarks.measures` or :mod:`benchmarks.groups`, records the figures
-in the results table and kills the server, whatever happens.
-"""
+:mod:`benchmarks.measures`, :mod:`benchmarks.groups` or
+:mod:`benchmarks.transports`, records the figures in the results table and
+kills the server, whatever happens."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import groups, measures, report
+from benchmarks import groups, measures, report, transports
 from benchmarks.servers import ROOT, Server, serving
 from example_project.c10k.client import SourceAddresses
 
-STEPS = ("echo", "held", "auth", "fanout", "joins")
+STEPS = ("echo", "held", "auth", "fanout", "joins", "transports")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ APPS = {
         "benchmarks.channels_settings",
     ),
 }
+TRANSPORTS_APP = App("ours", transports.APP, transports.SETTINGS)
 
 LayerConfig = Callable[[str, str], dict[str, Any]]
 
@@ -495,3 +496,5 @@ class Run:
                     elif step == "joins":
                         for layer in self.layers:
                             await self.step_joins(server_name, app, layer)
+                    elif step == "transports" and app.key == "ours":
+                        await transports.step(self, server_name, TRANSPORTS_APP)

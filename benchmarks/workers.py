@@ -83,11 +83,15 @@ async def running(
     processes: int,
     cpus: Iterable[int] | None,
     ready_timeout: float = 120.0,
+    module: str = "benchmarks.worker",
+    last_argument: str | None = None,
 ) -> AsyncIterator[tuple[list[Worker], Counter[str]]]:
     """Start workers holding ``count`` connections to ``url`` between them.
 
     Yields the workers once each has opened its connections, and the
     handshakes that failed. The workers are killed when the block ends.
+    ``module`` is the worker's; its arguments are the mode, the URL, the
+    count, then ``last_argument`` (by default the size).
     """
     pinned = set(cpus) if cpus is not None else None
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -97,11 +101,11 @@ async def running(
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "benchmarks.worker",
+                module,
                 mode,
                 url,
                 str(share),
-                str(size),
+                str(size) if last_argument is None else last_argument,
                 cwd=ROOT,
                 env=env,
                 stdin=asyncio.subprocess.PIPE,
