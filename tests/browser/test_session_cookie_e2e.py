@@ -50,11 +50,20 @@ def in_thread(call: Callable[[], _T]) -> _T:
         return pool.submit(run).result()
 
 
-@pytest.fixture
-def server(transactional_db: None) -> Iterator[LiveServer]:
-    """Yield daphne serving the test project, on the test database."""
+@pytest.fixture(scope="module")
+def daphne_server(django_db_setup: None) -> Iterator[LiveServer]:
+    """Yield daphne serving the test project on the test database, per module.
+
+    Each test empties the database after it; the server reads it afresh.
+    """
     with LiveServer(APPLICATION, databases=("default",), serve_static=True) as live:
         yield live
+
+
+@pytest.fixture
+def server(transactional_db: None, daphne_server: LiveServer) -> LiveServer:
+    """Return the module's server, once this test's database is ready."""
+    return daphne_server
 
 
 @pytest.fixture
