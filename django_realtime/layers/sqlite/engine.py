@@ -47,6 +47,9 @@ ANY_PROCESS = ""
 #: processes to poke once committed.
 Operation = Callable[[sqlite3.Connection, float], tuple[Any, set[str]]]
 
+# SQLite connections copied into a forked child: never used, never closed.
+_ABANDONED: list[sqlite3.Connection] = []
+
 #: Run in a transaction of its own at ``now``.
 Work = Callable[[sqlite3.Connection, float], Any]
 
@@ -113,10 +116,10 @@ class Engine:
         # An engine dropped without stop() (its thread never started) closes
         # its sockets. Not at exit: a socket file left behind by a process
         # that ended tells the others that its channels are gone.
-        finalizer = weakref.finalize(
+        self._finalizer = weakref.finalize(
             self, _close_sockets, self._signal_r, self._signal_w, wake
         )
-        finalizer.atexit = False
+        self._finalizer.atexit = False
         self._want = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -155,6 +158,22 @@ class Engine:
                 self._close()
                 return
         self._poke_self()
+
+    def abandon(self) -> None:
+        """Let go of the engine in a process forked from the one that ran it.
+
+        Its thread stayed in the parent. The child closes its copies of the
+        sockets without removing the parent's socket file, and never touches
+        the copied SQLite connection (closing it could disturb the parent's
+        file): it is kept unused until the process ends.
+        """
+        self._finalizer.detach()
+        self._signal_r.close()
+        self._signal_w.close()
+        self.wake.detach()
+        if self._connection is not None:
+            _ABANDONED.append(self._connection)
+            self._connection = None
 
     def join(self, timeout: float) -> bool:
         """Wait for the thread to end; return whether it has."""

@@ -143,6 +143,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
         self._counter = itertools.count(1)
         self._engine_lock = threading.Lock()
         self._engine: Engine | None = None
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"<SQLiteChannelLayer {self.path}>"
@@ -210,9 +211,9 @@ class SQLiteChannelLayer(BaseChannelLayer):
         Raises:
             InvalidChannelName: The resulting name is invalid.
         """
+        self._listen()
         name = f"{prefix}sqlite.{self.process_id}!{next(self._counter)}"
         self.require_valid_channel_name(name)
-        self._listen()
         return name
 
     # Groups
@@ -330,8 +331,10 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     def _get_engine(self) -> Engine:
         engine = self._engine
-        if engine is not None:
+        if engine is not None and self._pid == os.getpid():
             return engine
+        if self._pid != os.getpid():
+            self._forked()
         with self._engine_lock:
             if self._engine is None:
                 self._engine = Engine(
@@ -348,6 +351,22 @@ class SQLiteChannelLayer(BaseChannelLayer):
                     name="sqlite-layer",
                 )
             return self._engine
+
+    def _forked(self) -> None:
+        """Start afresh in a process forked from the one that used the layer.
+
+        The engine's thread stayed in the parent, with the parent's
+        receivers and process id: the child takes a new id (its channels
+        are its own) and a new engine.
+        """
+        # A lock held by another thread at the fork stays held in the child.
+        self._engine_lock = threading.Lock()
+        if self._engine is not None:
+            self._engine.abandon()
+            self._engine = None
+        self._pid = os.getpid()
+        self.process_id = secrets.token_hex(_tables.PROCESS_ID_LENGTH // 2)
+        self._inbox = Inbox(self.stats)
 
     # On the engine's thread
 

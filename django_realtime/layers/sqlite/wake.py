@@ -178,5 +178,10 @@ class WakeSocket:
                 self.directory.rmdir()
             self._bound = None
 
+    def detach(self) -> None:
+        """Close the socket, leaving the socket file (another process's)."""
+        self._sock.close()
+        self._bound = None
+
     def _path(self, process_id: str) -> Path:
         return self.directory / f"{process_id}{_SUFFIX}"

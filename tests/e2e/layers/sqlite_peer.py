@@ -12,6 +12,8 @@ Roles:
   thread count after the first and after the last call.
 - ``flood CHANNEL COUNT``: send COUNT messages to CHANNEL, printing each
   number once its send has returned.
+- ``fork CHANNEL N``: send to CHANNEL, fork, send again from the child
+  (within N seconds) and print the child's exit status.
 - ``publish STREAM COUNT``: publish COUNT payloads to STREAM with a
   :class:`~django_realtime.streams.stores.sqlite.SQLiteHistoryStore`,
   printing each publication's epoch and offset, then exit.
@@ -29,6 +31,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 from asgiref.sync import async_to_sync
 
@@ -103,10 +106,30 @@ def atomic(path: str, stream: str, ending: str) -> None:
     say(committed=True)
 
 
+def fork(layer: SQLiteChannelLayer, channel: str, seconds: int) -> None:
+    async def send(text: str) -> None:
+        async with asyncio.timeout(seconds):
+            await layer.send(channel, {"type": "forked", "from": text})
+
+    asyncio.run(send("parent"))
+    time.sleep(0.5)  # a process forks later than its first use of the layer
+    child = os.fork()
+    if child == 0:
+        try:
+            asyncio.run(send("child"))
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    say(child=os.waitstatus_to_exitcode(status))
+
+
 def main() -> None:
     role, path, target, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     layer = SQLiteChannelLayer(path=path, capacity=100_000)
-    if role == "atomic":
+    if role == "fork":
+        fork(layer, target, int(count))
+    elif role == "atomic":
         atomic(path, target, count)
     elif role == "publish":
         asyncio.run(publish(path, target, int(count)))

@@ -293,3 +293,16 @@ async def test_a_committed_publication_is_announced_at_once(
         assert (announced.offset, announced.data) == (written["written"], '"saved"')
     finally:
         await store.close()
+
+
+async def test_a_process_forked_after_using_the_layer_can_send(
+    layer: SQLiteChannelLayer, path: str, peers: list[Peer]
+) -> None:
+    channel = await layer.new_channel()
+
+    forking = Peer("fork", path, channel, "5")
+    peers.append(forking)
+
+    assert await forking.line() == {"child": 0}
+    received = [(await receive(layer, channel))["from"] for _ in range(2)]
+    assert received == ["parent", "child"]

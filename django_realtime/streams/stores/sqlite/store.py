@@ -50,7 +50,12 @@ from django_realtime.streams.positions import (
     Position,
     Publication,
 )
-from django_realtime.streams.stores.base import HistoryStore, Listener, PolicyTable
+from django_realtime.streams.stores.base import (
+    HistoryStore,
+    Listener,
+    PolicyTable,
+    StreamHub,
+)
 from django_realtime.streams.stores.sqlite import _tables
 
 __all__ = ["SQLiteHistoryStore"]
@@ -117,6 +122,7 @@ class SQLiteHistoryStore(HistoryStore):
         self._cursor: int | None = None
         self._engine_lock = threading.Lock()
         self._engine: Engine | None = None
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"<SQLiteHistoryStore {self.path}>"
@@ -260,8 +266,10 @@ class SQLiteHistoryStore(HistoryStore):
 
     def _get_engine(self) -> Engine:
         engine = self._engine
-        if engine is not None:
+        if engine is not None and self._pid == os.getpid():
             return engine
+        if self._pid != os.getpid():
+            self._forked()
         with self._engine_lock:
             if self._engine is None:
                 self._engine = Engine(
@@ -277,6 +285,22 @@ class SQLiteHistoryStore(HistoryStore):
                     name="sqlite-streams",
                 )
             return self._engine
+
+    def _forked(self) -> None:
+        """Start afresh in a process forked from the one that used the store.
+
+        The engine's thread and the listeners stayed in the parent.
+        """
+        # Locks held by another thread at the fork stay held in the child.
+        self._engine_lock = threading.Lock()
+        self._hub_lock = threading.Lock()
+        if self._engine is not None:
+            self._engine.abandon()
+            self._engine = None
+        self._pid = os.getpid()
+        self.process_id = secrets.token_hex(_PROCESS_ID_LENGTH // 2)
+        self.hub = StreamHub()
+        self._cursor = None
 
     def _sweep(self, connection: sqlite3.Connection, now: float) -> None:
         """Trim, by age, streams whose oldest publication is over a minute old.
