@@ -7,6 +7,7 @@ used: Chromium is the system's (``apt-get install chromium``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -41,9 +42,13 @@ def missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Yield a headless Chromium for the module's tests."""
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """Run a headless Chromium for the ``with`` block.
+
+    Skip the test, saying why, if Playwright or Chromium is missing; under
+    ``CI=true``, fail it.
+    """
     reason = missing()
     if reason is not None:
         if os.environ.get("CI") == "true":
@@ -52,9 +57,16 @@ def browser() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path())
-        yield chromium
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=chromium_path())
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Yield a headless Chromium for the module's tests."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ before it is flushed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,7 +22,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 
 from django_realtime.testing import LiveServer
-from tests.browser.conftest import APPLICATION, WAIT, chromium_path, missing
+from tests.browser.conftest import APPLICATION, WAIT, chromium
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -69,17 +68,8 @@ def server(transactional_db: None, daphne_server: LiveServer) -> LiveServer:
 @pytest.fixture
 def browser(server: LiveServer) -> Iterator[Browser]:
     """Yield a headless Chromium, started after the server and its database."""
-    reason = missing()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (required under CI=true)")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path())
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
