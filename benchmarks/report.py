@@ -81,6 +81,7 @@ def rows(
         for phase in ("paced", "burst"):
             table += [
                 Row(f"{key}_{phase}_rate", f"{name} {phase}, deliveries/s", "rate"),
+                Row(f"{key}_{phase}_per_cpu", "  per server CPU-second", "rate"),
                 Row(f"{key}_{phase}_p50", f"{name} {phase}, p50 ms", "ms"),
                 Row(f"{key}_{phase}_p99", f"{name} {phase}, p99 ms", "ms"),
                 Row(f"{key}_{phase}_lost", f"{name} {phase}, lost", "count"),
@@ -99,6 +100,10 @@ PER_CPU = {
     "hs_ramp_per_cpu": ("hs_ramp", "hs_ramp_server_cpu"),
     "auth_per_cpu": ("auth", "auth_server_cpu"),
 }
+for _transport in TRANSPORTS:
+    for _phase in ("paced", "burst"):
+        _key = f"tr_{_transport}_{_phase}"
+        PER_CPU[f"{_key}_per_cpu"] = (f"{_key}_rate", f"{_key}_server_cpu")
 
 
 def with_per_cpu(values: dict[str, float | None]) -> dict[str, float | None]:
