@@ -1,8 +1,10 @@
 """The streams fault-injection run's application (benchmarks.stress.stream_faults).
 
-One route, ``ws/streams/``: a :class:`~django_realtime.streams.StreamConsumer`
-that lets anyone subscribe to the run's streams, ``bench.<n>``, and nothing
-else. History lives in Redis (``benchmarks.stress.stream_faults.settings``), shared by
+A :class:`~django_realtime.streams.StreamConsumer` that lets anyone
+subscribe to the run's streams, ``bench.<n>``, and nothing else, over a
+WebSocket (``ws/streams/``) and over SSE and long-polling (under
+``rt/streams/``, :func:`~django_realtime.streams.http.stream_http_urls`).
+History lives in Redis (``benchmarks.stress.stream_faults.settings``), shared by
 every server process of the run.
 """
 
@@ -15,10 +17,12 @@ os.environ.setdefault(
 )
 django.setup()
 
-from django.urls import path  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.urls import include, path  # noqa: E402
 
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django_realtime.streams import StreamConsumer  # noqa: E402
+from django_realtime.streams.http import stream_http_urls  # noqa: E402
 
 STREAM_PREFIX = "bench."
 
@@ -31,6 +35,11 @@ class BenchStreams(StreamConsumer):
         return stream.startswith(STREAM_PREFIX)
 
 
+urlpatterns = [path("rt/streams/", include(stream_http_urls(BenchStreams)))]
+
 application = ProtocolTypeRouter(
-    {"websocket": URLRouter([path("ws/streams/", BenchStreams.as_asgi())])}
+    {
+        "http": get_asgi_application(),
+        "websocket": URLRouter([path("ws/streams/", BenchStreams.as_asgi())]),
+    }
 )

@@ -13,7 +13,7 @@ from benchmarks.servers import ServerError
 from benchmarks.stress.stream_faults import run as run_module, smoke
 from benchmarks.stress.stream_faults.report import report
 from benchmarks.stress.stream_faults.run import run
-from benchmarks.stress.stream_faults.state import Options
+from benchmarks.stress.stream_faults.state import TRANSPORTS, Options
 
 
 def _seconds_or_none(text: str) -> float | None:
@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     )
     parser.add_argument("--streams", type=int, default=defaults.streams)
     parser.add_argument("--servers", default=",".join(defaults.servers))
+    parser.add_argument(
+        "--transports",
+        default=",".join(defaults.transports),
+        help="the clients take these in turn: websocket,sse,poll",
+    )
     parser.add_argument(
         "--history", type=int, default=defaults.history, help="kept per stream"
     )
@@ -89,6 +94,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     for name in servers:
         if name not in ("uvicorn", "daphne"):
             parser.error(f"Expected servers among uvicorn,daphne, got {name!r}.")
+    transports = tuple(name for name in args.transports.split(",") if name)
+    for name in transports:
+        if name not in TRANSPORTS:
+            parser.error(f"Expected transports among {TRANSPORTS}, got {name!r}.")
+    if not transports:
+        parser.error("--transports must name at least one transport.")
     if args.clients < 1 or args.rate <= 0 or args.duration <= 0 or args.history < 1:
         parser.error("--clients, --rate, --duration and --history must be positive.")
     options = Options(
@@ -97,6 +108,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         rate=args.rate,
         streams=args.streams,
         servers=servers,
+        transports=transports,
         history=args.history,
         drop_every=args.drop_every,
         clean_close=args.clean_close,
@@ -134,6 +146,7 @@ def _smoke(options: Options) -> int:
         return 1
     common = {
         "servers": options.servers,
+        "transports": options.transports,
         "redis_url": options.redis_url,
         "logs": options.logs,
     }

@@ -66,10 +66,24 @@ class Client:
         for track in self.tracks.values():
             track.note(f"{when:.3f}s {event}")
 
-    async def live(self) -> None:
-        """Connect, follow the streams, drop, reconnect; until cancelled."""
+    #: The transport this client speaks (see ``http_client`` for the others).
+    transport = "websocket"
+
+    async def _open(self, url: str) -> Any:
+        """Return a new connection to the server at ``url``."""
         from websockets.asyncio.client import connect
 
+        return await connect(
+            url,
+            compression=None,
+            proxy=None,
+            open_timeout=None,
+            close_timeout=2,
+            max_size=None,
+        )
+
+    async def live(self) -> None:
+        """Connect, follow the streams, drop, reconnect; until cancelled."""
         options = self.run.options
         first = True
         while not self.drained:
@@ -83,14 +97,7 @@ class Client:
             targets = None if first else self.run.targets()
             try:
                 async with asyncio.timeout(10):
-                    self.ws = await connect(
-                        slot.current.url(PATH),
-                        compression=None,
-                        proxy=None,
-                        open_timeout=None,
-                        close_timeout=2,
-                        max_size=None,
-                    )
+                    self.ws = await self._open(slot.current.url(PATH))
             except Exception:
                 # A server being killed, or too busy to answer in time.
                 stats.connect_failures += 1

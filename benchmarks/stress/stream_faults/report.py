@@ -38,12 +38,14 @@ class Outcome:
 
 
 ROWS = [
+    _report.Row("clients", "clients", "count"),
     _report.Row("published", "publications", "count"),
     _report.Row("rate", "  publish rate achieved, msgs/s", "rate"),
     _report.Row("expected", "expected deliveries", "count"),
     _report.Row("delivered", "delivered (once, right payload)", "count"),
     _report.Row("missing", "missing, unsignalled", "count"),
     _report.Row("duplicates", "duplicates", "count"),
+    _report.Row("gaps", "skipped or out of order, seen live", "count"),
     _report.Row("wrong_payload", "wrong payload", "count"),
     _report.Row("signalled", "signalled lost (the client was told)", "count"),
     _report.Row("lost_outside_window", "signals: outside_window", "count"),
@@ -78,6 +80,22 @@ ROWS = [
     _report.Row("server_gaps", "  gaps noticed in live offsets", "count"),
     _report.Row("server_warnings", "  other warnings and errors", "count"),
 ]
+
+
+# The rows of each transport's column (its clients, whatever the server).
+TRANSPORT_KEYS = (
+    "clients",
+    "expected",
+    "delivered",
+    "missing",
+    "duplicates",
+    "gaps",
+    "wrong_payload",
+    "signalled",
+    "connects",
+    "undrained",
+    "protocol_errors",
+)
 
 
 def _catch_up_figures(seconds: list[float]) -> dict[str, float | None]:
@@ -123,9 +141,17 @@ def summarise(
     totals: Counter[str] = Counter()
     losses: Counter[str] = Counter()
     errors: list[str] = []
+    by_transport: dict[str, Counter[str]] = {}
     for client in clients:
+        per_transport = by_transport.setdefault(client.transport, Counter())
+        per_transport["clients"] += 1
+        per_transport["undrained"] += not client.drained
+        per_transport["connects"] += sum(s.connects for s in client.stats.values())
         for stream, track in client.tracks.items():
-            totals.update(track.compare(publisher.ledgers[stream]))
+            counts = track.compare(publisher.ledgers[stream])
+            totals.update(counts)
+            per_transport.update(counts)
+            per_transport["signals"] += sum(track.losses.values())
             losses.update(track.losses)
             errors.extend(track.errors)
     published = sum(len(ledger.published) for ledger in publisher.ledgers.values())
@@ -183,6 +209,9 @@ def summarise(
     total["restarts"] = run.restarts
     total["undrained"] = sum(1 for c in clients if not c.drained)
     total["protocol_errors"] = totals["protocol_errors"]
+    total["gaps"] = totals["gaps"]
+    for transport, counts in by_transport.items():
+        figures[f"{transport} clients"] = {key: counts[key] for key in TRANSPORT_KEYS}
 
     failures = []
     for key, what in (
@@ -246,12 +275,18 @@ def _ranges(positions: list[tuple[str, int]]) -> str:
 def report(outcome: Outcome, options: Options) -> str:
     """Return the run's table and verdict, as printed."""
     columns = [("all", "servers")] + [
-        (name, "server") for name in outcome.figures if name != "all"
+        tuple(name.split(" ", 1)) if name.endswith(" clients") else (name, "server")
+        for name in outcome.figures
+        if name != "all"
     ]
-    results = {(name, app): outcome.figures[name] for name, app in columns}
+    results = {
+        (name, app): outcome.figures[name if app != "clients" else f"{name} {app}"]
+        for name, app in columns
+    }
     lines = [
         outcome.machine,
-        f"{options.clients} clients, {options.streams} stream(s), "
+        f"{options.clients} clients ({', '.join(options.transports)} in turn), "
+        f"{options.streams} stream(s), "
         f"{options.duration:g} s at {options.rate:g} msgs/s, history "
         f"{options.history} per stream ({options.window_seconds:.1f} s); a drop "
         f"every {options.drop_every:g} s per client on average "

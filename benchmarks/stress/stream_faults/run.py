@@ -5,8 +5,10 @@ Two server processes (one uvicorn and one daphne by default) serve
 under a prefix of this run's own. This process publishes to the run's
 streams at a steady rate through :class:`RedisHistoryStore` (payload
 ``{"n": <the stream's sequence number>, "t": <time>}``), and runs the
-clients: each speaks the stream protocol over a real WebSocket (the
-``websockets`` library), subscribes to every stream, and then, until the
+clients, taking the transports in turn (``--transports``): over a real
+WebSocket (the ``websockets`` library), or over server-sent events or
+long-polling (``http_client``, the protocol's HTTP transports). Each
+subscribes to every stream, and then, until the
 end, drops its connection at random times (mostly a TCP reset with no close
 handshake, sometimes a clean close), waits a little, reconnects to a random
 server and resumes from its last position. Meanwhile, optionally, the
@@ -23,9 +25,12 @@ the position of its first subscription to the end:
 - delivered: received once, with the payload published at that position;
 - missing: neither received nor signalled (a silent loss);
 - duplicates: a publication at or before the last one received;
+- skipped or out of order: a publication that is not the next one, seen
+  as it arrives;
 - signalled: not received, but the client was told (by reason);
 - catch-up: from the start of a reconnect until the client holds every
   publication the store had then (p50, p99, max, per server);
+- per transport: these counts for its clients, whatever the server;
 - stalls: connections silent for 2 s while their client is behind. A
   stalled client stops dropping that connection and waits, as a real
   client whose pings are still answered would: a stall that never ends
@@ -42,8 +47,8 @@ Loopback only; every wait is bounded; every server is killed and the run's
 Redis keys deleted at the end, even on failure.
 
 Run: python -m benchmarks.stress.stream_faults [--clients 200] [--duration 60]
-[--rate 50] [--servers uvicorn,daphne] [--history 250] [--drop-every 10]
-[--kill-redis-every 15] [--restart-every 20]
+[--rate 50] [--servers uvicorn,daphne] [--transports websocket,sse,poll]
+[--history 250] [--drop-every 10] [--kill-redis-every 15] [--restart-every 20]
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks.stress.stream_faults.client import Client
+from benchmarks.stress.stream_faults.http_client import HttpClient
 from benchmarks.stress.stream_faults.report import Outcome, summarise
 from benchmarks.stress.stream_faults.state import (
     Options,
@@ -69,6 +75,13 @@ from benchmarks.stress.stream_faults.state import (
 from django_realtime.streams.stores.base import PolicyTable
 from django_realtime.streams.stores.redis import RedisHistoryStore
 from django_realtime.testing.streams import drop_redis_connections
+
+
+def _client(index: int, run: Run, options: Options) -> Client:
+    transport = options.transports[index % len(options.transports)]
+    if transport == "websocket":
+        return Client(index, run, options.seed)
+    return HttpClient(index, run, options.seed, transport)
 
 
 async def _watch_stalls(run: Run, clients: list[Client]) -> None:
@@ -140,7 +153,7 @@ async def run(options: Options) -> Outcome:
     try:
         for slot in state.slots:
             await asyncio.to_thread(state.start_server, slot)
-        clients = [Client(i, state, options.seed) for i in range(options.clients)]
+        clients = [_client(i, state, options) for i in range(options.clients)]
         tasks += [asyncio.create_task(client.live()) for client in clients]
         tasks.append(asyncio.create_task(_watch_stalls(state, clients)))
         async with asyncio.timeout(30):

@@ -16,6 +16,8 @@ from benchmarks._settings_base import (
 )
 
 INSTALLED_APPS = ["django_realtime", *INSTALLED_APPS]
+# The HTTP transports' views (no middleware: the clients have no session).
+ROOT_URLCONF = "benchmarks.stress.stream_faults.app"
 
 # The stream consumer needs no channel layer.
 CHANNEL_LAYERS = {"default": {"BACKEND": "django_realtime.layers.InMemoryChannelLayer"}}

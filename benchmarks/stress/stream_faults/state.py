@@ -28,6 +28,8 @@ from django_realtime.streams.stores.redis import RedisHistoryStore
 APP = "benchmarks.stress.stream_faults.app:application"
 SETTINGS = "benchmarks.stress.stream_faults.settings"
 PATH = "/ws/streams/"
+HTTP_PREFIX = "/rt/streams/"
+TRANSPORTS = ("websocket", "sse", "poll")
 
 logger = logging.getLogger("benchmarks.stress.stream_faults")
 
@@ -41,6 +43,8 @@ class Options:
     rate: float = 50.0
     streams: int = 1
     servers: tuple[str, ...] = ("uvicorn", "daphne")
+    # The clients take these in turn: client i speaks transports[i % n].
+    transports: tuple[str, ...] = TRANSPORTS
     history: int = 250
     drop_every: float = 10.0
     clean_close: float = 0.2
