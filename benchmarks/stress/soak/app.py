@@ -89,6 +89,12 @@ def _holders(target: object, depth: int = 7) -> list[str]:
                 name = f"dict[{','.join(keys)}]"
             elif isinstance(referrer, asyncio.Task):
                 name = f"Task {referrer.get_name()!r}"
+            elif isinstance(referrer, asyncio.TimerHandle):
+                # A timer keeps the context it was scheduled in until it
+                # leaves the loop: say when, and whether it was cancelled.
+                due = referrer.when() - asyncio.get_running_loop().time()
+                state = "cancelled, " if referrer.cancelled() else ""
+                name = f"TimerHandle ({state}due in {due:.0f} s)"
             elif isinstance(referrer, types.FrameType):
                 name = f"frame {referrer.f_code.co_qualname}"
             else:
