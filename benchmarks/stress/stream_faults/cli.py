@@ -85,6 +85,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         default=defaults.flush_every,
         help="seconds between flushes of the store, new epochs (0: never)",
     )
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=defaults.client_processes,
+        help="processes the SSE and long-polling clients run in (0: this one)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout)
     parser.add_argument("--redis-url", default=defaults.redis_url)
     parser.add_argument("--logs", type=Path, default=None, help="keep server logs here")
@@ -109,6 +115,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         streams=args.streams,
         servers=servers,
         transports=transports,
+        client_processes=max(0, args.client_processes),
         history=args.history,
         drop_every=args.drop_every,
         clean_close=args.clean_close,
@@ -147,6 +154,7 @@ def _smoke(options: Options) -> int:
     common = {
         "servers": options.servers,
         "transports": options.transports,
+        "client_processes": options.client_processes,
         "redis_url": options.redis_url,
         "logs": options.logs,
     }

@@ -225,3 +225,14 @@ class Client:
         self.silent_from = self.last_frame
         self.current.stalls += 1
         self._note(f"stalled: nothing for {now - self.last_frame:.1f} s while behind")
+
+
+async def watch_stalls(run: Run, clients: list[Client]) -> None:
+    """Spot connections that stop receiving while publications go on."""
+    loop = asyncio.get_running_loop()
+    silence = 2.0 + 2 * len(run.streams) / run.options.rate
+    while True:
+        await asyncio.sleep(0.5)  # a periodic check, not waiting for an event
+        now = loop.time()
+        for client in clients:
+            client.check_stalled(now, silence)

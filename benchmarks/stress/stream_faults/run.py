@@ -7,7 +7,9 @@ streams at a steady rate through :class:`RedisHistoryStore` (payload
 ``{"n": <the stream's sequence number>, "t": <time>}``), and runs the
 clients, taking the transports in turn (``--transports``): over a real
 WebSocket (the ``websockets`` library), or over server-sent events or
-long-polling (``http_client``, the protocol's HTTP transports). Each
+long-polling (``http_client``, the protocol's HTTP transports; these run
+in ``--client-processes`` child processes, two by default, see
+``remote``). Each
 subscribes to every stream, and then, until the
 end, drops its connection at random times (mostly a TCP reset with no close
 handshake, sometimes a clean close), waits a little, reconnects to a random
@@ -62,8 +64,9 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmarks.stress.stream_faults.client import Client
+from benchmarks.stress.stream_faults.client import Client, watch_stalls
 from benchmarks.stress.stream_faults.http_client import HttpClient
+from benchmarks.stress.stream_faults.remote import Children, RemoteClient
 from benchmarks.stress.stream_faults.report import Outcome, summarise
 from benchmarks.stress.stream_faults.state import (
     Options,
@@ -82,17 +85,6 @@ def _client(index: int, run: Run, options: Options) -> Client:
     if transport == "websocket":
         return Client(index, run, options.seed)
     return HttpClient(index, run, options.seed, transport)
-
-
-async def _watch_stalls(run: Run, clients: list[Client]) -> None:
-    """Spot connections that stop receiving while publications go on."""
-    loop = asyncio.get_running_loop()
-    silence = 2.0 + 2 * len(run.streams) / run.options.rate
-    while True:
-        await asyncio.sleep(0.5)  # a periodic check, not waiting for an event
-        now = loop.time()
-        for client in clients:
-            client.check_stalled(now, silence)
 
 
 async def _kill_redis(run: Run, every: float) -> None:
@@ -145,6 +137,7 @@ async def run(options: Options) -> Outcome:
     )
     publisher = state.publisher = Publisher(store, state.streams)
     tasks: list[asyncio.Task[None]] = []
+    children: Children | None = None
     machine = (
         f"{time.strftime('%Y-%m-%d %H:%M')}  Python {platform.python_version()}, "
         f"{os.cpu_count()} cores, load at the start "
@@ -153,12 +146,25 @@ async def run(options: Options) -> Outcome:
     try:
         for slot in state.slots:
             await asyncio.to_thread(state.start_server, slot)
-        clients = [_client(i, state, options) for i in range(options.clients)]
+        # The HTTP clients run in children, if any; the others here.
+        away = [
+            i
+            for i in range(options.clients)
+            if options.client_processes
+            and options.transports[i % len(options.transports)] != "websocket"
+        ]
+        here = sorted(set(range(options.clients)) - set(away))
+        clients = [_client(i, state, options) for i in here]
+        if away:
+            children = Children(state, away, options.client_processes)
+            await children.start()
         tasks += [asyncio.create_task(client.live()) for client in clients]
-        tasks.append(asyncio.create_task(_watch_stalls(state, clients)))
+        tasks.append(asyncio.create_task(watch_stalls(state, clients)))
         async with asyncio.timeout(30):
             for client in clients:
                 await client.subscribed.wait()
+            if children is not None:
+                await children.wait_subscribed()
         faults = [
             asyncio.create_task(fault(state, every))
             for every, fault in (
@@ -200,17 +206,27 @@ async def run(options: Options) -> Outcome:
         for client in clients:
             if client.ws is not None:
                 reset(client.ws)
+        remote: list[RemoteClient] = []
+        if children is not None:
+            remote = await children.finish()
+            if len(remote) != len(away):
+                raise RuntimeError(
+                    f"Expected {len(away)} clients' results from the client "
+                    f"processes, got {len(remote)}."
+                )
         for stream, newest in state.final.items():
             history = await store.read(stream)
             if history.position != newest:
                 publisher.errors += 1
                 logger.warning("%s ends at %s, not %s.", stream, history, newest)
-        outcome = summarise(state, clients, elapsed, publisher)
+        outcome = summarise(state, [*clients, *remote], elapsed, publisher)
         load = " ".join(f"{n:.2f}" for n in os.getloadavg())
         outcome.machine = f"{machine}; load at the end {load}"
         outcome.failures += [f"A fault injector failed: {e!r}" for e in fault_errors]
         return outcome
     finally:
+        if children is not None:
+            children.kill()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -45,6 +45,8 @@ class Options:
     servers: tuple[str, ...] = ("uvicorn", "daphne")
     # The clients take these in turn: client i speaks transports[i % n].
     transports: tuple[str, ...] = TRANSPORTS
+    # Processes the HTTP clients are spread over (0: this one).
+    client_processes: int = 2
     history: int = 250
     drop_every: float = 10.0
     clean_close: float = 0.2
