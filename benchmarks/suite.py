@@ -10,6 +10,9 @@ client's CPU beside every rate, so that a saturated client shows. Loopback
 only; every count and wait is bounded, and every server is killed at the
 end, even on failure.
 
+The transports group (``--only transports``, :mod:`benchmarks.transports`)
+serves one stream over WebSocket, SSE and long-polling from one app.
+
 Run: python -m benchmarks [--quick | --smoke] [--servers uvicorn] [--only echo,fanout]
 """
 
