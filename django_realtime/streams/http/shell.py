@@ -174,8 +174,10 @@ class Collector:
         if self.frames or self.closed is not None:
             return
         self._ready.clear()
+        # A timeout scope, not wait_for: no task per wait (one per frame).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._ready.wait()
 
     def take(self) -> list[str]:
         """Return the frames kept so far, and forget them."""
