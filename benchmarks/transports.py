@@ -82,7 +82,7 @@ async def _http(port: int, request: bytes) -> tuple[int, bytes, Any]:
 
 
 async def subscribe_once(port: int) -> dict[str, Any]:
-    """Return a client id listing the stream, and the stream's position.
+    """Return a client id listing the stream, its position, the CSRF cookie.
 
     As a page does: a first poll for a client id and the CSRF token, then
     a ``POST`` subscribe with both.
@@ -105,7 +105,11 @@ async def subscribe_once(port: int) -> dict[str, Any]:
     if subscribed.get("kind") != "subscribed":
         raise RuntimeError(f"Expected a subscribed frame, got {status} {answer}.")
     position = [subscribed["epoch"], subscribed["offset"]]
-    return {"client": answer["client"], "positions": {STREAM: position}}
+    return {
+        "client": answer["client"],
+        "positions": {STREAM: position},
+        "cookie": cookie[1].decode(),
+    }
 
 
 @dataclass

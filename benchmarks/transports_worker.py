@@ -9,8 +9,9 @@ One process, blocking set-up, then non-blocking sockets under one
 ``TRANSPORT`` is ``websocket``, ``sse`` or ``poll``; ``URL`` is the
 server's ``http://host:port``; ``CONFIG`` is JSON: ``ws_path``,
 ``http_prefix``, ``stream``, and for the HTTP transports the ``client``
-id and the ``positions`` the driver got by subscribing once (a client id
-without a session may be shared: each subscriber resumes from it).
+id, the ``positions`` and the CSRF ``cookie`` the driver got by
+subscribing once (a client id without a session may be shared: each
+subscriber resumes from it).
 
 - ``websocket``: each connection subscribes to the stream; ready once
   answered.
@@ -187,7 +188,9 @@ class Subscribers:
         )
         if view == "poll":
             target += f"&timeout={POLL_SECONDS}"
-        return f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
+        # The CSRF cookie, as a browser sends it (else each answer makes one).
+        cookie = f"Cookie: csrftoken={self.config['cookie']}\r\n"
+        return f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\n{cookie}\r\n".encode()
 
     def _poll(self, fd: int) -> None:
         request = self._get("poll", self.clients[fd], self.positions[fd])
