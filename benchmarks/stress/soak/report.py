@@ -200,12 +200,15 @@ def report(result: SoakResult, options: Options) -> str:
     layer_stats = result.afters[-1].app.get("layer") if result.afters else None
     if layer_stats:
         lines.append(f"layer counters: {layer_stats}")
-    held = result.afters[-1].app.get("held_by") if result.afters else None
-    for chains in held or []:
-        # The chains through a task say what outlives the connection.
-        shown = [chain for chain in chains if "<- Task" in chain] or chains[:4]
-        lines += ["consumer still alive, held by:"]
-        lines += [f"  {chain}" for chain in shown[:4]]
+    for cycle, after in enumerate(result.afters, 1):
+        for chains in after.app.get("held_by") or []:
+            # The chains through a task or a timer say what outlives the
+            # connection.
+            shown = [
+                chain for chain in chains if "<- Task" in chain or "Timer" in chain
+            ] or chains[:4]
+            lines += [f"after cycle {cycle}, a consumer still alive, held by:"]
+            lines += [f"  {chain}" for chain in shown[:4]]
     lines.append(
         f"server log: {result.log.errors} error lines, {result.log.warnings} warnings"
     )
