@@ -213,6 +213,9 @@ class Resume:
         self._refused = refused
         self._pump: SessionPump | None = None
         self._opened = False
+        #: Whether the client asked from a position its streams had passed:
+        #: a replay came with a resume's answer (the streams are busy).
+        self.behind = False
 
     @classmethod
     async def start(
@@ -275,8 +278,11 @@ class Resume:
     def frames(self) -> list[str]:
         """Return the frames for the client that came since the last call."""
         told: list[str] = []
+        answered = False
         for text in self.collector.take():
             if text.startswith(_PUBLICATION):
+                # A replay comes in the same take as its resume's answer.
+                self.behind = self.behind or answered
                 told.append(text)
                 continue
             frame = json.loads(text)
@@ -285,6 +291,7 @@ class Resume:
                 told.append(text)
                 continue
             stream, since = resume
+            answered = True
             if frame.get("kind") == "error":
                 # Refused after all (an unsubscribe cannot come here).
                 frame = dict(frame, id=None, stream=stream)

@@ -30,7 +30,7 @@ def stream_http_urls(
         consumer_class: The :class:`StreamConsumer` subclass to serve.
         **options: Keyword arguments of
             :class:`~django_realtime.streams.http.views.StreamHttpViews`
-            (``poll_timeout``, ``client_expiry``, ``heartbeat``,
+            (``poll_timeout``, ``poll_linger``, ``client_expiry``, ``heartbeat``,
             ``max_body``, ``allowed_origins``, ``rate``, ``burst``).
     """
     views = StreamHttpViews(consumer_class, **options)

@@ -51,6 +51,9 @@ logger = logging.getLogger("django_realtime.streams")
 #: The request header of a ``POST`` that carries the client id.
 CLIENT_HEADER = "X-Realtime-Client"
 
+# A long-poll with this many frames returns without lingering.
+_ENOUGH = 32
+
 
 def _unused(request: HttpRequest) -> HttpResponse:  # pragma: no cover
     raise RuntimeError("The CSRF check never calls the view.")
@@ -96,6 +99,11 @@ class StreamHttpViews:
     Args:
         consumer_class: The :class:`StreamConsumer` subclass to serve.
         poll_timeout: Most seconds a long-poll waits for a frame.
+        poll_linger: Most seconds a long-poll that has frames waits for
+            more, only when its client was behind (frames had been
+            published after the positions it asked from) and it has fewer
+            than 32; 0 to never wait. One request then carries a busy
+            stream's next frames; a quiet stream's frame is not held.
         client_expiry: Seconds a client id stays valid after the response
             that carried it.
         heartbeat: Seconds between an SSE stream's keep-alive events (each
@@ -118,6 +126,7 @@ class StreamHttpViews:
         consumer_class: type[StreamConsumer],
         *,
         poll_timeout: float = 25.0,
+        poll_linger: float = 0.02,
         client_expiry: float = 60.0,
         heartbeat: float = 15.0,
         max_body: int = 64 * 1024,
@@ -138,10 +147,16 @@ class StreamHttpViews:
                 f"client_expiry, got heartbeat={heartbeat!r}, poll_timeout="
                 f"{poll_timeout!r}, client_expiry={client_expiry!r}."
             )
+        if not 0 <= poll_linger <= min(1.0, poll_timeout):
+            raise ValueError(
+                "Expected 0 <= poll_linger <= 1 and poll_linger <= poll_timeout, "
+                f"got poll_linger={poll_linger!r}, poll_timeout={poll_timeout!r}."
+            )
         if type(max_body) is not int or max_body < 1:
             raise ValueError(f"Expected max_body >= 1, got {max_body!r}.")
         self.consumer_class = consumer_class
         self.poll_timeout = poll_timeout
+        self.poll_linger = poll_linger
         self.heartbeat = heartbeat
         self.max_body = max_body
         self.allowed_origins = (
@@ -239,6 +254,10 @@ class StreamHttpViews:
                     break
                 await resume.collector.wait(left)
                 frames = resume.frames()
+            if frames and resume.behind:
+                frames += await self._linger(
+                    resume, min(deadline, loop.time() + self.poll_linger), len(frames)
+                )
         finally:
             await resume.stop()
         body: dict[str, Any] = {
@@ -251,6 +270,19 @@ class StreamHttpViews:
         return response
 
     # Their parts.
+
+    @staticmethod
+    async def _linger(resume: Resume, until: float, count: int) -> list[str]:
+        """Return the frames that come by ``until``, or once there are enough."""
+        loop = asyncio.get_running_loop()
+        more: list[str] = []
+        while count + len(more) < _ENOUGH and resume.collector.closed is None:
+            left = until - loop.time()
+            if left <= 0:
+                break
+            await resume.collector.wait(left)
+            more += resume.frames()
+        return more
 
     def _check(self, request: HttpRequest, method: str) -> None:
         if request.method != method:
