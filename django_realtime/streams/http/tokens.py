@@ -9,16 +9,21 @@ made for. The server keeps nothing: a client that stops sending requests
 leaves nothing behind, and its token expires ``max_age`` seconds after it
 was made (every response carries a fresh one).
 
-Pure apart from the signing key: times are given as ``now``.
+Pure apart from the signing key and the clock. A signer makes the token
+of one client once a second (a token made in the same second is the same
+text), and binding hashes are kept for the last sessions seen.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
+import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
 
@@ -27,6 +32,8 @@ from django_realtime.streams.http.wire import HttpRefusal
 __all__ = ["Client", "TokenSigner", "binding_of"]
 
 _SALT = "django_realtime.streams.http.client"
+# Most tokens a signer keeps for the second they were made in.
+_KEPT = 1024
 
 
 def binding_of(session_key: str | None, user_key: Any) -> str:
@@ -38,7 +45,12 @@ def binding_of(session_key: str | None, user_key: Any) -> str:
     stream is authorized again on every resume.
     """
     value = f"{session_key or ''}\x00{'' if user_key is None else user_key}"
-    return salted_hmac(_SALT, value).hexdigest()[:32]
+    return _binding(settings.SECRET_KEY, value)
+
+
+@functools.lru_cache(maxsize=_KEPT)
+def _binding(secret: str, value: str) -> str:
+    return salted_hmac(_SALT, value, secret=secret).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +93,24 @@ class TokenSigner:
     def __init__(self, scope: str, max_age: float) -> None:
         self.salt = f"{_SALT}:{scope}"
         self.max_age = max_age
+        # The tokens made this second (signing's timestamps are seconds).
+        self._second = 0
+        self._made: dict[tuple[Client, str], str] = {}
 
     def sign(self, client: Client) -> str:
         """Return the token of ``client``, valid for ``max_age`` from now."""
+        second = int(time.time())
+        key = (client, settings.SECRET_KEY)
+        if second != self._second:
+            self._second, self._made = second, {}
+        elif (token := self._made.get(key)) is not None:
+            return token
+        token = self._make(client)
+        if len(self._made) < _KEPT:
+            self._made[key] = token
+        return token
+
+    def _make(self, client: Client) -> str:
         return signing.dumps(
             {"c": client.id, "b": client.binding, "s": list(client.streams)},
             salt=self.salt,

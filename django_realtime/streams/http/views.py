@@ -225,7 +225,7 @@ class StreamHttpViews:
         except HttpRefusal as exc:
             return self._refuse(request, exc)
         response = StreamingHttpResponse(
-            self._event_stream(resume, get_token(request)),
+            self._event_stream(resume, self._csrf_token(request)),
             content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache, no-store"
@@ -262,7 +262,7 @@ class StreamHttpViews:
             await resume.stop()
         body: dict[str, Any] = {
             "client": self.signer.sign(resume.client),
-            "csrf": get_token(request),
+            "csrf": self._csrf_token(request),
         }
         text = json.dumps(body)[:-1] + ',"frames":[' + ",".join(frames) + "]}"
         response = _json(200, text.encode())
@@ -270,6 +270,17 @@ class StreamHttpViews:
         return response
 
     # Their parts.
+
+    def _csrf_token(self, request: HttpRequest) -> str:
+        """Return a CSRF token of the secret in the request's cookie, if any.
+
+        Without ``CsrfViewMiddleware`` nothing has read the cookie: each
+        response would set a new one, and a ``POST`` sent with the token
+        of the previous response would fail.
+        """
+        if "CSRF_COOKIE" not in request.META:
+            self._csrf.process_request(request)
+        return get_token(request)
 
     @staticmethod
     async def _linger(resume: Resume, until: float, count: int) -> list[str]:

@@ -99,3 +99,18 @@ async def test_a_quiet_streams_frame_is_not_held_for_the_linger(
 def test_a_linger_out_of_range_is_refused(linger: float) -> None:
     with pytest.raises(ValueError, match="poll_linger"):
         StreamHttpViews(Chat, poll_linger=linger)
+
+
+async def test_polls_keep_the_pages_csrf_cookie(store: MemoryHistoryStore) -> None:
+    # Without CsrfViewMiddleware in the project, as in the test settings: a
+    # new cookie on every poll would fail a POST sent with the last token.
+    browser = Browser()
+    await browser.start()
+    cookie = browser.cookies["csrftoken"]
+    status, _ = await browser.request(
+        "GET", "/rt/poll", urlencode({"client": browser.client, "timeout": "0"})
+    )
+    assert status == 200
+    assert browser.cookies["csrftoken"] == cookie
+    (pong,) = await browser.post({"kind": "ping", "id": 1})
+    assert pong["kind"] == "pong"

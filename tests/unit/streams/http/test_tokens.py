@@ -51,3 +51,18 @@ def test_a_token_of_another_mount_or_altered_is_unknown() -> None:
     ):
         refusal = _refused(signer, text, client.binding)
         assert (refusal.status, refusal.code) == (400, "client_unknown")
+
+
+def test_a_client_signed_again_within_its_second_gets_the_same_token() -> None:
+    signer = TokenSigner("mount", 60)
+    client = Client.new(binding_of(None, None))
+    now = signing.time.time()
+    with mock.patch.object(signing.time, "time", return_value=now - 61):
+        old = signer.sign(client)
+    token = signer.sign(client)
+    assert token != old  # a new second: a token valid from now
+    assert signer.sign(client) == token
+    assert signer.sign(client.adding("a")) != token
+    assert signer.load(token, client.binding) == client
+    refusal = _refused(signer, old, client.binding)
+    assert (refusal.status, refusal.code) == (410, "client_expired")
