@@ -66,6 +66,7 @@ from django_realtime.exceptions import (
 from django_realtime.layers import get_channel_layer
 from django_realtime.middleware.correlation import (
     KEY as CORRELATION_KEY,
+    WeakSource,
     current_source,
     get_correlation_id,
     id_from_headers,
@@ -219,7 +220,9 @@ class AsyncConsumer:
             layer = get_channel_layer(self.channel_layer_alias)
         # Ids are built from the handler call's outbox when asked for.
         self._outer_correlation = get_correlation_id()
-        correlation = set_source(self._correlation_in_context)
+        # Weak: a server may keep a copy of this context past the connection.
+        self._source = WeakSource(self._correlation_in_context)
+        correlation = set_source(self._source)
         try:
             if layer is None:
                 turn = self._turn
@@ -376,10 +379,9 @@ class AsyncConsumer:
         if self.defer_sends:
             outbox = Outbox(self, correlation)
             token = activate(outbox)
-            source = current_source()
-            if getattr(source, "__self__", None) is not self:
+            if current_source() is not self._source:
                 # Dispatched outside the consumer's own context.
-                correlated = set_source(self._correlation_in_context)
+                correlated = set_source(self._source)
         else:
             correlated = set_source(self._correlation_of(correlation))
         outcome: Outcome = FAILED

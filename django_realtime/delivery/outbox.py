@@ -24,6 +24,8 @@ send is held, and whether what is held goes out, is decided by
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Awaitable, Callable, Collection
 from contextvars import ContextVar, Token
 from typing import Any
@@ -36,10 +38,16 @@ __all__ = ["Outbox", "activate", "context_outbox", "current_outbox", "deactivate
 class Outbox:
     """Collect the messages one handler call of one consumer sends."""
 
-    __slots__ = ("correlation", "is_open", "messages", "owner", "sync_connections")
+    __slots__ = ("_owner", "correlation", "is_open", "messages", "sync_connections")
 
     def __init__(self, owner: object, correlation: str | int | None = None) -> None:
-        self.owner = owner
+        # Weak: the context that carries an outbox can outlive its consumer
+        # (a server's timer keeps a copy of the context it was made in).
+        self._owner: Callable[[], object | None]
+        try:
+            self._owner = weakref.ref(owner)
+        except TypeError:  # a str or int names the owner: nothing to free
+            self._owner = functools.partial(_same, owner)
         # What names the handled message for its correlation id, which the
         # owner builds only if asked: the id itself, or the number of a
         # frame on the owner's connection.
@@ -51,9 +59,14 @@ class Outbox:
         # handler's behalf (async_to_sync) checks their transactions.
         self.sync_connections: Collection[Any] = ()
 
+    @property
+    def owner(self) -> object | None:
+        """The consumer whose handler call this outbox belongs to (if alive)."""
+        return self._owner()
+
     def accepts(self, owner: object | None) -> bool:
         """Return whether a send by ``owner`` (``None``: anyone) is to be held."""
-        return self.is_open and (owner is None or self.owner is owner)
+        return self.is_open and (owner is None or self._owner() is owner)
 
     def add(self, entry: Entry) -> None:
         """Hold ``entry`` until the handler ends."""
@@ -75,6 +88,10 @@ class Outbox:
         return len(self.close())
 
 
+def _same(owner: object) -> object:
+    return owner
+
+
 _current: ContextVar[Outbox | None] = ContextVar("django_realtime_outbox", default=None)
 
 
@@ -89,7 +106,7 @@ def current_outbox(owner: object | None = None) -> Outbox | None:
     if (
         outbox is not None
         and outbox.is_open
-        and (owner is None or outbox.owner is owner)
+        and (owner is None or outbox._owner() is owner)
     ):
         return outbox
     return None

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import re
 import secrets
+import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from typing import Any, TypeAlias
@@ -42,6 +43,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 __all__ = [
     "CorrelationIdFilter",
     "CorrelationIdMiddleware",
+    "WeakSource",
     "correlation_id",
     "current_source",
     "get_correlation_id",
@@ -100,6 +102,28 @@ def set_source(source: str | Source | None) -> Token[str | Source | None]:
 def reset_source(token: Token[str | Source | None]) -> None:
     """Restore what gave the ids before :func:`set_source` returned ``token``."""
     _current.reset(token)
+
+
+class WeakSource:
+    """A :data:`Source` that calls a bound method without keeping its object.
+
+    A context outlives the connection it was set for wherever a copy of it
+    is kept (a server's timer scheduled from a send keeps one until it is
+    due), so a source must not keep a consumer alive: once the object is
+    gone the source gives ``None``.
+
+    Args:
+        method: A bound method returning the id, or ``None``.
+    """
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: Callable[[], str | None]) -> None:
+        self._method = weakref.WeakMethod(method)
+
+    def __call__(self) -> str | None:
+        method = self._method()
+        return None if method is None else method()
 
 
 @contextlib.contextmanager
