@@ -50,7 +50,7 @@ def binding_of(session_key: str | None, user_key: Any) -> str:
 
 @functools.lru_cache(maxsize=_KEPT)
 def _binding(secret: str, value: str) -> str:
-    return salted_hmac(_SALT, value, secret=secret).hexdigest()[:32]
+    return salted_hmac(_SALT, value, secret=secret, algorithm="sha256").hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1081,6 +1081,7 @@ def test_cells_and_watchers_on_two_servers_meet_through_redis(
         (["--pattern=spaceship"], "invalid choice: 'spaceship'"),
     ],
 )
+@pytest.mark.django_db  # the system checks manage.py runs may ask the database
 def test_gameoflife_refuses_bad_options_with_the_fix(
     args: list[str], error: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
