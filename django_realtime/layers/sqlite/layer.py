@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.sqlite import _tables
 from django_realtime.layers.sqlite._codec import decode, encode
 from django_realtime.layers.sqlite._inbox import Inbox
+from django_realtime.layers.sqlite._slot import EngineSlot
 from django_realtime.layers.sqlite.engine import Engine
 from django_realtime.layers.sqlite.wake import WakeSocket, wake_dir
 
@@ -141,9 +141,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
         self._wake_dir = wake_dir(self.path, _tables.PROCESS_ID_LENGTH)
         self._inbox = Inbox(self.stats)
         self._counter = itertools.count(1)
-        self._engine_lock = threading.Lock()
-        self._engine: Engine | None = None
-        self._pid = os.getpid()
+        self._slot = EngineSlot(self._make_engine, self._forked)
 
     def __repr__(self) -> str:
         return f"<SQLiteChannelLayer {self.path}>"
@@ -171,7 +169,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
             )
             return None, {target}
 
-        await self._get_engine().submit(operation)
+        await self._slot.get().submit(operation)
         self.stats.sent += 1
 
     async def receive(self, channel: str) -> dict[str, Any]:
@@ -186,7 +184,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
             InvalidChannelName: ``channel`` is not a valid channel name.
         """
         self.require_valid_channel_name(channel)
-        engine = self._get_engine()
+        engine = self._slot.get()
         engine.wake.bind()
         loop = asyncio.get_running_loop()
         normal = not _tables.target_of(channel)
@@ -232,7 +230,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
             _tables.group_add(connection, group, channel, now + group_expiry)
             return None, set()
 
-        await self._get_engine().submit(operation)
+        await self._slot.get().submit(operation)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; do nothing if it is not in it.
@@ -247,7 +245,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
             _tables.group_discard(connection, group, channel)
             return None, set()
 
-        await self._get_engine().submit(operation)
+        await self._slot.get().submit(operation)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send ``message`` to every channel in ``group``.
@@ -276,7 +274,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
                 capacity_of=capacity_of,
             )
 
-        result = await self._get_engine().submit(operation)
+        result = await self._slot.get().submit(operation)
         self.stats.sent += len(result.delivered)
         if result.full:
             self.stats.dropped_messages += len(result.full)
@@ -299,14 +297,14 @@ class SQLiteChannelLayer(BaseChannelLayer):
             _tables.flush(connection)
             return None, set()
 
-        await self._get_engine().submit(operation)
+        await self._slot.get().submit(operation)
         self._inbox.clear()
 
     def discard_channel(self, channel: str) -> None:
         """Drop the messages waiting on ``channel``: its consumer has ended."""
         dropped = self._inbox.discard(channel)
         self.stats.discarded_messages += dropped
-        engine = self._engine
+        engine = self._slot.current
         if engine is None:
             return
 
@@ -320,37 +318,24 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
         The layer may be used again afterwards: it starts a new thread.
         """
-        with self._engine_lock:
-            engine, self._engine = self._engine, None
-        if engine is None:
-            return
-        engine.stop()
-        await asyncio.to_thread(engine.join, self.timeout + 5)
+        await self._slot.close(self.timeout + 5)
 
     # Internals
 
-    def _get_engine(self) -> Engine:
-        engine = self._engine
-        if engine is not None and self._pid == os.getpid():
-            return engine
-        if self._pid != os.getpid():
-            self._forked()
-        with self._engine_lock:
-            if self._engine is None:
-                self._engine = Engine(
-                    path=self.path,
-                    wake=WakeSocket(self._wake_dir, self.process_id),
-                    clock=self._clock,
-                    timeout=self.timeout,
-                    poll_interval=self.poll_interval,
-                    sweep_interval=max(1.0, min(self.expiry, 10.0)),
-                    schema=_tables.create_tables,
-                    look=self._take,
-                    sweep=self._sweep,
-                    on_dead=self._forget,
-                    name="sqlite-layer",
-                )
-            return self._engine
+    def _make_engine(self) -> Engine:
+        return Engine(
+            path=self.path,
+            wake=WakeSocket(self._wake_dir, self.process_id),
+            clock=self._clock,
+            timeout=self.timeout,
+            poll_interval=self.poll_interval,
+            sweep_interval=max(1.0, min(self.expiry, 10.0)),
+            schema=_tables.create_tables,
+            look=self._take,
+            sweep=self._sweep,
+            on_dead=self._forget,
+            name="sqlite-layer",
+        )
 
     def _forked(self) -> None:
         """Start afresh in a process forked from the one that used the layer.
@@ -359,12 +344,6 @@ class SQLiteChannelLayer(BaseChannelLayer):
         receivers and process id: the child takes a new id (its channels
         are its own) and a new engine.
         """
-        # A lock held by another thread at the fork stays held in the child.
-        self._engine_lock = threading.Lock()
-        if self._engine is not None:
-            self._engine.abandon()
-            self._engine = None
-        self._pid = os.getpid()
         self.process_id = secrets.token_hex(_tables.PROCESS_ID_LENGTH // 2)
         self._inbox = Inbox(self.stats)
 
@@ -445,4 +424,4 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     def _listen(self) -> None:
         """Bind this process's wake-up socket, so senders can poke it."""
-        self._get_engine().wake.bind()
+        self._slot.get().wake.bind()

@@ -30,7 +30,6 @@ Semantics:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import secrets
@@ -42,6 +41,7 @@ from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from django_realtime.layers.sqlite._slot import EngineSlot
 from django_realtime.layers.sqlite.engine import ANY_PROCESS, Engine
 from django_realtime.layers.sqlite.layer import DEFAULT_PATH
 from django_realtime.layers.sqlite.wake import DEAD, WakeSocket, wake_dir
@@ -120,9 +120,7 @@ class SQLiteHistoryStore(HistoryStore):
         self._hub_lock = threading.Lock()
         # The newest seq announced; only the engine's thread uses it.
         self._cursor: int | None = None
-        self._engine_lock = threading.Lock()
-        self._engine: Engine | None = None
-        self._pid = os.getpid()
+        self._slot = EngineSlot(self._make_engine, self._forked)
 
     def __repr__(self) -> str:
         return f"<SQLiteHistoryStore {self.path}>"
@@ -144,7 +142,7 @@ class SQLiteHistoryStore(HistoryStore):
             publication = _tables.publish(connection, stream, data, size, policy, now)
             return publication, {ANY_PROCESS}
 
-        publication: Publication = await self._get_engine().submit(operation)
+        publication: Publication = await self._slot.get().submit(operation)
         return publication
 
     def publish_in_transaction(
@@ -193,7 +191,7 @@ class SQLiteHistoryStore(HistoryStore):
         Poked from the committing thread, not the store's: the process may
         end right after its commit.
         """
-        engine = self._get_engine()
+        engine = self._slot.get()
         wake = engine.wake
         for process in wake.processes():
             if wake.poke(process) == DEAD:
@@ -210,12 +208,12 @@ class SQLiteHistoryStore(HistoryStore):
         ) -> tuple[History, set[str]]:
             return _tables.read(connection, stream, since, policy, now), set()
 
-        history: History = await self._get_engine().submit(operation)
+        history: History = await self._slot.get().submit(operation)
         return history
 
     async def listen(self, stream: str, listener: Listener) -> None:
         """Announce ``stream``'s new publications to ``listener``."""
-        engine = self._get_engine()
+        engine = self._slot.get()
         engine.wake.bind()
         with self._hub_lock:
             self.hub.add(stream, listener)
@@ -248,56 +246,38 @@ class SQLiteHistoryStore(HistoryStore):
             connection.execute("DELETE FROM drt_stream")
             return None, set()
 
-        await self._get_engine().submit(operation)
+        await self._slot.get().submit(operation)
         with self._hub_lock:
             self.hub.resync()
 
     async def close(self) -> None:
         """End the store's thread, close its file and remove its socket."""
-        with self._engine_lock:
-            engine, self._engine = self._engine, None
-        if engine is None:
-            return
-        engine.stop()
-        await asyncio.to_thread(engine.join, self.timeout + 5)
-        self._cursor = None
+        if await self._slot.close(self.timeout + 5):
+            self._cursor = None
 
     # Internals
 
-    def _get_engine(self) -> Engine:
-        engine = self._engine
-        if engine is not None and self._pid == os.getpid():
-            return engine
-        if self._pid != os.getpid():
-            self._forked()
-        with self._engine_lock:
-            if self._engine is None:
-                self._engine = Engine(
-                    path=self.path,
-                    wake=WakeSocket(self._wake_dir, self.process_id),
-                    clock=self.clock,
-                    timeout=self.timeout,
-                    poll_interval=self.poll_interval,
-                    sweep_interval=_SWEEP_INTERVAL,
-                    schema=_tables.create_tables,
-                    look=self._announce,
-                    sweep=self._sweep,
-                    name="sqlite-streams",
-                )
-            return self._engine
+    def _make_engine(self) -> Engine:
+        return Engine(
+            path=self.path,
+            wake=WakeSocket(self._wake_dir, self.process_id),
+            clock=self.clock,
+            timeout=self.timeout,
+            poll_interval=self.poll_interval,
+            sweep_interval=_SWEEP_INTERVAL,
+            schema=_tables.create_tables,
+            look=self._announce,
+            sweep=self._sweep,
+            name="sqlite-streams",
+        )
 
     def _forked(self) -> None:
         """Start afresh in a process forked from the one that used the store.
 
         The engine's thread and the listeners stayed in the parent.
         """
-        # Locks held by another thread at the fork stay held in the child.
-        self._engine_lock = threading.Lock()
+        # A lock held by another thread at the fork stays held in the child.
         self._hub_lock = threading.Lock()
-        if self._engine is not None:
-            self._engine.abandon()
-            self._engine = None
-        self._pid = os.getpid()
         self.process_id = secrets.token_hex(_PROCESS_ID_LENGTH // 2)
         self.hub = StreamHub()
         self._cursor = None
