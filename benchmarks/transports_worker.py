@@ -32,16 +32,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import socket
 import sys
 import time
-from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from benchmarks.measures import failure_name
-from benchmarks.worker import open_connection
+from benchmarks.worker import Clients, answer, open_connection
 from example_project.c10k.client.wire import TEXT, frame
 
 TIMEOUT = 30.0
@@ -50,11 +48,6 @@ POLL_SECONDS = 25
 STAMP = re.compile(rb'"([a-z])\d{7} (\d{20}) ')
 # Longer than any stamp: what may be left of one cut by a read.
 TAIL = 40
-
-
-def _answer(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 def _read_until(sock: socket.socket, marker: bytes, data: bytes = b"") -> bytes:
@@ -110,50 +103,29 @@ def _response(buffer: bytes) -> tuple[int, bytes, int] | None:
     return _status(head), body, end + 7
 
 
-class Subscribers:
+class Subscribers(Clients):
     """The subscribers of one worker process and what they received."""
 
     def __init__(self, transport: str, url: str, count: int, config: Any) -> None:
+        super().__init__()
         parts = urlsplit(url)
         self.transport = transport
         self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.host = parts.netloc
         self.config = config
         self.stream: str = config["stream"]
-        self.sockets: dict[int, socket.socket] = {}
-        self.buffers: dict[int, bytes] = {}
         self.clients: dict[int, str] = {}
         self.positions: dict[int, Any] = {}
-        self.failures: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.scratch = bytearray(262_144)
-        opened = []
-        for _ in range(count):
-            try:
-                opened.append(self._open())
-            except (OSError, ValueError) as error:
-                name = str(error)[:80] if isinstance(error, ValueError) else None
-                self.failures[name or failure_name(error)] += 1
-                if sum(self.failures.values()) >= 100:
-                    break
-        self.poller = select.epoll()
+        opened = self.open_all(count, self._open)
         for sock in opened:
             sock.setblocking(False)
-            self.sockets[sock.fileno()] = sock
-            self.poller.register(sock.fileno(), select.EPOLLIN)
-        for sock in opened:
-            if transport == "poll":
+        self.watch(opened)
+        if transport == "poll":
+            for sock in opened:
                 fd = sock.fileno()
                 self.clients[fd] = config["client"]
                 self.positions[fd] = config["positions"][self.stream]
-                self.buffers[fd] = b""
                 self._poll(fd)
-            else:
-                self.buffers[sock.fileno()] = b""
-        self.stdin = sys.stdin.fileno()
-        os.set_blocking(self.stdin, False)
-        self.poller.register(self.stdin, select.EPOLLIN)
-        self.commands = b""
 
     # -- opening ---------------------------------------------------------------
 
@@ -198,25 +170,6 @@ class Subscribers:
             self.sockets[fd].send(request)
         except OSError as error:
             self.drop(fd, failure_name(error))
-
-    def drop(self, fd: int, reason: str) -> None:
-        """Count ``reason`` and forget the connection of ``fd``."""
-        self.errors[reason] += 1
-        sock = self.sockets.pop(fd, None)
-        if sock is not None:
-            self.poller.unregister(fd)
-            sock.close()
-
-    def read_commands(self) -> list[dict[str, Any]]:
-        try:
-            chunk = os.read(self.stdin, 65536)
-        except BlockingIOError:
-            return []
-        if not chunk:
-            return [{"quit": True}]
-        self.commands += chunk
-        *lines, self.commands = self.commands.split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
 
     # -- receiving -------------------------------------------------------------
 
@@ -264,7 +217,7 @@ class Subscribers:
 
         def report(phase: str) -> None:
             reported.add(phase)
-            _answer(
+            answer(
                 {
                     "phase": phase,
                     "delivered": len(latencies.get(phase, [])),
@@ -315,16 +268,12 @@ class Subscribers:
                     if full and phase not in reported:
                         report(phase)
 
-    def close(self) -> None:
-        for sock in self.sockets.values():
-            sock.close()
-
 
 def main(argv: list[str]) -> None:
     """Run one worker: ``TRANSPORT URL COUNT CONFIG`` (see the docstring)."""
     transport, url, count, config = argv[0], argv[1], int(argv[2]), argv[3]
     subscribers = Subscribers(transport, url, count, json.loads(config))
-    _answer({"ready": len(subscribers.sockets), "failures": dict(subscribers.failures)})
+    answer({"ready": len(subscribers.sockets), "failures": dict(subscribers.failures)})
     try:
         subscribers.members()
     finally:

@@ -41,6 +41,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,7 +61,8 @@ from example_project.c10k.client.wire import (
 HANDSHAKE_TIMEOUT = 30.0
 
 
-def _answer(message: dict[str, Any]) -> None:
+def answer(message: dict[str, Any]) -> None:
+    """Write ``message`` as one JSON line on stdout."""
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
 
@@ -104,39 +106,47 @@ def open_connection(url: str) -> socket.socket:
     return sock
 
 
-class Worker:
-    """The connections of one worker process and what they received."""
+class Clients:
+    """Sockets under one ``epoll`` with stdin for commands: a worker's base.
 
-    def __init__(self, url: str, count: int, size: int) -> None:
-        self.payload = b"x" * size
-        key = os.urandom(4)
-        self.request_frame = frame(TEXT, self.payload, key)
-        self.reply = bytes((0x81, size)) + self.payload if size < 126 else b""
-        self.key = key
+    Subclasses open their connections with :meth:`open_all` and
+    :meth:`watch` them, then read commands and count drops.
+    """
+
+    def __init__(self) -> None:
         # Every read lands here first: no buffer allocated per read.
         self.scratch = bytearray(262_144)
         self.sockets: dict[int, socket.socket] = {}
         self.buffers: dict[int, bytes] = {}
         self.failures: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.poller = select.epoll()
+        self.commands = b""
+        self.stdin = sys.stdin.fileno()
+
+    def open_all(
+        self, count: int, open_one: Callable[[], socket.socket]
+    ) -> list[socket.socket]:
+        """Open up to ``count`` sockets; count failures (give up at 100)."""
+        opened = []
         for _ in range(count):
             try:
-                sock = open_connection(url)
+                opened.append(open_one())
             except (OSError, ValueError) as error:
-                name = str(error) if isinstance(error, ValueError) else None
+                name = str(error)[:80] if isinstance(error, ValueError) else None
                 self.failures[name or failure_name(error)] += 1
                 if sum(self.failures.values()) >= 100:
                     break
-                continue
+        return opened
+
+    def watch(self, opened: list[socket.socket]) -> None:
+        """Register ``opened`` and stdin for reading."""
+        for sock in opened:
             self.sockets[sock.fileno()] = sock
             self.buffers[sock.fileno()] = b""
-        self.poller = select.epoll()
-        for fd in self.sockets:
-            self.poller.register(fd, select.EPOLLIN)
-        self.stdin = sys.stdin.fileno()
+            self.poller.register(sock.fileno(), select.EPOLLIN)
         os.set_blocking(self.stdin, False)
         self.poller.register(self.stdin, select.EPOLLIN)
-        self.commands = b""
 
     def drop(self, fd: int, reason: str) -> None:
         """Count ``reason`` and forget the connection of ``fd``."""
@@ -157,6 +167,24 @@ class Worker:
         self.commands += chunk
         *lines, self.commands = self.commands.split(b"\n")
         return [json.loads(line) for line in lines if line.strip()]
+
+    def close(self) -> None:
+        """Close every socket."""
+        for sock in self.sockets.values():
+            sock.close()
+
+
+class Worker(Clients):
+    """The connections of one worker process and what they received."""
+
+    def __init__(self, url: str, count: int, size: int) -> None:
+        super().__init__()
+        self.payload = b"x" * size
+        key = os.urandom(4)
+        self.request_frame = frame(TEXT, self.payload, key)
+        self.reply = bytes((0x81, size)) + self.payload if size < 126 else b""
+        self.key = key
+        self.watch(self.open_all(count, lambda: open_connection(url)))
 
     def frames(self, fd: int, data: bytes | bytearray) -> list[bytes]:
         """Return the text messages that completed on ``fd``; answer pings."""
@@ -260,7 +288,7 @@ class Worker:
         def report(phase: str) -> None:
             reported.add(phase)
             got = latencies.get(phase, [])
-            _answer(
+            answer(
                 {
                     "phase": phase,
                     "delivered": len(got),
@@ -338,16 +366,12 @@ class Worker:
                     got.append(now - int(message[9:29]))
                     record(phase, got, now)
 
-    def close(self) -> None:
-        for sock in self.sockets.values():
-            sock.close()
-
 
 def main(argv: list[str]) -> None:
     """Run one worker: ``MODE URL COUNT SIZE`` (see the module's docstring)."""
     mode, url, count, size = argv[0], argv[1], int(argv[2]), int(argv[3])
     worker = Worker(url, count, size)
-    _answer({"ready": len(worker.sockets), "failures": dict(worker.failures)})
+    answer({"ready": len(worker.sockets), "failures": dict(worker.failures)})
     try:
         if mode == "echo":
             while True:
@@ -359,7 +383,7 @@ def main(argv: list[str]) -> None:
                 if "quit" in command:
                     return
                 start_ns, end_ns = command["go"]
-                _answer(worker.echo(start_ns, end_ns))
+                answer(worker.echo(start_ns, end_ns))
                 return
         worker.members()
     finally:
