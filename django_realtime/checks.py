@@ -213,7 +213,7 @@ def _check_layer(alias: object, layer: object) -> list[CheckMessage]:
                     f"has BACKEND {backend!r}, which cannot be imported: "
                     f"{type(exc).__name__}: {exc}",
                     "Check the dotted path and that its package is installed "
-                    "(channels_redis needs `pip install django-realtime[redis]`).",
+                    "(channels_redis: `pip install django-realtime-framework[redis]`).",
                 )
             )
     if "ROUTING" in layer:

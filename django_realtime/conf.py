@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     # (None: no limit); past it, its history reads wait.
     "STREAM_REPLAY": {"RATE": 256 * 1024, "BURST": 1024 * 1024},
     # Record Prometheus metrics (django_realtime.ops.metrics; needs the
-    # prometheus-client package: pip install django-realtime[metrics]).
+    # prometheus-client package: pip install django-realtime-framework[metrics]).
     "METRICS": False,
     # Graceful drain (django_realtime.ops.drain): on SIGTERM or the drain command,
     # refuse new handshakes and close every WebSocket with 1012 (service

@@ -1,7 +1,7 @@
 """Prometheus metrics of WebSocket connections, handlers and channel layers.
 
 Turned on with ``REALTIME = {"METRICS": True}`` (and the ``prometheus-client``
-package: ``pip install django-realtime[metrics]``); route
+package: ``pip install django-realtime-framework[metrics]``); route
 :func:`metrics_view` in the project's ``urls.py`` for Prometheus to scrape::
 
     from django_realtime.ops.metrics import metrics_view
@@ -139,7 +139,7 @@ class _Metrics:
         except ImportError as exc:
             raise ImproperlyConfigured(
                 "REALTIME['METRICS'] needs the prometheus-client package: "
-                "pip install django-realtime[metrics]."
+                "pip install django-realtime-framework[metrics]."
             ) from exc
         self.connections_open = Gauge(
             "realtime_connections_open",

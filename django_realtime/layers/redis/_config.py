@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 #: The Redis server of a layer configured without ``hosts``.
 DEFAULT_HOST = "redis://127.0.0.1:6379"
 
-_INSTALL = "python -m pip install 'django-realtime[redis]'"
+_INSTALL = "python -m pip install 'django-realtime-framework[redis]'"
 _CLIENT_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 
 

@@ -69,7 +69,7 @@ __all__ = ["RedisHistoryStore"]
 
 logger = logging.getLogger("django_realtime.streams")
 
-_INSTALL = "python -m pip install 'django-realtime[redis]'"
+_INSTALL = "python -m pip install 'django-realtime-framework[redis]'"
 _CLIENT_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _FLUSH_BATCH = 500

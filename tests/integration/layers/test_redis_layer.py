@@ -204,7 +204,8 @@ def test_a_missing_redis_package_names_the_extra_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "msgpack", None)
 
-    with pytest.raises(ImportError, match=r"pip install 'django-realtime\[redis\]'"):
+    expected = r"pip install 'django-realtime-framework\[redis\]'"
+    with pytest.raises(ImportError, match=expected):
         RedisChannelLayer()
 
 
