@@ -62,6 +62,7 @@ Warnings
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -104,14 +105,13 @@ def check_asgi_application(
     path = getattr(settings, "ASGI_APPLICATION", None)
     if not isinstance(path, str) or "." not in path.strip(". "):
         arrived = "is not set" if path is None else f"is {path!r}"
+        project = (os.environ.get("DJANGO_SETTINGS_MODULE") or "mysite").split(".")[0]
         return [
             Error(
                 "ASGI_APPLICATION must be the dotted path of your ASGI "
                 f"application, but it {arrived}.",
-                hint=(
-                    "Set ASGI_APPLICATION = 'myproject.asgi.application' and "
-                    "define `application` in myproject/asgi.py."
-                ),
+                hint=f"Set ASGI_APPLICATION = '{project}.asgi.application' and "
+                f"define `application` in {project}/asgi.py.",
                 id="django_realtime.E001",
             )
         ]

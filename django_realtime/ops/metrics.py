@@ -26,6 +26,7 @@ and imports none of them. The list of metrics, with their labels, is in
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import time
@@ -357,8 +358,14 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     that shares the directory. While metrics are off, the answer is 404.
     """
     if _metrics is None:
+        fix = "set REALTIME['METRICS'] = True"
+        if importlib.util.find_spec("prometheus_client") is None:
+            fix = (
+                "install prometheus-client (python -m pip install "
+                "'django-realtime-framework[metrics]'), then " + fix
+            )
         return HttpResponse(
-            "Metrics are off: set REALTIME['METRICS'] = True.\n",
+            f"Metrics are off: {fix}.\n",
             status=404,
             content_type="text/plain; charset=utf-8",
         )

@@ -9,6 +9,7 @@ The end-to-end test runs uvicorn with two worker processes sharing
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import urllib.request
 from pathlib import Path
@@ -196,3 +197,31 @@ def test_two_workers_are_scraped_as_one(tmp_path: Path) -> None:
         assert len(pids) == 2, pids
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize(
+    ("installed", "fix"),
+    [
+        (True, "Metrics are off: set REALTIME['METRICS'] = True."),
+        (False, "install prometheus-client (python -m pip install "),
+    ],
+)
+def test_metrics_off_answers_404_with_the_fix_that_applies(
+    monkeypatch: pytest.MonkeyPatch, installed: bool, fix: str
+) -> None:
+    monkeypatch.setattr(metrics, "_metrics", None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: (
+            real_find_spec(name, *args)
+            if installed or name != "prometheus_client"
+            else None
+        ),
+    )
+
+    response = metrics_view(RequestFactory().get("/metrics"))
+
+    assert response.status_code == 404
+    assert fix in response.content.decode()

@@ -59,7 +59,9 @@ def test_missing_or_malformed_asgi_application_is_e001(
     messages = checks.check_asgi_application()
 
     assert ids(messages) == ["django_realtime.E001"]
-    assert "myproject.asgi.application" in (messages[0].hint or "")
+    # The hint names the project's own package, where startproject put asgi.py.
+    assert "'tests.asgi.application'" in (messages[0].hint or "")
+    assert "tests/asgi.py" in (messages[0].hint or "")
 
 
 def test_check_command_fails_on_missing_asgi_application(settings: Any) -> None:

@@ -147,9 +147,11 @@ class Command(_Runserver):
     def handle(self, *args: Any, **options: Any) -> None:
         """Refuse to start without ``ASGI_APPLICATION``, then run as Django does."""
         if options["use_asgi"] and not getattr(settings, "ASGI_APPLICATION", None):
+            module = os.environ.get("DJANGO_SETTINGS_MODULE") or "mysite.settings"
+            project = module.split(".")[0]
             raise CommandError(
                 "runserver serves ASGI_APPLICATION, which is not set. Set "
-                "ASGI_APPLICATION = 'myproject.asgi.application', or pass "
+                f"ASGI_APPLICATION = '{project}.asgi.application', or pass "
                 "--noasgi for Django's WSGI server."
             )
         self._verbosity = int(options.get("verbosity", 1))
