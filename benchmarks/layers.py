@@ -67,6 +67,7 @@ class Sizes:
     drain_timeout: float = 60.0
 
 
+QUICK = Sizes(burst=20, paced_seconds=1.0, echo=200, idle=2.0, drain_timeout=30.0)
 SMOKE = Sizes(
     members=20, burst=5, paced_seconds=0.5, echo=20, idle=0.5, drain_timeout=10.0
 )

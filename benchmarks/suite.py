@@ -11,7 +11,10 @@ only; every count and wait is bounded, and every server is killed at the
 end, even on failure.
 
 The transports group (``--only transports``, :mod:`benchmarks.transports`)
-serves one stream over WebSocket, SSE and long-polling from one app.
+serves one stream over WebSocket, SSE and long-polling from one app. The
+layers step (``--only layers``, :mod:`benchmarks.layers`) runs no server:
+it measures every channel layer between two processes, in a table of its
+own.
 
 Run: python -m benchmarks [--quick | --smoke] [--servers uvicorn] [--only echo,fanout]
 """
@@ -26,12 +29,15 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import measures, report, servers
+from benchmarks import layers, measures, report, servers
 from benchmarks.steps import APPS, LAYERS, REDIS_LAYERS, STEPS, Run
 
 SERVERS = ("uvicorn", "daphne")
+# The server steps, then the layers step (no server: benchmarks.layers).
+SUITE_STEPS = (*STEPS, "layers")
 
 
 def _redis_answers(url: str) -> bool:
@@ -72,11 +78,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--servers", default=",".join(SERVERS), help="uvicorn,daphne")
     add("--apps", default=",".join(APPS), help="raw,ours,channels")
-    add("--only", default=",".join(STEPS), help=",".join(STEPS))
+    add("--only", default=",".join(SUITE_STEPS), help=",".join(SUITE_STEPS))
     add(
         "--layers",
         default="memory,channels-redis,realtime-redis",
         help=",".join(LAYERS),
+    )
+    add(
+        "--channel-layers",
+        default=",".join(layers.LAYERS),
+        help="the layers step's layers: " + ",".join(layers.LAYERS),
     )
     add("--held", type=int, default=None, help="connections to hold (10000)")
     add("--members", type=int, default=None, help="fan-out group size (1000)")
@@ -114,8 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.servers = _parse_list(args.servers, SERVERS)
         args.apps = _parse_list(args.apps, list(APPS))
-        args.only = _parse_list(args.only, STEPS)
+        args.only = _parse_list(args.only, SUITE_STEPS)
         args.layers = _parse_list(args.layers, list(LAYERS))
+        args.channel_layers = _parse_list(args.channel_layers, list(layers.LAYERS))
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
     return args
@@ -187,7 +199,15 @@ def _layers(args: argparse.Namespace, notes: list[str]) -> list[str]:
     return layers
 
 
-def smoke_problems(run: Run) -> list[str]:
+def _layer_sizes(args: argparse.Namespace) -> layers.Sizes:
+    sizes = layers.SMOKE if args.smoke else layers.QUICK if args.quick else None
+    sizes = sizes or layers.Sizes()
+    if args.members is not None:
+        sizes = replace(sizes, members=args.members)
+    return sizes
+
+
+def smoke_problems(run: Run, on_servers: bool = True) -> list[str]:
     """Return what a smoke run must not show: gaps in the table, live servers."""
     problems = [
         f"{server} {app}: {key} failed"
@@ -198,6 +218,7 @@ def smoke_problems(run: Run) -> list[str]:
     if servers.running():
         problems.append(f"servers still running: {servers.running()}")
     expected = {(s, a) for s in run.args.servers for a in run.args.apps}
+    expected = expected if on_servers else set()
     problems += [f"{s} {a}: not measured" for s, a in expected - run.results.keys()]
     return problems
 
@@ -224,21 +245,35 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args, _layers(args, notes))
     run.notes += notes
     measures.raise_fd_limit()
+    on_servers = any(step in STEPS for step in args.only)
     try:
-        run.set_up_databases()
-        asyncio.run(run.run())
+        if on_servers:
+            run.set_up_databases()
+            asyncio.run(run.run())
     finally:
         servers.kill_all()
-        print(render(run), flush=True)
+        print(render(run) if on_servers else header(run).rsplit("\n", 1)[0])
         run.cleanup()
+    layer_run = None
+    if "layers" in args.only:
+        layer_run = asyncio.run(
+            layers.measure_all(
+                args.channel_layers,
+                _layer_sizes(args),
+                deadline=run.deadline,
+                say=run.say,
+            )
+        )
+        print(layers.render(layer_run), flush=True)
     if args.smoke:
-        problems = smoke_problems(run)
+        problems = smoke_problems(run, on_servers)
+        problems += layers.problems(layer_run) if layer_run else []
         print("\n".join(f"SMOKE FAIL  {p}" for p in problems) or "SMOKE PASS")
         return 1 if problems else 0
     missing = any(
         value is None for values in run.results.values() for value in values.values()
     )
-    return 1 if missing else 0
+    return 1 if missing or (layer_run and layer_run.failed) else 0
 
 
 if __name__ == "__main__":
