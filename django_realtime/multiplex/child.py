@@ -1,0 +1,195 @@
+"""One topic's consumer, run in process: its inbox and its ``send``.
+
+A :class:`Child` is what a server is to a consumer on its own socket,
+for one topic of a multiplexed socket: the consumer's ``receive`` takes the
+events the multiplexer puts in its :class:`Inbox`, and its ``send`` wraps
+``websocket.*`` events into the topic's envelopes on the shared socket.
+The child runs as one task for the topic's whole life; a frame costs a
+wake-up of that task, neither a new task nor the channel layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django_realtime.multiplex.envelope import (
+    binary_header,
+    close_frame,
+    encode_text,
+    open_frame,
+    text_prefix,
+)
+from django_realtime.ops.logs import printable
+from django_realtime.types import Message
+
+__all__ = ["CLOSE_NO_STATUS", "CLOSE_REFUSED", "Child", "Inbox"]
+
+logger = logging.getLogger("django_realtime.multiplex")
+
+#: A topic refused with no code: what a browser reports for a refused socket.
+CLOSE_REFUSED = 1006
+#: A topic closed with no code: what a browser reports for a close without one.
+CLOSE_NO_STATUS = 1005
+
+#: The course of a topic: opening (until accept or close), open, closed.
+OPENING, OPEN, CLOSED = 0, 1, 2
+
+
+class Inbox:
+    """The events waiting for one child's ``receive()``, in order.
+
+    Unbounded by itself: the multiplexer checks :meth:`__len__` against its
+    limit before :meth:`put`.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, message: Message) -> None:
+        """Add ``message``; wake the child if it waits."""
+        self._items.append(message)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> Message:
+        """Return the oldest event, waiting for one (the child's ``receive``)."""
+        items = self._items
+        while not items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        return items.popleft()
+
+
+class Child:
+    """One topic's consumer on a multiplexed socket, as its server sees it.
+
+    Args:
+        topic: The topic's name.
+        scope: The consumer's scope.
+        send: The shared socket's ``send``.
+        ended: Called once when the topic ends by the consumer's close
+            (with the child); the multiplexer forgets the topic.
+    """
+
+    __slots__ = (
+        "_ended",
+        "_header",
+        "_prefix",
+        "_send",
+        "inbox",
+        "scope",
+        "state",
+        "task",
+        "topic",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        scope: dict[str, Any],
+        send: Callable[[Message], Awaitable[None]],
+        ended: Callable[[Child], None],
+    ) -> None:
+        self.topic = topic
+        self.scope = scope
+        self.inbox = Inbox()
+        self.state = OPENING
+        self.task: asyncio.Task[None] | None = None
+        self._send = send
+        self._ended = ended
+        self._prefix = text_prefix(topic)
+        self._header: bytes | None = None
+
+    async def send(self, message: Message) -> None:
+        """Send the consumer's ``message`` to its topic (the consumer's ``send``).
+
+        Raises:
+            RuntimeError: a frame before the consumer accepted, or an event
+                of a type a WebSocket server does not take.
+        """
+        kind = message["type"]
+        if kind == "websocket.send":
+            if self.state != OPEN:
+                self._refuse_send(message)
+                return
+            text = message.get("text")
+            if text is not None:
+                await self._send(
+                    {
+                        "type": "websocket.send",
+                        "text": self._prefix + encode_text(text) + "}",
+                    }
+                )
+                return
+            header = self._header
+            if header is None:
+                header = self._header = binary_header(self.topic)
+            await self._send(
+                {"type": "websocket.send", "bytes": header + message["bytes"]}
+            )
+        elif kind == "websocket.accept":
+            if self.state == OPENING:
+                self.state = OPEN
+                await self._send(
+                    {"type": "websocket.send", "text": open_frame(self.topic)}
+                )
+        elif kind == "websocket.close":
+            if self.state == CLOSED:
+                return
+            code = message.get("code")
+            if code is None:
+                code = CLOSE_REFUSED if self.state == OPENING else CLOSE_NO_STATUS
+            await self.end(code, message.get("reason") or "")
+        else:
+            raise RuntimeError(
+                "Expected 'websocket.accept', 'websocket.send' or "
+                f"'websocket.close' from topic {self.topic!r}, got {kind!r}."
+            )
+
+    def _refuse_send(self, message: Message) -> None:
+        if self.state == CLOSED:
+            logger.debug("Dropped a frame to topic %s: it is closed.", self.topic)
+            return
+        raise RuntimeError(
+            f"Expected 'websocket.accept' or 'websocket.close' from topic "
+            f"{self.topic!r} before a frame, got {printable(message['type'])}."
+        )
+
+    async def end(self, code: int, reason: str = "") -> None:
+        """End the topic with ``code``: tell the client, then the consumer.
+
+        The consumer gets ``websocket.disconnect`` with the code, as a
+        server sends it after the consumer's own close.
+        """
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self._ended(self)
+        self.inbox.put({"type": "websocket.disconnect", "code": code})
+        await self._send(
+            {"type": "websocket.send", "text": close_frame(self.topic, code, reason)}
+        )
+
+    def disconnect(self, code: int) -> None:
+        """End the topic from the client's side: the consumer gets the disconnect."""
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.inbox.put({"type": "websocket.disconnect", "code": code})
