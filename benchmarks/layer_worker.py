@@ -4,7 +4,7 @@ Started with one ``CHANNEL_LAYERS`` entry (``BACKEND`` and ``CONFIG``) as
 JSON in ``BENCH_LAYER``, it builds that layer through django_realtime's
 layer manager, so that one code path measures every layer. Its first line
 on stdout says whether it could: ``{"ready": true}``, ``{"skip": why}``
-(the backend's module does not import) or ``{"error": why}``. Then it
+(the backend does not import) or ``{"error": why}``. Then it
 answers commands, JSON lines on stdin, with one JSON line each
 (``{"error": why}`` if the command raised):
 
@@ -227,15 +227,15 @@ async def _serve(worker: Worker) -> None:
 
 def main() -> int:
     config = json.loads(os.environ["BENCH_LAYER"])
-    module = config["BACKEND"].rpartition(".")[0]
     import django
+    from django.utils.module_loading import import_string
 
     if os.environ.get("DJANGO_SETTINGS_MODULE"):
         django.setup()
     try:
-        __import__(module)
+        import_string(config["BACKEND"])
     except ImportError as error:
-        _say({"skip": f"{module} does not import: {error}"})
+        _say({"skip": f"{config['BACKEND']} does not import: {error}"})
         return 0
     try:
         layer = _build(config)
