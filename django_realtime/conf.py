@@ -29,6 +29,15 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_HISTORY": {
         "*": {"MAX_COUNT": 1000, "MAX_BYTES": 1024 * 1024, "MAX_AGE": 3600}
     },
+    # The stream outbox (django_realtime.streams.relay): inside a
+    # transaction of one of DATABASES (keys of Django's DATABASES, where
+    # the django_realtime_outbox table is migrated), a publication to a
+    # store that cannot write in that database (Redis) is written to the
+    # outbox table in the transaction and relayed to the store once it
+    # commits. Rows a publisher left behind (it died after its commit) are
+    # relayed by any process that serves streams, RELAY_AFTER seconds after
+    # they were written, looking every INTERVAL seconds. No databases: off.
+    "STREAM_OUTBOX": {"DATABASES": [], "RELAY_AFTER": 5.0, "INTERVAL": 1.0},
     # How much history one stream connection may replay (resumes and
     # catch-ups): BURST bytes at once, RATE bytes a second on average
     # (None: no limit); past it, its history reads wait.

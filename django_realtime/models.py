@@ -2,11 +2,13 @@
 
 :class:`StreamOutbox` holds publications written inside a transaction for a
 stream store that lives elsewhere (Redis): they are relayed to the store
-once the transaction commits, and again by any process if the publisher
-died first (see :mod:`django_realtime.streams.publishing`).
+once the transaction commits, and by any process that serves streams if
+the publisher died first (see :mod:`django_realtime.streams.relay`).
 """
 
 from __future__ import annotations
+
+import uuid
 
 from django.db import models
 from django.utils import timezone
@@ -15,11 +17,18 @@ __all__ = ["StreamOutbox"]
 
 
 class StreamOutbox(models.Model):
-    """A committed publication not yet relayed to the stream store."""
+    """A publication written in a transaction, not yet relayed to the store.
+
+    ``key`` names the row in the store (see
+    :meth:`~django_realtime.streams.stores.base.HistoryStore.publish_once`),
+    so that a row relayed again after a crash is published once. Unlike the
+    ``id``, it is never reused, not even after the table is emptied.
+    """
 
     id = models.BigAutoField(primary_key=True)
     stream = models.CharField(max_length=200)
     data = models.TextField()
+    key = models.UUIDField(default=uuid.uuid4, editable=False)
     created = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

@@ -22,7 +22,7 @@ import functools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from asgiref.sync import async_to_sync
 from django.db import connections
@@ -39,6 +39,7 @@ __all__ = [
     "DROP",
     "FAILED",
     "HOLD",
+    "IN_TRANSACTION",
     "REFUSED",
     "RETURNED",
     "SEND",
@@ -46,6 +47,7 @@ __all__ = [
     "Decision",
     "HeldLayer",
     "Outcome",
+    "TransactionWriter",
     "asend_to_channel",
     "asend_to_group",
     "decide",
@@ -90,8 +92,26 @@ HOLD: Final = "hold"
 AT_COMMIT: Final = "at commit"
 #: Never send it.
 DROP: Final = "drop"
+#: Write it in the open transaction now: it commits or rolls back with it.
+IN_TRANSACTION: Final = "in transaction"
 
-Decision = Literal["send", "hold", "at commit", "drop"]
+Decision = Literal["send", "hold", "at commit", "drop", "in transaction"]
+
+
+class TransactionWriter(Protocol):
+    """A send that can be written in a database transaction (a publication).
+
+    Stream publications are data: where the store, or the stream outbox,
+    lives in the transaction's database, they are written in the
+    transaction instead of waiting for its commit (:func:`decide`, rule 3).
+    """
+
+    def writes_in(self, using: str) -> bool:
+        """Return whether the send can be written in a transaction of ``using``."""
+
+    def write_in(self, using: str) -> None:
+        """Write the send in the open transaction of ``using``."""
+
 
 # How a handler ended: the outcomes decide() takes for what it held.
 #: The handler returned.
@@ -112,6 +132,7 @@ def decide(
     immediately: bool = False,
     in_transaction: bool = False,
     outcome: Outcome | None = None,
+    writable: bool = False,
 ) -> Decision:
     """Return when a send goes out: the one rule of delivery.
 
@@ -131,6 +152,15 @@ def decide(
        or by default on the first database of the thread that has one open
        (for a send made on the event loop on behalf of a sync handler, that
        handler's thread).
+
+       A stream publication that can be written in that transaction (its
+       store lives in the transaction's database, or the stream outbox is
+       on for it) is written now instead (:data:`IN_TRANSACTION`): it is
+       data, kept if the transaction commits and gone if it rolls back,
+       like the rows written beside it. It is published at the commit,
+       whether or not a handler is running, and a handler that raises
+       after the commit does not take it back (it does not take back the
+       rows either).
     4. Inside a consumer handler: :data:`HOLD` until the handler ends (then
        rule 1). A send that waited for a commit takes its place in the
        handler's order at the moment of the commit.
@@ -147,16 +177,18 @@ def decide(
         outcome: ``None`` for a send being made; for the sends a handler
             held, how the handler ended: :data:`RETURNED`, :data:`STOPPED`,
             :data:`FAILED` or :data:`REFUSED`.
+        writable: The send can be written in the open transaction.
 
     Returns:
-        :data:`SEND`, :data:`HOLD`, :data:`AT_COMMIT` or :data:`DROP`.
+        :data:`SEND`, :data:`HOLD`, :data:`AT_COMMIT`, :data:`DROP` or
+        :data:`IN_TRANSACTION`.
     """
     if outcome is not None:
         return SEND if outcome in (RETURNED, STOPPED) else DROP
     if immediately:
         return SEND
     if in_transaction:
-        return AT_COMMIT
+        return IN_TRANSACTION if writable else AT_COMMIT
     return HOLD if held else SEND
 
 
@@ -222,11 +254,24 @@ def deliver_sync(
     args: tuple[Any, ...],
     immediately: bool = False,
     using: str | None = None,
+    writer: TransactionWriter | None = None,
 ) -> None:
-    """Send or hold ``send(*args)`` from sync code, as :func:`decide` says."""
+    """Send or hold ``send(*args)`` from sync code, as :func:`decide` says.
+
+    ``writer`` writes the send in the open transaction instead, where it can.
+    """
     transaction = None if immediately else _thread_transaction(using)
-    decision = decide(outbox is not None, immediately, transaction is not None)
-    if decision == AT_COMMIT and transaction is not None:
+    writable = (
+        transaction is not None
+        and writer is not None
+        and writer.writes_in(transaction.alias)
+    )
+    decision = decide(
+        outbox is not None, immediately, transaction is not None, writable=writable
+    )
+    if decision == IN_TRANSACTION and writer is not None and transaction is not None:
+        writer.write_in(transaction.alias)
+    elif decision == AT_COMMIT and transaction is not None:
         transaction.on_commit(functools.partial(_after_commit, send, args))
     elif decision == HOLD and outbox is not None:
         outbox.add((send, args))

@@ -6,6 +6,8 @@ Each script is one atomic step on one stream's two keys (see
 - :data:`PUBLISH` gives a payload the next offset, appends it to the log,
   trims the log to the stream's policy, refreshes both keys' time to live
   and announces the publication on the stream's pub/sub channel.
+- :data:`PUBLISH_ONCE` does the same unless a key given with it was
+  published already (a relayed outbox row).
 - :data:`READ` trims the log by age, then answers the epoch, the newest and
   oldest kept offsets, and the payloads after a position when they can all
   be replayed.
@@ -97,10 +99,8 @@ elseif kept == 0 then
 end
 """
 
-#: ``ARGV[9]``: the payload. Returns ``{epoch, offset}``.
-PUBLISH = (
-    _PROLOGUE
-    + """
+# ARGV[9] is the payload.
+_APPEND = """
 offset = offset + 1
 local data = ARGV[9]
 redis.call('XADD', log, offset .. '-0', 'd', data, 't', ARGV[2])
@@ -110,7 +110,28 @@ redis.call(
 redis.call('PEXPIRE', meta, ARGV[6])
 redis.call('PEXPIRE', log, ARGV[7])
 redis.call('PUBLISH', ARGV[8], epoch .. ' ' .. offset .. ' ' .. data)
-return {epoch, offset}
+"""
+
+#: ``ARGV[9]``: the payload. Returns ``{epoch, offset}``.
+PUBLISH = _PROLOGUE + _APPEND + "return {epoch, offset}\n"
+
+#: As :data:`PUBLISH`, once per key: ``KEYS[3]`` remembers, for as long as
+#: the meta hash lives, the position of the publication made with it. Returns
+#: ``{epoch, offset, 0}``, or ``{epoch, offset, 1}`` with the remembered
+#: position when the key was published already (nothing is published).
+PUBLISH_ONCE = (
+    """
+local done = redis.call('GET', KEYS[3])
+if done then
+    local space = string.find(done, ' ', 1, true)
+    return {string.sub(done, 1, space - 1), tonumber(string.sub(done, space + 1)), 1}
+end
+"""
+    + _PROLOGUE
+    + _APPEND
+    + """
+redis.call('SET', KEYS[3], epoch .. ' ' .. offset, 'PX', ARGV[6])
+return {epoch, offset, 0}
 """
 )
 

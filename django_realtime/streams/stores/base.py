@@ -8,6 +8,11 @@ subscribers of this process about new ones:
   never announced without being kept, nor kept at a position another one
   had.
 - :meth:`HistoryStore.read` answers what came after a position.
+- :meth:`HistoryStore.publish_once` publishes a payload at most once per
+  key (a relayed outbox row), where the store can remember keys.
+- :meth:`HistoryStore.writes_in` tells whether the store can write a
+  publication in a transaction of a Django database, and
+  :meth:`HistoryStore.publish_in_transaction` does it.
 - :meth:`HistoryStore.listen` / :meth:`HistoryStore.unlisten` add and remove
   a :class:`Listener` of a stream in this process. Listeners of one stream
   share one subscription to the store (:class:`StreamHub`), so a
@@ -204,6 +209,47 @@ class HistoryStore(abc.ABC):
         Raises:
             ValueError: the payload alone is over the stream's ``max_bytes``.
         """
+
+    async def publish_once(self, stream: str, data: str, key: str) -> Publication:
+        """Publish ``data`` to ``stream`` unless ``key`` was published already.
+
+        The outbox relay (:mod:`django_realtime.streams.relay`) gives each
+        row its own key, so that a row relayed again after a crash is not
+        published twice. A store that remembers keys publishes each key once
+        and answers a repeated key with the first publication's position
+        (its ``data`` is the payload given now). This default remembers
+        nothing and publishes every call: at least once.
+
+        Raises:
+            ValueError: the payload alone is over the stream's ``max_bytes``.
+        """
+        return await self.publish(stream, data)
+
+    def writes_in(self, using: str) -> bool:
+        """Return whether the store can publish in a transaction of ``using``.
+
+        ``using`` is a key of ``DATABASES``. True only for a store whose
+        history lives in that database, so that
+        :meth:`publish_in_transaction` writes in the caller's transaction.
+        """
+        return False
+
+    def publish_in_transaction(self, stream: str, data: str, using: str) -> Publication:
+        """Publish ``data`` in the current transaction of Django's ``using``.
+
+        Only for a store whose :meth:`writes_in` is true for ``using``. The
+        publication is written by the caller's transaction: kept if it
+        commits, gone if it rolls back; the listening processes learn of it
+        once it commits, or at their next look if the publisher died first.
+
+        Raises:
+            ValueError: the payload alone is over the stream's ``max_bytes``,
+                or the store cannot write in ``using``.
+        """
+        raise ValueError(
+            f"{type(self).__name__} cannot publish in a transaction of "
+            f"DATABASES[{using!r}]: its history lives elsewhere."
+        )
 
     @abc.abstractmethod
     async def read(self, stream: str, since: Position | None = None) -> History:

@@ -11,7 +11,10 @@ both keys of a stream live on one node:
   ``<offset>-0``, fields ``d`` (the payload, JSON text) and ``t`` (when it
   was published, by the store's clock);
 - ``rt:{chat.7}``: the channel on which each publication is announced, as
-  ``<epoch> <offset> <payload>``.
+  ``<epoch> <offset> <payload>``;
+- ``rt:{chat.7}:once:<key>``: the position of a publication made with
+  :meth:`~RedisHistoryStore.publish_once` (a relayed outbox row), kept for
+  ``expiry`` seconds so that the key is not published twice.
 
 Publishing is one Lua script, so one round trip: it gives the payload the
 next offset, appends it, trims the log to the stream's policy (by count,
@@ -62,7 +65,7 @@ from django_realtime.streams.stores._redis_connections import (
     LoopConnections,
     describe,
 )
-from django_realtime.streams.stores._redis_scripts import policy_args
+from django_realtime.streams.stores._redis_scripts import PUBLISH_ONCE, policy_args
 from django_realtime.streams.stores.base import HistoryStore, Listener, PolicyTable
 
 __all__ = ["RedisHistoryStore"]
@@ -191,6 +194,37 @@ class RedisHistoryStore(HistoryStore):
                 data,
             ],
         )
+        return Publication(stream, epoch.decode(), offset, data)
+
+    async def publish_once(self, stream: str, data: str, key: str) -> Publication:
+        """Publish ``data`` to ``stream`` unless ``key`` was published already.
+
+        The key is remembered in Redis, beside the stream's keys, for as
+        long as the stream's position (``expiry``); the check, the
+        publication and the remembering are one atomic script. A repeated
+        key publishes nothing and returns the first publication's position.
+
+        Raises:
+            ValueError: the payload alone is over the stream's ``max_bytes``.
+            redis.exceptions.ConnectionError: Redis cannot be reached.
+        """
+        policy = self.policies(stream)
+        policy.check_size(stream, data)
+        conns = self._conns.get(asyncio.get_running_loop()) or await self._open()
+        base = f"{self.prefix}:{{{stream}}}"
+        script = conns.redis.register_script(PUBLISH_ONCE)
+        epoch, offset, repeated = await script(
+            keys=[f"{base}:meta", f"{base}:log", f"{base}:once:{key}"],
+            args=[
+                secrets.token_hex(4),
+                self.clock(),
+                *(self._args.get(policy) or self._policy_args(policy)),
+                base,
+                data,
+            ],
+        )
+        if repeated:
+            logger.debug("Key %r of stream %r was published already.", key, stream)
         return Publication(stream, epoch.decode(), offset, data)
 
     async def read(self, stream: str, since: Position | None = None) -> History:

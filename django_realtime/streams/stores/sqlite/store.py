@@ -145,6 +145,12 @@ class SQLiteHistoryStore(HistoryStore):
         publication: Publication = await self._slot.get().submit(operation)
         return publication
 
+    def writes_in(self, using: str) -> bool:
+        """Return whether Django's ``using`` database is this store's file."""
+        connection = connections[using]
+        name = str(connection.settings_dict.get("NAME", ""))
+        return connection.vendor == "sqlite" and _tables.same_file(name, self.path)
+
     def publish_in_transaction(
         self, stream: str, data: str, using: str = DEFAULT_DB_ALIAS
     ) -> Publication:
@@ -171,13 +177,13 @@ class SQLiteHistoryStore(HistoryStore):
         policy = self.policies(stream)
         size = policy.check_size(stream, data)
         connection = connections[using]
-        connection.ensure_connection()
-        name = str(connection.settings_dict.get("NAME", ""))
-        if connection.vendor != "sqlite" or not _tables.same_file(name, self.path):
+        if not self.writes_in(using):
+            name = connection.settings_dict.get("NAME", "")
             raise ValueError(
                 f"Expected DATABASES[{using!r}] to be the SQLite file of this "
                 f"store, {self.path}; got {connection.vendor} database {name!r}."
             )
+        connection.ensure_connection()
         with transaction.atomic(using=using):
             raw = connection.connection
             _tables.create_tables(raw)
