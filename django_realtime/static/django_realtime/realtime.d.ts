@@ -161,3 +161,64 @@ export function takeSessionCookie(
   frame: SessionFrame,
   options?: { timeout?: number },
 ): Promise<void>;
+
+/** How a topic closed; `final` false: it is opened again. */
+export interface TopicCloseEvent {
+  code: number;
+  reason: string;
+  final: boolean;
+}
+
+/** Options of Multiplex.topic(). */
+export interface TopicOptions {
+  onMessage?: (data: string | ArrayBuffer) => void;
+  onOpen?: () => void;
+  onClose?: (event: TopicCloseEvent) => void;
+  onError?: (error: RealtimeError) => void;
+  /** Server close codes after which the topic opens again; default [1012, 1013, 4008]. */
+  reopenCodes?: number[];
+}
+
+/** Options of multiplex(). */
+export interface MultiplexOptions {
+  backoff?: BackoffOptions;
+  connectTimeout?: number;
+  fatalCloseCodes?: number[];
+  createSocket?: (url: string) => WebSocket;
+}
+
+/** One topic of a multiplexed socket: the frames of one consumer. */
+export class Topic {
+  readonly name: string;
+  readonly state: "opening" | "open" | "closed";
+  send(data: string | ArrayBuffer | ArrayBufferView): void;
+  sendJson(value: unknown): void;
+  onMessage(handler: (data: string | ArrayBuffer) => void): () => void;
+  close(code?: number, reason?: string): void;
+}
+
+/** The WebSocket-like object of Multiplex.socket(). */
+export interface TopicSocket {
+  readyState: number;
+  onopen: ((event: object) => void) | null;
+  onmessage: ((event: { data: string | ArrayBuffer }) => void) | null;
+  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  onerror: ((event: object) => void) | null;
+  send(data: string | ArrayBuffer | ArrayBufferView): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket shared by topics, each served by its own consumer. */
+export class Multiplex {
+  readonly url: string;
+  readonly state: "connecting" | "open" | "reconnecting" | "closed";
+  onState(listener: (event: StateEvent) => void): () => void;
+  topic(name: string, options?: TopicOptions): Topic;
+  /** The stream protocol inside a topic served by a StreamConsumer. */
+  streams(name: string, options?: Omit<Options, "httpUrl" | "transports" | "createSocket">): Realtime;
+  socket(name: string): TopicSocket;
+  close(code?: number, reason?: string): void;
+}
+
+/** Open a multiplexed socket to the Multiplexer at `url`. */
+export function multiplex(url: string, options?: MultiplexOptions): Multiplex;

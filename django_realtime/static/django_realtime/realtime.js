@@ -1018,3 +1018,405 @@ export class Realtime {
 export function connect(url, options = {}) {
   return new Realtime(url, options);
 }
+
+// -- multiplexing -------------------------------------------------------------
+
+/** Topic names the server accepts. */
+const TOPIC_NAME = /^[A-Za-z0-9_.:@=~+/-]{1,200}$/;
+/** Errors that refuse a topic's open: the topic is closed with them. */
+const OPEN_ERRORS = ["unknown_topic", "too_many_topics", "already_open", "bad_envelope"];
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Options of {@link Multiplex#topic}.
+ * @typedef {object} TopicOptions
+ * @property {(data: string|ArrayBuffer) => void} [onMessage] each frame
+ * @property {() => void} [onOpen] each time the server accepted the topic
+ * @property {(info: {code: number, reason: string, final: boolean}) => void}
+ *     [onClose] the topic closed; `final` false: it is opened again (after
+ *     a reconnection, or a close with one of `reopenCodes`)
+ * @property {(error: RealtimeError) => void} [onError] the server refused
+ *     the open ("unknown_topic", "too_many_topics"...); the topic is closed
+ * @property {number[]} [reopenCodes=[1012, 1013, 4008]] server close codes
+ *     after which the topic is opened again, after the backoff
+ */
+
+/**
+ * One topic of a {@link Multiplex}: the frames of one consumer on the
+ * shared socket. Made by {@link Multiplex#topic}.
+ */
+export class Topic {
+  constructor(mux, name, options) {
+    /** The topic's name. */
+    this.name = name;
+    this[internal] = { mux, options, state: "opening", queue: [], handlers: new Set(), attempt: 0, timer: null };
+    if (options.onMessage) this[internal].handlers.add(options.onMessage);
+  }
+
+  /** @returns {"opening"|"open"|"closed"} */
+  get state() {
+    return this[internal].state;
+  }
+
+  /**
+   * Send a text (string) or binary (ArrayBuffer, typed array) frame to the
+   * topic's consumer; while the topic is opening, it waits for the open.
+   */
+  send(data) {
+    const record = this[internal];
+    if (record.state === "closed") throw new RealtimeError("closed", `Topic ${this.name} is closed.`);
+    if (record.state === "open") record.mux._sendTo(this, data);
+    else record.queue.push(data);
+  }
+
+  /** Send `value` as JSON text. */
+  sendJson(value) {
+    this.send(JSON.stringify(value));
+  }
+
+  /**
+   * Call `handler(data)` for each frame: a string, or an ArrayBuffer.
+   * @returns {() => void} removes the handler
+   */
+  onMessage(handler) {
+    const handlers = this[internal].handlers;
+    handlers.add(handler);
+    return () => handlers.delete(handler);
+  }
+
+  /** Close the topic for good; its consumer gets websocket.disconnect(code). */
+  close(code = 1000, reason = "") {
+    this[internal].mux._closeTopic(this, code, reason);
+  }
+}
+
+/**
+ * A WebSocket shared by topics; see {@link multiplex}. It reconnects with
+ * the backoff of {@link connect}, then opens its topics again.
+ */
+export class Multiplex {
+  #url;
+  #options;
+  #socket = null;
+  #state = "connecting";
+  #closed = false;
+  #attempt = 0;
+  #timer = null;
+  #topics = new Map(); // name -> Topic (opening or open)
+  #stateListeners = new Set();
+
+  /** Use {@link multiplex}. */
+  constructor(url, options = {}) {
+    this.#url = resolveUrl(url);
+    this.#options = {
+      connectTimeout: 10000,
+      fatalCloseCodes: [1008, 4003],
+      createSocket: (socketUrl) => new WebSocket(socketUrl),
+      ...options,
+      backoff: { initial: 500, max: 30000, factor: 2, jitter: 1, ...options.backoff },
+    };
+    globalThis.addEventListener?.("online", this.#onOnline);
+    queueMicrotask(() => this.#open());
+  }
+
+  #onOnline = () => this.#state === "reconnecting" && this.#open();
+
+  /** @returns {string} the ws: or wss: URL */
+  get url() {
+    return this.#url;
+  }
+
+  /** @returns {"connecting"|"open"|"reconnecting"|"closed"} */
+  get state() {
+    return this.#state;
+  }
+
+  /** Call `listener({state, ...})` on each change of state, as {@link Realtime#onState}. */
+  onState(listener) {
+    this.#stateListeners.add(listener);
+    return () => this.#stateListeners.delete(listener);
+  }
+
+  /**
+   * Open `name` on the socket (and again after each reconnection).
+   * @param {string} name
+   * @param {TopicOptions} [options]
+   * @returns {Topic}
+   */
+  topic(name, options = {}) {
+    if (typeof name !== "string" || !TOPIC_NAME.test(name)) {
+      throw new TypeError(
+        "Expected a topic name of 1 to 200 ASCII letters, digits and " +
+          `"_ . : @ = ~ + / -", got ${JSON.stringify(name)}.`,
+      );
+    }
+    if (this.#topics.has(name)) {
+      throw new Error(`Topic ${name} is already open on this socket: close() it first.`);
+    }
+    if (this.#closed) throw new RealtimeError("closed", "The client is closed.");
+    const topic = new Topic(this, name, { reopenCodes: [1012, 1013, 4008], ...options });
+    this.#topics.set(name, topic);
+    if (this.#state === "open") this.#sendOpen(topic);
+    return topic;
+  }
+
+  /**
+   * Return a {@link Realtime} speaking the stream protocol inside the topic
+   * `name` (served by a StreamConsumer): subscriptions and requests as on a
+   * socket of their own; after a reconnection the topic opens again and
+   * the streams resume.
+   * @param {string} name
+   * @param {Options} [options] those of {@link connect}; the transport is
+   *     this socket
+   * @returns {Realtime}
+   */
+  streams(name, options = {}) {
+    return new Realtime(this.#url, {
+      ...options,
+      httpUrl: null,
+      transports: ["websocket"],
+      createSocket: () => this.socket(name),
+    });
+  }
+
+  /**
+   * Return an object with the interface of a WebSocket (send, close,
+   * onopen, onmessage, onclose) for the topic `name`, for code written for
+   * a WebSocket. It closes (code 1006) when the shared socket is lost;
+   * open a new one to reopen the topic.
+   */
+  socket(name) {
+    const virtual = { onopen: null, onmessage: null, onclose: null, onerror: null, readyState: 0 };
+    const closed = (code, reason) => {
+      if (virtual.readyState === 3) return;
+      virtual.readyState = 3;
+      virtual.onclose?.({ code, reason, wasClean: code !== 1006 });
+    };
+    const topic = this.topic(name, {
+      reopenCodes: [],
+      onOpen: () => {
+        virtual.readyState = 1;
+        virtual.onopen?.({});
+      },
+      onMessage: (data) => virtual.onmessage?.({ data }),
+      onClose: ({ code, reason, final }) => {
+        if (!final) this._closeTopic(topic, 1000, "", true); // no reopening
+        closed(code, reason);
+      },
+      onError: (error) => closed(1006, error.message),
+    });
+    topic[internal].virtual = true;
+    virtual.send = (data) => topic.send(data);
+    virtual.close = (code = 1000, reason = "") => {
+      if (topic.state !== "closed") topic.close(code, reason);
+      closed(code, reason);
+    };
+    return virtual;
+  }
+
+  /** Close the socket for good; every topic closes. */
+  close(code = 1000, reason = "") {
+    if (this.#closed) return;
+    this.#closed = true;
+    globalThis.removeEventListener?.("online", this.#onOnline);
+    clearTimeout(this.#timer);
+    const socket = this.#socket;
+    this.#socket = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      socket.close(code, reason);
+    }
+    this.#endAll(code, reason, true);
+    this.#setState("closed", { code, reason });
+  }
+
+  // -- topics -----------------------------------------------------------------
+
+  /** Send one frame of `topic`; called by Topic#send once the topic is open. */
+  _sendTo(topic, data) {
+    if (typeof data === "string") {
+      this.#socket.send(JSON.stringify({ topic: topic.name, kind: "frame", text: data }));
+      return;
+    }
+    const payload = ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : new Uint8Array(data);
+    const name = encoder.encode(topic.name);
+    const frame = new Uint8Array(1 + name.length + payload.length);
+    frame[0] = name.length;
+    frame.set(name, 1);
+    frame.set(payload, 1 + name.length);
+    this.#socket.send(frame);
+  }
+
+  /** Close `topic` from the client's side; `quiet`: call no onClose. */
+  _closeTopic(topic, code, reason, quiet = false) {
+    const record = topic[internal];
+    if (record.state === "closed") return;
+    clearTimeout(record.timer);
+    const sent = record.sent;
+    record.state = "closed";
+    record.queue = [];
+    if (this.#topics.get(topic.name) === topic) this.#topics.delete(topic.name);
+    if (sent && this.#state === "open") {
+      this.#socket.send(JSON.stringify({ topic: topic.name, kind: "close", code, reason }));
+    }
+    if (!quiet) call(record.options.onClose, { code, reason, final: true });
+  }
+
+  #sendOpen(topic) {
+    const record = topic[internal];
+    record.state = "opening";
+    record.sent = true;
+    this.#socket.send(JSON.stringify({ topic: topic.name, kind: "open" }));
+  }
+
+  #topicOpened(topic) {
+    const record = topic[internal];
+    if (record.state !== "opening") return;
+    record.state = "open";
+    record.attempt = 0;
+    call(record.options.onOpen);
+    const queue = record.queue;
+    record.queue = [];
+    for (const data of queue) if (record.state === "open") this._sendTo(topic, data);
+  }
+
+  #topicClosed(topic, code, reason) {
+    const record = topic[internal];
+    record.sent = false;
+    if (!record.options.reopenCodes.includes(code)) {
+      this._closeTopic(topic, code, reason);
+      return;
+    }
+    record.state = "opening";
+    record.attempt += 1;
+    call(record.options.onClose, { code, reason, final: false });
+    const delay = backoffDelay(record.attempt, this.#options.backoff);
+    record.timer = setTimeout(() => {
+      if (record.state === "opening" && this.#state === "open" && !record.sent) this.#sendOpen(topic);
+    }, delay);
+  }
+
+  /** The socket is gone: topics wait for the next one; `final`: for good. */
+  #endAll(code, reason, final) {
+    for (const topic of [...this.#topics.values()]) {
+      const record = topic[internal];
+      clearTimeout(record.timer);
+      record.sent = false;
+      if (final || record.virtual) this._closeTopic(topic, final ? code : 1006, reason);
+      else {
+        record.state = "opening";
+        call(record.options.onClose, { code: 1006, reason, final: false });
+      }
+    }
+  }
+
+  // -- the connection ---------------------------------------------------------
+
+  #open() {
+    if (this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#setState("connecting", { attempt: this.#attempt });
+    let socket;
+    try {
+      socket = this.#socket = this.#options.createSocket(this.#url);
+    } catch (error) {
+      report(error);
+      this.#lost(1006, String(error));
+      return;
+    }
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => this.#opened();
+    socket.onmessage = (event) => this.#received(event.data);
+    socket.onclose = (event) => this.#lost(event.code, event.reason);
+    socket.onerror = () => {}; // a close event follows
+    this.#timer = setTimeout(() => {
+      socket.close();
+      this.#lost(1006, `not open within ${this.#options.connectTimeout} ms`);
+    }, this.#options.connectTimeout);
+  }
+
+  #opened() {
+    clearTimeout(this.#timer);
+    this.#attempt = 0;
+    this.#setState("open", {});
+    for (const topic of this.#topics.values()) {
+      if (topic[internal].state === "opening") this.#sendOpen(topic);
+    }
+  }
+
+  #lost(code, reason) {
+    const socket = this.#socket;
+    this.#socket = null;
+    clearTimeout(this.#timer);
+    if (socket) socket.onopen = socket.onmessage = socket.onclose = null;
+    const fatal = this.#options.fatalCloseCodes.includes(code);
+    this.#endAll(code, reason, fatal);
+    if (fatal) {
+      this.#closed = true;
+      this.#setState("closed", { code, reason });
+      return;
+    }
+    this.#attempt += 1;
+    const delay = backoffDelay(this.#attempt, this.#options.backoff);
+    this.#setState("reconnecting", { attempt: this.#attempt, delay, code, reason });
+    this.#timer = setTimeout(() => this.#open(), delay);
+  }
+
+  #setState(state, details) {
+    this.#state = state;
+    for (const listener of [...this.#stateListeners]) call(listener, { state, ...details });
+  }
+
+  #received(data) {
+    if (typeof data !== "string") {
+      const bytes = new Uint8Array(data);
+      const size = bytes[0] ?? 0;
+      const name = decoder.decode(bytes.subarray(1, 1 + size));
+      const topic = this.#topics.get(name);
+      if (topic?.[internal].state === "open") {
+        for (const handler of [...topic[internal].handlers]) call(handler, data.slice(1 + size));
+      }
+      return;
+    }
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      report(new Error(`Expected a JSON frame from the server, got ${data}`));
+      return;
+    }
+    const topic = this.#topics.get(frame.topic);
+    const record = topic?.[internal];
+    if (frame.kind === "frame") {
+      if (record?.state === "open") for (const handler of [...record.handlers]) call(handler, frame.text);
+    } else if (frame.kind === "open") {
+      if (topic) this.#topicOpened(topic);
+    } else if (frame.kind === "close") {
+      if (topic && record.sent) this.#topicClosed(topic, frame.code, frame.reason);
+    } else if (frame.kind === "error") {
+      if (topic && record.state === "opening" && OPEN_ERRORS.includes(frame.code)) {
+        const error = new RealtimeError(frame.code, frame.message);
+        call(record.options.onError, error);
+        record.sent = false; // the server has no such topic: nothing to close
+        this._closeTopic(topic, 1006, frame.message);
+      } else if (frame.code !== "not_open") {
+        report(new RealtimeError(frame.code, `The server refused a frame: ${frame.message}`));
+      }
+    }
+  }
+}
+
+/**
+ * Open a multiplexed socket to the Multiplexer at `url`; open topics on it
+ * with {@link Multiplex#topic} and {@link Multiplex#streams}.
+ * @param {string} url absolute, or relative to the page ("/ws/")
+ * @param {{backoff?: object, connectTimeout?: number,
+ *     fatalCloseCodes?: number[], createSocket?: (url: string) => WebSocket}} [options]
+ * @returns {Multiplex}
+ */
+export function multiplex(url, options = {}) {
+  return new Multiplex(url, options);
+}
