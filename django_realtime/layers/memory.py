@@ -104,6 +104,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._waiters = Waiters()
         self._prefix = f"inmemory!{secrets.token_hex(6)}"
         self._counter = 0
+        # Whether this process ever showed it has consumers (a channel made,
+        # a receive, a group joined), and whether the lonely-sender warning
+        # was given.
+        self._receives = False
+        self._warned = False
 
     @property
     def stats(self) -> LayerStats:
@@ -126,6 +131,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._core.push(channel, message, now)
         if channel in self._waiters:
             self._waiters.wake(channel)
+        if not self._receives:
+            self._warn_lonely(f"send to {channel!r}")
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on ``channel`` and return it.
@@ -138,6 +145,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             InvalidChannelName: ``channel`` is not a valid channel name.
         """
         self.require_valid_channel_name(channel)
+        self._receives = True
         core = self._core
         while True:
             message = core.pop(channel, self._now())
@@ -161,10 +169,25 @@ class InMemoryChannelLayer(BaseChannelLayer):
             InvalidChannelName: The resulting name is invalid (``prefix``
                 contains characters channel names do not allow).
         """
+        self._receives = True
         self._counter += 1
         name = f"{prefix}{self._prefix}{self._counter}"
         self.require_valid_channel_name(name)
         return name
+
+    def _warn_lonely(self, what: str) -> None:
+        """Warn, once, of a send in a process where nothing ever received."""
+        if self._warned:
+            return
+        self._warned = True
+        logger.warning(
+            "%s in a process where nothing ever received through the in-memory "
+            "channel layer (a shell, a cron job?): that layer belongs to one "
+            "process, so consumers served by another never get it. Configure a "
+            "layer that processes share: the SQLite layer on one machine, or "
+            "Redis (docs/topics/channel-layers.rst). Logged once per process.",
+            what,
+        )
 
     # Groups
 
@@ -176,6 +199,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        self._receives = True
         self._core.group_add(group, channel, self._now())
 
     async def group_discard(self, group: str, channel: str) -> None:
@@ -203,6 +227,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         result = self._core.group_push(group, message, self._now())
         if self._waiters:
             self._waiters.wake_each(result.delivered)
+        if not self._receives:
+            self._warn_lonely(f"group_send to {group!r}")
         if result.full:
             logger.warning(
                 "group_send to %r: %d of %d members were full; message dropped "

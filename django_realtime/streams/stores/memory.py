@@ -8,6 +8,7 @@ redis.RedisHistoryStore`.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -19,9 +20,11 @@ from django_realtime.streams.positions import (
     Position,
     Publication,
 )
-from django_realtime.streams.stores.base import HistoryStore, PolicyTable
+from django_realtime.streams.stores.base import HistoryStore, Listener, PolicyTable
 
 __all__ = ["MemoryHistoryStore"]
+
+logger = logging.getLogger(__name__)
 
 
 def new_epoch() -> str:
@@ -54,6 +57,10 @@ class MemoryHistoryStore(HistoryStore):
         self._windows: dict[str, HistoryWindow] = {}
         self._lock = threading.Lock()
         self._swept = self.clock()
+        # Whether this process has shown it serves subscribers (a listener
+        # came), and whether the lonely-publisher warning was given.
+        self._listened = False
+        self._warned = False
 
     def _window(self, stream: str) -> HistoryWindow:
         window = self._windows.get(stream)
@@ -70,7 +77,23 @@ class MemoryHistoryStore(HistoryStore):
             self.hub.announce(publication)
             if now - self._swept > self.sweep_interval:
                 self._sweep(now)
+        if not self._listened and not self._warned:
+            self._warned = True
+            logger.warning(
+                "Published to %r in a process whose in-memory stream store has "
+                "never had a subscriber (a shell, a cron job, a worker?): the "
+                "in-memory store belongs to one process, so pages served by "
+                "another never get it. Configure a store that processes share: "
+                "the SQLite store on one machine, or the Redis store "
+                "(docs/topics/streams.rst). Logged once per process.",
+                stream,
+            )
         return publication
+
+    async def listen(self, stream: str, listener: Listener) -> None:
+        """Announce ``stream``'s publications to ``listener``."""
+        self._listened = True
+        await super().listen(stream, listener)
 
     def _sweep(self, now: float) -> None:
         self._swept = now

@@ -148,6 +148,7 @@ async def test_expired_messages_are_logged_and_counted(
     layer = InMemoryChannelLayer(expiry=10, clock=clock)
     await layer.send("chan", {"type": "stale"})
     clock.now += 11
+    caplog.clear()  # the lonely-sender warning of the first send
 
     with caplog.at_level(logging.WARNING, logger="django_realtime.layers.memory"):
         await layer.send("chan", {"type": "fresh"})
@@ -298,3 +299,40 @@ def test_base_class_helpers_follow_channels_names() -> None:
         layer.require_valid_channel_name("specific.abc!xyz", receive=True)
     with pytest.raises(InvalidChannelName, match="non-empty list"):
         layer.valid_channel_names([])
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda layer: layer.send("worker", {"type": "job"}),
+        lambda layer: layer.group_send("room", {"type": "chat.message"}),
+    ],
+)
+async def test_a_send_where_nothing_ever_received_warns_once_with_the_fix(
+    caplog: pytest.LogCaptureFixture, send: Any
+) -> None:
+    # As from manage.py shell: the message can reach no other process.
+    layer = InMemoryChannelLayer()
+
+    with caplog.at_level(logging.WARNING, logger="django_realtime.layers.memory"):
+        await send(layer)
+        await send(layer)
+
+    [record] = caplog.records
+    assert "nothing ever received through the in-memory channel layer" in (
+        record.getMessage()
+    )
+    assert "SQLite layer" in record.getMessage()
+
+
+async def test_a_process_with_consumers_gets_no_lonely_sender_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()  # as a consumer does
+
+    with caplog.at_level(logging.WARNING, logger="django_realtime.layers.memory"):
+        await layer.group_send("room", {"type": "chat.message"})
+        await layer.send(channel, {"type": "direct"})
+
+    assert caplog.records == []
