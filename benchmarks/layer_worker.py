@@ -10,14 +10,16 @@ answers commands, JSON lines on stdin, with one JSON line each
 
 - ``{"do": "members", "group": g, "count": n}``: make ``n`` channels with
   ``new_channel()``, add each to ``g`` (one after another), then receive on
-  each in its own task, as consumers do. Answers the joins' seconds.
+  each in its own task, as consumers do. Answers the joins' seconds and
+  the first channel's name.
 - ``{"do": "echo_server"}``: make a channel whose messages are sent back
   to their ``reply`` channel. Answers its name.
 - ``{"do": "idle", "seconds": s}``: the CPU time of this process (every
   thread) over ``s`` seconds in which nothing is sent, as a fraction of one
   core.
 - ``{"do": "publish", "group": g, "phase": p, "count": n, "rate": r}``:
-  ``group_send`` ``n`` messages, ``r`` a second (0: back to back), each
+  ``group_send`` ``n`` messages (``send`` them to ``"channel"`` instead,
+  if given), ``r`` a second (0: back to back), each
   stamped with ``time.monotonic_ns()``, which is one clock for every
   process on a Linux machine. Answers when the first send started.
 - ``{"do": "collect", "phase": p, "expected": n, "within": t}``: wait
@@ -83,7 +85,7 @@ class Worker:
             await self.layer.group_add(group, channel)
         seconds = time.monotonic() - started
         self.tasks += [asyncio.create_task(self._member(c)) for c in channels]
-        return {"join_seconds": seconds}
+        return {"join_seconds": seconds, "channel": channels[0] if channels else None}
 
     async def _member(self, channel: str) -> None:
         while True:
@@ -143,7 +145,7 @@ class Worker:
     # -- sender ---------------------------------------------------------------
 
     async def publish(
-        self, group: str, phase: str, count: int, rate: float
+        self, group: str, phase: str, count: int, rate: float, channel: str = ""
     ) -> dict[str, Any]:
         first_ns = time.monotonic_ns()
         start = time.monotonic()
@@ -156,7 +158,10 @@ class Worker:
                 "n": n,
                 "t": time.monotonic_ns(),
             }
-            await self.layer.group_send(group, message)
+            if channel:
+                await self.layer.send(channel, message)
+            else:
+                await self.layer.group_send(group, message)
         return {"first_ns": first_ns, "seconds": time.monotonic() - start}
 
     async def echo(self, channel: str, count: int, within: float) -> dict[str, Any]:

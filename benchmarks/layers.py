@@ -8,6 +8,8 @@ members and sender share one process (marked "in-process"). Per layer:
 
 - idle CPU: the members' process, every member waiting and nothing sent,
   over ``idle`` seconds (percent of one core);
+- direct: ``direct_rate`` sends a second for ``direct_seconds`` to one of
+  the members (p50/p99 from send to receipt);
 - fan-out: ``members`` channels from ``new_channel()`` in one group, each
   receiving in its own task; a paced phase (``paced_rate`` group sends a
   second for ``paced_seconds``) then a burst (``burst`` group sends back to
@@ -59,6 +61,8 @@ class Sizes:
     """Counts and durations of one run."""
 
     members: int = 1_000
+    direct_rate: float = 200.0
+    direct_seconds: float = 2.0
     burst: int = 50
     paced_rate: float = 20.0
     paced_seconds: float = 3.0
@@ -69,7 +73,13 @@ class Sizes:
 
 QUICK = Sizes(burst=20, paced_seconds=1.0, echo=200, idle=2.0, drain_timeout=30.0)
 SMOKE = Sizes(
-    members=20, burst=5, paced_seconds=0.5, echo=20, idle=0.5, drain_timeout=10.0
+    members=20,
+    direct_seconds=0.5,
+    burst=5,
+    paced_seconds=0.5,
+    echo=20,
+    idle=0.5,
+    drain_timeout=10.0,
 )
 
 
@@ -132,6 +142,7 @@ LAYERS: dict[str, Layer] = {
 # The figures of one layer, in the table's order: (key, heading, unit).
 COLUMNS = (
     ("idle_cpu", "idle CPU", "pct"),
+    ("direct_p99", "direct p99", "ms"),
     ("burst_rate", "burst/s", "rate"),
     ("burst_p99", "burst p99", "ms"),
     ("paced_p50", "paced p50", "ms"),
@@ -270,7 +281,7 @@ def _rate(count: int, first_ns: int, last_ns: int | None) -> float | None:
     return count / ((last_ns - first_ns) / 1e9)
 
 
-async def _phase(
+async def publish_phase(
     members: Process,
     sender: Process,
     group: str,
@@ -278,9 +289,11 @@ async def _phase(
     count: int,
     rate: float,
     sizes: Sizes,
+    channel: str = "",
 ) -> dict[str, Any]:
-    """Publish ``count`` messages to the group; return what the members got."""
-    expected = count * sizes.members
+    """Publish ``count`` messages to the group (or to ``channel`` alone);
+    return what the members got."""
+    expected = count * (1 if channel else sizes.members)
     sending = count / rate if rate else expected / 100
     sent = await sender.ask(
         sending + sizes.drain_timeout + 60,
@@ -289,6 +302,7 @@ async def _phase(
         phase=phase,
         count=count,
         rate=rate,
+        channel=channel,
     )
     got = await members.ask(
         sizes.drain_timeout + 30,
@@ -353,16 +367,28 @@ async def _measure(
     await asyncio.sleep(0.5)  # let every receive start waiting
     idle = await members.ask(sizes.idle + 30, "idle", seconds=sizes.idle)
     say(f"[layers {name}] joined, idle measured; warm-up")
-    warm = await _phase(members, sender, group, "w", 1, 0.0, sizes)
+    warm = await publish_phase(members, sender, group, "w", 1, 0.0, sizes)
     if warm["lost"]:
         raise RuntimeError(f"{warm['lost']} members did not get the warm-up message")
+    say(f"[layers {name}] direct")
+    direct_count = max(1, round(sizes.direct_rate * sizes.direct_seconds))
+    direct = await publish_phase(
+        members,
+        sender,
+        group,
+        "d",
+        direct_count,
+        sizes.direct_rate,
+        sizes,
+        channel=joined["channel"],
+    )
     paced_count = max(1, round(sizes.paced_rate * sizes.paced_seconds))
     say(f"[layers {name}] paced")
-    paced = await _phase(
+    paced = await publish_phase(
         members, sender, group, "p", paced_count, sizes.paced_rate, sizes
     )
     say(f"[layers {name}] burst")
-    burst = await _phase(members, sender, group, "b", sizes.burst, 0.0, sizes)
+    burst = await publish_phase(members, sender, group, "b", sizes.burst, 0.0, sizes)
     say(f"[layers {name}] echo")
     echo = await sender.ask(
         sizes.echo * 5 + 60, "echo", channel=echo_channel, count=sizes.echo, within=5
@@ -371,13 +397,15 @@ async def _measure(
         say(f"[layers {name}] receive errors: {burst['errors']}")
     return {
         "idle_cpu": idle["cpu"],
+        "direct_p50": direct["p50"],
+        "direct_p99": direct["p99"],
         "burst_rate": burst["rate"],
         "burst_p50": burst["p50"],
         "burst_p99": burst["p99"],
         "paced_rate": paced["rate"],
         "paced_p50": paced["p50"],
         "paced_p99": paced["p99"],
-        "lost": float(paced["lost"] + burst["lost"] + echo["lost"]),
+        "lost": float(direct["lost"] + paced["lost"] + burst["lost"] + echo["lost"]),
         "echo_p50": echo["p50"],
         "echo_p99": echo["p99"],
         "join_seconds": joined["join_seconds"],
@@ -441,9 +469,10 @@ def render(run: LayerRun) -> str:
     paced = max(1, round(sizes.paced_rate * sizes.paced_seconds))
     lines = [
         f"Channel layers: {sizes.members:,} members in one process, the sender "
-        f"in another; paced {paced} group sends at {sizes.paced_rate:g}/s, "
-        f"burst of {sizes.burst}; echo {sizes.echo} round trips; idle "
-        f"{sizes.idle:g} s. Latencies in ms.",
+        f"in another; direct sends to one member at {sizes.direct_rate:g}/s for "
+        f"{sizes.direct_seconds:g} s; paced {paced} group sends at "
+        f"{sizes.paced_rate:g}/s, burst of {sizes.burst}; echo {sizes.echo} "
+        f"round trips; idle {sizes.idle:g} s. Latencies in ms.",
         f"{'layer':<16}" + "".join(f"{heading:>11}" for _, heading, _ in COLUMNS),
     ]
     for name, values in run.results.items():
