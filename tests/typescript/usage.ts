@@ -1,0 +1,82 @@
+// A page's use of realtime.js, typed against realtime.d.ts. `tsc -p .`
+// (run by .ci/run) fails when the declarations and this use disagree.
+import {
+  connect,
+  multiplex,
+  RealtimeError,
+  resolveUrl,
+  type LostInfo,
+  type Position,
+  type Publication,
+  type StateEvent,
+} from "../../django_realtime/static/django_realtime/realtime.js";
+
+interface ChatMessage {
+  type: "message";
+  id: number;
+  author: string;
+  text: string;
+}
+
+const rt = connect("/ws/chat/", {
+  httpUrl: "/realtime/chat/",
+  transports: ["websocket", "sse", "poll"],
+  backoff: { initial: 500, max: 10_000 },
+  pollTimeout: 25,
+});
+
+const stopState = rt.onState((event: StateEvent) => {
+  if (event.state === "reconnecting") {
+    console.log(`retry ${event.attempt} in ${event.delay} ms (${event.code})`);
+  }
+});
+rt.onSession((event) => {
+  if (!event.ok) console.warn(event.error.code);
+});
+
+const saved: Position | null = JSON.parse(localStorage.getItem("pos") ?? "null");
+const room = rt.subscribe<ChatMessage>("room.lobby", {
+  since: saved,
+  onPublication(data: ChatMessage, publication: Publication<ChatMessage>) {
+    console.log(data.author, data.text, publication.offset);
+  },
+  onLost(info: LostInfo) {
+    console.warn("lost", info.reason, info.epoch);
+  },
+  onPosition(position) {
+    localStorage.setItem("pos", JSON.stringify(position));
+  },
+});
+room.ready.then((info) => console.log(info.recovered, info.replayed));
+const off = room.on("message", (data) => console.log(data.id));
+
+async function post(text: string): Promise<number> {
+  try {
+    const reply = await rt.request<{ id: number }>("post", { text }, { timeout: 5000 });
+    return reply.id;
+  } catch (error) {
+    if (error instanceof RealtimeError && error.code === "timeout") return -1;
+    throw error;
+  }
+}
+
+const mux = multiplex("/ws/", { connectTimeout: 5000 });
+const badge = mux.topic("jobs/count", {
+  onMessage(data) {
+    if (typeof data === "string") console.log(JSON.parse(data));
+  },
+  onClose(event) {
+    if (event.final) console.log("closed for good", event.code, event.reason);
+  },
+});
+badge.sendJson({ type: "hello" });
+const chat = mux.streams("chat/lobby");
+chat.subscribe("room.lobby");
+
+console.log(resolveUrl("/ws/", "https://example.com/page"), rt.transport, rt.state);
+void post("hi");
+off();
+stopState();
+badge.close();
+mux.close();
+rt.close(1000, "bye");
