@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
 from django_realtime.routing import get_default_application
+from django_realtime.streams.relay import start_relaying
 from django_realtime.worker import Worker
 
 __all__ = ["Command"]
@@ -136,8 +137,12 @@ class Command(BaseCommand):
                 # default handlers stay.
                 continue
             installed.append(signum)
+        # Relay stream outbox rows that dead publishers left behind.
+        relaying = start_relaying()
         try:
             await worker.run()
         finally:
+            if relaying is not None:
+                relaying.cancel()
             for signum in installed:
                 loop.remove_signal_handler(signum)
