@@ -199,8 +199,13 @@ class Process:
 
     async def read(self, within: float) -> dict[str, Any]:
         assert self.process.stdout is not None
-        async with asyncio.timeout(within):
-            line = await self.process.stdout.readline()
+        try:
+            async with asyncio.timeout(within):
+                line = await self.process.stdout.readline()
+        except TimeoutError:
+            raise RuntimeError(
+                f"No answer within {within:g} s. {self.tail()}"
+            ) from None
         if not line:
             raise RuntimeError(f"The worker ended: {self.tail()}")
         answer: dict[str, Any] = json.loads(line)
