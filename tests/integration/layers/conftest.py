@@ -50,6 +50,25 @@ class LayerSpec:
     #: The expiry the expiry tests configure. Redis expires keys on its own
     #: clock, so real time must pass; channels-redis counts whole seconds.
     short_expiry: float = 1
+    #: For a layer on a service of its own: return its CONFIG, given the
+    #: test's prefix (skip if the service is down). Such a layer expires on
+    #: the service's clock, so real time must pass.
+    service: Callable[[str], dict[str, Any]] | None = None
+
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def rabbitmq_config(prefix: str) -> dict[str, Any]:
+    """Return the RabbitMQ layer's CONFIG; skip (or fail, under CI) if it is down."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError as error:
+        reason = f"RabbitMQ is not reachable at 127.0.0.1:5672: {error}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true requires it)")
+        pytest.skip(reason)
+    return {"url": RABBITMQ_URL, "prefix": prefix}
 
 
 PUBSUB_IS_FIRE_AND_FORGET = (
@@ -70,6 +89,13 @@ LAYERS = [
         "django_realtime.layers.sqlite.SQLiteChannelLayer",
         redis=False,
         file=True,
+    ),
+    LayerSpec(
+        "rabbitmq",
+        "django_realtime.layers.rabbitmq.RabbitMQChannelLayer",
+        redis=False,
+        short_expiry=0.25,
+        service=rabbitmq_config,
     ),
     LayerSpec(
         "redis-pubsub",
@@ -163,6 +189,8 @@ async def case(
     def make(**config: Any) -> ChannelLayer:
         if spec.redis:
             config = {"hosts": [REDIS_URL], "prefix": test_prefix, **config}
+        elif spec.service is not None:
+            config = {**spec.service(test_prefix), **config}
         elif spec.file:
             path = request.getfixturevalue("tmp_path") / "layer.sqlite3"
             config = {"path": path, "clock": clock, **config}
@@ -176,7 +204,7 @@ async def case(
         return layer
 
     async def advance(seconds: float) -> None:
-        if spec.redis:
+        if spec.redis or spec.service is not None:
             # Redis applies expiry on its own clock: real time must pass.
             await asyncio.sleep(seconds)
         else:

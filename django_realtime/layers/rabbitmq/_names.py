@@ -1,0 +1,60 @@
+"""What the RabbitMQ layer calls things on the broker, and who owns a channel.
+
+Pure functions of names. A process-local channel made by ``new_channel()``
+carries its owner's process id (``specific.rmq.3f9a1c0e7b2d!4``), so any
+process can tell which process queue its messages go to.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "PROCESS_ID_LENGTH",
+    "channel_queue",
+    "groups_exchange",
+    "local_name",
+    "owner_of",
+    "process_queue",
+]
+
+#: Hex digits in a process id.
+PROCESS_ID_LENGTH = 12
+
+_MARK = "rmq."
+_OWNED = re.compile(rf"(?:^|\.){re.escape(_MARK)}([0-9a-f]{{{PROCESS_ID_LENGTH}}})!")
+
+
+def local_name(prefix: str, process_id: str, number: int) -> str:
+    """Return the ``number``-th process-local channel name of ``process_id``."""
+    return f"{prefix}{_MARK}{process_id}!{number}"
+
+
+def owner_of(channel: str) -> str | None:
+    """Return the process id in a process-local channel name, or ``None``.
+
+    Names without ``!``, and ``!`` names not made by this layer, are normal
+    channels: a queue of their own, read by any process.
+    """
+    bang = channel.find("!")
+    if bang == -1:
+        return None
+    found = _OWNED.search(channel, 0, bang + 1)
+    if found is None or found.end() != bang + 1:
+        return None
+    return found.group(1)
+
+
+def process_queue(prefix: str, process_id: str) -> str:
+    """Return the queue of one process's local channels and group memberships."""
+    return f"{prefix}process.{process_id}"
+
+
+def channel_queue(prefix: str, channel: str) -> str:
+    """Return the queue of a normal channel."""
+    return f"{prefix}channel.{channel}"
+
+
+def groups_exchange(prefix: str) -> str:
+    """Return the direct exchange that group messages are published to."""
+    return f"{prefix}groups"
