@@ -26,7 +26,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from benchmarks.layers import LAYERS, SETTINGS, Context, Process, Sizes, publish_phase
+from benchmarks.layer_processes import SETTINGS, Process
+from benchmarks.layers import LAYERS, Context, Sizes, publish_phase
 
 
 async def measure(args: argparse.Namespace, directory: Path) -> None:
