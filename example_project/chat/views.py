@@ -15,6 +15,7 @@ from django_realtime.streams import get_stream_store
 from example_project.chat.consumers import room_stream
 from example_project.chat.converters import ROOM_NAME_PATTERN
 from example_project.chat.models import MAX_MESSAGE_LENGTH, Message, Room
+from example_project.jobs.models import stream_for_user
 
 __all__ = ["HISTORY_LENGTH", "ROOMS_LISTED", "index", "room"]
 
@@ -94,7 +95,8 @@ def room(request: HttpRequest, room_name: str) -> HttpResponse:
     The page renders the messages saved so far, then follows the room's
     stream from the position it had before they were read, so it misses
     nothing said in between. A room that does not exist is a 404, and
-    leaves nothing behind: its stream is not read.
+    leaves nothing behind: its stream is not read. The page's jobs badge
+    follows the user's jobs stream, named in the page.
     """
     get_object_or_404(Room, name=room_name)
     # First the stream's position, then the rows. A message committed after
@@ -112,5 +114,6 @@ def room(request: HttpRequest, room_name: str) -> HttpResponse:
         "history": list(latest)[::-1],
         "since": {"epoch": position.epoch, "offset": position.offset},
         "max_message_length": MAX_MESSAGE_LENGTH,
+        "jobs_stream": stream_for_user(request.user.pk),
     }
     return render(request, "chat/room.html", context)

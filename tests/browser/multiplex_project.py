@@ -51,8 +51,8 @@ m.connect = () => {
   m.mux = realtime.multiplex("/ws/", {
     backoff: { initial: 50, max: 200 },
     createSocket: (url) => {
-      if (m.offline) throw new Error("offline");
-      const socket = new WebSocket(url);
+      // Offline: a port where nothing listens, as an unreachable server.
+      const socket = new WebSocket(m.offline ? "ws://127.0.0.1:9/" : url);
       sockets.push(socket);
       return socket;
     },

@@ -1104,6 +1104,7 @@ export class Multiplex {
   #attempt = 0;
   #timer = null;
   #topics = new Map(); // name -> Topic (opening or open)
+  #streams = new Set(); // the Realtime clients of streams(): closed with the socket
   #stateListeners = new Set();
 
   /** Use {@link multiplex}. */
@@ -1169,15 +1170,18 @@ export class Multiplex {
    * @param {string} name
    * @param {Options} [options] those of {@link connect}; the transport is
    *     this socket
-   * @returns {Realtime}
+   * @returns {Realtime} closed when this socket closes for good
    */
   streams(name, options = {}) {
-    return new Realtime(this.#url, {
+    if (this.#closed) throw new RealtimeError("closed", "The client is closed.");
+    const client = new Realtime(this.#url, {
       ...options,
       httpUrl: null,
       transports: ["websocket"],
       createSocket: () => this.socket(name),
     });
+    this.#streams.add(client);
+    return client;
   }
 
   /**
@@ -1228,7 +1232,13 @@ export class Multiplex {
       socket.close(code, reason);
     }
     this.#endAll(code, reason, true);
+    this.#closeStreams(code, reason);
     this.#setState("closed", { code, reason });
+  }
+
+  #closeStreams(code, reason) {
+    for (const client of this.#streams) client.close(code, reason);
+    this.#streams.clear();
   }
 
   // -- topics -----------------------------------------------------------------
@@ -1259,7 +1269,7 @@ export class Multiplex {
     record.state = "closed";
     record.queue = [];
     if (this.#topics.get(topic.name) === topic) this.#topics.delete(topic.name);
-    if (sent && this.#state === "open") {
+    if (sent && this.#state === "open" && this.#socket) {
       this.#socket.send(JSON.stringify({ topic: topic.name, kind: "close", code, reason }));
     }
     if (!quiet) call(record.options.onClose, { code, reason, final: true });
@@ -1356,6 +1366,7 @@ export class Multiplex {
     this.#endAll(code, reason, fatal);
     if (fatal) {
       this.#closed = true;
+      this.#closeStreams(code, reason);
       this.#setState("closed", { code, reason });
       return;
     }

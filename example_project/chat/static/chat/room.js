@@ -1,6 +1,13 @@
 // The room page: follow the room's stream, chat.<room>, and post what is
 // typed, through realtime.js (the "django_realtime" of the page's import map).
 //
+// The page has one socket, /ws/chat/, a multiplexer (see
+// example_project/chat/routing.py) on which it opens three topics: the
+// room's stream (chat/<room>), who is online in the room (online/<room>)
+// and the user's jobs (jobs). Where that socket never opens (WebSockets
+// blocked), the room's stream alone falls back to server-sent events or
+// long-polling on its own route, and the badges say they are unavailable.
+//
 // The page came with the messages saved so far and with the stream's
 // position read just before them ("room-since"). Subscribing from that
 // position brings every message saved since; after a reconnect, realtime.js
@@ -8,7 +15,7 @@
 // connection catches up without reloading. A message that is both on the
 // page and on the stream shows once: the log knows the ids it shows.
 
-import { connect } from "django_realtime";
+import { connect, multiplex } from "django_realtime";
 
 const roomName = JSON.parse(document.getElementById("room-name").textContent);
 const since = JSON.parse(document.getElementById("room-since").textContent);
@@ -17,6 +24,9 @@ const status = document.getElementById("chat-status");
 const form = document.getElementById("chat-form");
 const input = document.getElementById("chat-message-input");
 const submit = document.getElementById("chat-message-submit");
+const onlineNames = document.getElementById("online-names");
+const jobsCount = document.getElementById("jobs-count");
+const jobsStream = JSON.parse(document.getElementById("jobs-stream").textContent);
 
 const shown = new Set(
   Array.from(log.querySelectorAll("p[data-id]"), (line) => Number(line.dataset.id)),
@@ -65,10 +75,7 @@ function reloadPage({ reason }) {
   window.location.reload();
 }
 
-// Where WebSockets are blocked, the same stream over SSE or long-polling.
-const rt = connect(`/ws/chat/${roomName}/`, { httpUrl: `/realtime/chat/${roomName}/` });
-
-rt.onState(({ state, delay, transport }) => {
+function showStatus({ state, delay, transport }) {
   status.value =
     state === "reconnecting"
       ? `reconnecting in ${(delay / 1000).toFixed(1)} s`
@@ -76,14 +83,88 @@ rt.onState(({ state, delay, transport }) => {
         ? `${state} (${transport})`
         : state;
   submit.disabled = state !== "open";
-});
+}
 
-const room = rt.subscribe(`chat.${roomName}`, {
-  since,
-  onLost: reloadPage,
-  onError: (error) => appendError(error.message),
+// The position of the last message the page got: where a fallback resumes.
+let position = since;
+let rt = null;
+
+/** Follow the room's stream on `client` (a Realtime). */
+function follow(client) {
+  rt = client;
+  client.onState(showStatus);
+  const room = client.subscribe(`chat.${roomName}`, {
+    since: position,
+    onLost: reloadPage,
+    onError: (error) => appendError(error.message),
+    onPosition: (moved) => (position = moved),
+  });
+  room.on("message", appendMessage);
+}
+
+/** Keep the online badge: `{"online": [names]}` on each change. */
+function followOnline(mux) {
+  mux.topic(`online/${roomName}`, {
+    onMessage: (text) => {
+      const { online } = JSON.parse(text);
+      onlineNames.value = online.join(", ");
+    },
+    onClose: ({ final }) => final && (onlineNames.value = "unavailable"),
+  });
+}
+
+/**
+ * Keep the count of the user's queued and running jobs: their state from
+ * /jobs/state/ each time the stream (re)starts, then the news on the stream.
+ * The newest version of each job wins, whichever way it came.
+ */
+function followJobs(mux) {
+  const jobs = new Map(); // id -> {version, status}
+  const take = ({ id, version, status }) => {
+    if ((jobs.get(id)?.version ?? -1) < version) jobs.set(id, { version, status });
+  };
+  const show = () => {
+    const active = [...jobs.values()].filter(
+      ({ status }) => status === "queued" || status === "running",
+    );
+    jobsCount.value = String(active.length);
+  };
+  const reload = async () => {
+    try {
+      const response = await fetch("/jobs/state/", { credentials: "same-origin" });
+      for (const job of (await response.json()).jobs ?? []) take(job);
+      show();
+    } catch {
+      jobsCount.value = "?";
+    }
+  };
+  mux.streams("jobs").subscribe(jobsStream, {
+    onSubscribed: reload,
+    onLost: reload,
+    onPublication: ({ job }) => {
+      if (job) take(job);
+      show();
+    },
+  });
+}
+
+const mux = multiplex("/ws/chat/");
+let muxOpened = false;
+mux.onState(({ state }) => {
+  if (state === "open") {
+    muxOpened = true;
+  } else if (state === "reconnecting" && !muxOpened) {
+    // The shared socket never opened: WebSockets do not get through. The
+    // room's stream goes on over its own route, which falls back by itself.
+    mux.close();
+    rt.close();
+    onlineNames.value = jobsCount.value = "unavailable";
+    follow(connect(`/ws/chat/${roomName}/`, { httpUrl: `/realtime/chat/${roomName}/` }));
+  }
 });
-room.on("message", appendMessage);
+follow(mux.streams(`chat/${roomName}`));
+followOnline(mux);
+followJobs(mux);
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
