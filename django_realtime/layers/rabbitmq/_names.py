@@ -8,15 +8,21 @@ process can tell which process queue its messages go to.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 __all__ = [
+    "DEFAULT_URL",
     "PROCESS_ID_LENGTH",
+    "broker_address",
     "channel_queue",
     "groups_exchange",
     "local_name",
     "owner_of",
     "process_queue",
 ]
+
+#: The broker of a layer configured without ``url``.
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 #: Hex digits in a process id.
 PROCESS_ID_LENGTH = 12
@@ -58,3 +64,26 @@ def channel_queue(prefix: str, channel: str) -> str:
 def groups_exchange(prefix: str) -> str:
     """Return the direct exchange that group messages are published to."""
     return f"{prefix}groups"
+
+
+def broker_address(url: object) -> str:
+    """Return the broker of an AMQP URL without its credentials, for messages.
+
+    Raises:
+        TypeError: ``url`` is not a string.
+        ValueError: ``url`` is not an ``amqp://`` or ``amqps://`` URL with
+            a host and a valid port.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"url must be an AMQP URL string, got {url!r}.")
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise ValueError(
+            "url must look like 'amqp://user:password@host:5672/vhost', got "
+            f"one with scheme {parts.scheme!r} and host {parts.hostname!r}."
+        )
+    try:
+        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    except ValueError as error:
+        raise ValueError(f"url has an invalid port: {error}") from error
+    return f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"

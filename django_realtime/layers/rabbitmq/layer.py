@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, ExchangeType
 from aiormq.abc import FieldTable
@@ -30,39 +29,17 @@ from django_realtime.layers.rabbitmq._codec import decode, encode
 from django_realtime.layers.rabbitmq._holder import Holder
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
+from django_realtime.layers.rabbitmq._names import DEFAULT_URL, broker_address
 
-__all__ = ["DEFAULT_URL", "RabbitMQChannelLayer", "broker_address"]
+__all__ = ["DEFAULT_URL", "RabbitMQChannelLayer"]
 
 logger = logging.getLogger("django_realtime.layers.rabbitmq")
 
-#: The broker of a layer configured without ``url``.
-DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 # Seconds an unused process queue outlives its process (RabbitMQ's
 # x-expires): long enough to reconnect, short enough to clean up after a
 # process that ended without closing its layer.
 _PROCESS_QUEUE_LIFETIME = 60.0
-
-
-def broker_address(url: str) -> str:
-    """Return ``url`` without its credentials, for messages.
-
-    Raises:
-        ValueError: ``url`` is not an ``amqp://`` or ``amqps://`` URL.
-    """
-    if not isinstance(url, str):
-        raise TypeError(f"url must be an AMQP URL string, got {url!r}.")
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ValueError(
-            "url must look like 'amqp://user:password@host:5672/vhost', got "
-            f"{urlunsplit(parts._replace(netloc=parts.hostname or ''))!r}."
-        )
-    try:
-        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-    except ValueError as error:
-        raise ValueError(f"url has an invalid port: {error}.") from error
-    return f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
 
 
 def _seconds(value: object, name: str) -> float:
