@@ -54,6 +54,8 @@ class LayerSpec:
     #: test's prefix (skip if the service is down). Such a layer expires on
     #: the service's clock, so real time must pass.
     service: Callable[[str], dict[str, Any]] | None = None
+    #: More marks for the layer's tests (the databases they use).
+    marks: list[Any] = field(default_factory=list)
 
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -96,6 +98,17 @@ LAYERS = [
         redis=False,
         short_expiry=0.25,
         service=rabbitmq_config,
+    ),
+    LayerSpec(
+        "postgres",
+        "django_realtime.layers.postgres.PostgresChannelLayer",
+        redis=False,
+        short_expiry=0.25,
+        service=lambda prefix: {"alias": "postgres"},
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+        ],
     ),
     LayerSpec(
         "redis-pubsub",
@@ -171,7 +184,11 @@ class LayerCase:
 
 @pytest.fixture(
     params=[
-        pytest.param(spec, id=spec.id, marks=[pytest.mark.redis] if spec.redis else [])
+        pytest.param(
+            spec,
+            id=spec.id,
+            marks=[*([pytest.mark.redis] if spec.redis else []), *spec.marks],
+        )
         for spec in LAYERS
     ]
 )

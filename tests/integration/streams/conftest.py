@@ -31,6 +31,9 @@ class StoreSpec:
     lacks: dict[str, str] = field(default_factory=dict)
     #: The store keeps streams in a file: each test gets a new one.
     file: bool = False
+    #: Options every store of the spec gets, and marks of its tests.
+    options: dict[str, Any] = field(default_factory=dict)
+    marks: list[Any] = field(default_factory=list)
 
 
 STORES = [
@@ -48,6 +51,16 @@ STORES = [
         "django_realtime.streams.stores.sqlite.SQLiteHistoryStore",
         redis=False,
         file=True,
+    ),
+    StoreSpec(
+        "postgres",
+        "django_realtime.streams.stores.postgres.PostgresHistoryStore",
+        redis=False,
+        options={"alias": "postgres"},
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+        ],
     ),
 ]
 
@@ -102,6 +115,7 @@ class StoreCase:
             options.setdefault("prefix", self.prefix)
         if self.spec.file:
             options.setdefault("path", self.directory / "streams.sqlite3")
+        options = {**self.spec.options, **options}
         table = PolicyTable(
             {
                 f"{self.prefix}.{pattern}": policy
@@ -109,14 +123,16 @@ class StoreCase:
             }
         )
         store: HistoryStore = cls(policies=table, clock=self.clock, **options)
-        if not self.spec.redis and not self.spec.file and self.stores:
+        if not (self.spec.redis or self.spec.file or self.spec.options) and self.stores:
             # One process: "another store" is the same memory.
             return self.stores[0]
         self.stores.append(store)
         return store
 
 
-@pytest.fixture(params=STORES, ids=[spec.id for spec in STORES])
+@pytest.fixture(
+    params=[pytest.param(spec, id=spec.id, marks=spec.marks) for spec in STORES]
+)
 async def case(request: pytest.FixtureRequest) -> AsyncIterator[StoreCase]:
     """Yield a :class:`StoreCase`; close its stores afterwards."""
     spec: StoreSpec = request.param
