@@ -1,7 +1,14 @@
 """Settings of the example project.
 
-They run as they are, on the embedded defaults: SQLite and the in-memory
-channel layer. The environment changes what a deployment needs:
+They run as they are, on the embedded defaults: SQLite for the database,
+and one more SQLite file, ``realtime.sqlite3`` beside ``manage.py``, for the
+channel layer and the history of streams
+(:class:`~django_realtime.layers.sqlite.SQLiteChannelLayer` and
+:class:`~django_realtime.streams.stores.sqlite.SQLiteHistoryStore`). Every
+process of the project on this machine shares it: ``runserver``,
+``runworker`` (the jobs page), and ``manage.py shell``, whose ``publish()``
+reaches the open pages; streams resume across a server restart. The
+environment changes what a deployment needs:
 
 ``DJANGO_DEBUG``
     ``0`` (or ``false``, ``no``, ``off``) turns ``DEBUG`` off; ``1`` (or
@@ -23,14 +30,23 @@ channel layer. The environment changes what a deployment needs:
     Use this Redis server (``redis://127.0.0.1:6379``) for the channel layer
     and for the history of streams, so that several server processes and
     ``runworker`` share groups, channels and streams: django_realtime's own
-    Redis layer and its ``RedisHistoryStore``. Without it, streams keep their
-    history in the server process and a restart starts them anew.
+    Redis layer and its ``RedisHistoryStore``, instead of the SQLite file.
+    Use it when the processes run on several machines.
 ``REDIS_LAYER_BACKEND``
     The ``BACKEND`` of that layer instead, for example
     ``channels_redis.core.RedisChannelLayer``.
 ``EXAMPLE_DB_PATH``
     Where the SQLite database lives, instead of ``db.sqlite3`` beside
     ``manage.py``.
+``EXAMPLE_REALTIME_PATH``
+    Where the SQLite file of the channel layer and the streams lives,
+    instead of ``realtime.sqlite3`` beside ``manage.py``. Processes that
+    name the same file meet; its directory must exist.
+``EXAMPLE_REALTIME``
+    ``memory`` runs on the in-memory layer and store instead (without
+    ``REDIS_URL``): one process only, whose groups and streams' history go
+    with it (a restart sends pages to reload). ``sqlite``, or no value,
+    is the default.
 """
 
 import importlib.util
@@ -134,6 +150,13 @@ DATABASES = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL")
+EXAMPLE_REALTIME = os.environ.get("EXAMPLE_REALTIME", "").strip().lower() or "sqlite"
+if EXAMPLE_REALTIME not in {"sqlite", "memory"}:
+    raise ImproperlyConfigured(
+        "Expected EXAMPLE_REALTIME to be sqlite (the default) or memory, got "
+        f"{os.environ['EXAMPLE_REALTIME']!r}."
+    )
+REALTIME_PATH = os.environ.get("EXAMPLE_REALTIME_PATH") or BASE_DIR / "realtime.sqlite3"
 CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -144,18 +167,31 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL]},
         },
     }
-else:
+elif EXAMPLE_REALTIME == "memory":
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "django_realtime.layers.InMemoryChannelLayer"},
     }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "django_realtime.layers.sqlite.SQLiteChannelLayer",
+            "CONFIG": {"path": REALTIME_PATH},
+        },
+    }
 
-# Streams (the chat rooms, the jobs page) keep their history in memory by
-# default; with REDIS_URL every server process shares it through Redis.
+# Streams (the chat rooms, the jobs page) keep their history in the same
+# SQLite file by default; with REDIS_URL every server process shares it
+# through Redis; with EXAMPLE_REALTIME=memory it stays in the server process.
 REALTIME: dict[str, Any] = {}
 if REDIS_URL:
     REALTIME["STREAM_STORE"] = {
         "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
         "OPTIONS": {"url": REDIS_URL, "prefix": "example"},
+    }
+elif EXAMPLE_REALTIME == "sqlite":
+    REALTIME["STREAM_STORE"] = {
+        "BACKEND": "django_realtime.streams.stores.sqlite.SQLiteHistoryStore",
+        "OPTIONS": {"path": REALTIME_PATH},
     }
 # Prometheus metrics at /metrics when prometheus-client is installed
 # (pip install -e ".[example]").

@@ -412,7 +412,7 @@ def test_a_page_whose_history_is_lost_reloads_its_messages(
     proxies: Callable[[ServerProcess], CuttableProxy],
     room_page: RoomPage,
 ) -> None:
-    chat = serve("runserver")
+    chat = serve("runserver", EXAMPLE_REALTIME="memory")
     proxy = proxies(chat)
     room = new_room(chat)
     room_page.log_in_and_open(proxy.url, room)
@@ -424,7 +424,7 @@ def test_a_page_whose_history_is_lost_reloads_its_messages(
     proxy.refusing = True
     assert chat.terminate() == 0, chat.output
     room_page.wait_for_status("reconnecting")
-    restarted = serve("runserver")
+    restarted = serve("runserver", EXAMPLE_REALTIME="memory")
     missed = Bob(restarted, room).say("said while", "the history was lost")
     proxy.upstream = restarted.address
     proxy.refusing = False

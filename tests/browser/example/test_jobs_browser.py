@@ -325,7 +325,8 @@ def test_a_page_cut_off_mid_job_catches_up_without_reloading(
 
 def test_a_user_cancels_a_job_from_the_page(page: Page, serve: Serve) -> None:
     # The README's set-up: runserver on the embedded defaults, no worker.
-    server = serve("runserver")
+    # In memory, so that the page warns that no worker can reach it.
+    server = serve("runserver", EXAMPLE_REALTIME="memory")
     open_jobs_page(page, server.address)
     job_id = submit_job(page, "wait", 5)
     assert row(page, job_id)["status"] == "queued"

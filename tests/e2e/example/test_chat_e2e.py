@@ -76,6 +76,8 @@ SETTINGS_ENVIRONMENT = {
     "DJANGO_ALLOWED_HOSTS",
     "DJANGO_DEBUG",
     "DJANGO_SECRET_KEY",
+    "EXAMPLE_REALTIME",
+    "EXAMPLE_REALTIME_PATH",
     "METRICS_ALLOWED_NETWORKS",
     "REDIS_LAYER_BACKEND",
     "REDIS_URL",
@@ -86,7 +88,11 @@ def example_env(db_path: Path, **overrides: str) -> dict[str, str]:
     """Return the environment of a process of the example project.
 
     It has a secret key of the test run's own, so that ``DJANGO_DEBUG="0"``
-    starts; pass ``DJANGO_SECRET_KEY=""`` to go without.
+    starts; pass ``DJANGO_SECRET_KEY=""`` to go without. Its channel layer
+    and streams are in the SQLite file ``realtime.sqlite3`` beside
+    ``db_path`` (the example's default), so that the processes of one
+    database meet and no others; pass ``EXAMPLE_REALTIME_PATH`` for another
+    file, ``EXAMPLE_REALTIME="memory"`` for the in-memory layer and store.
     """
     env = {
         key: value
@@ -97,6 +103,7 @@ def example_env(db_path: Path, **overrides: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="example_project.settings",
         DJANGO_SECRET_KEY=SECRET_KEY,
         EXAMPLE_DB_PATH=str(db_path),
+        EXAMPLE_REALTIME_PATH=str(db_path.with_name("realtime.sqlite3")),
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)
@@ -251,6 +258,8 @@ def serve(example_db: Path, tmp_path: Path) -> Iterator[Serve]:
 
     def start(server: str, wait: bool = True, **env: str) -> ServerProcess:
         log_path = tmp_path / f"{server}-{len(started)}.log"
+        # The servers of one test share a file, those of another test not.
+        env.setdefault("EXAMPLE_REALTIME_PATH", str(tmp_path / "realtime.sqlite3"))
         process = ServerProcess(server, example_env(example_db, **env), log_path)
         started.append(process)
         if wait:
@@ -625,6 +634,34 @@ def test_runserver_announces_itself_and_serves_the_page_scripts(serve: Serve) ->
 def test_after_a_restart_on_the_in_memory_store_a_page_is_told_to_reload(
     serve: Serve,
 ) -> None:
+    chat = serve("runserver", EXAMPLE_REALTIME="memory")
+    room = f"restart-{uuid.uuid4().hex[:8]}"
+    alice = Browser(chat.address)
+    alice.log_in("alice")
+    since = script_data(alice.create_room(room), "room-since")
+    with alice.open_socket(f"/ws/chat/{room}/") as socket:
+        Streams(socket).subscribe(f"chat.{room}", since)
+        Streams(socket).post("before the restart")
+    assert chat.terminate() == 0, chat.output
+
+    again = serve("runserver", EXAMPLE_REALTIME="memory")
+    alice = Browser(again.address)
+    alice.log_in("alice")
+    with alice.open_socket(f"/ws/chat/{room}/") as socket:
+        resumed = Streams(socket).subscribe(
+            f"chat.{room}", {"epoch": since["epoch"], "offset": 1}
+        )
+
+    # The history went with the process; the messages are in the database.
+    assert (resumed["recovered"], resumed["reason"]) == (False, "epoch_changed")
+    page = alice.request(f"/chat/{room}/")
+    assert "before the restart" in page.text
+    assert again.terminate() == 0, again.output
+
+
+def test_after_a_restart_on_the_default_sqlite_file_a_page_resumes(
+    serve: Serve,
+) -> None:
     chat = serve("runserver")
     room = f"restart-{uuid.uuid4().hex[:8]}"
     alice = Browser(chat.address)
@@ -639,15 +676,40 @@ def test_after_a_restart_on_the_in_memory_store_a_page_is_told_to_reload(
     alice = Browser(again.address)
     alice.log_in("alice")
     with alice.open_socket(f"/ws/chat/{room}/") as socket:
-        resumed = Streams(socket).subscribe(
-            f"chat.{room}", {"epoch": since["epoch"], "offset": 1}
-        )
+        streams = Streams(socket)
+        resumed = streams.subscribe(f"chat.{room}", since)
+        (missed,) = streams.wait_for(f"chat.{room}", 1)
 
-    # The history went with the process; the messages are in the database.
-    assert (resumed["recovered"], resumed["reason"]) == (False, "epoch_changed")
-    page = alice.request(f"/chat/{room}/")
-    assert "before the restart" in page.text
+    # The history is in the file, with the stream's epoch and offset.
+    assert (resumed["recovered"], resumed["replayed"]) == (True, 1)
+    assert (missed["author"], missed["text"]) == ("alice", "before the restart")
     assert again.terminate() == 0, again.output
+
+
+def test_publish_from_manage_py_shell_reaches_a_page_on_the_defaults(
+    serve: Serve, example_db: Path, tmp_path: Path
+) -> None:
+    chat = serve("runserver")
+    room = f"shell-{uuid.uuid4().hex[:8]}"
+    alice = Browser(chat.address)
+    alice.log_in("alice")
+    alice.create_room(room)
+    with alice.open_socket(f"/ws/chat/{room}/") as socket:
+        streams = Streams(socket)
+        streams.subscribe(f"chat.{room}")
+        # As a user would, in another terminal: the same settings, no Redis.
+        manage(
+            example_db,
+            "shell",
+            "-c",
+            "from django_realtime.streams import publish; "
+            f"publish('chat.{room}', {{'author': 'shell', 'text': 'hello'}})",
+            EXAMPLE_REALTIME_PATH=str(tmp_path / "realtime.sqlite3"),
+        )
+        (published,) = streams.wait_for(f"chat.{room}", 1)
+
+    assert published == {"author": "shell", "text": "hello"}
+    assert chat.terminate() == 0, chat.output
 
 
 @pytest.fixture

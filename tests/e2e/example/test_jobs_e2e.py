@@ -7,7 +7,8 @@ repository root: daphne and uvicorn serving pages and sockets, and
 SQLite file. A user logs in and submits jobs through the form of one server
 (real HTTP, CSRF token and session cookie) and follows the news of their
 jobs on a socket of the other, as the page's script does: from the position
-of the user's stream that the page was rendered with.
+of the user's stream that the page was rendered with. One test runs them
+on the example's defaults instead: no Redis, the SQLite file they share.
 
 Every test has Redis keys of its own, so that concurrent runs on the same
 Redis never meet: the settings are the example project's, with a ``prefix``
@@ -159,6 +160,8 @@ def run_worker(example_db: Path, tmp_path: Path) -> Iterator[RunWorker]:
 
     def start(env: dict[str, str], *options: str, wait: bool = True) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
+        # The file the servers of this test share (see serve()).
+        env = {"EXAMPLE_REALTIME_PATH": str(tmp_path / "realtime.sqlite3"), **env}
         worker = WorkerProcess(example_env(example_db, **env), log_path, *options)
         started.append(worker)
         if wait:
@@ -484,3 +487,30 @@ def test_a_worker_stopped_mid_job_leaves_it_to_the_next_worker(
         ("done", "done", 100),
     ]
     assert second.terminate() == 0, second.output
+
+
+def test_on_the_defaults_a_worker_runs_a_job_and_the_page_follows_it(
+    serve: Serve, run_worker: RunWorker
+) -> None:
+    # No Redis: the server and the worker meet in the example's SQLite file.
+    chat = serve("runserver", wait=False)
+    worker = run_worker({}, wait=False)
+    ready(chat, worker)
+    alice = Browser(chat.address)
+    alice.log_in("alice")
+
+    with JobsSocket(alice) as page:
+        job_id = submit(alice, kind="wait", number="1")
+        news = page.until_finished(job_id)
+
+    assert steps(news) == [
+        ("created", "queued", 0),
+        ("started", "running", 0),
+        *(("progress", "running", percent) for percent in range(5, 101, 5)),
+        ("done", "done", 100),
+    ]
+    assert versions(news) == list(range(1, STEPS + 4))
+    assert "in\n      memory" not in alice.request("/jobs/").text
+    assert worker.terminate() == 0, worker.output
+    assert "Traceback" not in worker.output
+    assert chat.terminate() == 0, chat.output

@@ -540,8 +540,9 @@ def run_testecho(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "manage.py", "testecho", "--url", url, *args],
         cwd=ROOT,
-        # testecho opens no database; the path only has to be somewhere.
-        env=example_env(Path("/nonexistent/db.sqlite3")),
+        # testecho opens no database and no channel layer; the path only
+        # has to be somewhere.
+        env=example_env(Path("/nonexistent/db.sqlite3"), EXAMPLE_REALTIME="memory"),
         capture_output=True,
         text=True,
         timeout=90,

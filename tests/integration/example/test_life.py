@@ -974,7 +974,7 @@ def test_cells_play_on_after_the_server_restarts(
     board = f"e2e-{uuid.uuid4().hex[:12]}"
     generations = 40
     start = initial_board("random", 5, 5, seed=11)
-    env = example_env(db_path, DJANGO_DEBUG="0")
+    env = example_env(db_path, DJANGO_DEBUG="0", EXAMPLE_REALTIME="memory")
     first = ServerProcess("uvicorn", env, tmp_path / "first.log")
     try:
         first.wait_until_listening()
