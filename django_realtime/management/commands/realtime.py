@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import sys
 from argparse import ArgumentTypeError
+from collections.abc import Callable
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    OutputWrapper,
+)
 
 from django_realtime.ops.cli import arguments
 from django_realtime.ops.cli.connect import connect
@@ -21,6 +27,16 @@ from django_realtime.ops.cli.publish import publish_now
 from django_realtime.ops.cli.tail import tail
 
 __all__ = ["Command"]
+
+
+def _lines(stream: OutputWrapper) -> Callable[[str], None]:
+    """Return a writer of lines to ``stream`` that flushes each (for pipes)."""
+
+    def write(line: str) -> None:
+        stream.write(line)
+        stream.flush()
+
+    return write
 
 
 def _positive(value: str) -> int:
@@ -68,7 +84,7 @@ class Command(BaseCommand):
             "and lost frames. Positions and losses are noted on stderr; Ctrl-C "
             "stops and prints the position to resume from with --from.",
         )
-        tail_parser.add_argument("stream", help="The stream's name.")
+        tail_parser.add_argument("stream", metavar="STREAM", help="The stream's name.")
         tail_parser.add_argument(
             "--from",
             dest="since",
@@ -107,7 +123,9 @@ class Command(BaseCommand):
             "through the configured history store, and print the publication's "
             "position as EPOCH:OFFSET.",
         )
-        publish_parser.add_argument("stream", help="The stream's name.")
+        publish_parser.add_argument(
+            "stream", metavar="STREAM", help="The stream's name."
+        )
         publish_parser.add_argument(
             "payload", metavar="JSON", help='The payload, as JSON: \'{"type": "note"}\''
         )
@@ -123,7 +141,7 @@ class Command(BaseCommand):
             "the input ends, waits for the server to be quiet for --wait "
             "seconds, then closes. Needs websockets (the 'cli' extra).",
         )
-        connect_parser.add_argument("url", help="The WebSocket URL.")
+        connect_parser.add_argument("url", metavar="URL", help="The WebSocket URL.")
         connect_parser.add_argument(
             "--user",
             dest="username",
@@ -161,8 +179,8 @@ class Command(BaseCommand):
                 path=options["path"],
                 origin=options["origin"],
                 count=options["count"],
-                out=self.stdout.write,
-                note=self.stderr.write,
+                out=_lines(self.stdout),
+                note=_lines(self.stderr),
             )
         elif subcommand == "publish":
             data = arguments.parse_payload(options["payload"])
@@ -182,8 +200,8 @@ class Command(BaseCommand):
                 username=options["username"],
                 stream=options.get("stdin") or sys.stdin,
                 wait=options["wait"],
-                out=self.stdout.write,
-                note=self.stderr.write,
+                out=_lines(self.stdout),
+                note=_lines(self.stderr),
             )
             if code:
                 raise CommandError(

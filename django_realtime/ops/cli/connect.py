@@ -190,7 +190,6 @@ async def _talk(
                 heard.set()
 
     receiver = asyncio.create_task(receive())
-    we_closed = False
     try:
         while not receiver.done():
             getting = asyncio.ensure_future(lines.get())
@@ -201,7 +200,6 @@ async def _talk(
             line = getting.result()
             if line is None:
                 await _quiet(receiver, heard, wait)
-                we_closed = True
                 await websocket.close()
                 break
             try:
@@ -212,8 +210,9 @@ async def _talk(
             if outgoing is None:
                 continue
             if outgoing.close is not None:
-                we_closed = True
-                await websocket.close(*outgoing.close)
+                code, reason = outgoing.close
+                note(f"Closing with {code} {reason}".rstrip() + ".")
+                await websocket.close(code, reason)
                 break
             with contextlib.suppress(ConnectionClosed):
                 await websocket.send(
@@ -223,7 +222,7 @@ async def _talk(
     finally:
         receiver.cancel()
         await websocket.close()
-    return _closed(websocket, we_closed, out)
+    return _closed(websocket, out)
 
 
 async def _quiet(
@@ -239,14 +238,16 @@ async def _quiet(
             return
 
 
-def _closed(websocket: ClientConnection, we_closed: bool, out: Write) -> int:
-    """Write how the connection closed; return the exit code."""
-    received = websocket.protocol.close_rcvd
+def _closed(websocket: ClientConnection, out: Write) -> int:
+    """Write the server's close frame; return the exit code."""
+    protocol = websocket.protocol
+    received = protocol.close_rcvd
     if received is None:
         out("close 1006 (the connection ended without a close frame)")
         return FAILED
     out(f"close {received.code} {received.reason}".rstrip())
-    if we_closed or received.code in (1000, 1001):
+    server_first = bool(protocol.close_rcvd_then_sent)
+    if not server_first or received.code in (1000, 1001):
         return 0
     return FAILED
 
