@@ -66,6 +66,8 @@ logger = logging.getLogger("django_realtime.streams")
 
 #: Rows relayed in one transaction.
 BATCH = 100
+# Seconds the relay of rows left behind waits for one publication.
+_PUBLISH_TIMEOUT = 30.0
 
 Publish = Callable[[str, str, str], object]
 
@@ -244,7 +246,8 @@ class _Relayer:
             future = asyncio.run_coroutine_threadsafe(
                 store.publish_once(stream, data, key), loop
             )
-            return future.result()
+            # Bounded: a loop that stops meanwhile never answers.
+            return future.result(_PUBLISH_TIMEOUT)
 
         try:
             while True:

@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -37,6 +38,8 @@ pytestmark = [pytest.mark.timeout(20), pytest.mark.django_db(transaction=True)]
 
 REDIS_URL = "redis://127.0.0.1:6379"
 
+T = TypeVar("T")
+
 
 async def published(store: HistoryStore, stream: str) -> list[object]:
     """Return every payload ``stream`` keeps, oldest first."""
@@ -44,8 +47,39 @@ async def published(store: HistoryStore, stream: str) -> list[object]:
     return [json.loads(p.data) for p in history.publications]
 
 
-def outbox_rows() -> list[tuple[str, str]]:
-    return list(StreamOutbox.objects.order_by("pk").values_list("stream", "data"))
+async def in_db_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn(*args)`` in the ORM's thread; close its connections after.
+
+    Between tests, tests/conftest.py ends the PostgreSQL backends of other
+    threads: the next test must not find this thread's connection dead.
+    """
+
+    def run() -> T:
+        try:
+            return fn(*args)
+        finally:
+            connections.close_all()
+
+    return await sync_to_async(run)()
+
+
+def outbox_rows(alias: str = "default") -> list[tuple[str, str]]:
+    rows = StreamOutbox.objects.using(alias).order_by("pk")
+    return list(rows.values_list("stream", "data"))
+
+
+#: The databases the outbox is tried on: SQLite (no row locks) and
+#: PostgreSQL (SKIP LOCKED after a commit, NOWAIT for rows left behind).
+ALIASES = [
+    "default",
+    pytest.param(
+        "postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+        ],
+    ),
+]
 
 
 # -- The SQLite store in Django's own file -----------------------------------
@@ -85,7 +119,7 @@ async def test_the_sqlite_store_in_djangos_file_publishes_in_the_transaction(
                 )
                 return list(cursor.fetchall())
 
-    assert await sync_to_async(work)() == [('"in the transaction"',)]
+    assert await in_db_thread(work) == [('"in the transaction"',)]
     assert await published(own_file_store, stream) == ["in the transaction"]
     await own_file_store.close()
 
@@ -105,7 +139,7 @@ async def test_the_sqlite_store_in_djangos_file_drops_it_on_rollback(
             except RuntimeError:
                 pass
 
-    await sync_to_async(work)()
+    await in_db_thread(work)
     assert await published(own_file_store, stream) == ["kept"]
     await own_file_store.close()
 
@@ -129,7 +163,7 @@ async def redis_store() -> AsyncIterator[RedisHistoryStore]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI=true requires it)")
         pytest.skip(reason)
-    outbox = {"STREAM_OUTBOX": {"DATABASES": ["default"], "RELAY_AFTER": 1}}
+    outbox = {"STREAM_OUTBOX": {"DATABASES": ["default", "postgres"], "RELAY_AFTER": 1}}
     with override_settings(REALTIME=outbox):
         store = RedisHistoryStore(REDIS_URL, prefix=f"t{uuid.uuid4().hex[:10]}")
         old = set_stream_store(store)
@@ -139,42 +173,44 @@ async def redis_store() -> AsyncIterator[RedisHistoryStore]:
         await store.close()
 
 
+@pytest.mark.parametrize("alias", ALIASES)
 async def test_publish_in_a_transaction_writes_the_outbox_then_relays_once(
-    redis_store: RedisHistoryStore,
+    redis_store: RedisHistoryStore, alias: str
 ) -> None:
     def work() -> list[tuple[str, str]]:
-        with transaction.atomic():
-            publish("orders", {"n": 1})
+        with transaction.atomic(using=alias):
+            publish("orders", {"n": 1}, using=alias)
             publish("orders", {"n": 2})
-            return outbox_rows()
+            return outbox_rows(alias)
 
-    assert await sync_to_async(work)() == [("orders", '{"n":1}'), ("orders", '{"n":2}')]
+    assert await in_db_thread(work) == [("orders", '{"n":1}'), ("orders", '{"n":2}')]
     assert await published(redis_store, "orders") == [{"n": 1}, {"n": 2}]
-    assert await sync_to_async(outbox_rows)() == []
+    assert await in_db_thread(outbox_rows, alias) == []
 
 
+@pytest.mark.parametrize("alias", ALIASES)
 async def test_a_rolled_back_transaction_leaves_nothing_in_the_outbox(
-    redis_store: RedisHistoryStore,
+    redis_store: RedisHistoryStore, alias: str
 ) -> None:
     def work() -> None:
-        with transaction.atomic():
+        with transaction.atomic(using=alias):
             publish("orders", "kept")
             try:
-                with transaction.atomic():
+                with transaction.atomic(using=alias):
                     publish("orders", "rolled back")
                     raise RuntimeError("boom")
             except RuntimeError:
                 pass
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=alias):
                 publish("orders", "also rolled back")
                 raise RuntimeError("boom")
         except RuntimeError:
             pass
 
-    await sync_to_async(work)()
+    await in_db_thread(work)
     assert await published(redis_store, "orders") == ["kept"]
-    assert await sync_to_async(outbox_rows)() == []
+    assert await in_db_thread(outbox_rows, alias) == []
 
 
 async def test_the_outbox_is_off_for_databases_it_does_not_name(
@@ -187,7 +223,7 @@ async def test_the_outbox_is_off_for_databases_it_does_not_name(
                 publish("orders", "after the commit")
                 return outbox_rows()
 
-    assert await sync_to_async(work)() == []
+    assert await in_db_thread(work) == []
     assert await published(redis_store, "orders") == ["after the commit"]
 
 
@@ -206,7 +242,7 @@ async def test_a_publication_written_in_the_transaction_outlives_a_failed_handle
             deactivate(token)
         assert settle(outbox, FAILED) == []
 
-    await sync_to_async(work)()
+    await in_db_thread(work)
     assert await published(redis_store, "orders") == ["committed"]
 
 
@@ -225,18 +261,18 @@ async def test_a_failed_relay_leaves_the_row_for_a_later_one(
             publish("orders", "late")
 
     with caplog.at_level(logging.WARNING, "django_realtime.streams"):
-        await sync_to_async(work)()
+        await in_db_thread(work)
     assert "a process that serves streams relays it later" in caplog.text
-    assert await sync_to_async(outbox_rows)() == [("orders", '"late"')]
+    assert await in_db_thread(outbox_rows) == [("orders", '"late"')]
     await broken.close()
 
     def relay_now() -> int:
         later = timezone.now() + datetime.timedelta(seconds=2)
         return relay.relay_stale("default", _sync_publish(redis_store), 1, later)
 
-    assert await sync_to_async(relay_now)() == 1
+    assert await in_db_thread(relay_now) == 1
     assert await published(redis_store, "orders") == ["late"]
-    assert await sync_to_async(outbox_rows)() == []
+    assert await in_db_thread(outbox_rows) == []
 
 
 def _sync_publish(store: HistoryStore) -> relay.Publish:
@@ -246,40 +282,44 @@ def _sync_publish(store: HistoryStore) -> relay.Publish:
     return publish_once
 
 
+@pytest.mark.parametrize("alias", ALIASES)
 async def test_a_row_relayed_again_after_a_crash_is_published_once(
-    redis_store: RedisHistoryStore,
+    redis_store: RedisHistoryStore, alias: str
 ) -> None:
     # A relay published the row, then died before deleting it.
-    row = await sync_to_async(StreamOutbox.objects.create)(stream="orders", data='"x"')
+    row = await in_db_thread(
+        lambda: StreamOutbox.objects.using(alias).create(stream="orders", data='"x"')
+    )
     first = await redis_store.publish_once("orders", '"x"', row.key.hex)
 
     def relay_now() -> int:
         later = timezone.now() + datetime.timedelta(seconds=2)
-        return relay.relay_stale("default", _sync_publish(redis_store), 1, later)
+        return relay.relay_stale(alias, _sync_publish(redis_store), 1, later)
 
-    assert await sync_to_async(relay_now)() == 1
+    assert await in_db_thread(relay_now) == 1
     assert await published(redis_store, "orders") == ["x"]
     again = await redis_store.publish_once("orders", '"x"', row.key.hex)
     assert (again.epoch, again.offset) == (first.epoch, first.offset)
-    assert await sync_to_async(outbox_rows)() == []
+    assert await in_db_thread(outbox_rows, alias) == []
 
 
+@pytest.mark.parametrize("alias", ALIASES)
 async def test_rows_left_behind_are_relayed_in_id_order_once_old_enough(
-    redis_store: RedisHistoryStore,
+    redis_store: RedisHistoryStore, alias: str
 ) -> None:
     def leave(count: int) -> None:
         for n in range(count):
-            StreamOutbox.objects.create(stream="orders", data=str(n))
+            StreamOutbox.objects.using(alias).create(stream="orders", data=str(n))
 
-    await sync_to_async(leave)(3)
+    await in_db_thread(leave, 3)
     publish_once = _sync_publish(redis_store)
 
     def relay_at(seconds: float) -> int:
         now = timezone.now() + datetime.timedelta(seconds=seconds)
-        return relay.relay_stale("default", publish_once, 1, now)
+        return relay.relay_stale(alias, publish_once, 1, now)
 
-    assert await sync_to_async(relay_at)(0) == 0
-    assert await sync_to_async(relay_at)(2) == 3
+    assert await in_db_thread(relay_at, 0) == 0
+    assert await in_db_thread(relay_at, 2) == 3
     assert await published(redis_store, "orders") == [0, 1, 2]
 
 
