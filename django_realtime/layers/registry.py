@@ -27,6 +27,7 @@ from django.utils.module_loading import import_string
 
 from django_realtime.exceptions import InvalidChannelLayerError
 from django_realtime.layers.base import ChannelLayer
+from django_realtime.layers.postgres import checks as _postgres_checks  # noqa: F401
 from django_realtime.layers.rabbitmq import checks as _rabbitmq_checks  # noqa: F401
 from django_realtime.layers.sqlite import checks as _sqlite_checks  # noqa: F401
 from django_realtime.ops import metrics

@@ -70,7 +70,6 @@ def connection_kwargs(alias: str) -> dict[str, Any]:
             kwargs[option] = str(settings_dict[key])
     kwargs.setdefault("connect_timeout", 5)
     kwargs["client_encoding"] = "UTF8"
-    kwargs.setdefault("application_name", "django_realtime")
     return kwargs
 
 

@@ -88,6 +88,8 @@ class Engine:
         poll_interval: Seconds between two looks when nothing asked.
         sweep_interval: Seconds between two sweeps.
         name: The thread's name.
+        application_name: How the connections are named in
+            ``pg_stat_activity``, unless ``OPTIONS`` names them.
     """
 
     def __init__(
@@ -104,7 +106,9 @@ class Engine:
         sweep_interval: float = 10.0,
         clock: Callable[[], float] | None = None,
         name: str = "postgres",
+        application_name: str = "django_realtime",
     ) -> None:
+        self.application_name = application_name
         self.clock = clock
         self.alias = alias
         self.channels = list(channels)
@@ -295,6 +299,7 @@ class Engine:
         while True:
             try:
                 kwargs = connection_kwargs(self.alias)
+                kwargs.setdefault("application_name", self.application_name)
                 left = max(1, int(deadline - time.monotonic() + 0.999))
                 kwargs["connect_timeout"] = min(int(kwargs["connect_timeout"]), left)
                 return await psycopg.AsyncConnection.connect(autocommit=True, **kwargs)

@@ -360,6 +360,7 @@ class PostgresChannelLayer(BaseChannelLayer):
             sweep_interval=max(1.0, min(self.expiry, 10.0)),
             clock=self._clock,
             name="postgres-layer",
+            application_name=f"drt-layer-{self.process_id}",
         )
 
     def _forked(self) -> None:

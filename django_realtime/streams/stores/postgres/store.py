@@ -29,6 +29,7 @@ Semantics:
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -275,6 +276,7 @@ class PostgresHistoryStore(HistoryStore):
             sweep_interval=_SWEEP_INTERVAL,
             clock=self.clock,
             name="postgres-streams",
+            application_name=f"drt-streams-{os.getpid()}-{id(self):x}",
         )
 
     def _forked(self) -> None:
