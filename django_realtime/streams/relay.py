@@ -39,19 +39,22 @@ import datetime
 import logging
 import weakref
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_realtime.conf import DEFAULTS, get_setting
-from django_realtime.models import StreamOutbox
 from django_realtime.ops import lifecycle
 from django_realtime.streams.registry import get_stream_store
 from django_realtime.streams.stores.base import HistoryStore
+
+if TYPE_CHECKING:
+    from django_realtime.models import StreamOutbox
 
 __all__ = [
     "OutboxOptions",
@@ -70,6 +73,12 @@ BATCH = 100
 _PUBLISH_TIMEOUT = 30.0
 
 Publish = Callable[[str, str, str], object]
+
+
+def _outbox() -> type[StreamOutbox]:
+    # From the app registry when used: importing django_realtime.streams
+    # must not need the settings, nor the apps to be loaded.
+    return apps.get_model("django_realtime", "StreamOutbox")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +144,7 @@ def write(using: str, stream: str, data: str, store: HistoryStore) -> None:
     committing thread; if that fails, the row stays for a later relay
     (a warning says so). If it rolls back, the row is gone.
     """
-    row = StreamOutbox.objects.using(using).create(stream=stream, data=data)
+    row = _outbox().objects.using(using).create(stream=stream, data=data)
     transaction.on_commit(lambda: _relay_committed(using, row.pk, store), using=using)
 
 
@@ -175,7 +184,7 @@ def relay_rows(using: str, ids: Collection[int], publish: Publish) -> int:
     Returns:
         How many rows were relayed.
     """
-    rows = StreamOutbox.objects.using(using).filter(pk__in=list(ids))
+    rows = _outbox().objects.using(using).filter(pk__in=list(ids))
     return _relay(using, rows, skip_locked=True, publish=publish)
 
 
@@ -192,7 +201,7 @@ def relay_stale(
         How many rows were relayed.
     """
     cutoff = now - datetime.timedelta(seconds=older_than)
-    rows = StreamOutbox.objects.using(using).filter(created__lt=cutoff)
+    rows = _outbox().objects.using(using).filter(created__lt=cutoff)
     return _relay(using, rows, skip_locked=False, publish=publish)
 
 
@@ -220,7 +229,7 @@ def _relay(
         finally:
             # What was published is deleted even if a later row failed.
             if done:
-                StreamOutbox.objects.using(using).filter(pk__in=done).delete()
+                _outbox().objects.using(using).filter(pk__in=done).delete()
     return len(done)
 
 
