@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,12 +29,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -191,12 +195,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def runserver(project: Path) -> Iterator[str]:
-    """Run ``manage.py runserver`` on a free port; yield ``host:port``."""
-    port = free_port()
+def runserver(project: Path, port: int | None = None) -> Iterator[str]:
+    """Run ``manage.py runserver`` on ``port`` (or a free one); yield its address."""
+    port = port or free_port()
     address = f"127.0.0.1:{port}"
     log_path = project / "runserver.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", address, "--noreload"],
             cwd=project,
@@ -342,9 +346,22 @@ def test_step_3_the_room_knows_who_talks_and_refuses_anonymous_users(
             assert receive_json(other) == {"author": "alice", "text": "hi"}
 
 
-def test_step_4_messages_are_kept_and_survive_reconnects(tmp_path: Path) -> None:
-    project = build(tmp_path, 4)
+@pytest.fixture(scope="module")
+def step_4_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the project at the end of step 4, with the user alice."""
+    project = build(tmp_path_factory.mktemp("step4"), 4)
     create_user(project, "alice")
+    return project
+
+
+@pytest.fixture
+def step_4(step_4_built: Path, tmp_path: Path) -> Path:
+    """Return a copy of :func:`step_4_built` of the test's own."""
+    return Path(shutil.copytree(step_4_built, tmp_path / "mysite"))
+
+
+def test_step_4_messages_are_kept_and_survive_reconnects(step_4: Path) -> None:
+    project = step_4
     shell_command = page_command("python manage.py shell -c ")
     assert shell_command[:2] == ["python", "manage.py"]
     with runserver(project) as address:
@@ -401,3 +418,59 @@ def test_step_4_messages_are_kept_and_survive_reconnects(tmp_path: Path) -> None
         assert page.count(f"alice: {from_shell['data']['text']}</li>") == 2
         assert "alice: hi</li>" in page
         assert f'"offset": {missed["offset"]}' in page
+
+
+def chromium_path() -> str:
+    """Return the system's Chromium; skip without it (fail under ``CI=true``)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        reason = "Chromium is not installed: apt-get install -y chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+    return path
+
+
+def state_is(page: Page, state: str) -> None:
+    page.wait_for_function(
+        f"document.getElementById('state').value === {state!r}",
+        timeout=IO_TIMEOUT * 1000,
+    )
+
+
+@pytest.mark.browser
+def test_step_4_page_catches_up_after_a_restart_without_reloading(
+    step_4: Path,
+) -> None:
+    """Do what the page's "Try it" says, in Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    project = step_4
+    shell_command = page_command("python manage.py shell -c ")
+    port = free_port()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path())
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        with runserver(project, port) as address:
+            page.goto(f"http://{address}/chat/lobby/")
+            page.fill("#id_username", "alice")
+            page.fill("#id_password", PASSWORD)
+            page.click("button")
+            state_is(page, "open")
+            page.fill("#text", "typed in the page")
+            page.press("#text", "Enter")
+            page.wait_for_selector("li:has-text('alice: typed in the page')")
+            page.reload()
+            state_is(page, "open")
+            assert page.inner_text("#log") == "alice: typed in the page"
+            page.evaluate("window.notReloaded = true")
+        state_is(page, "reconnecting")
+        run(project, *shell_command[1:])
+        with runserver(project, port):
+            page.wait_for_selector("li:has-text('alice: Hello from the shell')")
+            state_is(page, "open")
+            assert page.evaluate("window.notReloaded") is True
+        browser.close()
+    assert errors == []
