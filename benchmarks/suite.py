@@ -252,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run.run())
     finally:
         servers.kill_all()
-        print(render(run) if on_servers else header(run).rsplit("\n", 1)[0])
+        if on_servers:
+            print(render(run), flush=True)
+        else:  # the command, the machine (no server to place), the versions
+            command, machine, versions = header(run).splitlines()[:3]
+            print(command, machine.split("; ")[0], versions, sep="\n")
         run.cleanup()
     layer_run = None
     if "layers" in args.only:
