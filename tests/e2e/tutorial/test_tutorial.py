@@ -76,9 +76,9 @@ def listings() -> list[tuple[int, Path, str, bool]]:
         options = dict(
             re.findall(r"^   :([\w-]+):[ ]?(.*)$", match["options"], re.MULTILINE)
         )
-        relative = source.relative_to(FILES)
-        if options.keys() & _PARTIAL:
+        if FILES not in source.parents or options.keys() & _PARTIAL:
             continue
+        relative = source.relative_to(FILES)
         step = int(relative.parts[0].removeprefix("step"))
         caption = options["caption"]
         destination = caption.removesuffix(APPEND)
