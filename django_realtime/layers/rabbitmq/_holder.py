@@ -25,7 +25,7 @@ from django_realtime.layers.rabbitmq._codec import decode
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
 from django_realtime.layers.rabbitmq._members import Binding, Memberships
-from django_realtime.layers.rabbitmq._names import owner_of
+from django_realtime.layers.rabbitmq._names import owner_of, sent_at
 
 __all__ = ["Holder"]
 
@@ -107,8 +107,7 @@ class Holder:
     # Internals
 
     def _deadline(self, headers: Any) -> float:
-        sent_at = headers.get("t")
-        return (sent_at if isinstance(sent_at, float) else time.time()) + self._expiry
+        return sent_at(headers) + self._expiry
 
     def _deliver(self, message: AbstractIncomingMessage, headers: Any) -> None:
         channel = str(headers.get("c"))
@@ -131,7 +130,8 @@ class Holder:
             self._remove(self.members.leave(group, channel))
             return
         lasts = headers.get("x")
-        until = time.monotonic() + (lasts if isinstance(lasts, float | int) else 86400)
+        seconds = lasts / 1000 if isinstance(lasts, int) else 86400.0
+        until = time.monotonic() + seconds
         self._remove(self.members.join(group, channel, join, until))
 
     def _remove(self, bindings: list[Binding]) -> None:

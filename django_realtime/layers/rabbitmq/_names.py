@@ -8,6 +8,8 @@ process can tell which process queue its messages go to.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -17,8 +19,10 @@ __all__ = [
     "channel_queue",
     "groups_exchange",
     "local_name",
+    "now_ms",
     "owner_of",
     "process_queue",
+    "sent_at",
 ]
 
 #: The broker of a layer configured without ``url``.
@@ -87,3 +91,18 @@ def broker_address(url: object) -> str:
     except ValueError as error:
         raise ValueError(f"url has an invalid port: {error}") from error
     return f"{parts.scheme}://{parts.hostname}:{port}{parts.path or '/'}"
+
+
+def now_ms() -> int:
+    """Return the wall clock in whole milliseconds, for a message's headers.
+
+    An integer, because AMQP tables carry Python floats as 32-bit floats,
+    which round today's time by a minute.
+    """
+    return round(time.time() * 1000)
+
+
+def sent_at(headers: Mapping[str, object]) -> float:
+    """Return when a message was sent (wall-clock seconds), or now if untold."""
+    value = headers.get("t")
+    return value / 1000 if isinstance(value, int) else time.time()

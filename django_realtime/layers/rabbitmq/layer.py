@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, ExchangeType
+from aio_pika.abc import AbstractIncomingMessage
 from aiormq.abc import FieldTable
 
 from django_realtime.exceptions import ChannelFull
@@ -30,6 +30,7 @@ from django_realtime.layers.rabbitmq._holder import Holder
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
 from django_realtime.layers.rabbitmq._names import DEFAULT_URL, broker_address
+from django_realtime.layers.rabbitmq._topology import Topology
 
 __all__ = ["DEFAULT_URL", "RabbitMQChannelLayer"]
 
@@ -154,6 +155,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             on_connect=self._on_connect,
             on_lost=self._on_lost,
         )
+        self._topology = Topology(self._link, self._exchange)
         self._holder = Holder(
             process_id=self.process_id,
             expiry=self.expiry,
@@ -201,7 +203,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
                     "",
                     _names.process_queue(self.prefix, owner),
                     payload,
-                    {"k": "send", "c": channel, "t": time.time()},
+                    {"k": "send", "c": channel, "t": _names.now_ms()},
                     expiration=self.expiry,
                 )
             )
@@ -312,7 +314,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
                 self._exchange,
                 group,
                 payload,
-                {"k": "group", "t": time.time()},
+                {"k": "group", "t": _names.now_ms()},
                 expiration=self.expiry,
             )
         )
@@ -357,7 +359,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             if queue not in self._declared:
                 await self._declare_channel(channel)
             outcome = await self._link.publish(
-                "", queue, payload, {"k": "send", "t": time.time()}
+                "", queue, payload, {"k": "send", "t": _names.now_ms()}
             )
             if outcome is not Outcome.UNROUTABLE:
                 return outcome
@@ -373,11 +375,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             "x-message-ttl": round(self.expiry * 1000),
             "x-expires": round(max(self.expiry * 2, 300.0) * 1000),
         }
-
-        async def declare(publisher: AbstractChannel) -> object:
-            return await publisher.declare_queue(queue, arguments=arguments)
-
-        await self._link.operate(f"declare the queue {queue!r}", declare)
+        await self._topology.declare_queue(queue, arguments)
         self._declared.add(queue)
 
     async def _consume(self, channel: str) -> None:
@@ -400,8 +398,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
                 logger.exception("Dropped an undecodable message on %s.", channel)
                 link.spawn(message.reject(requeue=False))
                 return
-            sent_at = message.headers.get("t")
-            deadline = (sent_at if isinstance(sent_at, float) else time.time()) + expiry
+            deadline = _names.sent_at(message.headers) + expiry
 
             def ack() -> None:
                 link.post_call(lambda: link.spawn(message.ack()))
@@ -424,14 +421,10 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     async def _start_process_queue(self) -> None:
         queue = self._process_queue
         arguments: FieldTable = {"x-expires": round(_PROCESS_QUEUE_LIFETIME * 1000)}
-
-        async def declare(publisher: AbstractChannel) -> object:
-            return await publisher.declare_queue(queue, arguments=arguments)
-
-        await self._link.operate(f"declare the queue {queue!r}", declare)
+        await self._topology.declare_queue(queue, arguments)
         for binding in self._holder.members.bindings():
-            await self._bind(
-                self.process_id, binding.group, binding.channel, binding.join
+            await self._topology.bind(
+                queue, binding.group, binding.channel, binding.join
             )
         await self._link.consume(queue, self._holder.on_message, no_ack=True)
         self._holder.consuming = True
@@ -440,77 +433,42 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         if holder == self.process_id:
             await self._listen()
         join = uuid.uuid4().hex[:12]
-        if not await self._bind(holder, group, channel, join):
+        queue = _names.process_queue(self.prefix, holder)
+        if not await self._topology.bind(queue, group, channel, join):
             logger.debug("group_add(%r, %r): its process has ended.", group, channel)
             return
         await self._link.publish(
             self._exchange,
             group,
             b"",
-            {"k": "join", "c": channel, "j": join, "h": holder, "x": self.group_expiry},
+            {
+                "k": "join",
+                "c": channel,
+                "j": join,
+                "h": holder,
+                "x": round(self.group_expiry * 1000),
+            },
         )
-
-    async def _bind(self, holder: str, group: str, channel: str, join: str) -> bool:
-        """Bind ``holder``'s queue for one membership; ``False`` if it is gone."""
-        queue = _names.process_queue(self.prefix, holder)
-        arguments: FieldTable = {"c": channel, "j": join}
-
-        async def bind(publisher: AbstractChannel) -> object:
-            handle = await publisher.get_queue(queue, ensure=False)
-            return await handle.bind(self._exchange, group, arguments=arguments)
-
-        for _ in range(2):
-            if await self._link.operate(f"bind {queue!r}", bind) is not None:
-                return True
-            # The exchange may have been deleted by a flush: declare it again.
-            await self._declare_exchange()
-        return False
 
     async def unbind(self, group: str, channel: str, join: str) -> None:
         """Remove this process's binding of one membership."""
-        queue = self._process_queue
-        arguments: FieldTable = {"c": channel, "j": join}
-
-        async def unbind(publisher: AbstractChannel) -> object:
-            handle = await publisher.get_queue(queue, ensure=False)
-            return await handle.unbind(self._exchange, group, arguments=arguments)
-
-        await self._link.operate(f"unbind {queue!r}", unbind)
-
-    async def _declare_exchange(self) -> None:
-        exchange = self._exchange
-
-        async def declare(publisher: AbstractChannel) -> object:
-            return await publisher.declare_exchange(exchange, ExchangeType.DIRECT)
-
-        await self._link.operate(f"declare the exchange {exchange!r}", declare)
+        await self._topology.unbind(self._process_queue, group, channel, join)
 
     async def _flush(self) -> None:
-        exchange = self._exchange
         queues = list(self._declared)
         if self._holder.consuming:
             queues.append(self._process_queue)
-
-        async def delete(publisher: AbstractChannel) -> object:
-            handle = await publisher.get_exchange(exchange, ensure=False)
-            return await handle.delete()
-
-        await self._link.operate(f"delete the exchange {exchange!r}", delete)
+        await self._topology.delete_exchange()
         self._holder.members.clear()
         for queue in queues:
-
-            async def purge(publisher: AbstractChannel, queue: str = queue) -> object:
-                handle = await publisher.get_queue(queue, ensure=False)
-                return await handle.purge()
-
-            await self._link.operate(f"purge the queue {queue!r}", purge)
-        await self._declare_exchange()
+            await self._topology.purge(queue)
+        await self._topology.declare_exchange()
 
     async def _on_connect(self) -> None:
         self._declared.clear()
         self._consuming.clear()
         self._holder.consuming = False
-        await self._declare_exchange()
+        await self._topology.declare_exchange()
         if self._listening:
             await self._start_process_queue()
         for channel in sorted(self._wanted):

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,10 +19,16 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.checks import run_checks
 from django.test import override_settings
+from pamqp import decode, encode
 
 from django_realtime.layers.rabbitmq import RabbitMQChannelLayer
 from django_realtime.layers.rabbitmq._members import Binding, Memberships
-from django_realtime.layers.rabbitmq._names import broker_address, owner_of
+from django_realtime.layers.rabbitmq._names import (
+    broker_address,
+    now_ms,
+    owner_of,
+    sent_at,
+)
 from tests.integration.layers.conftest import RABBITMQ_URL, rabbitmq_config
 
 TIMEOUT = 5.0
@@ -80,6 +87,15 @@ def test_broker_address_drops_credentials_and_refuses_other_schemes() -> None:
         broker_address("redis://127.0.0.1:6379")
     with pytest.raises(TypeError):
         broker_address(None)
+
+
+def test_the_send_time_survives_amqp_headers_to_the_millisecond() -> None:
+    # AMQP tables carry Python floats as 32-bit floats: a minute off today.
+    sent = now_ms()
+    _, headers = decode.field_table(encode.field_table({"t": sent}))
+
+    assert abs(sent_at(headers) - sent / 1000) < 0.001
+    assert abs(sent_at({}) - time.time()) < 1
 
 
 def test_memberships_replace_renewed_joins_and_expire_on_the_holders_clock() -> None:
