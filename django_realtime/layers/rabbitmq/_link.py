@@ -47,7 +47,7 @@ logger = logging.getLogger("django_realtime.layers.rabbitmq")
 T = TypeVar("T")
 
 # Seconds between two attempts to reconnect in the background, at most.
-_RETRY_MAX = 5.0
+_RETRY_MAX = 2.0
 
 
 class Outcome(enum.Enum):
