@@ -32,12 +32,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import layers, measures, report, servers
+from benchmarks import layers, measures, multiplex, report, servers
 from benchmarks.steps import APPS, LAYERS, REDIS_LAYERS, STEPS, Run
 
 SERVERS = ("uvicorn", "daphne")
-# The server steps, then the layers step (no server: benchmarks.layers).
-SUITE_STEPS = (*STEPS, "layers")
+# The server steps, then the layers step (no server: benchmarks.layers), then
+# the multiplexing step (a server of its own: benchmarks.multiplex).
+SUITE_STEPS = (*STEPS, "layers", "multiplex")
 
 
 def _redis_answers(url: str) -> bool:
@@ -269,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(layers.render(layer_run), flush=True)
+    if "multiplex" in args.only:
+        size = ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
+        multiplex.main(size)
     if args.smoke:
         problems = smoke_problems(run, on_servers)
         problems += layers.problems(layer_run) if layer_run else []

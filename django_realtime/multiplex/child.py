@@ -42,39 +42,32 @@ OPENING, OPEN, CLOSED = 0, 1, 2
 class Inbox:
     """The events waiting for one child's ``receive()``, in order.
 
-    Unbounded by itself: the multiplexer checks :meth:`__len__` against its
-    limit before :meth:`put`.
+    :meth:`put` wakes the child if it waits on :attr:`waiter`; the
+    multiplexer's socket decides when a child waits (see
+    :mod:`django_realtime.multiplex.socket`). Unbounded by itself: the
+    socket checks the length against its limit before it puts a frame.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("items", "waiter")
 
     def __init__(self) -> None:
-        self._items: deque[Message] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self.items: deque[Message] = deque()
+        self.waiter: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.items)
 
-    def put(self, message: Message) -> None:
-        """Add ``message``; wake the child if it waits."""
-        self._items.append(message)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def get(self) -> Message:
-        """Return the oldest event, waiting for one (the child's ``receive``)."""
-        items = self._items
-        while not items:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
-        return items.popleft()
+    def put(self, message: Message) -> bool:
+        """Add ``message``; wake the child if it waits; return whether it did."""
+        self.items.append(message)
+        waiter = self.waiter
+        if waiter is None:
+            return False
+        self.waiter = None
+        if waiter.done():
+            return False
+        waiter.set_result(None)
+        return True
 
 
 class Child:
@@ -84,14 +77,19 @@ class Child:
         topic: The topic's name.
         scope: The consumer's scope.
         send: The shared socket's ``send``.
+        receive: Return the child's next event (called with the child).
         ended: Called once when the topic ends by the consumer's close
             (with the child); the multiplexer forgets the topic.
+        interrupt: Called (with the child) when an event was put in its
+            inbox while it did not wait for one: it may be reading the socket.
     """
 
     __slots__ = (
         "_ended",
         "_header",
+        "_interrupt",
         "_prefix",
+        "_receive",
         "_send",
         "inbox",
         "scope",
@@ -105,7 +103,9 @@ class Child:
         topic: str,
         scope: dict[str, Any],
         send: Callable[[Message], Awaitable[None]],
+        receive: Callable[[Child], Awaitable[Message]],
         ended: Callable[[Child], None],
+        interrupt: Callable[[Child], None],
     ) -> None:
         self.topic = topic
         self.scope = scope
@@ -113,9 +113,15 @@ class Child:
         self.state = OPENING
         self.task: asyncio.Task[None] | None = None
         self._send = send
+        self._receive = receive
         self._ended = ended
+        self._interrupt = interrupt
         self._prefix = text_prefix(topic)
         self._header: bytes | None = None
+
+    def receive(self) -> Awaitable[Message]:
+        """Return the consumer's next event (the consumer's ``receive``)."""
+        return self._receive(self)
 
     async def send(self, message: Message) -> None:
         """Send the consumer's ``message`` to its topic (the consumer's ``send``).
@@ -182,7 +188,8 @@ class Child:
             return
         self.state = CLOSED
         self._ended(self)
-        self.inbox.put({"type": "websocket.disconnect", "code": code})
+        if not self.inbox.put({"type": "websocket.disconnect", "code": code}):
+            self._interrupt(self)
         await self._send(
             {"type": "websocket.send", "text": close_frame(self.topic, code, reason)}
         )
@@ -192,4 +199,5 @@ class Child:
         if self.state == CLOSED:
             return
         self.state = CLOSED
-        self.inbox.put({"type": "websocket.disconnect", "code": code})
+        if not self.inbox.put({"type": "websocket.disconnect", "code": code}):
+            self._interrupt(self)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from django_realtime.ops.logs import printable
@@ -70,12 +69,13 @@ class EnvelopeError(ValueError):
         self.topic = topic
 
 
-@dataclass(frozen=True, slots=True)
 class Envelope:
     """One client envelope: ``kind`` for ``topic``, with its payload.
 
     Attributes:
-        topic: The topic's name.
+        topic: The topic's name. In a ``frame`` it is a string but not
+            checked against :data:`TOPIC_NAME`: the multiplexer looks it up
+            among the open topics, whose names were checked at their open.
         kind: ``"open"``, ``"close"`` or ``"frame"``.
         text: A text frame's payload.
         data: A binary frame's payload.
@@ -83,12 +83,23 @@ class Envelope:
         reason: A close's reason (``""`` when the client gave none).
     """
 
-    topic: str
-    kind: str
-    text: str | None = None
-    data: bytes | None = None
-    code: int = 1000
-    reason: str = ""
+    __slots__ = ("code", "data", "kind", "reason", "text", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        kind: str,
+        text: str | None = None,
+        data: bytes | None = None,
+        code: int = 1000,
+        reason: str = "",
+    ) -> None:
+        self.topic = topic
+        self.kind = kind
+        self.text = text
+        self.data = data
+        self.code = code
+        self.reason = reason
 
 
 def check_topic(topic: Any) -> str:
@@ -124,18 +135,21 @@ def parse_text(text: str) -> Envelope:
             BAD_ENVELOPE,
             f"Expected a JSON object, got {printable(repr(content)[:200])}.",
         )
-    topic = check_topic(content.get("topic"))
     kind = content.get("kind")
     if kind == FRAME:
+        # The hot path: the topic is checked by its lookup (see Envelope).
+        topic = content.get("topic")
         payload = content.get("text")
-        if type(payload) is not str:
-            raise EnvelopeError(
-                BAD_ENVELOPE,
-                "Expected a 'frame' with a string 'text', got "
-                f"{printable(repr(payload)[:200])}.",
-                topic,
-            )
-        return Envelope(topic, FRAME, text=payload)
+        if type(topic) is str and type(payload) is str:
+            return Envelope(topic, FRAME, payload)
+        topic = check_topic(topic)
+        raise EnvelopeError(
+            BAD_ENVELOPE,
+            "Expected a 'frame' with a string 'text', got "
+            f"{printable(repr(payload)[:200])}.",
+            topic,
+        )
+    topic = check_topic(content.get("topic"))
     if kind == OPEN:
         return Envelope(topic, OPEN)
     if kind == CLOSE:

@@ -53,7 +53,7 @@ m.connect = () => {
     createSocket: (url) => {
       // Offline: a port where nothing listens, as an unreachable server.
       const socket = new WebSocket(m.offline ? "ws://127.0.0.1:9/" : url);
-      sockets.push(socket);
+      if (!m.offline) sockets.push(socket);
       return socket;
     },
   });

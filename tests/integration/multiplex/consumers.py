@@ -67,6 +67,16 @@ class Room(AsyncJsonWebsocketConsumer):
     async def room_news(self, message: dict[str, Any]) -> None:
         await self.send_json({"news": message["text"], "topic": self.scope["topic"]})
 
+    async def room_kick(self, message: dict[str, Any]) -> None:
+        await self.close(4009, "kicked")
+
+    async def disconnect(self, code: int) -> None:
+        DISCONNECTS.append(("Room", self.scope["topic"], code))
+        if Room.gone is not None:
+            Room.gone.set()
+
+    gone: Any = None
+
 
 class Faulty(AsyncWebsocketConsumer):
     """Send something, then raise: the held send must not go out."""
@@ -100,3 +110,15 @@ class Feed(StreamConsumer):
 
     async def request_echo(self, data: Any) -> Any:
         return data
+
+
+class Waiting(AsyncWebsocketConsumer):
+    """Wait in receive() until told to go on: the socket must still be read."""
+
+    go: Any = None
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        await type(self).go.wait()
+        await self.send(text_data="went on")

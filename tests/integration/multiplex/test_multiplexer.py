@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,16 @@ from django_realtime.streams import apublish, set_stream_store
 from django_realtime.streams.stores import MemoryHistoryStore, PolicyTable
 from django_realtime.testing import WebsocketCommunicator
 
-from .consumers import DISCONNECTS, Echo, Faulty, Feed, Room, Small, SyncEcho
+from .consumers import (
+    DISCONNECTS,
+    Echo,
+    Faulty,
+    Feed,
+    Room,
+    Small,
+    SyncEcho,
+    Waiting,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -28,6 +38,7 @@ ROUTES = {
     "faulty": Faulty.as_asgi(),
     "small": Small.as_asgi(),
     "feed": Feed.as_asgi(),
+    "waiting": Waiting.as_asgi(),
 }
 
 
@@ -85,6 +96,20 @@ async def test_topics_open_echo_and_close_on_one_socket(client: Client) -> None:
         "text": "sync still",
     }
     assert ("Echo", "echo", 4001) in DISCONNECTS
+
+
+async def test_a_consumer_busy_in_its_handler_holds_up_no_other_topic(
+    client: Client,
+) -> None:
+    Waiting.go = asyncio.Event()
+    await client.open("waiting")
+    await client.open("echo")
+    await client.frame("waiting", "wait")
+    for n in range(3):
+        await client.frame("echo", str(n))
+        assert (await client.receive())["text"] == str(n)
+    Waiting.go.set()
+    assert (await client.receive())["text"] == "went on"
 
 
 async def test_a_closed_topic_can_be_opened_again(client: Client) -> None:
@@ -156,6 +181,26 @@ async def test_groups_and_layer_handlers_work_per_child(
     await layer.group_send("rooms", {"type": "room.news", "text": "hi"})
     news = [json.loads((await client.receive())["text"]) for _ in range(2)]
     assert sorted(item["topic"] for item in news) == ["room/open", "room/other"]
+
+
+async def test_a_consumer_closing_from_a_layer_handler_gets_its_disconnect_at_once(
+    client: Client, layer: InMemoryChannelLayer
+) -> None:
+    Room.gone = asyncio.Event()
+    await client.open("room/open")
+    # After a frame, the consumer itself reads the socket while it waits.
+    await client.frame("room/open", "{}")
+    await client.receive()
+    await layer.group_send("rooms", {"type": "room.kick"})
+    assert await client.receive() == {
+        "topic": "room/open",
+        "kind": "close",
+        "code": 4009,
+        "reason": "kicked",
+    }
+    await asyncio.wait_for(Room.gone.wait(), 3)
+    assert ("Room", "room/open", 4009) in DISCONNECTS
+    assert await client.open("echo") == {"topic": "echo", "kind": "open"}
 
 
 async def test_a_failing_consumer_closes_its_topic_with_1011_and_drops_what_it_held(
