@@ -81,6 +81,12 @@ class Holder:
         self.consuming = False
         self._forwarder = None
 
+    def forked(self, process_id: str, inbox: Inbox) -> None:
+        """Hold nothing, as ``process_id``, in a forked child."""
+        self.process_id = process_id
+        self._inbox = inbox
+        self.reset()
+
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """Handle one message of this process's queue (no awaiting: order)."""
         headers = message.headers

@@ -73,6 +73,8 @@ class Link:
         on_connect: Awaited on the link's loop after each new connection,
             before any operation uses it.
         on_lost: Called on the link's loop when the connection is lost.
+        on_fork: Called in a forked child, before the child's first use:
+            the thread and the connection stayed in the parent.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Link:
         timeout: float,
         on_connect: Callable[[], Awaitable[None]],
         on_lost: Callable[[], None],
+        on_fork: Callable[[], None],
     ) -> None:
         self.url = url
         self.where = where
@@ -94,6 +97,7 @@ class Link:
         self.wanted = False
         self._on_connect = on_connect
         self._on_lost = on_lost
+        self._on_fork = on_fork
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -277,15 +281,24 @@ class Link:
 
     # Internals
 
+    def adopt(self) -> None:
+        """Start afresh if this process was forked from the one that used the link.
+
+        The thread and the connection stayed in the parent: the child
+        forgets them (and calls ``on_fork``) before its first use.
+        """
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
+        self._connection = self._publisher = self._consumer = None
+        self._connecting = self._retry = None
+        self._tasks = set()
+        self._on_fork()
+
     def _running_loop(self) -> asyncio.AbstractEventLoop:
-        if self._pid != os.getpid():
-            # Forked: the thread stayed in the parent.
-            self._pid = os.getpid()
-            self._lock = threading.Lock()
-            self._loop = self._thread = None
-            self._connection = self._publisher = self._consumer = None
-            self._connecting = self._retry = None
-            self._tasks = set()
+        self.adopt()
         loop = self._loop
         if loop is not None:
             return loop

@@ -13,7 +13,28 @@ from aiormq.abc import FieldTable
 
 from django_realtime.layers.rabbitmq._link import Link
 
-__all__ = ["Topology"]
+__all__ = ["PROCESS_QUEUE_ARGUMENTS", "Topology", "channel_arguments"]
+
+#: A process queue outlives its process by a minute unused (x-expires):
+#: long enough to reconnect, short enough to clean up after a process that
+#: ended without closing its layer. Its bindings go with it.
+PROCESS_QUEUE_ARGUMENTS: FieldTable = {"x-expires": 60_000}
+
+
+def channel_arguments(capacity: int, expiry: float) -> FieldTable:
+    """Return the arguments of a normal channel's queue.
+
+    The broker refuses a publish beyond ``capacity`` messages (the
+    publisher's confirm is a nack), and drops messages older than
+    ``expiry``; a queue unused for twice that (at least five minutes) is
+    deleted.
+    """
+    return {
+        "x-max-length": capacity,
+        "x-overflow": "reject-publish",
+        "x-message-ttl": round(expiry * 1000),
+        "x-expires": round(max(expiry * 2, 300.0) * 1000),
+    }
 
 
 class Topology:

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from aio_pika.abc import AbstractIncomingMessage
-from aiormq.abc import FieldTable
 
 from django_realtime.exceptions import ChannelFull
 from django_realtime.layers._core import LayerStats
@@ -30,17 +29,15 @@ from django_realtime.layers.rabbitmq._holder import Holder
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
 from django_realtime.layers.rabbitmq._names import DEFAULT_URL, broker_address
-from django_realtime.layers.rabbitmq._topology import Topology
+from django_realtime.layers.rabbitmq._topology import (
+    PROCESS_QUEUE_ARGUMENTS,
+    Topology,
+    channel_arguments,
+)
 
 __all__ = ["DEFAULT_URL", "RabbitMQChannelLayer"]
 
 logger = logging.getLogger("django_realtime.layers.rabbitmq")
-
-
-# Seconds an unused process queue outlives its process (RabbitMQ's
-# x-expires): long enough to reconnect, short enough to clean up after a
-# process that ended without closing its layer.
-_PROCESS_QUEUE_LIFETIME = 60.0
 
 
 def _seconds(value: object, name: str) -> float:
@@ -154,6 +151,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             timeout=self.timeout,
             on_connect=self._on_connect,
             on_lost=self._on_lost,
+            on_fork=self._forked,
         )
         self._topology = Topology(self._link, self._exchange)
         self._holder = Holder(
@@ -259,6 +257,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
                 process's queue.
             InvalidChannelName: The resulting name is invalid.
         """
+        self._link.adopt()
         name = _names.local_name(prefix, self.process_id, next(self._counter))
         self.require_valid_channel_name(name)
         await self._link.call(self._listen())
@@ -275,6 +274,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         """
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        self._link.adopt()
         holder = _names.owner_of(channel) or self.process_id
         await self._link.call(self._group_add(group, channel, holder))
 
@@ -369,12 +369,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
 
     async def _declare_channel(self, channel: str) -> None:
         queue = _names.channel_queue(self.prefix, channel)
-        arguments: FieldTable = {
-            "x-max-length": self.get_capacity(channel),
-            "x-overflow": "reject-publish",
-            "x-message-ttl": round(self.expiry * 1000),
-            "x-expires": round(max(self.expiry * 2, 300.0) * 1000),
-        }
+        arguments = channel_arguments(self.get_capacity(channel), self.expiry)
         await self._topology.declare_queue(queue, arguments)
         self._declared.add(queue)
 
@@ -420,8 +415,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
 
     async def _start_process_queue(self) -> None:
         queue = self._process_queue
-        arguments: FieldTable = {"x-expires": round(_PROCESS_QUEUE_LIFETIME * 1000)}
-        await self._topology.declare_queue(queue, arguments)
+        await self._topology.declare_queue(queue, PROCESS_QUEUE_ARGUMENTS)
         for binding in self._holder.members.bindings():
             await self._topology.bind(
                 queue, binding.group, binding.channel, binding.join
@@ -479,6 +473,22 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         self._consuming.clear()
         self._holder.consuming = False
         self._inbox.drop_unacked()
+
+    def _forked(self) -> None:
+        """Start afresh in a child forked after the layer was used.
+
+        The child takes a new process id (its channels and memberships are
+        its own) and an empty inbox; the parent's stay the parent's.
+        """
+        self.process_id = secrets.token_hex(_names.PROCESS_ID_LENGTH // 2)
+        self._link.name = f"django_realtime {self._process_queue}"
+        self._inbox = Inbox(self.stats)
+        self._holder.forked(self.process_id, self._inbox)
+        self._declared.clear()
+        self._consuming.clear()
+        self._wanted.clear()
+        self._listening = False
+        self._setup = None
 
     def _setup_lock(self) -> asyncio.Lock:
         if self._setup is None:
