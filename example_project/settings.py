@@ -175,7 +175,9 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "django_realtime.layers.sqlite.SQLiteChannelLayer",
-            "CONFIG": {"path": REALTIME_PATH},
+            # A Game of Life watcher hears every cell of its board: at
+            # --delay 0 a board of 36 cells sends it bursts of hundreds.
+            "CONFIG": {"path": REALTIME_PATH, "capacity": 1000},
         },
     }
 
