@@ -31,6 +31,7 @@ from django_realtime.layers.postgres.engine import Connection
 
 __all__ = [
     "ANY_PROCESS_CHANNEL",
+    "PREFETCH",
     "PROCESS_ID_LENGTH",
     "Claim",
     "claim",
@@ -48,6 +49,10 @@ __all__ = [
 
 #: Hexadecimal characters of a process id, just before a channel's ``!``.
 PROCESS_ID_LENGTH = 12
+
+#: Messages a look takes at most from a process-local channel whose
+#: receiver waits (more if more receivers wait on it).
+PREFETCH = 64
 
 #: The notification channel of normal channels' messages.
 ANY_PROCESS_CHANNEL = "drt_layer_any"
@@ -207,7 +212,10 @@ async def claim(
 
     Looks at this process's channels and at the normal channels in
     ``normal``; ``lacking`` says, for the channels found holding messages,
-    how many each one's receivers lack. A channel found holding expired
+    how many each one's receivers lack. From a channel of this process it
+    takes up to :data:`PREFETCH` messages even if its receivers lack fewer:
+    they stay in the process until received, and expire there as in the
+    table. A channel found holding expired
     messages has them deleted and reported, and leaves its groups.
     """
     cursor = await connection.execute(
@@ -243,9 +251,11 @@ async def claim(
         evicted = {channel: tuple(sorted(names)) for channel, names in groups.items()}
     wanted = lacking({channel for _, channel, live, _ in heads if live})
     rows: list[tuple[int, str, float, bytes]] = []
+    # Only this process reads its own channels: a receiver that is waiting
+    # takes a batch at once rather than one message per look.
     local = [
-        (channel, wanted[channel])
-        for target, channel, _, _ in heads
+        (channel, min(live, max(wanted[channel], PREFETCH)))
+        for target, channel, live, _ in heads
         if target and channel in wanted
     ]
     if local:

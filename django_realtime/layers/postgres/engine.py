@@ -244,7 +244,9 @@ class Engine:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._signal.wait(), wait)
                 self._signal.clear()
-                while self._calls:
+                # Those queued now: a steady stream of calls must not keep
+                # receivers from their looks.
+                for _ in range(len(self._calls)):
                     await self._call(self._calls.popleft())
                 if self._stopping:
                     break

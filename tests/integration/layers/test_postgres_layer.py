@@ -173,15 +173,18 @@ async def _members(layer: PostgresChannelLayer, group: str) -> int:
 
 def test_group_send_from_sync_code_keeps_two_connections_and_one_thread() -> None:
     layer = PostgresChannelLayer(alias="postgres")
-    send = async_to_sync(layer.group_send)
-    send("quiet", {"type": "first"})
-    threads = threading.active_count()
-    for n in range(100):
-        send("quiet", {"type": "again", "n": n})
+    try:
+        send = async_to_sync(layer.group_send)
+        for n in range(100):
+            send("quiet", {"type": "again", "n": n})
 
-    assert threading.active_count() == threads
-    assert backends(f"drt-layer-{layer.process_id}") == 2
-    async_to_sync(layer.close)()
+        engines = [
+            t for t in threading.enumerate() if t.name == "postgres-layer-postgres"
+        ]
+        assert len(engines) == 1
+        assert backends(f"drt-layer-{layer.process_id}") == 2
+    finally:
+        async_to_sync(layer.close)()
     assert backends(f"drt-layer-{layer.process_id}") == 0
 
 
