@@ -703,12 +703,13 @@ def test_publish_from_manage_py_shell_reaches_a_page_on_the_defaults(
             "shell",
             "-c",
             "from django_realtime.streams import publish; "
-            f"publish('chat.{room}', {{'author': 'shell', 'text': 'hello'}})",
+            f"publish('chat.{room}', {{'type': 'message', 'id': 0, "
+            "'author': 'shell', 'text': 'hello'})",
             EXAMPLE_REALTIME_PATH=str(tmp_path / "realtime.sqlite3"),
         )
         (published,) = streams.wait_for(f"chat.{room}", 1)
 
-    assert published == {"author": "shell", "text": "hello"}
+    assert published == {"type": "message", "id": 0, "author": "shell", "text": "hello"}
     assert chat.terminate() == 0, chat.output
 
 
