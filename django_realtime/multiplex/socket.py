@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from typing import Any
 
@@ -157,6 +158,8 @@ class MultiplexedSocket:
         self.reader = owner
         receive = self.receive
         try:
+            topics = self.topics
+            limit = self.owner.max_queued_frames
             while True:
                 self._receiving = True
                 try:
@@ -172,7 +175,25 @@ class MultiplexedSocket:
                     return False
                 finally:
                     self._receiving = False
-                target = await self._route(message)
+                # The hot path, inline: a text frame for an open topic.
+                target: Child | None = None
+                text = message.get("text")
+                try:
+                    envelope = None if text is None else parse_text(text)
+                except EnvelopeError:
+                    envelope = None
+                if (
+                    envelope is not None
+                    and envelope.kind is FRAME
+                    and (child := topics.get(envelope.topic)) is not None
+                    and child.state == OPEN
+                    and len(child.inbox.items) < limit
+                ):
+                    event = {"type": "websocket.receive", "text": envelope.text}
+                    if child.inbox.put(event):
+                        target = child
+                else:
+                    target = await self._route(message)
                 if self.ended:
                     return False
                 if owner is self:
@@ -183,7 +204,7 @@ class MultiplexedSocket:
         finally:
             self.reader = None
             if not self.ended:
-                self._loop.call_soon(self._check_reader)
+                self._loop.call_soon(self._check_reader, context=self._context)
 
     def interrupt(self, child: Child) -> None:
         """Stop ``child`` reading: its inbox got an event from another task.
@@ -299,11 +320,12 @@ class MultiplexedSocket:
         child = Child(
             topic, scope, self.send, self.receive_for, self._forget, self.interrupt
         )
+        receive = functools.partial(self.receive_for, child)
         self.topics[topic] = child
         self.children.add(child)
         child.inbox.put({"type": "websocket.connect"})
         child.task = self._loop.create_task(
-            self._run(child, route.app), context=self._context.copy()
+            self._run(child, route.app, receive), context=self._context.copy()
         )
 
     def _forget(self, child: Child) -> None:
@@ -311,10 +333,10 @@ class MultiplexedSocket:
         if self.topics.get(child.topic) is child:
             del self.topics[child.topic]
 
-    async def _run(self, child: Child, app: ASGIApp) -> None:
+    async def _run(self, child: Child, app: ASGIApp, receive: Any) -> None:
         """Run ``child``'s consumer to its end; a failure ends its topic only."""
         try:
-            await app(child.scope, child.receive, child.send)
+            await app(child.scope, receive, child.send)
         except Exception:
             logger.exception(
                 "Topic %s on WebSocket %s failed; closing it with %d.",
