@@ -1,11 +1,13 @@
 """One topic's consumer, run in process: its inbox and its ``send``.
 
-A :class:`Child` is what a server is to a consumer on its own socket,
-for one topic of a multiplexed socket: the consumer's ``receive`` takes the
-events the multiplexer puts in its :class:`Inbox`, and its ``send`` wraps
-``websocket.*`` events into the topic's envelopes on the shared socket.
-The child runs as one task for the topic's whole life; a frame costs a
-wake-up of that task, neither a new task nor the channel layer.
+A :class:`Child` is what a server is to a consumer on its own socket, for
+one topic of a multiplexed socket: the consumer's ``receive`` takes the
+events put in its :class:`Inbox` (see
+:mod:`django_realtime.multiplex.socket`, which may let the consumer read
+the socket itself), and its ``send`` wraps ``websocket.*`` events into the
+topic's envelopes on the shared socket. The consumer runs as one task for
+the topic's whole life: a frame costs neither a new task nor the channel
+layer.
 """
 
 from __future__ import annotations
@@ -77,7 +79,6 @@ class Child:
         topic: The topic's name.
         scope: The consumer's scope.
         send: The shared socket's ``send``.
-        receive: Return the child's next event (called with the child).
         ended: Called once when the topic ends by the consumer's close
             (with the child); the multiplexer forgets the topic.
         interrupt: Called (with the child) when an event was put in its
@@ -89,7 +90,6 @@ class Child:
         "_header",
         "_interrupt",
         "_prefix",
-        "_receive",
         "_send",
         "inbox",
         "scope",
@@ -103,7 +103,6 @@ class Child:
         topic: str,
         scope: dict[str, Any],
         send: Callable[[Message], Awaitable[None]],
-        receive: Callable[[Child], Awaitable[Message]],
         ended: Callable[[Child], None],
         interrupt: Callable[[Child], None],
     ) -> None:
@@ -113,15 +112,10 @@ class Child:
         self.state = OPENING
         self.task: asyncio.Task[None] | None = None
         self._send = send
-        self._receive = receive
         self._ended = ended
         self._interrupt = interrupt
         self._prefix = text_prefix(topic)
         self._header: bytes | None = None
-
-    def receive(self) -> Awaitable[Message]:
-        """Return the consumer's next event (the consumer's ``receive``)."""
-        return self._receive(self)
 
     async def send(self, message: Message) -> None:
         """Send the consumer's ``message`` to its topic (the consumer's ``send``).

@@ -317,9 +317,7 @@ class MultiplexedSocket:
         scope["topic"] = topic
         scope["url_route"] = {"args": (), "kwargs": route.kwargs}
         scope[CORRELATION_KEY] = f"{self.connection_id}:{self.opened}"
-        child = Child(
-            topic, scope, self.send, self.receive_for, self._forget, self.interrupt
-        )
+        child = Child(topic, scope, self.send, self._forget, self.interrupt)
         receive = functools.partial(self.receive_for, child)
         self.topics[topic] = child
         self.children.add(child)
