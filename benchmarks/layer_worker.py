@@ -21,7 +21,9 @@ answers commands, JSON lines on stdin, with one JSON line each
   ``group_send`` ``n`` messages (``send`` them to ``"channel"`` instead,
   if given), ``r`` a second (0: back to back), each
   stamped with ``time.monotonic_ns()``, which is one clock for every
-  process on a Linux machine. Answers when the first send started.
+  process on a Linux machine: paced, the time the send was due; back to
+  back, the time it started. Answers when the first send started, and how
+  many sends started over an interval late.
 - ``{"do": "collect", "phase": p, "expected": n, "within": t}``: wait
   until the members have ``n`` deliveries of phase ``p``, or ``t`` seconds.
   Answers the count, latency p50/p99/max (send to receipt, ms), the last
@@ -148,21 +150,29 @@ class Worker:
         self, group: str, phase: str, count: int, rate: float, channel: str = ""
     ) -> dict[str, Any]:
         first_ns = time.monotonic_ns()
-        start = time.monotonic()
+        behind = 0
         for n in range(count):
-            if rate:
-                await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+            # Paced: stamped with when the message was due, so that a sender
+            # that cannot keep the pace (its sends take longer than the
+            # interval) shows in the latency instead of slowing the pace.
+            due = first_ns + int(n / rate * 1e9) if rate else 0
+            now = time.monotonic_ns()
+            if due > now:
+                await asyncio.sleep((due - now) / 1e9)
+            elif rate and now - due > 1e9 / rate:
+                behind += 1
             message = {
                 "type": "bench.message",
                 "phase": phase,
                 "n": n,
-                "t": time.monotonic_ns(),
+                "t": due or time.monotonic_ns(),
             }
             if channel:
                 await self.layer.send(channel, message)
             else:
                 await self.layer.group_send(group, message)
-        return {"first_ns": first_ns, "seconds": time.monotonic() - start}
+        seconds = (time.monotonic_ns() - first_ns) / 1e9
+        return {"first_ns": first_ns, "seconds": seconds, "behind": behind}
 
     async def echo(self, channel: str, count: int, within: float) -> dict[str, Any]:
         if self.reply_channel is None:

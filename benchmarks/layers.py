@@ -15,8 +15,9 @@ members and sender share one process (marked "in-process"). Per layer:
   second for ``paced_seconds``) then a burst (``burst`` group sends back to
   back). Deliveries per second run from the first send to the last
   receipt; latency is from the send to each receipt (``time.monotonic_ns``
-  is one clock for every process on Linux); what has not arrived
-  ``drain_timeout`` seconds after the last send is lost;
+  is one clock for every process on Linux), for a paced send from when it
+  was due, so that a sender that cannot keep the pace shows; what has not
+  arrived ``drain_timeout`` seconds after the last send is lost;
 - echo: round trips from the sender's process to an echo channel in the
   members' process and back, one at a time (p50/p99).
 
@@ -194,6 +195,7 @@ async def publish_phase(
         within=sizes.drain_timeout,
     )
     got["rate"] = _rate(got["count"], sent["first_ns"], got["last_ns"])
+    got["behind"] = sent["behind"]
     got["lost"] = expected - got["count"]
     return got
 
@@ -281,12 +283,14 @@ async def _measure(
         "idle_cpu": idle["cpu"],
         "direct_p50": direct["p50"],
         "direct_p99": direct["p99"],
+        "direct_behind": float(direct["behind"]),
         "burst_rate": burst["rate"],
         "burst_p50": burst["p50"],
         "burst_p99": burst["p99"],
         "paced_rate": paced["rate"],
         "paced_p50": paced["p50"],
         "paced_p99": paced["p99"],
+        "paced_behind": float(paced["behind"]),
         "lost": float(direct["lost"] + paced["lost"] + burst["lost"] + echo["lost"]),
         "echo_p50": echo["p50"],
         "echo_p99": echo["p99"],
@@ -361,6 +365,14 @@ def render(run: LayerRun) -> str:
         cells = "".join(f"{_cell(values.get(k), u):>11}" for k, _, u in COLUMNS)
         mark = "" if LAYERS[name].cross_process else " (in-process)"
         lines.append(f"{name:<16}{cells}{mark}")
+    for name, values in run.results.items():
+        for phase in ("direct", "paced"):
+            if values.get(f"{phase}_behind"):
+                lines.append(
+                    f"{name}: the sender could not keep the {phase} pace: "
+                    f"{values[f'{phase}_behind']:.0f} sends started over an "
+                    "interval late (their latency counts from when they were due)"
+                )
     lines += [f"{name}: skipped, {why}" for name, why in run.skipped.items()]
     lines += [f"{name}: FAILED, {why}" for name, why in run.failed.items()]
     return "\n".join(lines)
