@@ -215,10 +215,11 @@ def _relay(
             rows = rows.select_for_update(skip_locked=True)
         elif features.has_select_for_update_nowait:
             rows = rows.select_for_update(nowait=True)
+        fields = rows.order_by("pk").values_list("pk", "stream", "data", "key")
         try:
-            batch = list(
-                rows.order_by("pk").values_list("pk", "stream", "data", "key")[:BATCH]
-            )
+            # A savepoint, so that a refused lock leaves the transaction usable.
+            with transaction.atomic(using=using):
+                batch = list(fields[:BATCH])
         except DatabaseError:
             # NOWAIT: another relay holds some of them; it relays them.
             return 0

@@ -323,6 +323,50 @@ async def test_rows_left_behind_are_relayed_in_id_order_once_old_enough(
     assert await published(redis_store, "orders") == [0, 1, 2]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+async def test_rows_another_relay_holds_are_left_to_it(
+    redis_store: RedisHistoryStore,
+) -> None:
+    import psycopg
+
+    rows = await in_db_thread(
+        lambda: [
+            StreamOutbox.objects.using("postgres").create(stream="orders", data=str(n))
+            for n in range(2)
+        ]
+    )
+    publish_once = _sync_publish(redis_store)
+    later = timezone.now() + datetime.timedelta(seconds=2)
+    name = connections["postgres"].settings_dict["NAME"]
+    with psycopg.connect(
+        f"host=127.0.0.1 port=5432 user=postgres dbname={name}"
+    ) as other:
+        # Another relay is busy with the first row.
+        other.execute(
+            "SELECT id FROM django_realtime_outbox WHERE id = %s FOR UPDATE",
+            [rows[0].pk],
+        )
+        # Rows left behind wait for it, so that they go out in order; a
+        # publisher's own rows skip it.
+        assert (
+            await in_db_thread(relay.relay_stale, "postgres", publish_once, 1, later)
+            == 0
+        )
+        assert (
+            await in_db_thread(
+                relay.relay_rows, "postgres", [r.pk for r in rows], publish_once
+            )
+            == 1
+        )
+        assert await published(redis_store, "orders") == [1]
+    assert (
+        await in_db_thread(relay.relay_stale, "postgres", publish_once, 1, later) == 1
+    )
+    assert await published(redis_store, "orders") == [1, 0]
+    assert await in_db_thread(outbox_rows, "postgres") == []
+
+
 @pytest.mark.parametrize(
     ("given", "error"),
     [
