@@ -107,7 +107,8 @@ LAYERS = [
         service=lambda prefix: {"alias": "postgres"},
         marks=[
             pytest.mark.postgres,
-            pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+            # Only for the test database: the layer has connections of its own.
+            pytest.mark.django_db(databases=["default", "postgres"]),
         ],
     ),
     LayerSpec(
