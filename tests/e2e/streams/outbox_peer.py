@@ -25,6 +25,8 @@ INSTALLED_APPS = ["django_realtime"]
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# For runworker, which relays rows left behind too.
+ASGI_APPLICATION = "tests.integration.streams.daphne_app.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

@@ -6,6 +6,7 @@ dies: right at its commit, before relaying the row; or once the relay has
 published the row, before deleting it. A uvicorn server serving streams
 relays what was left, and its subscribed client gets the publication
 exactly once: a marker published afterwards is the next frame it gets.
+``runworker`` relays what was left too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from django_realtime.streams.positions import Position
 from django_realtime.streams.stores.redis import RedisHistoryStore
 from tests.e2e.streams.outbox_peer import DIED
 from tests.servers import ROOT, serving
@@ -113,3 +115,31 @@ async def test_a_publication_whose_publisher_died_after_the_commit_arrives_once(
             second = await frame(websocket)
             assert (second["kind"], second["data"]) == ("publication", "marker")
             assert second["offset"] == first["offset"] + 1
+
+
+async def test_runworker_relays_what_a_dead_publisher_left(
+    env: dict[str, str], store: RedisHistoryStore, tmp_path: Path
+) -> None:
+    assert await run_peer(env, "migrate") == 0
+    assert await run_peer(env, "die-after-commit", "jobs", "job 1") == DIED
+    assert outbox_rows(env["OUTBOX_DB"]) == 1
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "django",
+            "runworker",
+            "nothing",
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            await relayed(env["OUTBOX_DB"])
+        finally:
+            worker.terminate()
+            assert await asyncio.wait_for(worker.wait(), 30) == 0
+    epoch = (await store.read("jobs")).epoch
+    history = await store.read("jobs", Position(epoch, 0))
+    assert [p.data for p in history.publications] == ['"job 1"']
