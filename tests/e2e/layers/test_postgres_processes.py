@@ -25,7 +25,7 @@ from django_realtime.streams.stores.postgres import PostgresHistoryStore
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+    pytest.mark.django_db(databases=["default", "postgres"]),
     pytest.mark.timeout(60),
 ]
 

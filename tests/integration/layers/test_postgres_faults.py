@@ -24,7 +24,7 @@ from django_realtime.layers.postgres import PostgresChannelLayer
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+    pytest.mark.django_db(databases=["default", "postgres"]),
     pytest.mark.timeout(30),
 ]
 

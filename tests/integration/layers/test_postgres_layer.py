@@ -23,7 +23,7 @@ from django_realtime.layers.postgres.schema import LAYER_TABLES
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+    pytest.mark.django_db(databases=["default", "postgres"]),
     pytest.mark.timeout(30),
 ]
 
