@@ -369,9 +369,9 @@ def render(run: LayerRun) -> str:
         for phase in ("direct", "paced"):
             if values.get(f"{phase}_behind"):
                 lines.append(
-                    f"{name}: the sender could not keep the {phase} pace: "
-                    f"{values[f'{phase}_behind']:.0f} sends started over an "
-                    "interval late (their latency counts from when they were due)"
+                    f"{name}: the sender fell behind the {phase} rate: "
+                    f"{values[f'{phase}_behind']:.0f} sends started more than an "
+                    "interval late (latency counts from when each was due)"
                 )
     lines += [f"{name}: skipped, {why}" for name, why in run.skipped.items()]
     lines += [f"{name}: FAILED, {why}" for name, why in run.failed.items()]
