@@ -23,6 +23,8 @@ __all__ = [
     "CLOSE",
     "FRAME",
     "OPEN",
+    "PING",
+    "PONG_FRAME",
     "TOPIC_NAME",
     "Envelope",
     "EnvelopeError",
@@ -43,7 +45,11 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9_.:@=~+/-]{1,200}")
 OPEN = "open"
 CLOSE = "close"
 FRAME = "frame"
-_CLIENT_KINDS = (OPEN, CLOSE, FRAME)
+PING = "ping"
+_CLIENT_KINDS = (OPEN, CLOSE, FRAME, PING)
+
+#: The answer to a ``ping``: browsers cannot send WebSocket pings.
+PONG_FRAME = '{"kind":"pong"}'
 
 #: The error code of an envelope that is not valid.
 BAD_ENVELOPE = "bad_envelope"
@@ -160,6 +166,8 @@ def parse_text(text: str) -> Envelope:
             f"{printable(repr(payload)[:200])}.",
             topic,
         )
+    if kind == PING:
+        return Envelope("", PING)
     topic = check_topic(content.get("topic"))
     if kind == OPEN:
         return Envelope(topic, OPEN)

@@ -37,6 +37,8 @@ from django_realtime.multiplex.child import CLOSED, OPEN, Child
 from django_realtime.multiplex.envelope import (
     CLOSE,
     FRAME,
+    PING,
+    PONG_FRAME,
     Envelope,
     EnvelopeError,
     check_topic,
@@ -277,6 +279,9 @@ class MultiplexedSocket:
                     )
                 del self.topics[envelope.topic]
                 child.disconnect(envelope.code)
+                return None
+            if envelope.kind == PING:
+                await self.send({"type": "websocket.send", "text": PONG_FRAME})
                 return None
             self._open(envelope, child)
         except EnvelopeError as exc:

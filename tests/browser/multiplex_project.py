@@ -46,14 +46,18 @@ PAGE = """{% load realtime %}<!doctype html>
 import * as realtime from "django_realtime";
 const sockets = [];
 const m = { realtime, sockets, offline: false, got: {}, closes: {}, opens: {},
-            errors: {}, publications: [], states: [] };
-m.connect = () => {
+            errors: {}, publications: [], states: [], pongs: 0 };
+m.connect = (options = {}) => {
   m.mux = realtime.multiplex("/ws/", {
+    ...options,
     backoff: { initial: 50, max: 200 },
     createSocket: (url) => {
       // Offline: a port where nothing listens, as an unreachable server.
       const socket = new WebSocket(m.offline ? "ws://127.0.0.1:9/" : url);
       if (!m.offline) sockets.push(socket);
+      socket.addEventListener("message", (event) => {
+        if (event.data === '{"kind":"pong"}') m.pongs += 1;
+      });
       return socket;
     },
   });

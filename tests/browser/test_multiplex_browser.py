@@ -116,3 +116,18 @@ def test_topics_and_streams_in_them_come_back_after_a_reconnect(
     page.evaluate("() => m.mux.state === 'open' && null")
     assert page.evaluate("m.sockets.length") == 2
     assert page.evaluate("() => m.rt.request('echo', 'again')") == "again"
+
+
+def test_a_quiet_socket_is_kept_alive_by_pings(page: Page) -> None:
+    page.evaluate(
+        """() => {
+        m.mux.close();
+        m.sockets.length = 0;
+        m.connect({ pingInterval: 100, pongTimeout: 2000 });
+        m.open("echo");
+    }"""
+    )
+    wait(page, "() => m.opens.echo === 1")
+    wait(page, "() => m.pongs >= 3")  # three intervals of silence, answered
+    assert page.evaluate("m.mux.state") == "open"
+    assert page.evaluate("m.sockets.length") == 1

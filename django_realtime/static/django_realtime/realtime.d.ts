@@ -182,6 +182,8 @@ export interface TopicOptions {
 /** Options of multiplex(). */
 export interface MultiplexOptions {
   backoff?: BackoffOptions;
+  pingInterval?: number;
+  pongTimeout?: number;
   connectTimeout?: number;
   fatalCloseCodes?: number[];
   createSocket?: (url: string) => WebSocket;

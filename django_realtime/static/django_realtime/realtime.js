@@ -1111,6 +1111,8 @@ export class Multiplex {
   constructor(url, options = {}) {
     this.#url = resolveUrl(url);
     this.#options = {
+      pingInterval: 25000,
+      pongTimeout: 10000,
       connectTimeout: 10000,
       fatalCloseCodes: [1008, 4003],
       createSocket: (socketUrl) => new WebSocket(socketUrl),
@@ -1120,6 +1122,9 @@ export class Multiplex {
     globalThis.addEventListener?.("online", this.#onOnline);
     queueMicrotask(() => this.#open());
   }
+
+  #lastHeard = 0;
+  #pingSentAt = null;
 
   #onOnline = () => this.#state === "reconnecting" && this.#open();
 
@@ -1351,10 +1356,33 @@ export class Multiplex {
   #opened() {
     clearTimeout(this.#timer);
     this.#attempt = 0;
+    this.#lastHeard = Date.now();
+    this.#pingSentAt = null;
     this.#setState("open", {});
     for (const topic of this.#topics.values()) {
       if (topic[internal].state === "opening") this.#sendOpen(topic);
     }
+    this.#heartbeat();
+  }
+
+  /** Ping after pingInterval of silence; a socket silent pongTimeout after it is replaced. */
+  #heartbeat() {
+    const { pingInterval, pongTimeout } = this.#options;
+    if (!pingInterval || !this.#socket) return;
+    const now = Date.now();
+    if (this.#pingSentAt !== null && this.#lastHeard >= this.#pingSentAt) this.#pingSentAt = null;
+    if (this.#pingSentAt !== null && now - this.#pingSentAt >= pongTimeout) {
+      this.#socket.close();
+      this.#lost(1006, `no answer to a ping within ${pongTimeout} ms`);
+      return;
+    }
+    if (this.#pingSentAt === null && now - this.#lastHeard >= pingInterval) {
+      this.#pingSentAt = now;
+      this.#socket.send('{"kind":"ping"}');
+    }
+    const due = this.#pingSentAt ?? this.#lastHeard;
+    const wait = (this.#pingSentAt === null ? pingInterval : pongTimeout) + due - now;
+    this.#timer = setTimeout(() => this.#heartbeat(), Math.max(0, wait));
   }
 
   #lost(code, reason) {
@@ -1382,6 +1410,7 @@ export class Multiplex {
   }
 
   #received(data) {
+    this.#lastHeard = Date.now();
     if (typeof data !== "string") {
       const bytes = new Uint8Array(data);
       const size = bytes[0] ?? 0;
@@ -1424,8 +1453,11 @@ export class Multiplex {
  * Open a multiplexed socket to the Multiplexer at `url`; open topics on it
  * with {@link Multiplex#topic} and {@link Multiplex#streams}.
  * @param {string} url absolute, or relative to the page ("/ws/")
- * @param {{backoff?: object, connectTimeout?: number,
- *     fatalCloseCodes?: number[], createSocket?: (url: string) => WebSocket}} [options]
+ * @param {{backoff?: object, pingInterval?: number, pongTimeout?: number,
+ *     connectTimeout?: number, fatalCloseCodes?: number[],
+ *     createSocket?: (url: string) => WebSocket}} [options] as those of
+ *     {@link connect}: the socket pings after pingInterval (25000 ms) of
+ *     silence, and is replaced if still silent pongTimeout (10000 ms) later
  * @returns {Multiplex}
  */
 export function multiplex(url, options = {}) {

@@ -112,6 +112,11 @@ async def test_a_consumer_busy_in_its_handler_holds_up_no_other_topic(
     assert (await client.receive())["text"] == "went on"
 
 
+async def test_a_ping_is_answered_with_a_pong(client: Client) -> None:
+    await client.ws.send_json_to({"kind": "ping"})
+    assert await client.receive() == {"kind": "pong"}
+
+
 async def test_a_closed_topic_can_be_opened_again(client: Client) -> None:
     await client.open("echo")
     await client.send("echo", "close")
