@@ -53,6 +53,9 @@ Connection = psycopg.AsyncConnection[Any]
 Work = Callable[[Connection, float], Awaitable[Any]]
 
 _FIRST_DELAY = 0.05
+
+# Errors after which a transaction is rolled back and may simply run again.
+_RETRY = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _MAX_DELAY = 2.0
 
 
@@ -346,6 +349,10 @@ class Engine:
                 if not (writer.closed or writer.broken):
                     with contextlib.suppress(psycopg.Error):
                         await writer.execute("ROLLBACK")
+                    if isinstance(error, _RETRY) and time.monotonic() < deadline:
+                        # Another process's transaction won: nothing was
+                        # kept, so running it again is safe.
+                        continue
                     raise ChannelLayerError(
                         f"PostgreSQL at {describe(self.alias)} refused the "
                         f"operation: {_first_line(error)}. Nothing of it was "

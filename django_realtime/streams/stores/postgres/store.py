@@ -241,7 +241,8 @@ class PostgresHistoryStore(HistoryStore):
     async def unlisten(self, stream: str, listener: Listener) -> None:
         """Stop announcing ``stream`` to ``listener``."""
         with self._hub_lock:
-            self.hub.remove(stream, listener)
+            if self.hub.remove(stream, listener):
+                self._seen.pop(stream, None)
 
     async def flush(self) -> None:
         """Forget every stream's history: each starts a new epoch."""
