@@ -164,11 +164,12 @@ async def _follow(
     try:
         await socket.open()
     except Refused as refused:
+        code = "" if refused.code == 1000 else f", closed with {refused.code}"
         raise CommandError(
-            f"The application refused the connection of {who} (close code "
-            f"{refused.code} before accepting it; a browser would see HTTP 403). "
-            "The consumer's connect() may refuse this user, or no route matches "
-            "the path: see the server's log lines.",
+            f"The application refused the WebSocket handshake of {who} (a "
+            f"browser would see HTTP 403{code}): the consumer's connect() "
+            "refused this user, or the origin or the path was refused (see the "
+            "log lines above, if any).",
             returncode=FAILED,
         ) from None
     try:

@@ -154,7 +154,10 @@ def test_tail_refuses_a_stream_the_user_may_not_read(store: str, users: None) ->
 def test_tail_says_when_the_application_refuses_the_connection(store: str) -> None:
     error = failure("tail", "notes.public", "--path", "/ws/members/")
     assert error.returncode == 1
-    assert "refused the connection of an anonymous user to /ws/members/" in str(error)
+    message = str(error)
+    assert "refused the WebSocket handshake of an anonymous user to /ws/members/" in (
+        message
+    )
 
 
 def test_tail_follows_live_publications_after_saying_its_history_is_lost(
