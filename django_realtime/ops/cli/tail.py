@@ -39,6 +39,8 @@ from django_realtime.ops.cli.routes import default_stream_path
 from django_realtime.ops.logs import printable
 from django_realtime.routing import get_default_application
 from django_realtime.streams.positions import Position
+from django_realtime.streams.registry import get_stream_store
+from django_realtime.streams.stores.memory import MemoryHistoryStore
 
 __all__ = ["TailReader", "tail"]
 
@@ -230,6 +232,12 @@ def tail(
     if username is not None:
         session = open_session(username)
         headers["cookie"] = session.cookie
+    if isinstance(get_stream_store(), MemoryHistoryStore):
+        note(
+            "The stream store is in memory (MemoryHistoryStore): this tail sees "
+            "only what this process publishes, not what the servers do. Use the "
+            "SQLite or Redis store to watch them."
+        )
     who = f"{username or 'an anonymous user'} to {path}"
     reader = TailReader(stream, since, count)
     socket = LocalSocket(application, websocket_scope(path, host, headers))

@@ -138,6 +138,7 @@ def test_tail_replays_from_a_printed_position_as_the_user_receives_it(
         ("publication", "c"),
     ]
     assert f"resume with --from {positions[2]}" in err
+    assert ("sees only what this process publishes" in err) == (store == "memory")
     # The session made for the tail is gone with it.
     assert not Session.objects.exists()
 
