@@ -9,6 +9,7 @@ the command line of a developer would against their runserver. Then
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.core.management import call_command
 from django.db import connection
 
 from django_realtime.testing import LiveServer
@@ -122,6 +124,26 @@ def test_a_refused_handshake_says_the_http_status(server: LiveServer) -> None:
     unknown = connect(server.ws_url + "/ws/whoami/", "", "--user", "nobody")
     assert unknown.returncode == 2
     assert "No user named 'nobody'" in unknown.stderr
+
+
+def test_in_process_a_bad_command_line_is_explained_and_the_session_goes_on(
+    server: LiveServer, alice: str
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    frames = io.StringIO("/quit\n\nhello\ndone\n")
+    url = server.ws_url + "/ws/whoami/"
+    call_command(
+        "realtime",
+        "connect",
+        url,
+        "--user",
+        alice,
+        stdin=frames,
+        stdout=out,
+        stderr=err,
+    )
+    assert out.getvalue().splitlines() == ["text alice: hello", "close 1000"]
+    assert "Expected /binary HEX, /close [CODE [REASON]]" in err.getvalue()
 
 
 def test_ctrl_c_stops_a_tail_cleanly_with_the_position_to_resume_from() -> None:
