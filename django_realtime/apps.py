@@ -15,6 +15,7 @@ class RealtimeConfig(AppConfig):
         from django_realtime import checks  # noqa: F401  (registers the checks)
         from django_realtime.conf import get_setting
         from django_realtime.ops import drain
+        from django_realtime.streams import checks as _stream_checks  # noqa: F401
 
         drain.install()
         if get_setting("METRICS"):
