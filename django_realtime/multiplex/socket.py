@@ -13,9 +13,9 @@ the behaviour the client sees). This module decides who reads the server's
   soon as its inbox has something for it;
 - the socket's own task reads when no consumer does. When it reads a frame
   for a consumer that waits, it wakes that consumer and leaves the reading
-  to it; when a reader stops, the socket's task is woken (by a callback
-  after the running step) unless a consumer took over meanwhile, so that
-  the socket is always read while a consumer's handler runs.
+  to it; when a reader stops, the socket's task is woken (by a timer, at
+  most a millisecond later) unless a consumer took over meanwhile, so that
+  the socket is read while a consumer's handler runs, slow or sync.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ __all__ = ["MultiplexedSocket"]
 
 logger = logging.getLogger("django_realtime.multiplex")
 
+#: Seconds the socket may go unread while the consumer that read it last
+#: handles its frame; then the socket's task reads. A consumer that comes
+#: back sooner reads on, and the check costs no turn of the event loop.
+_LEND = 0.001
+
 
 class MultiplexedSocket:
     """Run one multiplexed connection: read it, route it, end it.
@@ -87,6 +92,8 @@ class MultiplexedSocket:
         self.ended = False
         self.code = 1006
         self._wake_main: asyncio.Future[None] | None = None
+        # The pending _check_reader() call, at most one.
+        self._check: asyncio.TimerHandle | None = None
         # The reader waits in the server's receive; the child told to stop.
         self._receiving = False
         self._interrupted: Child | None = None
@@ -205,8 +212,10 @@ class MultiplexedSocket:
                     return False
         finally:
             self.reader = None
-            if not self.ended:
-                self._loop.call_soon(self._check_reader, context=self._context)
+            if not self.ended and self._check is None:
+                self._check = self._loop.call_later(
+                    _LEND, self._check_reader, context=self._context
+                )
 
     def interrupt(self, child: Child) -> None:
         """Stop ``child`` reading: its inbox got an event from another task.
@@ -229,6 +238,7 @@ class MultiplexedSocket:
 
     def _check_reader(self) -> None:
         """Wake the socket's task to read if no consumer took the reading over."""
+        self._check = None
         if self.reader is None and (waiter := self._wake_main) is not None:
             self._wake_main = None
             if not waiter.done():
@@ -387,6 +397,9 @@ class MultiplexedSocket:
 
     async def _end_all(self) -> None:
         """Send every consumer the socket's end; wait for them to finish."""
+        if self._check is not None:
+            self._check.cancel()
+            self._check = None
         if not self.ended:
             self._disconnected(self.code)
         tasks = [child.task for child in self.children if child.task is not None]

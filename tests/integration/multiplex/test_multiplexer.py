@@ -283,15 +283,24 @@ async def test_an_open_twice_and_over_the_topic_limit_are_refused(
 
 
 async def test_a_topic_that_falls_behind_is_closed_with_4008() -> None:
+    Waiting.go = asyncio.Event()
     ws = WebsocketCommunicator(Multiplexer(ROUTES, max_queued_frames=2), "/ws/")
     await ws.connect()
     client = Client(ws)
-    await client.open("sync")
-    # Sent in one go: the sync consumer cannot have read them all.
-    for n in range(20):
-        await client.frame("sync", str(n))
-    kinds = [await client.receive() for _ in range(3)]
-    assert {"topic": "sync", "kind": "close", "code": 4008, "reason": ""} in kinds
+    await client.open("waiting")
+    await client.open("echo")
+    # The first frame holds the consumer up; two wait; the fourth is too many.
+    for n in range(4):
+        await client.frame("waiting", str(n))
+    assert await client.receive() == {
+        "topic": "waiting",
+        "kind": "close",
+        "code": 4008,
+        "reason": "",
+    }
+    await client.frame("echo", "still here")
+    assert (await client.receive())["text"] == "still here"
+    Waiting.go.set()
     await ws.disconnect(timeout=3)
 
 
