@@ -411,6 +411,7 @@ class Engine:
                 delay = min(delay * 2, _MAX_DELAY)
                 continue
             try:
+                connection.add_notify_handler(self._notified)
                 for channel in self.channels:
                     await connection.execute(
                         sql.SQL("LISTEN {}").format(sql.Identifier(channel))
@@ -427,8 +428,7 @@ class Engine:
                 self.listening_since = time.monotonic()
                 self._on_listen()
                 self.want()
-                async for notify in connection.notifies():
-                    self._on_notify(notify.channel, notify.payload)
+                await self._wait_for_notifications(connection)
             except psycopg.Error as error:
                 lost_at = time.monotonic()
                 logger.warning(
@@ -443,6 +443,40 @@ class Engine:
                     await connection.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
+
+    def _notified(self, notify: psycopg.Notify) -> None:
+        self._on_notify(notify.channel, notify.payload)
+
+    async def _wait_for_notifications(self, connection: Connection) -> None:
+        """Hand notifications to the hook until the connection fails.
+
+        Waits on the socket itself: psycopg's ``notifies()`` wakes ten times
+        a second even when nothing comes. An idle connection is checked
+        with a query every ``poll_interval`` seconds, so that one dropped
+        without a word (a half-open TCP connection) is noticed.
+        """
+        loop = asyncio.get_running_loop()
+        pgconn = connection.pgconn
+        readable = asyncio.Event()
+        while True:
+            loop.add_reader(pgconn.socket, readable.set)
+            try:
+                async with asyncio.timeout(self.poll_interval):
+                    await readable.wait()
+            except TimeoutError:
+                pass
+            finally:
+                loop.remove_reader(pgconn.socket)
+            if not readable.is_set():
+                await connection.execute("SELECT 1")  # Notifies on the way too.
+                continue
+            readable.clear()
+            pgconn.consume_input()  # Raises OperationalError once it is lost.
+            encoding = connection.info.encoding
+            while (notify := pgconn.notifies()) is not None:
+                self._on_notify(
+                    notify.relname.decode(encoding), notify.extra.decode(encoding)
+                )
 
 
 def _first_line(error: BaseException) -> str:
