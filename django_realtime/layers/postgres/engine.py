@@ -41,6 +41,11 @@ from psycopg import sql
 
 from django_realtime.exceptions import ChannelLayerError
 from django_realtime.layers.postgres._params import connection_kwargs, describe
+from django_realtime.layers.postgres._wire import (
+    first_line,
+    hint,
+    wait_for_notifications,
+)
 
 __all__ = ["Connection", "Engine", "Work"]
 
@@ -312,7 +317,7 @@ class Engine:
                 if time.monotonic() + delay >= deadline:
                     raise ChannelLayerError(
                         f"Could not connect to PostgreSQL at {describe(self.alias)} "
-                        f"within {self.timeout}s: {_first_line(error)}."
+                        f"within {self.timeout}s: {first_line(error)}."
                     ) from error
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_DELAY)
@@ -355,13 +360,13 @@ class Engine:
                         continue
                     raise ChannelLayerError(
                         f"PostgreSQL at {describe(self.alias)} refused the "
-                        f"operation: {_first_line(error)}. Nothing of it was "
-                        "kept." + _hint(error)
+                        f"operation: {first_line(error)}. Nothing of it was "
+                        "kept." + hint(error)
                     ) from error
                 logger.warning(
                     "Lost the connection to PostgreSQL at %s (%s); reconnecting.",
                     describe(self.alias),
-                    _first_line(error),
+                    first_line(error),
                 )
                 await self._close_writer()
                 if time.monotonic() >= deadline:
@@ -390,11 +395,11 @@ class Engine:
             return ChannelLayerError(
                 f"Lost the connection to PostgreSQL at {where} while committing, "
                 f"and could not reconnect within {self.timeout}s to learn "
-                f"whether the operation was kept: {_first_line(error)}."
+                f"whether the operation was kept: {first_line(error)}."
             )
         return ChannelLayerError(
             f"Could not reach PostgreSQL at {where} within {self.timeout}s: "
-            f"{_first_line(error)}. Nothing of the operation was kept."
+            f"{first_line(error)}. Nothing of the operation was kept."
         )
 
     async def _listen(self) -> None:
@@ -428,14 +433,16 @@ class Engine:
                 self.listening_since = time.monotonic()
                 self._on_listen()
                 self.want()
-                await self._wait_for_notifications(connection)
+                await wait_for_notifications(
+                    connection, self.poll_interval, self._on_notify
+                )
             except psycopg.Error as error:
                 lost_at = time.monotonic()
                 logger.warning(
                     "Lost the listening connection to PostgreSQL at %s (%s); "
                     "reconnecting.",
                     describe(self.alias),
-                    _first_line(error),
+                    first_line(error),
                 )
             finally:
                 self.listening = False
@@ -446,51 +453,6 @@ class Engine:
 
     def _notified(self, notify: psycopg.Notify) -> None:
         self._on_notify(notify.channel, notify.payload)
-
-    async def _wait_for_notifications(self, connection: Connection) -> None:
-        """Hand notifications to the hook until the connection fails.
-
-        Waits on the socket itself: psycopg's ``notifies()`` wakes ten times
-        a second even when nothing comes. An idle connection is checked
-        with a query every ``poll_interval`` seconds, so that one dropped
-        without a word (a half-open TCP connection) is noticed.
-        """
-        loop = asyncio.get_running_loop()
-        pgconn = connection.pgconn
-        readable = asyncio.Event()
-        while True:
-            loop.add_reader(pgconn.socket, readable.set)
-            try:
-                async with asyncio.timeout(self.poll_interval):
-                    await readable.wait()
-            except TimeoutError:
-                pass
-            finally:
-                loop.remove_reader(pgconn.socket)
-            if not readable.is_set():
-                await connection.execute("SELECT 1")  # Notifies on the way too.
-                continue
-            readable.clear()
-            pgconn.consume_input()  # Raises OperationalError once it is lost.
-            encoding = connection.info.encoding
-            while (notify := pgconn.notifies()) is not None:
-                self._on_notify(
-                    notify.relname.decode(encoding), notify.extra.decode(encoding)
-                )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
-
-
-def _hint(error: psycopg.Error) -> str:
-    if isinstance(error, psycopg.errors.UndefinedTable):
-        return (
-            " The layer's tables are missing: run 'python manage.py migrate' "
-            "on this database."
-        )
-    return ""
 
 
 def _settle(
