@@ -375,7 +375,7 @@ class Engine:
                     writer = await self._connection()
                 except ChannelLayerError as lost:
                     raise self._unreachable(lost, committing) from error
-                if committing and await self._committed(writer, xid):
+                if committing and await self._committed(writer, xid, deadline):
                     return result
                 # Nothing of the transaction was kept: run it again.
             except BaseException:
@@ -384,10 +384,26 @@ class Engine:
                         await writer.execute("ROLLBACK")
                 raise
 
-    async def _committed(self, writer: Connection, xid: int) -> bool:
-        cursor = await writer.execute("SELECT txid_status(%s)", (xid,))
-        row = await cursor.fetchone()
-        return bool(row and row[0] == "committed")
+    async def _committed(self, writer: Connection, xid: int, deadline: float) -> bool:
+        """Return whether transaction ``xid``, whose COMMIT was cut off, committed.
+
+        Its session may still be finishing it (the network failed, not the
+        server): wait for the outcome until ``deadline``.
+        """
+        while True:
+            cursor = await writer.execute("SELECT txid_status(%s)", (xid,))
+            row = await cursor.fetchone()
+            status = row[0] if row else None
+            if status != "in progress":
+                return status == "committed"
+            if time.monotonic() >= deadline:
+                raise ChannelLayerError(
+                    f"Lost the connection to PostgreSQL at {describe(self.alias)} "
+                    "while committing; the transaction was still in progress "
+                    f"after {self.timeout}s, so whether the operation was kept "
+                    "is unknown."
+                )
+            await asyncio.sleep(_FIRST_DELAY)
 
     def _unreachable(self, error: BaseException, committing: bool) -> ChannelLayerError:
         where = describe(self.alias)

@@ -156,3 +156,31 @@ async def test_a_receiver_that_was_away_gets_what_was_sent_meanwhile(
         await asyncio.sleep(0.2)  # the receiver fails to reconnect meanwhile
 
     assert [(await receive(receiver, channel))["n"] for _ in range(3)] == [1, 2, 3]
+
+
+async def test_a_commit_cut_off_is_asked_about_rather_than_guessed(
+    layers: list[PostgresChannelLayer],
+) -> None:
+    # What the engine does when the connection dies during COMMIT: ask the
+    # database whether that transaction committed.
+    engine = make(layers)._slot.get()
+    xids: list[int] = []
+
+    async def remember(connection: Any, now: float) -> None:
+        cursor = await connection.execute("SELECT txid_current()")
+        row = await cursor.fetchone()
+        xids.append(int(row[0]))
+
+    async def fail(connection: Any, now: float) -> None:
+        await remember(connection, now)
+        raise RuntimeError("rolled back")
+
+    await engine.submit(remember)
+    with pytest.raises(RuntimeError):
+        await engine.submit(fail)
+
+    async def ask(connection: Any, now: float) -> list[bool]:
+        deadline = time.monotonic() + 1
+        return [await engine._committed(connection, xid, deadline) for xid in xids]
+
+    assert await engine.submit(ask) == [True, False]
