@@ -4,6 +4,11 @@
 stream store that lives elsewhere (Redis): they are relayed to the store
 once the transaction commits, and by any process that serves streams if
 the publisher died first (see :mod:`django_realtime.streams.relay`).
+
+:class:`TaskRecord` holds one task enqueued through
+:class:`django_realtime.tasks.ChannelLayerTaskBackend` (Django 6's task
+framework): its arguments, its status, and its outcome once a worker ran it.
+The table exists on every Django version; only the backend needs Django 6.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-__all__ = ["StreamOutbox"]
+__all__ = ["StreamOutbox", "TaskRecord"]
 
 
 class StreamOutbox(models.Model):
@@ -39,3 +44,53 @@ class StreamOutbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream} #{self.pk}"
+
+
+class TaskRecord(models.Model):
+    """A task enqueued through the channel layer task backend, and its outcome.
+
+    ``status`` takes the values of ``django.tasks.TaskResultStatus``
+    (``READY``, ``RUNNING``, ``FAILED``, ``SUCCESSFUL``); a worker moves a row
+    from ``READY`` to ``RUNNING`` in one ``UPDATE`` filtered on ``READY``, so
+    a task delivered twice runs once. ``errors`` is a list of
+    ``{"exception_class_path", "traceback"}`` objects, ``worker_ids`` one
+    entry per attempt. ``owner_id`` is the primary key, as text, of the user
+    who enqueued the task inside ``django_realtime.tasks.enqueued_by()``
+    (empty otherwise).
+    """
+
+    STATUSES = [
+        ("READY", "Ready"),
+        ("RUNNING", "Running"),
+        ("FAILED", "Failed"),
+        ("SUCCESSFUL", "Successful"),
+    ]
+
+    id = models.CharField(primary_key=True, max_length=32, editable=False)
+    backend = models.CharField(max_length=100)
+    queue_name = models.CharField(max_length=100)
+    task_path = models.CharField(max_length=300)
+    priority = models.SmallIntegerField(default=0)
+    takes_context = models.BooleanField(default=False)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=10, choices=STATUSES, default="READY", db_index=True
+    )
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    return_value = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list)
+    worker_ids = models.JSONField(default=list)
+    owner_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        db_table = "django_realtime_task"
+        ordering = ["enqueued_at"]
+        verbose_name = "task"
+        verbose_name_plural = "tasks"
+
+    def __str__(self) -> str:
+        return f"{self.task_path} {self.id} ({self.status})"
