@@ -9,6 +9,10 @@ the publisher died first (see :mod:`django_realtime.streams.relay`).
 :class:`django_realtime.tasks.ChannelLayerTaskBackend` (Django 6's task
 framework): its arguments, its status, and its outcome once a worker ran it.
 The table exists on every Django version; only the backend needs Django 6.
+
+:class:`RealtimeOps` has no table: it carries the permissions of the ops
+page in the admin (:mod:`django_realtime.ops.console`) and names its
+entries in the admin log.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-__all__ = ["StreamOutbox", "TaskRecord"]
+__all__ = ["RealtimeOps", "StreamOutbox", "TaskRecord"]
 
 
 class StreamOutbox(models.Model):
@@ -94,3 +98,25 @@ class TaskRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_path} {self.id} ({self.status})"
+
+
+class RealtimeOps(models.Model):
+    """The ops page of the admin: its permissions (no table).
+
+    ``django_realtime.view_realtime_ops`` shows the live connections and
+    streams; ``django_realtime.change_realtime_ops`` also closes
+    connections and drains processes.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_realtime_ops", "Can see live connections and streams"),
+            ("change_realtime_ops", "Can close connections and drain processes"),
+        ]
+        verbose_name = "real-time ops"
+        verbose_name_plural = "real-time ops"
+
+    def __str__(self) -> str:
+        return "real-time ops"
