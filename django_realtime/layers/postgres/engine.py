@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
+from django.core.exceptions import ImproperlyConfigured
 from psycopg import sql
 
 from django_realtime.exceptions import ChannelLayerError
@@ -267,7 +268,7 @@ class Engine:
                     next_look = now + self.poll_interval
                     try:
                         await self._look(self)
-                    except ChannelLayerError as error:
+                    except (ChannelLayerError, ImproperlyConfigured) as error:
                         logger.warning("%s: %s", self.name, error)
                     except Exception:
                         logger.exception("PostgreSQL %s failed a look.", self.name)
@@ -284,7 +285,7 @@ class Engine:
     async def _quietly(self, work: Work) -> None:
         try:
             await self.run(work)
-        except ChannelLayerError as error:
+        except (ChannelLayerError, ImproperlyConfigured) as error:
             logger.warning("%s: %s", self.name, error)
         except Exception:
             logger.exception("PostgreSQL %s failed a sweep.", self.name)
@@ -424,10 +425,10 @@ class Engine:
         while True:
             try:
                 connection = await self._connect(time.monotonic() + self.timeout)
-            except ChannelLayerError as error:
+            except Exception as error:  # ImproperlyConfigured too: keep trying.
                 if lost_at is None:
                     lost_at = time.monotonic()
-                    logger.warning("%s; retrying.", error)
+                    logger.warning("%s Retrying.", error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
                 continue
