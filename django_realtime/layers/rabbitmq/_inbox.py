@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,9 @@ __all__ = ["Inbox"]
 
 Message = dict[str, Any]
 Ack = Callable[[], None] | None
+
+# Seconds between two sweeps of expired messages nobody came to take.
+_SWEEP_INTERVAL = 10.0
 
 
 class Inbox:
@@ -40,6 +44,7 @@ class Inbox:
         self._lock = threading.Lock()
         self._queues: dict[str, deque[tuple[float, Message, Ack]]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._next_sweep = time.monotonic() + _SWEEP_INTERVAL
 
     def take_or_wait(
         self, channel: str, now: float, waiter: asyncio.Future[None]
@@ -91,6 +96,8 @@ class Inbox:
         ``capacity`` messages.
         """
         with self._lock:
+            if time.monotonic() >= self._next_sweep:
+                self._sweep_locked()
             queue = self._queues.get(channel)
             if queue is None:
                 queue = self._queues[channel] = deque()
@@ -143,6 +150,23 @@ class Inbox:
             self._queues.clear()
 
     # Internals
+
+    def _sweep_locked(self) -> None:
+        """Drop expired messages that no receiver came for.
+
+        A channel whose consumer has gone (without ``discard_channel()``, or
+        with messages arriving after it) would otherwise keep them forever.
+        """
+        self._next_sweep = time.monotonic() + _SWEEP_INTERVAL
+        now = time.time()
+        for channel, queue in list(self._queues.items()):
+            while queue and queue[0][0] <= now:
+                _, _, ack = queue.popleft()
+                if ack is not None:
+                    ack()
+                self.stats.expired_messages += 1
+            if not queue:
+                del self._queues[channel]
 
     def _wake_locked(self, channel: str) -> bool:
         waiters = self._waiters.get(channel)

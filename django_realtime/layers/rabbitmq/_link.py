@@ -116,13 +116,6 @@ class Link:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
         return await asyncio.wrap_future(future)
 
-    def post(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coroutine`` on the link's loop; log its failure, if any."""
-        future = asyncio.run_coroutine_threadsafe(
-            self._logged(coroutine), self._running_loop()
-        )
-        del future
-
     def post_call(self, function: Callable[[], object]) -> None:
         """Call ``function`` on the link's loop, if it still runs."""
         loop = self._loop

@@ -21,7 +21,9 @@ from django.core.checks import run_checks
 from django.test import override_settings
 from pamqp import decode, encode
 
+from django_realtime.layers._core import LayerStats
 from django_realtime.layers.rabbitmq import RabbitMQChannelLayer
+from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._members import Binding, Memberships
 from django_realtime.layers.rabbitmq._names import (
     broker_address,
@@ -109,6 +111,25 @@ def test_memberships_replace_renewed_joins_and_expire_on_the_holders_clock() -> 
     assert members.leave("room", "a") == [Binding("room", "a", "j2")]
     assert members.live("room", now=15.0) == ([], [])
     assert len(members) == 0
+
+
+def test_the_inbox_sweeps_expired_messages_that_nobody_came_for() -> None:
+    stats = LayerStats()
+    inbox = Inbox(stats)
+    acked: list[str] = []
+    inbox.put("gone!1", time.time() - 1, {"type": "stale"})
+    inbox.put(
+        "gone!2", time.time() - 1, {"type": "stale"}, ack=lambda: acked.append("x")
+    )
+    inbox.put("alive!1", time.time() + 60, {"type": "fresh"})
+
+    inbox._next_sweep = 0.0  # the sweep is due
+    inbox.put("alive!1", time.time() + 60, {"type": "fresh"})
+
+    assert stats.expired_messages == 2
+    assert acked == ["x"]
+    assert inbox.discard("gone!1") == 0
+    assert inbox.discard("alive!1") == 2
 
 
 # On the broker
