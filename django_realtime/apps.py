@@ -14,10 +14,11 @@ class RealtimeConfig(AppConfig):
     def ready(self) -> None:
         from django_realtime import checks  # noqa: F401  (registers the checks)
         from django_realtime.conf import get_setting
-        from django_realtime.ops import drain
+        from django_realtime.ops import console, drain
         from django_realtime.streams import checks as _stream_checks  # noqa: F401
 
         drain.install()
+        console.install()
         if get_setting("METRICS"):
             from django_realtime.ops import metrics
 

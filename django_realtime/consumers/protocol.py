@@ -87,6 +87,9 @@ class WebsocketProtocol(AsyncConsumer):
     _open: bool = False
     # lifecycle.opened() was called: lifecycle.closed() is due at the end.
     _tracked: bool = False
+    # Frames received and sent on this connection (the ops page shows them).
+    _frames_in: int = 0
+    _frames_out: int = 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Run the consumer; if a handler raises, close with 1011 and clean up."""
@@ -150,6 +153,8 @@ class WebsocketProtocol(AsyncConsumer):
             )
             return
         kind = message["type"]
+        if kind == "websocket.send":
+            self._frames_out += 1
         if (counts := metrics.counts) is not None:
             if kind == "websocket.send":
                 counts.frames_out += 1
@@ -241,6 +246,7 @@ class WebsocketProtocol(AsyncConsumer):
                 "Dropped a frame on %s: closing.", printable(self.scope.get("path"))
             )
             return
+        self._frames_in += 1
         text = message.get("text")
         data = None if text is not None else message.get("bytes")
         if (counts := metrics.counts) is not None:

@@ -17,6 +17,11 @@ reachable. The messages:
 ``drain.finished`` (a process to ``reply_to``)
     ``host``, ``pid``, ``connections``, and the drain's ``closed``,
     ``still_open`` and ``elapsed``.
+
+Other features ask the processes through the same group: a message of a
+type given to :func:`add_handler` (with ``hosts`` and ``pids`` as a drain
+request has them) is handed to its handler in each process it is meant for
+(the ops page's, :mod:`django_realtime.ops.console.control`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTROL_GROUP",
     "DrainRequest",
+    "Handler",
     "Outcome",
+    "add_handler",
     "control_layer",
     "is_for",
     "listen",
@@ -50,6 +57,21 @@ CONTROL_GROUP = "django_realtime.ops.drain"
 
 #: The drain parameters a request may carry.
 PARAMETERS = ("batch_size", "interval", "deadline", "reason")
+
+
+#: Handles another control message: called with the layer and the message.
+Handler = Callable[["ChannelLayer", dict[str, Any]], Awaitable[None]]
+
+_handlers: dict[str, Handler] = {}
+
+
+def add_handler(kind: str, handler: Handler) -> None:
+    """Hand control messages of type ``kind`` meant for this process to ``handler``.
+
+    The handler runs in the listening task, one message at a time: it must
+    answer quickly. An exception is logged and the listening goes on.
+    """
+    _handlers[kind] = handler
 
 
 class Outcome(Protocol):
@@ -169,8 +191,16 @@ async def listen(
                     message = await layer.receive(channel)
             except TimeoutError:
                 continue
-            if message.get("type") == "drain.request" and is_for(message, host, pid):
+            kind = message.get("type")
+            if not is_for(message, host, pid):
+                continue
+            if kind == "drain.request":
                 await on_request(DrainRequest(layer, message, host, pid))
+            elif (handler := _handlers.get(str(kind))) is not None:
+                try:
+                    await handler(layer, message)
+                except Exception:
+                    logger.exception("Handling a %r control message failed.", kind)
         except asyncio.CancelledError:
             raise
         except Exception:
