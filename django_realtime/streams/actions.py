@@ -14,6 +14,8 @@ action                    the transport
 :class:`Unlisten`         ``store.unlisten(stream)``
 :class:`Read`             ``store.read(stream, since)``; then
                           ``session.history_read()``
+:class:`Deliver`          ``delivery.render(parts)``; sends the frames it
+                          returns, in order (filtered subscriptions)
 :class:`Wait`             nothing until ``until`` or new input
 :class:`Close`            closes the connection with ``code``
 ========================  ==================================================
@@ -24,13 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django_realtime.streams.positions import Position
+from django_realtime.streams.filters import FilteredDelivery
+from django_realtime.streams.positions import Position, Publication
 
 __all__ = [
     "Action",
     "Authorize",
     "Call",
     "Close",
+    "Deliver",
     "Listen",
     "Read",
     "Send",
@@ -88,6 +92,19 @@ class Read:
 
 
 @dataclass(frozen=True, slots=True)
+class Deliver:
+    """Send a filtered subscription's ``parts``, through its filter.
+
+    ``parts`` are frames (JSON text), sent as they are, and publications,
+    which :meth:`~.filters.FilteredDelivery.render` turns into this
+    subscriber's frames.
+    """
+
+    delivery: FilteredDelivery
+    parts: tuple[str | Publication, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
     """Do nothing until ``until`` (the session's clock) or new input."""
 
@@ -102,4 +119,4 @@ class Close:
 
 
 #: What :meth:`~django_realtime.streams.session.StreamSession.next_action` returns.
-Action = Send | Listen | Unlisten | Read | Wait | Close
+Action = Send | Deliver | Listen | Unlisten | Read | Wait | Close

@@ -29,6 +29,7 @@ from django_realtime.delivery.sends import FAILED, settle
 from django_realtime.exceptions import RequestError
 from django_realtime.sessions import send_session_frames
 from django_realtime.streams.actions import Authorize, Call, Send
+from django_realtime.streams.filters import PublicationFilter
 from django_realtime.streams.limits import SessionLimits, StreamStats, stats
 from django_realtime.streams.protocol import CLOSE_STREAMING_FAILED, CLOSE_TOO_SLOW
 from django_realtime.streams.pump import SessionPump
@@ -128,6 +129,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 label=self.scope.get("path", "?"),
                 encode=self.encode_json,
             )
+            if type(self).stream_filter is not StreamConsumer.stream_filter:
+                self._session.filter_for = self.stream_filter
         return self._session
 
     @property
@@ -143,6 +146,18 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         refuses every stream.
         """
         return False
+
+    def stream_filter(self, stream: str) -> PublicationFilter | None:
+        """Return the filter of this connection's subscription to ``stream``; override.
+
+        Asked once :meth:`authorize_stream` allowed a subscribe. A filter
+        decides, for each publication of the stream, what this subscriber
+        is sent, or that it is withheld
+        (:mod:`django_realtime.streams.filters`). The default, ``None``,
+        sends every publication as it was published; a consumer that does
+        not override this method costs nothing more per publication.
+        """
+        return None
 
     async def receive_json(self, content: Any) -> None:
         """Handle one protocol frame from the client."""

@@ -20,6 +20,9 @@ Rules:
   wait; over either, ``slow_client_policy`` drops them to be caught up
   from history (``"catch_up"``), or closes with ``CLOSE_TOO_SLOW``
   (``"close"``).
+- A subscription with a filter (:mod:`~django_realtime.streams.filters`)
+  gets its publications, live and replayed, as :class:`~.actions.Deliver`
+  actions, in the same order; the others get :class:`~.actions.Send`.
 - History reads that replay (a subscribe with ``since``, a catch-up) spend
   the connection's :class:`~.budget.ReplayBudget`: each counts
   :data:`READ_COST` plus the bytes of the frames it sends. While the budget
@@ -36,13 +39,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django_realtime.ops.logs import printable
 from django_realtime.streams.actions import (
     Action,
     Close,
+    Deliver,
     Listen,
     Read,
     Send,
@@ -50,7 +53,15 @@ from django_realtime.streams.actions import (
     Wait,
 )
 from django_realtime.streams.budget import ReplayBudget
-from django_realtime.streams.cursor import DELIVER, GAP, Cursor
+from django_realtime.streams.cursor import DELIVER, GAP
+from django_realtime.streams.filters import FilteredDelivery, PublicationFilter
+from django_realtime.streams.lane_records import (
+    CatchUpRead as _CatchUpRead,
+    LaneSubscription as _Subscription,
+    Resync as _Resync,
+    Start as _Start,
+    Stop as _Stop,
+)
 from django_realtime.streams.limits import SessionLimits, stats
 from django_realtime.streams.positions import History, Position, Publication
 from django_realtime.streams.protocol import (
@@ -59,7 +70,7 @@ from django_realtime.streams.protocol import (
     encode_frame,
     error_frame,
 )
-from django_realtime.streams.replay import catch_up_frames, start_frames
+from django_realtime.streams.replay import Part, catch_up_frames, start_frames
 
 __all__ = ["READ_COST", "StreamLane"]
 
@@ -72,43 +83,6 @@ READ_COST = 1024
 # Publications sent in one Send at most: fewer round trips through the
 # shell, and a bounded number held outside the queue's count.
 _BATCH = 32
-
-
-@dataclass(slots=True, eq=False)
-class _Subscription:
-    """One stream a connection subscribed to; ``cursor`` once it started.
-
-    ``waiting``: a catch-up of the stream waits for the replay budget; its
-    publications are skipped meanwhile (the catch-up's read has them).
-    """
-
-    stream: str
-    cursor: Cursor | None = None
-    waiting: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _Start:
-    frame_id: int
-    subscription: _Subscription
-    since: Position | None
-
-
-@dataclass(slots=True, eq=False)
-class _Stop:
-    frame_id: int
-    stream: str
-
-
-@dataclass(slots=True, eq=False)
-class _Resync:
-    stream: str
-
-
-@dataclass(slots=True, eq=False)
-class _CatchUpRead:
-    subscription: _Subscription
-    announced: Publication | None
 
 
 _Event = Publication | _Start | _Stop | _Resync
@@ -158,16 +132,32 @@ class StreamLane:
         self._awaiting: Listen | Read | None = None
         self._reading: _Start | _CatchUpRead | None = None
         self._paced = False
+        # Subscriptions with a filter: none, and _deliver looks no further.
+        self._filtered = 0
 
-    def start(self, frame_id: int, stream: str, since: Position | None) -> None:
-        """Subscribe to ``stream`` from ``since``; answered on this lane."""
+    def start(
+        self,
+        frame_id: int,
+        stream: str,
+        since: Position | None,
+        publication_filter: PublicationFilter | None = None,
+    ) -> None:
+        """Subscribe to ``stream`` from ``since``; answered on this lane.
+
+        With ``publication_filter``, the subscription's publications go
+        through it (:mod:`~django_realtime.streams.filters`).
+        """
         subscription = self.subscriptions[stream] = _Subscription(stream)
+        if publication_filter is not None:
+            subscription.delivery = FilteredDelivery(publication_filter)
+            self._filtered += 1
         self.events.append(_Start(frame_id, subscription, since))
         self.pending += 1
 
     def stop(self, frame_id: int, stream: str) -> None:
         """Unsubscribe from ``stream``; answered on this lane."""
-        del self.subscriptions[stream]
+        if self.subscriptions.pop(stream).delivery is not None:
+            self._filtered -= 1
         self.events.append(_Stop(frame_id, stream))
         self.pending += 1
 
@@ -286,22 +276,28 @@ class StreamLane:
         reading, self._reading = self._reading, None
         if type(reading) is _Start:
             subscription = reading.subscription
-            subscription.cursor, frames = start_frames(
+            subscription.cursor, parts = start_frames(
                 reading.frame_id, reading.since, history, self.encode
             )
             charged = reading.since is not None
         elif type(reading) is _CatchUpRead:
-            cursor = reading.subscription.cursor
+            subscription = reading.subscription
+            cursor = subscription.cursor
             if cursor is None:  # pragma: no cover (only started ones catch up)
                 raise RuntimeError(f"{history.stream!r} has not started.")
-            frames = catch_up_frames(cursor, history, reading.announced, self.encode)
+            parts = catch_up_frames(cursor, history, reading.announced, self.encode)
             charged = True
         else:  # pragma: no cover (_expect_result checked a Read was awaited)
             raise RuntimeError("A history read without a reason.")
+        frames = [part if isinstance(part, str) else part.frame for part in parts]
         if charged:
             self.budget.charge(READ_COST + sum(map(len, frames)), now)
-        if frames:
+        if not parts:
+            return
+        if subscription.delivery is None:
             self._ready.append(Send(tuple(frames)))
+        else:
+            self._ready.append(Deliver(subscription.delivery, tuple(parts)))
 
     def _expect_result(self, kind: type[Listen | Read], stream: str) -> None:
         awaiting = self._awaiting
@@ -335,6 +331,7 @@ class StreamLane:
         """Send the publications at the head of the queue that come next."""
         events, subscriptions = self.events, self.subscriptions
         frames: list[str] = []
+        filtered = self._filtered
         while events and len(frames) < _BATCH:
             event = events[0]
             if type(event) is not Publication:
@@ -349,6 +346,15 @@ class StreamLane:
             verdict = None if cursor is None else cursor.verdict(event)
             if verdict == GAP and frames:
                 break  # send what came before it first
+            if (
+                filtered
+                and verdict == DELIVER
+                and subscription is not None
+                and subscription.delivery is not None
+            ):
+                if frames:
+                    break
+                return self._deliver_filtered(subscription, subscription.delivery)
             events.popleft()
             self.queued -= 1
             self.queued_bytes -= len(event.data)
@@ -366,6 +372,29 @@ class StreamLane:
                 )
                 return self._catch_up(subscription, event, now)
         return Send(tuple(frames)) if frames else None
+
+    def _deliver_filtered(
+        self, subscription: _Subscription, delivery: FilteredDelivery
+    ) -> Deliver:
+        """Deliver the run of ``subscription``'s next publications at the head."""
+        events = self.events
+        cursor = subscription.cursor
+        parts: list[Part] = []
+        while events and len(parts) < _BATCH:
+            event = events[0]
+            if (
+                type(event) is not Publication
+                or event.stream != subscription.stream
+                or cursor is None
+                or cursor.verdict(event) != DELIVER
+            ):
+                break
+            events.popleft()
+            self.queued -= 1
+            self.queued_bytes -= len(event.data)
+            cursor.advance(event)
+            parts.append(event)
+        return Deliver(delivery, tuple(parts))
 
     def _start(self, start: _Start, now: float) -> Action | None:
         stream = start.subscription.stream

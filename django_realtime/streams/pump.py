@@ -19,7 +19,15 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 from django_realtime.ops.logs import printable
-from django_realtime.streams.actions import Close, Listen, Read, Send, Unlisten, Wait
+from django_realtime.streams.actions import (
+    Close,
+    Deliver,
+    Listen,
+    Read,
+    Send,
+    Unlisten,
+    Wait,
+)
 from django_realtime.streams.positions import Publication
 from django_realtime.streams.protocol import CLOSE_STREAMING_FAILED
 from django_realtime.streams.session import StreamSession
@@ -148,6 +156,9 @@ class SessionPump:
                 match session.next_action(self.clock()):
                     case Send(frames):
                         for frame in frames:
+                            await send(frame)
+                    case Deliver(delivery, parts):
+                        for frame in await delivery.render(parts):
                             await send(frame)
                     case None:
                         await self._idle(loop, None)

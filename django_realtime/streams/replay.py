@@ -1,7 +1,9 @@
 """What a history read sends a subscriber: its start, or a catch-up.
 
-Pure: each function takes what the store read and returns the frames to
-send (JSON text, by the given ``encode``), with the subscription's
+Pure: each function takes what the store read and returns the parts to
+send: frames (JSON text, by the given ``encode``) and the publications
+replayed (:attr:`~.positions.Publication.frame` is their frame, unless the
+subscription has a filter), with the subscription's
 :class:`~django_realtime.streams.cursor.Cursor` moved past them. A
 subscriber is told of history it cannot be sent, never left with a silent
 gap: the ``subscribed`` frame says whether a resume was recovered, and a
@@ -19,16 +21,19 @@ from django_realtime.streams.cursor import CatchUp, Cursor
 from django_realtime.streams.positions import History, Position, Publication
 from django_realtime.streams.protocol import lost_frame, subscribed_frame
 
-__all__ = ["catch_up_frames", "start_frames"]
+__all__ = ["Part", "catch_up_frames", "start_frames"]
 
 logger = logging.getLogger("django_realtime.streams")
 
 Encode = Callable[[Any], str]
 
+#: What a read sends: a frame (JSON text), or a publication.
+Part = str | Publication
+
 
 def start_frames(
     frame_id: int, since: Position | None, history: History, encode: Encode
-) -> tuple[Cursor, list[str]]:
+) -> tuple[Cursor, list[Part]]:
     """Return the cursor of a subscription read from ``since``, and its frames.
 
     The frames are the ``subscribed`` answer to the frame ``frame_id``,
@@ -51,7 +56,7 @@ def start_frames(
             since.offset,
             begin.reason,
         )
-    return cursor, [encode(frame), *(p.frame for p in begin.replay)]
+    return cursor, [encode(frame), *begin.replay]
 
 
 def catch_up_frames(
@@ -59,7 +64,7 @@ def catch_up_frames(
     history: History,
     announced: Publication | None,
     encode: Encode,
-) -> list[str]:
+) -> list[Part]:
     """Return the frames of a catch-up read from ``cursor``'s position.
 
     ``announced`` is the announcement that showed a gap, if one did: it is
@@ -71,8 +76,8 @@ def catch_up_frames(
     return frames
 
 
-def _frames(stream: str, result: CatchUp, encode: Encode) -> list[str]:
-    frames = []
+def _frames(stream: str, result: CatchUp, encode: Encode) -> list[Part]:
+    frames: list[Part] = []
     if result.lost is not None and result.position is not None:
         logger.warning(
             "Lost history of %s up to %s:%d (%s): the client was told.",
@@ -87,5 +92,5 @@ def _frames(stream: str, result: CatchUp, encode: Encode) -> list[str]:
             first = result.publications[0]
             position = Position(first.epoch, first.offset - 1)
         frames.append(encode(lost_frame(stream, position, result.lost)))
-    frames.extend(p.frame for p in result.publications)
+    frames.extend(result.publications)
     return frames

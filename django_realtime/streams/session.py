@@ -25,10 +25,12 @@ for their answer; more are refused with ``too_many_pending``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django_realtime.ops.logs import printable
 from django_realtime.streams.actions import Authorize, Call, Send
+from django_realtime.streams.filters import PublicationFilter
 from django_realtime.streams.lane import StreamLane
 from django_realtime.streams.protocol import (
     FrameError,
@@ -56,7 +58,14 @@ class StreamSession(StreamLane):
     """The stream protocol state of one connection: client frames and streams.
 
     Takes the arguments of :class:`~django_realtime.streams.lane.StreamLane`.
+
+    Attributes:
+        filter_for: Return the filter of an allowed subscription to a
+            stream (``None``: it has none); ``None``: no subscription of
+            this connection has one.
     """
+
+    filter_for: Callable[[str], PublicationFilter | None] | None = None
 
     def receive(self, content: Any) -> Send | Authorize | Call | None:
         """Take one decoded client frame; return what to do about it."""
@@ -87,7 +96,13 @@ class StreamSession(StreamLane):
                     f"Not allowed to subscribe to {request.stream!r}.",
                 )
             )
-        self.start(request.id, request.stream, request.since)
+        filter_for = self.filter_for
+        self.start(
+            request.id,
+            request.stream,
+            request.since,
+            None if filter_for is None else filter_for(request.stream),
+        )
         return None
 
     def replied(self, call: Call, result: Any) -> Send:

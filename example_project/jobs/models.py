@@ -26,6 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from django_realtime import get_channel_layer
+from django_realtime.feeds import FeedQuerySet
 from django_realtime.streams import publish
 from example_project.jobs import work
 
@@ -69,8 +70,8 @@ def job_news(event: str, job: Job) -> dict[str, Any]:
     return {"type": event, "job": job.state()}
 
 
-class JobQuerySet(models.QuerySet["Job"]):
-    """Queries on jobs."""
+class JobQuerySet(FeedQuerySet["Job"]):
+    """Queries on jobs; their bulk updates publish to the jobs feeds."""
 
     def change(self, pk: int, event: str, **changes: Any) -> Job | None:
         """Apply ``changes`` to job ``pk`` if it is in this queryset; publish it.

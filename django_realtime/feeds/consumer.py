@@ -1,0 +1,247 @@
+"""Serve feeds: a snapshot, then each subscriber's view of every change.
+
+A :class:`FeedConsumer` is a :class:`~django_realtime.streams.StreamConsumer`
+that answers two requests and allows subscriptions to feed streams:
+
+``feed.snapshot`` ``{"feed": "jobs.job"}``
+    Replies ``{"feed", "stream", "epoch", "offset", "rows", "version_field"}``:
+    the rows the user may read now (:meth:`~.binding.Binding.readable`),
+    and the stream's position read *before* them. Subscribing to
+    ``stream`` with ``since`` that position then gives every change after
+    the snapshot: none is missed. One the snapshot already has may come
+    again; ``version_field`` lets the client skip it.
+``feed.resume`` ``{"feed": "jobs.job", "pks": [1, 2]}``
+    Before a subscribe that resumes (on a new connection), says which rows
+    the client holds, so that it hears ``leave`` for those it may no longer
+    read.
+
+Each subscription to ``feed.<name>`` has a filter
+(:class:`FeedFilter`): every publication, live or replayed, is checked
+against the user's permissions at delivery, in batches
+(:mod:`~django_realtime.feeds.access`), and sent as ``enter``, ``update``,
+``leave`` or withheld (:func:`~django_realtime.feeds.events.view_of`).
+
+Refusals: ``unknown_feed`` (no such binding, or not served here),
+``bad_parameters`` (a malformed request, naming what was expected),
+``subscribed`` (a snapshot while subscribed to the feed); a subscribe to a
+feed stream that is not served is refused with ``forbidden``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any, ClassVar
+
+from django.contrib.auth import get_user_model
+
+from django_realtime.delivery.db import call_with_fresh_connections
+from django_realtime.delivery.sync import run_sync
+from django_realtime.exceptions import RequestError
+from django_realtime.feeds.access import AccessChecker, checker_for
+from django_realtime.feeds.binding import STREAM_PREFIX, Binding, get_binding, pk_value
+from django_realtime.feeds.events import (
+    CREATE,
+    ENTER,
+    LEAVE,
+    RECHECK,
+    UPDATE,
+    parse_event,
+    view_of,
+)
+from django_realtime.feeds.publishing import serialize_rows, stats
+from django_realtime.streams import StreamConsumer, get_stream_store
+from django_realtime.streams.filters import PublicationFilter
+from django_realtime.streams.positions import Publication, encode_data
+
+__all__ = ["MAX_RESUME_ROWS", "FeedConsumer", "FeedFilter", "snapshot_rows"]
+
+logger = logging.getLogger("django_realtime.feeds")
+
+#: Most row keys a ``feed.resume`` may name.
+MAX_RESUME_ROWS = 10_000
+
+
+def snapshot_rows(binding: Binding, user: Any) -> list[dict[str, Any]]:
+    """Return the rows ``user`` may read now, serialised (sync: queries)."""
+    rows = binding.readable(user)[: binding.max_snapshot]
+    return serialize_rows(binding, rows)
+
+
+class FeedFilter:
+    """The filter of one subscription to a feed: the user's view of each change.
+
+    Args:
+        binding: The feed's binding.
+        user: The subscriber.
+        held: The keys of the rows the subscriber holds; updated as it is
+            sent ``enter`` and ``leave``.
+        checker: The process's permission checker of the binding.
+    """
+
+    def __init__(
+        self, binding: Binding, user: Any, held: set[Any], checker: AccessChecker
+    ) -> None:
+        self.binding = binding
+        self.user = user
+        self.held = held
+        self.checker = checker
+
+    async def __call__(self, publications: Sequence[Publication]) -> list[str | None]:
+        """Return this subscriber's payload of each publication (``None``: withheld)."""
+        changes = [parse_event(p.data) for p in publications]
+        asked = [
+            ((p.epoch, p.offset), change.pk)
+            for p, change in zip(publications, changes, strict=True)
+            if change is not None and change.op in (CREATE, UPDATE)
+        ]
+        verdicts = iter(await self.checker.readable(self.user, asked))
+        payloads: list[str | None] = []
+        for change in changes:
+            view: dict[str, Any] | None = None
+            if change is None:
+                pass
+            elif change.op == RECHECK:
+                if change.user == getattr(self.user, "pk", None):
+                    view = await self._recheck()
+            else:
+                readable = change.op in (CREATE, UPDATE) and next(verdicts)
+                view = view_of(change, readable, self.held)
+            if view is None:
+                stats.withheld += 1
+                payloads.append(None)
+            else:
+                stats.delivered += 1
+                payloads.append(encode_data(view))
+        return payloads
+
+    async def _recheck(self) -> dict[str, Any] | None:
+        """Reload the user; return the rows that entered and left their view."""
+        self.user, rows = await run_sync(
+            call_with_fresh_connections, self._reload, getattr(self.user, "pk", None)
+        )
+        entered = [row for row in rows if row["pk"] not in self.held]
+        now = {row["pk"] for row in rows}
+        left = sorted((pk for pk in self.held if pk not in now), key=repr)
+        self.held.clear()
+        self.held.update(now)
+        if not entered and not left:
+            return None
+        return {"type": RECHECK, ENTER: entered, LEAVE: left}
+
+    def _reload(self, user_pk: Any) -> tuple[Any, list[dict[str, Any]]]:
+        user = get_user_model()._default_manager.filter(pk=user_pk).first()
+        if user is None:
+            return self.user, []
+        return user, snapshot_rows(self.binding, user)
+
+
+def _feed_name(data: Any) -> str:
+    name = data.get("feed") if type(data) is dict else None
+    if type(name) is not str or not name:
+        raise RequestError(
+            "bad_parameters",
+            f'Expected {{"feed": <a feed\'s name>}}, got {str(data)[:200]}.',
+        )
+    return name
+
+
+class FeedConsumer(StreamConsumer):
+    """Serve feeds: snapshots, and each subscriber's filtered changes.
+
+    Attributes:
+        feeds: The names of the feeds served (``None``: every registered
+            one). Override :meth:`authorize_stream` (calling ``super()``)
+            to serve other streams too.
+    """
+
+    feeds: ClassVar[Collection[str] | None] = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Stream -> the rows the client said it holds, for its next subscribe.
+        self._feed_held: dict[str, set[Any]] = {}
+
+    def feed_binding(self, name: str) -> Binding:
+        """Return the binding of the feed ``name`` served here.
+
+        Raises:
+            RequestError: ``unknown_feed``.
+        """
+        binding = get_binding(name)
+        if binding is None or (self.feeds is not None and name not in self.feeds):
+            raise RequestError(
+                "unknown_feed",
+                f"No feed named {name[:200]!r} is served here: register a "
+                "binding with that name (django_realtime.feeds.register).",
+            )
+        return binding
+
+    def _stream_binding(self, stream: str) -> Binding | None:
+        if not stream.startswith(STREAM_PREFIX):
+            return None
+        try:
+            return self.feed_binding(stream[len(STREAM_PREFIX) :])
+        except RequestError:
+            return None
+
+    async def authorize_stream(self, stream: str) -> bool:
+        """Allow the streams of the feeds served here (each filtered per user)."""
+        return self._stream_binding(stream) is not None
+
+    def stream_filter(self, stream: str) -> PublicationFilter | None:
+        """Return the filter of a feed subscription; ``None`` for other streams."""
+        binding = self._stream_binding(stream)
+        if binding is None:
+            return None
+        held = self._feed_held.pop(stream, set())
+        return FeedFilter(binding, self.scope.get("user"), held, checker_for(binding))
+
+    async def request_feed_snapshot(self, data: Any) -> dict[str, Any]:
+        """Return the rows the user may read, and the position to subscribe from.
+
+        Raises:
+            RequestError: ``bad_parameters``, ``unknown_feed``, ``subscribed``.
+        """
+        binding = self.feed_binding(_feed_name(data))
+        stream = binding.stream
+        if stream in self.stream_subscriptions:
+            raise RequestError(
+                "subscribed",
+                f"Already subscribed to {stream!r}: unsubscribe before taking "
+                "a snapshot.",
+            )
+        # The position first: a change committed after it is in the feed.
+        position = (await get_stream_store().read(stream)).position
+        user = self.scope.get("user")
+        rows = await run_sync(call_with_fresh_connections, snapshot_rows, binding, user)
+        self._feed_held[stream] = {row["pk"] for row in rows}
+        return {
+            "feed": binding.name,
+            "stream": stream,
+            "epoch": position.epoch,
+            "offset": position.offset,
+            "rows": rows,
+            "version_field": binding.version_field,
+        }
+
+    async def request_feed_resume(self, data: Any) -> dict[str, Any]:
+        """Take the keys of the rows the client holds, before it resubscribes.
+
+        Raises:
+            RequestError: ``bad_parameters``, ``unknown_feed``.
+        """
+        binding = self.feed_binding(_feed_name(data))
+        pks = data.get("pks")
+        if (
+            type(pks) is not list
+            or len(pks) > MAX_RESUME_ROWS
+            or any(type(pk) not in (int, str) or len(str(pk)) > 200 for pk in pks)
+        ):
+            raise RequestError(
+                "bad_parameters",
+                f'Expected "pks" to be a list of at most {MAX_RESUME_ROWS} row '
+                f"keys (integers or strings), got {str(pks)[:200]}.",
+            )
+        self._feed_held[binding.stream] = {pk_value(pk) for pk in pks}
+        return {"feed": binding.name, "held": len(pks)}
