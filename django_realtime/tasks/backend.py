@@ -12,7 +12,7 @@ Configure it as Django's task framework expects::
 
 ``enqueue()`` writes a :class:`~django_realtime.models.TaskRecord` in
 ``OPTIONS["database"]`` and sends ``{"type": "task.run", "id": ...,
-"backend": ...}`` to the channel ``tasks.<queue>`` of
+"backend": ...}`` to the queue's channel, ``tasks.<queue>``, of
 ``OPTIONS["channel_layer"]``. Inside ``transaction.atomic()`` on that
 database, the row is part of the transaction and the message goes when it
 commits: a rolled-back enqueue leaves nothing, and a worker never receives
@@ -47,6 +47,7 @@ from django_realtime.layers import channel_layers, get_channel_layer
 from django_realtime.models import TaskRecord
 from django_realtime.tasks.access import current_owner
 from django_realtime.tasks.messages import (
+    CHANNEL_PREFIX,
     channel_for,
     error_of,
     result_of,
@@ -70,6 +71,12 @@ class ChannelLayerTaskBackend(BaseTaskBackend):
         Use one that crosses processes (Redis, SQLite, PostgreSQL, RabbitMQ).
     ``database``
         The ``DATABASES`` alias of the task rows (``"default"``).
+    ``channel_prefix``
+        Prefixed to a queue's name to name its channel (``"tasks."``). With
+        ``""``, the queue ``"jobs"`` is the channel ``"jobs"``, which lets a
+        channel consumer of that name take tasks too (its ``task_run``
+        handler calls :meth:`TaskWorkerApplication.handle
+        <django_realtime.tasks.TaskWorkerApplication.handle>`).
     """
 
     supports_defer = False
@@ -81,6 +88,11 @@ class ChannelLayerTaskBackend(BaseTaskBackend):
         super().__init__(alias, params)
         self.channel_layer_alias: str = self.options.get("channel_layer", "default")
         self.database: str = self.options.get("database", "default")
+        self.channel_prefix: str = self.options.get("channel_prefix", CHANNEL_PREFIX)
+
+    def channel_for(self, queue_name: str) -> str:
+        """Return the channel of the queue ``queue_name``."""
+        return channel_for(queue_name, self.channel_prefix)
 
     # Enqueueing
 
@@ -125,7 +137,7 @@ class ChannelLayerTaskBackend(BaseTaskBackend):
     def _send(self, record: TaskRecord, result: TaskResult[..., Any]) -> None:
         try:
             async_to_sync(self._layer().send)(
-                channel_for(record.queue_name), run_message(record.id, self.alias)
+                self.channel_for(record.queue_name), run_message(record.id, self.alias)
             )
         except Exception as exc:
             self._refused(record, exc)
@@ -146,7 +158,7 @@ class ChannelLayerTaskBackend(BaseTaskBackend):
         result = result_of(record, task)
         try:
             await self._layer().send(
-                channel_for(record.queue_name), run_message(record.id, self.alias)
+                self.channel_for(record.queue_name), run_message(record.id, self.alias)
             )
         except Exception as exc:
             await (

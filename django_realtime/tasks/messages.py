@@ -31,6 +31,7 @@ from django.utils.module_loading import import_string
 from django_realtime.models import TaskRecord
 
 __all__ = [
+    "CHANNEL_PREFIX",
     "RUN",
     "channel_for",
     "error_of",
@@ -48,13 +49,17 @@ _R = TypeVar("_R")
 #: The ``type`` of the message that asks a worker to run a task.
 RUN = "task.run"
 
-_CHANNEL_PREFIX = "tasks."
+#: What a queue's name is prefixed with to name its channel, by default.
+CHANNEL_PREFIX = "tasks."
 _STREAM_PREFIX = "task."
 
 
-def channel_for(queue_name: str) -> str:
-    """Return the channel a queue's tasks are sent to: ``tasks.<queue_name>``."""
-    return f"{_CHANNEL_PREFIX}{queue_name}"
+def channel_for(queue_name: str, prefix: str = CHANNEL_PREFIX) -> str:
+    """Return the channel a queue's tasks are sent to: ``tasks.<queue_name>``.
+
+    ``prefix`` is the backend's ``OPTIONS["channel_prefix"]``.
+    """
+    return f"{prefix}{queue_name}"
 
 
 def stream_for(task_id: str) -> str:

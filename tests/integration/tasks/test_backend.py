@@ -327,3 +327,24 @@ def test_the_check_names_a_channel_layer_that_is_not_configured(settings: Any) -
         "django_realtime.E101",
         "django_realtime.E102",
     ]
+
+
+async def test_a_channel_prefix_of_nothing_sends_a_queue_to_the_channel_of_its_name(
+    settings: Any,
+) -> None:
+    settings.TASKS = {
+        "default": {
+            "BACKEND": BACKEND,
+            "QUEUES": ["jobs"],
+            "OPTIONS": {"channel_prefix": ""},
+        }
+    }
+    worker = Worker(TaskWorkerApplication(), ["jobs"], get_channel_layer())
+    running = asyncio.create_task(worker.run())
+    try:
+        result = await finished(await jobs.add.using(queue_name="jobs").aenqueue(4, 4))
+    finally:
+        worker.stop()
+        await running
+
+    assert result.return_value == 8
