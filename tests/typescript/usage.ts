@@ -1,12 +1,14 @@
 // A page's use of realtime.js, typed against realtime.d.ts. `tsc -p .`
 // (run by .ci/run) fails when the declarations and this use disagree.
 import {
+  collection,
   connect,
   multiplex,
   RealtimeError,
   resolveUrl,
   type LostInfo,
   type Position,
+  type FeedRow,
   type Publication,
   type StateEvent,
 } from "../../django_realtime/static/django_realtime/realtime.js";
@@ -73,10 +75,27 @@ badge.sendJson({ type: "hello" });
 const chat = mux.streams("chat/lobby");
 chat.subscribe("room.lobby");
 
+// A feed's live collection: each user's own jobs, newest first.
+interface JobRow extends FeedRow {
+  pk: number;
+  status: string;
+  progress: number;
+}
+const jobs = collection<JobRow>(rt, "jobs.job", {
+  compare: (a, b) => b.pk - a.pk,
+  onError: (error) => console.warn(error.code),
+});
+jobs.on("enter", (row: JobRow) => console.log("new", row.pk));
+jobs.on("update", (row, previous) => console.log(row.progress, previous.progress));
+jobs.on("leave", (pk: number) => console.log("gone", pk));
+jobs.on("change", (live) => console.log(live.list().map((row) => row.status)));
+void jobs.ready.then((live) => live.rows.get(1)?.status);
+
 console.log(resolveUrl("/ws/", "https://example.com/page"), rt.transport, rt.state);
 void post("hi");
 off();
 stopState();
 badge.close();
 mux.close();
+void jobs.close();
 rt.close(1000, "bye");

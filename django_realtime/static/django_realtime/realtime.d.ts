@@ -224,3 +224,40 @@ export class Multiplex {
 
 /** Open a multiplexed socket to the Multiplexer at `url`. */
 export function multiplex(url: string, options?: MultiplexOptions): Multiplex;
+
+// -- Feeds: live collections ------------------------------------------------
+
+/** A row of a feed, as its binding serialises it; `pk` is always there. */
+export interface FeedRow {
+  pk: number | string;
+  [field: string]: unknown;
+}
+
+export interface CollectionOptions<R extends FeedRow = FeedRow> {
+  /** The order of list(); without it, the order rows arrived in. */
+  compare?: (a: R, b: R) => number;
+  /** The server refused the feed ("unknown_feed", say); the collection is closed. */
+  onError?: (error: RealtimeError) => void;
+}
+
+/** The rows of a feed the user may read, kept in sync. */
+export class Collection<R extends FeedRow = FeedRow> {
+  readonly feed: string;
+  readonly rows: Map<R["pk"], R>;
+  /** Resolves once the first snapshot is in `rows`. */
+  readonly ready: Promise<Collection<R>>;
+  on(type: "reset", handler: (rows: R[]) => void): () => void;
+  on(type: "enter", handler: (row: R) => void): () => void;
+  on(type: "update", handler: (row: R, previous: R) => void): () => void;
+  on(type: "leave", handler: (pk: R["pk"], previous: R) => void): () => void;
+  on(type: "change", handler: (collection: Collection<R>) => void): () => void;
+  list(): R[];
+  close(): Promise<void>;
+}
+
+/** Keep the rows of the feed `feed` the user may read in sync, over `realtime`. */
+export function collection<R extends FeedRow = FeedRow>(
+  realtime: Realtime,
+  feed: string,
+  options?: CollectionOptions<R>,
+): Collection<R>;

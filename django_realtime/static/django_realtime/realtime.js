@@ -977,10 +977,12 @@ export class Realtime {
     if (record?.state !== "active") return;
     const { epoch, offset } = record.position;
     if (frame.epoch === epoch && frame.offset <= offset) return; // a duplicate
-    if (frame.epoch !== epoch || frame.offset !== offset + 1) {
+    // A filtered subscription (a feed) says how many it withheld before this.
+    const expected = offset + 1 + (frame.withheld ?? 0);
+    if (frame.epoch !== epoch || frame.offset !== expected) {
       // A gap: subscribe again from where the app is, and the server replays.
       console.warn(
-        `realtime: ${frame.stream}: expected offset ${offset + 1} of epoch ` +
+        `realtime: ${frame.stream}: expected offset ${expected} of epoch ` +
           `${epoch}, got ${frame.offset} of ${frame.epoch}; resubscribing.`,
       );
       this.#sendFrame({ kind: "unsubscribe", stream: frame.stream }, () => {}, () => {});
@@ -1462,4 +1464,177 @@ export class Multiplex {
  */
 export function multiplex(url, options = {}) {
   return new Multiplex(url, options);
+}
+
+// -- Feeds: live collections ------------------------------------------------
+//
+// A feed (django_realtime.feeds) publishes a model's changes, filtered per
+// user by the server. collection() keeps the rows the user may read in sync:
+// a snapshot, then enter / update / leave events, resumed like any stream.
+// See docs/topics/feeds.rst and docs/topics/browser-client.rst.
+
+/**
+ * Options of {@link collection}.
+ * @typedef {object} CollectionOptions
+ * @property {(a: object, b: object) => number} [compare] the order of
+ *     {@link Collection#list}; without it, the order rows arrived in
+ * @property {(error: RealtimeError) => void} [onError] the server refused the
+ *     feed ("unknown_feed", say); the collection is closed
+ */
+
+/** The rows of a feed the user may read, kept in sync; see {@link collection}. */
+export class Collection {
+  #realtime;
+  #options;
+  #handlers = new Map(); // type -> Set of handlers
+  #versionField = null;
+  #subscription = null;
+  #stopState = null;
+  #closed = false;
+  #loading = null;
+
+  constructor(realtime, feed, options = {}) {
+    /** The feed's name ("jobs.job"). */
+    this.feed = feed;
+    /** The rows, by primary key. @type {Map<*, object>} */
+    this.rows = new Map();
+    this.#realtime = realtime;
+    this.#options = options;
+    // Before the streams resume on a new connection: say which rows are held,
+    // so the server sends "leave" for those that may no longer be read.
+    this.#stopState = realtime.onState(({ state }) => {
+      if (state !== "open" || !this.#subscription || this.#closed) return;
+      realtime.request("feed.resume", { feed, pks: [...this.rows.keys()] }).catch(() => {});
+    });
+    /**
+     * Resolves once the first snapshot is in {@link Collection#rows}; rejects
+     * with the RealtimeError of a refusal.
+     * @type {Promise<Collection>}
+     */
+    this.ready = this.#load().then(() => this);
+    this.ready.catch(() => {}); // a refusal also goes to onError
+  }
+
+  /**
+   * Call `handler` on "reset" (a snapshot replaced the rows: `(rows)`),
+   * "enter" (`(row)`), "update" (`(row, previous)`), "leave"
+   * (`(pk, previous)`), and "change" (after each of those: `(collection)`).
+   * @returns {() => void} removes the handler
+   */
+  on(type, handler) {
+    if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
+    this.#handlers.get(type).add(handler);
+    return () => this.#handlers.get(type).delete(handler);
+  }
+
+  /** @returns {object[]} the rows, in the `compare` option's order */
+  list() {
+    const rows = [...this.rows.values()];
+    return this.#options.compare ? rows.sort(this.#options.compare) : rows;
+  }
+
+  /** Stop following the feed. */
+  close() {
+    this.#closed = true;
+    this.#stopState();
+    const subscription = this.#subscription;
+    this.#subscription = null;
+    return subscription ? subscription.unsubscribe() : Promise.resolve();
+  }
+
+  #emit(type, ...args) {
+    for (const handler of [...(this.#handlers.get(type) ?? [])]) call(handler, ...args);
+  }
+
+  /** Take a snapshot, then follow the feed from its position. */
+  async #load() {
+    const realtime = this.#realtime;
+    let snapshot;
+    try {
+      snapshot = await realtime.request("feed.snapshot", { feed: this.feed });
+    } catch (error) {
+      if (error.code === "disconnected" && !this.#closed) return this.#load();
+      this.#closed = true;
+      this.#stopState();
+      call(this.#options.onError, error);
+      throw error;
+    }
+    if (this.#closed) return;
+    this.#versionField = snapshot.version_field ?? null;
+    const previous = this.rows;
+    this.rows = new Map(snapshot.rows.map((row) => [row.pk, row]));
+    this.#emit("reset", this.list());
+    if (previous.size > 0) {
+      // A reload: tell the page what changed meanwhile.
+      for (const [pk, row] of previous) if (!this.rows.has(pk)) this.#emit("leave", pk, row);
+    }
+    this.#emit("change", this);
+    this.#subscription = realtime.subscribe(snapshot.stream, {
+      since: { epoch: snapshot.epoch, offset: snapshot.offset },
+      onPublication: (data) => this.#apply(data),
+      onLost: () => this.#reload(),
+      onError: (error) => call(this.#options.onError, error),
+    });
+    await this.#subscription.ready;
+  }
+
+  /** The feed's history is lost: take a new snapshot. */
+  #reload() {
+    if (this.#closed || this.#loading) return;
+    const subscription = this.#subscription;
+    this.#subscription = null;
+    this.#loading = (subscription ? subscription.unsubscribe() : Promise.resolve())
+      .then(() => this.#load())
+      .catch(report)
+      .finally(() => {
+        this.#loading = null;
+      });
+  }
+
+  #newer(row, held) {
+    const field = this.#versionField;
+    return !held || !field || !(row[field] <= held[field]);
+  }
+
+  #apply(event) {
+    if (event?.type === "recheck") {
+      for (const pk of event.leave ?? []) this.#leave(pk);
+      for (const row of event.enter ?? []) this.#set(row);
+    } else if (event?.type === "leave") {
+      this.#leave(event.pk);
+    } else if (event?.type === "enter" || event?.type === "update") {
+      this.#set(event.row);
+    } else {
+      return;
+    }
+    this.#emit("change", this);
+  }
+
+  #set(row) {
+    const held = this.rows.get(row.pk);
+    // Already in the snapshot, or an older change arriving late: skip it.
+    if (!this.#newer(row, held)) return;
+    this.rows.set(row.pk, row);
+    if (held) this.#emit("update", row, held);
+    else this.#emit("enter", row);
+  }
+
+  #leave(pk) {
+    const held = this.rows.get(pk);
+    if (!held) return;
+    this.rows.delete(pk);
+    this.#emit("leave", pk, held);
+  }
+}
+
+/**
+ * Keep the rows of the feed `feed` the user may read in sync, over `realtime`:
+ * a snapshot, then every change, resumed after reconnections like any stream.
+ * @param {Realtime} realtime a connection to a FeedConsumer
+ * @param {string} feed the feed's name ("jobs.job")
+ * @param {CollectionOptions} [options]
+ * @returns {Collection}
+ */
+export function collection(realtime, feed, options = {}) {
+  return new Collection(realtime, feed, options);
 }
