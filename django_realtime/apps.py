@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class RealtimeConfig(AppConfig):
@@ -19,6 +19,10 @@ class RealtimeConfig(AppConfig):
 
         drain.install()
         console.install()
+        if apps.is_installed("django.contrib.admin"):
+            from django_realtime.ops.console import admin
+
+            admin.register()
         if get_setting("METRICS"):
             from django_realtime.ops import metrics
 
