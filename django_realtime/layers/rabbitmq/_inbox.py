@@ -25,7 +25,9 @@ from django_realtime.layers._core import LayerStats
 __all__ = ["Inbox"]
 
 Message = dict[str, Any]
-Ack = Callable[[], None] | None
+# Settles a message the broker holds for this process: ack(False) takes
+# it, ack(True) gives it back to its queue.
+Ack = Callable[[bool], None] | None
 
 # Seconds between two sweeps of expired messages nobody came to take.
 _SWEEP_INTERVAL = 10.0
@@ -55,7 +57,7 @@ class Inbox:
             while queue:
                 deadline, message, ack = queue.popleft()
                 if ack is not None:
-                    ack()
+                    ack(False)
                 if deadline > now:
                     if not queue:
                         del self._queues[channel]
@@ -119,8 +121,31 @@ class Inbox:
                 return 0
             for _, _, ack in queue:
                 if ack is not None:
-                    ack()
+                    ack(False)
             return len(queue)
+
+    def give_back(self, channel: str) -> int:
+        """Give the broker back what it holds for ``channel``, unless awaited.
+
+        Returns how many messages were given back (none if a receiver waits).
+        """
+        with self._lock:
+            queue = self._queues.get(channel)
+            if not queue or channel in self._waiters:
+                return 0
+            kept: deque[tuple[float, Message, Ack]] = deque()
+            given = 0
+            for entry in queue:
+                if entry[2] is None:
+                    kept.append(entry)
+                else:
+                    entry[2](True)
+                    given += 1
+            if kept:
+                self._queues[channel] = kept
+            else:
+                del self._queues[channel]
+            return given
 
     def drop_unacked(self) -> int:
         """Drop the messages the broker still holds for this process.
@@ -146,7 +171,7 @@ class Inbox:
             for queue in self._queues.values():
                 for _, _, ack in queue:
                     if ack is not None:
-                        ack()
+                        ack(False)
             self._queues.clear()
 
     # Internals
@@ -163,7 +188,7 @@ class Inbox:
             while queue and queue[0][0] <= now:
                 _, _, ack = queue.popleft()
                 if ack is not None:
-                    ack()
+                    ack(False)
                 self.stats.expired_messages += 1
             if not queue:
                 del self._queues[channel]

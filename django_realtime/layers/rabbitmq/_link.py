@@ -262,6 +262,15 @@ class Link:
                 f"RabbitMQ at {self.where} failed to consume {queue!r}: {error!r}."
             ) from error
 
+    async def cancel(self, queue: str, tag: str) -> None:
+        """Stop the consumer ``tag`` of ``queue``, if still connected."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        async with asyncio.timeout(self.timeout):
+            handle = await consumer.get_queue(queue, ensure=False)
+            await handle.cancel(tag)
+
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
         """Run ``coroutine`` in the background on the link's loop; log failures.
 

@@ -10,6 +10,7 @@ by :mod:`._holder`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import secrets
@@ -18,17 +19,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from django_realtime.exceptions import ChannelFull
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.rabbitmq import _names
-from django_realtime.layers.rabbitmq._codec import decode, encode
+from django_realtime.layers.rabbitmq._codec import encode
 from django_realtime.layers.rabbitmq._holder import Holder
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
 from django_realtime.layers.rabbitmq._names import DEFAULT_URL, broker_address
+from django_realtime.layers.rabbitmq._readers import Readers
 from django_realtime.layers.rabbitmq._topology import (
     PROCESS_QUEUE_ARGUMENTS,
     Topology,
@@ -154,6 +154,12 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             on_fork=self._forked,
         )
         self._topology = Topology(self._link, self._exchange)
+        self._readers = Readers(
+            link=self._link,
+            inbox=self._inbox,
+            declare=self._declare_channel,
+            expiry=self.expiry,
+        )
         self._holder = Holder(
             process_id=self.process_id,
             expiry=self.expiry,
@@ -167,8 +173,6 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         # On the link's loop only:
         self._declared: set[str] = set()
         self._listening = False
-        self._consuming: set[str] = set()
-        self._wanted: set[str] = set()
         self._setup: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
@@ -230,10 +234,16 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             InvalidChannelName: ``channel`` is not a valid channel name.
         """
         self.require_valid_channel_name(channel)
-        if _names.owner_of(channel) is None:
-            await self._link.call(self._consume(channel))
-        else:
+        if _names.owner_of(channel) is not None:
             await self._link.call(self._listen())
+            return await self._take(channel)
+        await self._link.call(self._readers.want(channel))
+        try:
+            return await self._take(channel)
+        finally:
+            self._link.post_call(functools.partial(self._readers.done, channel))
+
+    async def _take(self, channel: str) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         while True:
             waiter: asyncio.Future[None] = loop.create_future()
@@ -344,8 +354,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         """
         await self._link.close()
         self._declared.clear()
-        self._consuming.clear()
-        self._wanted.clear()
+        self._readers.reset()
         self._listening = False
         self._setup = None
         self._holder.reset()
@@ -367,41 +376,12 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             self._declared.discard(queue)
         return outcome
 
-    async def _declare_channel(self, channel: str) -> None:
+    async def _declare_channel(self, channel: str) -> str:
         queue = _names.channel_queue(self.prefix, channel)
         arguments = channel_arguments(self.get_capacity(channel), self.expiry)
         await self._topology.declare_queue(queue, arguments)
         self._declared.add(queue)
-
-    async def _consume(self, channel: str) -> None:
-        self._wanted.add(channel)
-        self._link.wanted = True
-        await self._link.channels()
-        async with self._setup_lock():
-            if channel not in self._consuming:
-                await self._start_consumer(channel)
-
-    async def _start_consumer(self, channel: str) -> None:
-        queue = _names.channel_queue(self.prefix, channel)
-        await self._declare_channel(channel)
-        expiry, inbox, link = self.expiry, self._inbox, self._link
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            try:
-                body = decode(message.body)
-            except Exception:
-                logger.exception("Dropped an undecodable message on %s.", channel)
-                link.spawn(message.reject(requeue=False))
-                return
-            deadline = _names.sent_at(message.headers) + expiry
-
-            def ack() -> None:
-                link.post_call(lambda: link.spawn(message.ack()))
-
-            inbox.put(channel, deadline, body, ack=ack)
-
-        await self._link.consume(queue, on_message, no_ack=False)
-        self._consuming.add(channel)
+        return queue
 
     async def _listen(self) -> None:
         """Declare and consume this process's queue, once per connection."""
@@ -460,17 +440,15 @@ class RabbitMQChannelLayer(BaseChannelLayer):
 
     async def _on_connect(self) -> None:
         self._declared.clear()
-        self._consuming.clear()
         self._holder.consuming = False
         await self._topology.declare_exchange()
         if self._listening:
             await self._start_process_queue()
-        for channel in sorted(self._wanted):
-            await self._start_consumer(channel)
+        await self._readers.restore()
 
     def _on_lost(self) -> None:
         self._declared.clear()
-        self._consuming.clear()
+        self._readers.lost()
         self._holder.consuming = False
         self._inbox.drop_unacked()
 
@@ -484,9 +462,9 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         self._link.name = f"django_realtime {self._process_queue}"
         self._inbox = Inbox(self.stats)
         self._holder.forked(self.process_id, self._inbox)
+        self._readers.reset()
+        self._readers.inbox = self._inbox
         self._declared.clear()
-        self._consuming.clear()
-        self._wanted.clear()
         self._listening = False
         self._setup = None
 

@@ -116,18 +116,16 @@ def test_memberships_replace_renewed_joins_and_expire_on_the_holders_clock() -> 
 def test_the_inbox_sweeps_expired_messages_that_nobody_came_for() -> None:
     stats = LayerStats()
     inbox = Inbox(stats)
-    acked: list[str] = []
+    acked: list[bool] = []
     inbox.put("gone!1", time.time() - 1, {"type": "stale"})
-    inbox.put(
-        "gone!2", time.time() - 1, {"type": "stale"}, ack=lambda: acked.append("x")
-    )
+    inbox.put("gone!2", time.time() - 1, {"type": "stale"}, ack=acked.append)
     inbox.put("alive!1", time.time() + 60, {"type": "fresh"})
 
     inbox._next_sweep = 0.0  # the sweep is due
     inbox.put("alive!1", time.time() + 60, {"type": "fresh"})
 
     assert stats.expired_messages == 2
-    assert acked == ["x"]
+    assert acked == [False]  # taken off the broker, not given back
     assert inbox.discard("gone!1") == 0
     assert inbox.discard("alive!1") == 2
 
@@ -161,6 +159,20 @@ async def test_a_normal_channel_added_by_two_processes_gets_each_message_once(
 
     assert await receive(worker, "worker.queue") == {"type": "job", "n": 1}
     assert await nothing_arrives(worker, "worker.queue")
+
+
+async def test_a_process_that_stops_receiving_gives_its_held_message_back(
+    make: Callable[..., RabbitMQChannelLayer],
+) -> None:
+    first, second = make(), make()
+    first._readers._linger = 0.1  # instead of seconds
+    await first.send("jobs", {"type": "job", "n": 1})
+    await first.send("jobs", {"type": "job", "n": 2})
+    # The broker hands the first process the next message with this one.
+    assert await receive(first, "jobs") == {"type": "job", "n": 1}
+
+    # Once it has not received for a while, the other process gets it.
+    assert await receive(second, "jobs") == {"type": "job", "n": 2}
 
 
 async def test_a_full_process_local_channel_drops_with_a_warning(
