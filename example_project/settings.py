@@ -55,6 +55,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -195,6 +196,18 @@ elif EXAMPLE_REALTIME == "sqlite":
         "BACKEND": "django_realtime.streams.stores.sqlite.SQLiteHistoryStore",
         "OPTIONS": {"path": REALTIME_PATH},
     }
+# Django 6's task framework runs the jobs page's work (example_project/jobs/
+# tasks.py): its "jobs" queue is the "jobs" channel, which runworker jobs
+# serves. On Django 5.2 the page sends its jobs to that channel itself.
+if django.VERSION >= (6, 0):
+    TASKS = {
+        "default": {
+            "BACKEND": "django_realtime.tasks.ChannelLayerTaskBackend",
+            "QUEUES": ["jobs"],
+            "OPTIONS": {"channel_prefix": ""},
+        }
+    }
+
 # Prometheus metrics at /metrics when prometheus-client is installed
 # (pip install -e ".[example]").
 REALTIME["METRICS"] = importlib.util.find_spec("prometheus_client") is not None

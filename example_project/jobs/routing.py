@@ -7,6 +7,7 @@ which ``manage.py runworker jobs`` serves.
 
 from typing import Any
 
+import django
 from django.urls import path
 
 from django_realtime.middleware.limits import ConnectionLimits
@@ -28,3 +29,9 @@ websocket_urlpatterns = [
 channel_routes: dict[str, Any] = {
     JOBS_CHANNEL: JobWorkerConsumer.as_asgi(),
 }
+
+if django.VERSION >= (6, 0):
+    # The channel also takes the jobs enqueued as Django tasks (tasks.py).
+    from example_project.jobs.task_worker import JobsChannelConsumer
+
+    channel_routes[JOBS_CHANNEL] = JobsChannelConsumer.as_asgi()

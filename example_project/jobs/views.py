@@ -14,11 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from django_realtime import get_channel_layer, send_to_channel
+from django_realtime import get_channel_layer
 from django_realtime.exceptions import ChannelFull
 from django_realtime.layers import InMemoryChannelLayer
 from django_realtime.streams import get_stream_store, publish
 from django_realtime.streams.stores import MemoryHistoryStore
+from example_project.jobs.dispatch import request_run
 from example_project.jobs.forms import JobForm
 from example_project.jobs.models import Job, job_news, recent_jobs, stream_for_user
 from example_project.jobs.worker import JOBS_CHANNEL
@@ -56,12 +57,13 @@ def submit_job(owner: User, kind: str, parameters: dict[str, object]) -> Job:
     try:
         with transaction.atomic():
             job = Job.objects.create(owner=owner, kind=kind, parameters=parameters)
-            # Inside atomic(), publish() and send_to_channel() wait for the
+            # Inside atomic(), publish() and request_run() wait for the
             # commit: no page hears of a job, and no worker looks for it,
             # before the row is there, and nothing goes out if the
             # transaction rolls back.
             publish(stream_for_user(owner.pk), job_news("created", job))
-            send_to_channel(JOBS_CHANNEL, {"type": "job.run", "job_id": job.pk})
+            # A job.run message, or the Django task tasks.run_job on Django 6.
+            request_run(job)
     except ChannelFull:
         # The row has committed, but the channel refused the message: no
         # worker will ever run this job, so say so.
