@@ -162,8 +162,11 @@ class Link:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._publisher is None or self._consumer is None:
+            if self._connection is None or self._consumer is None:
+                await self._drop_connection()
                 await self._connect()
+            elif self._publisher is None:
+                await self._reopen_publisher()
             publisher, consumer = self._publisher, self._consumer
         if publisher is None or consumer is None:
             raise ChannelLayerError(
@@ -199,6 +202,11 @@ class Link:
             return Outcome.UNROUTABLE
         except DeliveryError:
             return Outcome.FULL
+        except ChannelNotFoundEntity:
+            # The exchange is gone (another process's flush): so are all
+            # its bindings. The broker closed the channel; open another.
+            self._forget_channels(publisher, reopen_only=True)
+            return Outcome.UNROUTABLE
         except (AMQPError, ConnectionError, RuntimeError, TimeoutError) as error:
             self._forget_channels(publisher)
             raise ChannelLayerError(
@@ -380,23 +388,27 @@ class Link:
         self, channel: AbstractChannel, reopen_only: bool = False
     ) -> None:
         """Stop using a channel the broker closed (or a failed connection)."""
-        if channel is self._publisher:
-            if reopen_only and self._connection is not None:
-                self.spawn(self._reopen_publisher(channel))
-            else:
-                self.spawn(self._drop_connection())
-
-    async def _reopen_publisher(self, old: AbstractChannel) -> None:
-        connection = self._connection
-        if connection is None or self._publisher is not old:
+        if channel is not self._publisher:
             return
-        self._publisher = None
+        if reopen_only and self._connection is not None:
+            # The next operation opens another (see channels()).
+            self._publisher = None
+        else:
+            self.spawn(self._drop_connection())
+
+    async def _reopen_publisher(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
         try:
             self._publisher = await connection.channel(
                 publisher_confirms=True, on_return_raises=True
             )
-        except (AMQPError, OSError, RuntimeError):
+        except (AMQPError, OSError, RuntimeError) as error:
             await self._drop_connection()
+            raise ChannelLayerError(
+                f"Could not open a channel on RabbitMQ at {self.where}: {error!r}."
+            ) from error
 
     async def _drop_connection(self) -> None:
         connection = self._connection

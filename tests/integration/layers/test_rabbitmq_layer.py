@@ -175,6 +175,21 @@ async def test_a_process_that_stops_receiving_gives_its_held_message_back(
     assert await receive(second, "jobs") == {"type": "job", "n": 2}
 
 
+async def test_a_flush_in_another_process_empties_groups_without_breaking_this_one(
+    make: Callable[..., RabbitMQChannelLayer],
+) -> None:
+    this, other = make(), make()
+    channel = await this.new_channel()
+    await this.group_add("room", channel)
+
+    await other.flush()  # deletes the groups exchange, with every binding
+    await this.group_send("room", {"type": "to.nobody"})
+    await this.group_add("room", channel)
+    await this.group_send("room", {"type": "after.flush"})
+
+    assert await receive(this, channel) == {"type": "after.flush"}
+
+
 async def test_a_full_process_local_channel_drops_with_a_warning(
     make: Callable[..., RabbitMQChannelLayer], caplog: pytest.LogCaptureFixture
 ) -> None:
