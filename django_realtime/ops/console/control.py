@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,19 +98,28 @@ def name_of(host: str, pid: int) -> str:
 
 
 async def asurvey(expected: Iterable[str] = (), wait: float = WAIT) -> Survey:
-    """Ask every process for its report; wait ``wait`` seconds for answers.
+    """Ask every process for its report; wait up to ``wait`` seconds for answers.
 
     Args:
         expected: ``host:pid`` of processes seen before: those that do not
-            answer are listed in :attr:`Survey.silent`.
-        wait: Seconds to wait for the other processes.
+            answer are listed in :attr:`Survey.silent`. The wait ends as
+            soon as they have all answered (a process that never answered
+            before and is slower than them shows at the next survey).
+        wait: Seconds to wait for the other processes, at most.
     """
+    expected = list(expected)
     here = whoami()
     survey = Survey(processes=[await report()])
+    missing = set(expected) - {name_of(*here)}
     layer = drain_control.control_layer()
     if layer is not None:
         survey.reaches_others = True
-        for answer in await _ask(layer, {"type": "ops.survey"}, wait, None):
+
+        def enough(answer: dict[str, Any]) -> bool:
+            missing.discard(name_of(answer.get("host", "?"), answer.get("pid", 0)))
+            return bool(expected) and not missing
+
+        for answer in await _ask(layer, {"type": "ops.survey"}, wait, enough):
             if (answer.get("host"), answer.get("pid")) != here:
                 answer.pop("type", None)
                 survey.processes.append(answer)
@@ -155,7 +164,7 @@ async def aclose_connection(
         "pids": [pid],
         "connection": number,
     }
-    answers = await _ask(layer, request, wait, 1)
+    answers = await _ask(layer, request, wait, lambda answer: True)
     if not answers:
         return Closing(False)
     return Closing(True, answers[0].get("closed"))
@@ -178,26 +187,31 @@ async def adrain_process(
     if layer is None:
         return None
     request = {"type": "drain.request", "hosts": [host], "pids": [pid], "stop": stop}
-    answers = await _ask(layer, request, wait, 1)
+    answers = await _ask(layer, request, wait, lambda answer: True)
     return int(answers[0].get("connections", 0)) if answers else None
 
 
 async def _ask(
-    layer: Any, request: dict[str, Any], wait: float, enough: int | None
+    layer: Any,
+    request: dict[str, Any],
+    wait: float,
+    enough: Callable[[dict[str, Any]], bool],
 ) -> list[dict[str, Any]]:
     """Send ``request`` to the group; return the answers within ``wait`` s.
 
-    Stops early once ``enough`` answers came.
+    Stops early at the first answer for which ``enough`` returns ``True``.
     """
     reply_to = await layer.new_channel()
     await layer.group_send(CONTROL_GROUP, {**request, "reply_to": reply_to})
     answers: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
-    until = loop.time() + wait
     try:
-        async with asyncio.timeout_at(until):
-            while enough is None or len(answers) < enough:
-                answers.append(await layer.receive(reply_to))
+        async with asyncio.timeout_at(loop.time() + wait):
+            while True:
+                answer = await layer.receive(reply_to)
+                answers.append(answer)
+                if enough(answer):
+                    break
     except TimeoutError:
         pass
     return answers
