@@ -1,0 +1,113 @@
+"""The Lua scripts of the Redis presence backend (the rules of :class:`~.model.Roster`).
+
+A stream's keys share the hash tag ``{<stream>}``: ``:conns`` (connection
+id -> ``[process, key]``), ``:members`` (key -> ``[connections, version,
+info]``) and ``:v`` (the version counter). Each change returns
+``[key, connections, version, info]``.
+"""
+
+__all__ = ["DEAD", "FORGET", "HEARTBEAT", "SNAPSHOT", "SYNC", "TRACK", "UNTRACK"]
+
+_RULES = """
+local function untrack(conn)
+  local entry = redis.call('HGET', KEYS[1], conn)
+  if not entry then return nil end
+  local key = cjson.decode(entry)[2]
+  redis.call('HDEL', KEYS[1], conn)
+  local m = cjson.decode(redis.call('HGET', KEYS[2], key))
+  local n = m[1] - 1
+  local v = redis.call('INCR', KEYS[3])
+  if n > 0 then
+    redis.call('HSET', KEYS[2], key, cjson.encode({n, v, m[3]}))
+  else
+    redis.call('HDEL', KEYS[2], key)
+  end
+  return {key, n, v, m[3]}
+end
+
+local function track(conn, key, info, proc)
+  if redis.call('HEXISTS', KEYS[1], conn) == 1 then return nil end
+  redis.call('HSET', KEYS[1], conn, cjson.encode({proc, key}))
+  local n = 1
+  local old = redis.call('HGET', KEYS[2], key)
+  if old then n = cjson.decode(old)[1] + 1 end
+  local v = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[2], key, cjson.encode({n, v, info}))
+  return {key, n, v, info}
+end
+"""
+
+#: ARGV: conn, key, info, process.
+TRACK = (
+    _RULES
+    + """
+local c = track(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if c then return {c} end
+return {}
+"""
+)
+
+#: ARGV: conn.
+UNTRACK = (
+    _RULES
+    + """
+local c = untrack(ARGV[1])
+if c then return {c} end
+return {}
+"""
+)
+
+#: ARGV: process, then conn, key, info for each of its connections.
+SYNC = (
+    _RULES
+    + """
+local want = {}
+for i = 2, #ARGV, 3 do want[ARGV[i]] = true end
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if cjson.decode(all[i + 1])[1] == ARGV[1] and not want[all[i]] then
+    table.insert(out, untrack(all[i]))
+  end
+end
+for i = 2, #ARGV, 3 do
+  local c = track(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[1])
+  if c then table.insert(out, c) end
+end
+return out
+"""
+)
+
+#: KEYS: members, version counter.
+SNAPSHOT = """
+return {redis.call('GET', KEYS[2]) or '0', redis.call('HGETALL', KEYS[1])}
+"""
+
+#: KEYS: processes (sorted by last beat), the process's streams.
+#: ARGV: process, then its streams. Returns 1 if the process was unknown.
+HEARTBEAT = """
+local t = redis.call('TIME')
+local new = redis.call('ZADD', KEYS[1], t[1] + t[2] / 1000000, ARGV[1])
+for i = 2, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+return new
+"""
+
+#: KEYS: processes. ARGV: expiry, the caller's process. Returns the silent ones.
+DEAD = """
+local t = redis.call('TIME')
+local limit = t[1] + t[2] / 1000000 - tonumber(ARGV[1])
+local out = {}
+for _, p in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', limit)) do
+  if p ~= ARGV[2] then
+    table.insert(out, {p, redis.call('SMEMBERS', KEYS[2] .. p)})
+  end
+end
+return out
+"""
+
+#: KEYS: processes, the process's streams. ARGV: process.
+FORGET = """
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"""

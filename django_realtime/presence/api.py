@@ -1,0 +1,68 @@
+"""The process's presence tracker, and server code's view of the members.
+
+The tracker follows the history store (``REALTIME["STREAM_STORE"]``): with
+the Redis store, presence is kept in the same Redis and shared by every
+process; with any other store it is kept in the process
+(:class:`~.backends.MemoryPresence`), exact for one process only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django_realtime.presence.backends import MemoryPresence, PresenceBackend
+from django_realtime.presence.tracker import Tracker, presence_options, records_json
+from django_realtime.streams.positions import validate_stream_name
+from django_realtime.streams.registry import get_stream_store
+from django_realtime.streams.stores.base import HistoryStore
+from django_realtime.streams.stores.memory import MemoryHistoryStore
+
+__all__ = ["amembers", "get_tracker", "members"]
+
+logger = logging.getLogger("django_realtime.presence")
+
+_tracker: Tracker | None = None
+
+
+def _backend(store: HistoryStore) -> PresenceBackend:
+    from django_realtime.streams.stores.redis import RedisHistoryStore
+
+    if isinstance(store, RedisHistoryStore):
+        from django_realtime.presence.redis import RedisPresence
+
+        return RedisPresence(store._url, store.prefix)
+    if not isinstance(store, MemoryHistoryStore):
+        logger.warning(
+            "Presence is kept in this process: %r shares no presence between "
+            "processes (use the Redis store for that).",
+            store,
+        )
+    return MemoryPresence()
+
+
+def get_tracker() -> Tracker:
+    """Return the process's tracker, for the current stream store."""
+    global _tracker
+    store = get_stream_store()
+    if _tracker is None or _tracker.store is not store:
+        _tracker = Tracker(store, _backend(store), presence_options())
+    return _tracker
+
+
+async def amembers(stream: str) -> dict[str, dict[str, Any]]:
+    """Return the members of ``stream``: key -> ``info``, ``connections``, ``v``.
+
+    Raises:
+        ValueError: ``stream`` is not a valid stream name.
+    """
+    validate_stream_name(stream)
+    _, found = await get_tracker().backend.snapshot(stream)
+    return records_json(found)
+
+
+def members(stream: str) -> dict[str, dict[str, Any]]:
+    """Return the members of ``stream``, from sync code (see :func:`amembers`)."""
+    validate_stream_name(stream)
+    _, found = get_tracker().backend.snapshot_sync(stream)
+    return records_json(found)

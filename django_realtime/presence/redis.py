@@ -1,0 +1,138 @@
+"""Presence kept in Redis, shared by every process of the Redis store.
+
+Beside each stream's rules (:mod:`._redis_scripts`), processes beat: a
+sorted set ``<prefix>:{presence}:procs`` holds each process's last
+heartbeat, on Redis's clock, and ``<prefix>:{presence}:proc:<id>`` the
+streams where it holds connections. A process silent for longer than the
+expiry is swept by any other: its connections are removed, stream by
+stream, as if each had closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from django_realtime.presence._redis_scripts import (
+    DEAD,
+    FORGET,
+    HEARTBEAT,
+    SNAPSHOT,
+    SYNC,
+    TRACK,
+    UNTRACK,
+)
+from django_realtime.presence.backends import PresenceBackend, Snapshot
+from django_realtime.presence.model import Change, Record
+
+if TYPE_CHECKING:
+    from redis import Redis as SyncRedis
+    from redis.asyncio import Redis
+
+__all__ = ["RedisPresence"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _changes(rows: Any) -> list[Change]:
+    return [
+        Change(_text(key), Record(_text(info), int(n), int(v)))
+        for key, n, v, info in rows
+    ]
+
+
+def _record(value: Any) -> Record:
+    import json
+
+    n, v, info = json.loads(_text(value))
+    return Record(info, int(n), int(v))
+
+
+class RedisPresence(PresenceBackend):
+    """Keep presence in Redis at ``url``, keys under ``prefix``."""
+
+    shared = True
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._procs = f"{prefix}:{{presence}}:procs"
+        self._proc = f"{prefix}:{{presence}}:proc:"
+        self._clients: dict[asyncio.AbstractEventLoop, Redis] = {}
+        self._sync: SyncRedis | None = None
+
+    def _keys(self, stream: str) -> list[str]:
+        base = f"{self.prefix}:presence:{{{stream}}}"
+        return [f"{base}:conns", f"{base}:members", f"{base}:v"]
+
+    def _client(self) -> Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            from redis.asyncio import Redis
+
+            for old in [lp for lp in self._clients if lp.is_closed()]:
+                del self._clients[old]
+            client = self._clients[loop] = Redis.from_url(
+                self.url, client_name=f"{self.prefix}-presence"
+            )
+        return client
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._client().eval(script, len(keys), *keys, *args)
+
+    async def track(
+        self, stream: str, conn: str, key: str, info: str, process: str
+    ) -> list[Change]:
+        rows = await self._run(TRACK, self._keys(stream), [conn, key, info, process])
+        return _changes(rows)
+
+    async def untrack(self, stream: str, conn: str) -> list[Change]:
+        return _changes(await self._run(UNTRACK, self._keys(stream), [conn]))
+
+    async def sync(
+        self, stream: str, process: str, connections: dict[str, tuple[str, str]]
+    ) -> list[Change]:
+        args: list[str] = [process]
+        for conn, (key, info) in connections.items():
+            args += [conn, key, info]
+        return _changes(await self._run(SYNC, self._keys(stream), args))
+
+    @staticmethod
+    def _snapshot(reply: Any) -> Snapshot:
+        version, flat = reply
+        members = {_text(flat[i]): _record(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return int(version), members
+
+    async def snapshot(self, stream: str) -> Snapshot:
+        return self._snapshot(await self._run(SNAPSHOT, self._keys(stream)[1:], []))
+
+    def snapshot_sync(self, stream: str) -> Snapshot:
+        if self._sync is None:
+            from redis import Redis as SyncRedis
+
+            self._sync = SyncRedis.from_url(self.url)
+        keys = self._keys(stream)[1:]
+        return self._snapshot(self._sync.eval(SNAPSHOT, len(keys), *keys))
+
+    async def heartbeat(self, process: str, streams: set[str]) -> bool:
+        keys = [self._procs, self._proc + process]
+        return bool(await self._run(HEARTBEAT, keys, [process, *sorted(streams)]))
+
+    async def sweep(self, process: str, expiry: float) -> dict[str, list[Change]]:
+        dead = await self._run(DEAD, [self._procs, self._proc], [expiry, process])
+        out: dict[str, list[Change]] = {}
+        for proc, streams in dead:
+            name = _text(proc)
+            for stream in map(_text, streams):
+                out.setdefault(stream, []).extend(await self.sync(stream, name, {}))
+            await self._run(FORGET, [self._procs, self._proc + name], [name])
+        return out
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
