@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from django.core.checks import run_checks
 from django.test import override_settings
 from pamqp import decode, encode
 
+from django_realtime.exceptions import ChannelLayerError
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers.rabbitmq import RabbitMQChannelLayer
 from django_realtime.layers.rabbitmq._inbox import Inbox
@@ -190,6 +192,20 @@ async def test_a_flush_in_another_process_empties_groups_without_breaking_this_o
     assert await receive(this, channel) == {"type": "after.flush"}
 
 
+async def test_processes_configured_with_other_capacities_are_told_so(
+    make: Callable[..., RabbitMQChannelLayer],
+) -> None:
+    first, second = make(capacity=10), make(capacity=20)
+    await first.send("jobs", {"type": "job"})
+
+    with pytest.raises(ChannelLayerError, match="same capacity and expiry"):
+        await second.send("jobs", {"type": "job"})
+    # The broker closed the channel that asked; the next operation opens
+    # another.
+    await second.send("other", {"type": "job"})
+    assert await receive(second, "other") == {"type": "job"}
+
+
 async def test_a_full_process_local_channel_drops_with_a_warning(
     make: Callable[..., RabbitMQChannelLayer], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -230,6 +246,8 @@ async def test_a_layer_takes_its_configuration_from_channel_layers() -> None:
 
 
 def connections_named(name: str) -> int:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not on PATH: connections cannot be listed.")
     listed = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "client_properties"],
         capture_output=True,
