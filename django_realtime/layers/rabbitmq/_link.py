@@ -266,6 +266,9 @@ class Link:
                 tag: str = await handle.consume(callback, no_ack=no_ack)
                 return tag
         except (AMQPError, ConnectionError, RuntimeError, TimeoutError) as error:
+            # The broker may have closed the consuming channel, and every
+            # consumer on it: connect again, which starts them all again.
+            self.spawn(self._drop_connection())
             raise ChannelLayerError(
                 f"RabbitMQ at {self.where} failed to consume {queue!r}: {error!r}."
             ) from error
