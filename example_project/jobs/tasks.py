@@ -17,6 +17,7 @@ tasks too (example_project/jobs/task_worker.py). The view enqueues through
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db.models import F
@@ -29,6 +30,8 @@ from example_project.jobs.models import Job
 from example_project.jobs.worker import JOBS_CHANNEL, JobWorkerConsumer
 
 __all__ = ["run_job"]
+
+logger = logging.getLogger(__name__)
 
 
 class _TaskJobRunner(JobWorkerConsumer):
@@ -62,6 +65,9 @@ class _TaskJobRunner(JobWorkerConsumer):
             job.queued_at = job.updated_at = now
             job.version += 1
             await super()._report("requeued", job)
+            logger.warning(
+                "Worker stopped while running job %d; queued it again", job.pk
+            )
 
 
 @task(queue_name=JOBS_CHANNEL)
