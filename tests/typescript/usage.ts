@@ -2,6 +2,7 @@
 // (run by .ci/run) fails when the declarations and this use disagree.
 import {
   collection,
+  presence,
   connect,
   multiplex,
   RealtimeError,
@@ -91,6 +92,21 @@ jobs.on("leave", (pk: number) => console.log("gone", pk));
 jobs.on("change", (live) => console.log(live.list().map((row) => row.status)));
 void jobs.ready.then((live) => live.rows.get(1)?.status);
 
+// Who is in the room: each user once, with their number of connections.
+interface ChatMember {
+  id: number;
+  username: string;
+}
+const here = presence<ChatMember>(rt, "chat.lobby", {
+  onError: (error) => console.warn(error.code),
+});
+here.on("join", (key: string, member) => console.log(key, member.info.username));
+here.on("update", (_key, member, previous) => console.log(member.connections, previous.v));
+here.on("leave", (key: string) => console.log("left", key));
+here.on("sync", (members) => console.log(members.size));
+here.on("change", (live) => console.log(live.list().map((info) => info.username)));
+void here.ready.then((live) => live.members.get("1")?.connections);
+
 console.log(resolveUrl("/ws/", "https://example.com/page"), rt.transport, rt.state);
 void post("hi");
 off();
@@ -98,4 +114,5 @@ stopState();
 badge.close();
 mux.close();
 void jobs.close();
+void here.close();
 rt.close(1000, "bye");

@@ -261,3 +261,44 @@ export function collection<R extends FeedRow = FeedRow>(
   feed: string,
   options?: CollectionOptions<R>,
 ): Collection<R>;
+
+// -- Presence: who is here ------------------------------------------------------
+
+/** A member of a stream: its public info and its number of connections. */
+export interface PresenceMember<I = Record<string, unknown>> {
+  info: I;
+  connections: number;
+  /** The version of its last change. */
+  v: number;
+}
+
+export interface PresenceOptions {
+  /** The server refused the presence ("forbidden", say); it is closed. */
+  onError?: (error: RealtimeError) => void;
+}
+
+/** The members of a stream, kept in sync. */
+export class Presence<I = Record<string, unknown>> {
+  readonly stream: string;
+  readonly members: Map<string, PresenceMember<I>>;
+  /** Resolves once the first snapshot is in `members`. */
+  readonly ready: Promise<Presence<I>>;
+  on(type: "sync", handler: (members: Map<string, PresenceMember<I>>) => void): () => void;
+  on(type: "join", handler: (key: string, member: PresenceMember<I>) => void): () => void;
+  on(
+    type: "update",
+    handler: (key: string, member: PresenceMember<I>, previous: PresenceMember<I>) => void,
+  ): () => void;
+  on(type: "leave", handler: (key: string, previous: PresenceMember<I>) => void): () => void;
+  on(type: "change", handler: (presence: Presence<I>) => void): () => void;
+  /** The members' info, each member once. */
+  list(): I[];
+  close(): Promise<void>;
+}
+
+/** Be a member of `stream` and keep its members in sync, over `realtime`. */
+export function presence<I = Record<string, unknown>>(
+  realtime: Realtime,
+  stream: string,
+  options?: PresenceOptions,
+): Presence<I>;

@@ -1638,3 +1638,173 @@ export class Collection {
 export function collection(realtime, feed, options = {}) {
   return new Collection(realtime, feed, options);
 }
+
+// -- Presence: who is here ------------------------------------------------------
+//
+// A PresenceConsumer (django_realtime.presence) tracks who is subscribed to
+// "presence:<stream>": the members, keyed by user, with their public info and
+// their number of connections. presence() keeps them in sync: a snapshot
+// (the request "presence.members"), then the diffs published on the presence
+// stream, resumed like any stream. Every change carries a version: a change
+// at or below the snapshot's version, or below the member's, is skipped, so
+// diffs may arrive in any order. See docs/topics/presence.rst.
+
+/**
+ * Options of {@link presence}.
+ * @typedef {object} PresenceOptions
+ * @property {(error: RealtimeError) => void} [onError] the server refused the
+ *     presence ("forbidden", say); it is closed
+ */
+
+/** The members of a stream, kept in sync; see {@link presence}. */
+export class Presence {
+  #realtime;
+  #options;
+  #handlers = new Map(); // type -> Set of handlers
+  #subscription = null;
+  #version = null; // the snapshot's; null while one is awaited
+  #versions = new Map(); // key -> version of its last change applied
+  #pending = []; // diffs that arrived before the snapshot
+  #closed = false;
+  #loading = false;
+
+  constructor(realtime, stream, options = {}) {
+    /** The stream whose members these are. */
+    this.stream = stream;
+    /** The members, by key: `{info, connections, v}`. @type {Map<string, object>} */
+    this.members = new Map();
+    this.#realtime = realtime;
+    this.#options = options;
+    let ready;
+    /**
+     * Resolves once the first snapshot is in {@link Presence#members};
+     * rejects with the RealtimeError of a refusal.
+     * @type {Promise<Presence>}
+     */
+    this.ready = new Promise((resolve, reject) => {
+      ready = { resolve, reject };
+    });
+    this.ready.catch(() => {}); // a refusal also goes to onError
+    this.#subscription = realtime.subscribe(`presence:${stream}`, {
+      onPublication: (data) => this.#diff(data),
+      onSubscribed: (info) => {
+        // A resume that replayed what was missed needs no snapshot.
+        if (this.#version === null || !info.recovered) this.#load(ready);
+      },
+      onLost: () => this.#load(ready),
+      onError: (error) => {
+        this.#closed = true;
+        ready.reject(error);
+        call(this.#options.onError, error);
+      },
+    });
+  }
+
+  /**
+   * Call `handler` on "sync" (a snapshot replaced the members: `(members)`),
+   * "join" (`(key, member)`), "update" (its info or connections changed:
+   * `(key, member, previous)`), "leave" (`(key, previous)`), and "change"
+   * (after each of those: `(presence)`).
+   * @returns {() => void} removes the handler
+   */
+  on(type, handler) {
+    if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
+    this.#handlers.get(type).add(handler);
+    return () => this.#handlers.get(type).delete(handler);
+  }
+
+  /** @returns {object[]} the members' `info`, each member once */
+  list() {
+    return [...this.members.values()].map((member) => member.info);
+  }
+
+  /** Stop being a member (once the server's grace period is over) and following. */
+  close() {
+    this.#closed = true;
+    const subscription = this.#subscription;
+    this.#subscription = null;
+    return subscription ? subscription.unsubscribe() : Promise.resolve();
+  }
+
+  #emit(type, ...args) {
+    for (const handler of [...(this.#handlers.get(type) ?? [])]) call(handler, ...args);
+  }
+
+  /** Take a snapshot; diffs wait meanwhile, then apply if newer. */
+  async #load(ready) {
+    if (this.#closed || this.#loading) return;
+    this.#loading = true;
+    this.#version = null;
+    let snapshot;
+    try {
+      snapshot = await this.#realtime.request("presence.members", { stream: this.stream });
+    } catch (error) {
+      this.#loading = false;
+      // The next (re)subscribe asks again.
+      if (error.code !== "disconnected" && error.code !== "closed") report(error);
+      return;
+    }
+    this.#loading = false;
+    if (this.#closed) return;
+    const previous = this.members;
+    this.members = new Map(Object.entries(snapshot.members));
+    this.#version = snapshot.version;
+    this.#versions = new Map([...this.members].map(([key, member]) => [key, member.v]));
+    this.#emit("sync", this.members);
+    for (const [key, member] of previous) {
+      if (!this.members.has(key)) this.#emit("leave", key, member);
+    }
+    for (const [key, member] of this.members) {
+      if (!previous.has(key)) this.#emit("join", key, member);
+    }
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const data of pending) this.#apply(data);
+    this.#emit("change", this);
+    ready.resolve(this);
+  }
+
+  #diff(data) {
+    if (data?.type !== "presence.diff") return;
+    if (this.#version === null) this.#pending.push(data);
+    else {
+      this.#apply(data);
+      this.#emit("change", this);
+    }
+  }
+
+  #newer(key, version) {
+    return version > Math.max(this.#version, this.#versions.get(key) ?? 0);
+  }
+
+  #apply(data) {
+    for (const [key, member] of Object.entries(data.joins ?? {})) {
+      if (!this.#newer(key, member.v)) continue;
+      this.#versions.set(key, member.v);
+      const held = this.members.get(key);
+      this.members.set(key, member);
+      if (held) this.#emit("update", key, member, held);
+      else this.#emit("join", key, member);
+    }
+    for (const [key, version] of Object.entries(data.leaves ?? {})) {
+      if (!this.#newer(key, version)) continue;
+      this.#versions.set(key, version);
+      const held = this.members.get(key);
+      if (!held) continue;
+      this.members.delete(key);
+      this.#emit("leave", key, held);
+    }
+  }
+}
+
+/**
+ * Be a member of `stream` and keep its members in sync, over `realtime`: a
+ * snapshot, then joins, updates and leaves, resumed after reconnections.
+ * @param {Realtime} realtime a connection to a PresenceConsumer
+ * @param {string} stream the stream whose presence to join ("chat.lobby")
+ * @param {PresenceOptions} [options]
+ * @returns {Presence}
+ */
+export function presence(realtime, stream, options = {}) {
+  return new Presence(realtime, stream, options);
+}
