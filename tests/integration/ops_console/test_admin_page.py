@@ -221,3 +221,25 @@ async def test_draining_this_process_closes_its_connections_and_writes_the_log()
     assert entry.object_id == HERE
     assert entry.change_message.startswith("Drained (")
     assert "then accept connections again" in entry.change_message
+
+
+async def test_a_group_given_the_permissions_as_the_docs_do_may_act() -> None:
+    from django.contrib.auth.models import Group
+
+    operators = await Group.objects.acreate(name="operators")
+    await operators.permissions.aset(
+        [
+            p
+            async for p in Permission.objects.filter(
+                content_type__app_label="django_realtime",
+                codename__in=["view_realtime_ops", "change_realtime_ops"],
+            )
+        ]
+    )
+    account = await user("gus")
+    await account.groups.aadd(operators)
+    client = await client_of(account)
+
+    page = (await client.get(PAGE)).content.decode()
+
+    assert "Drain this process" in page
