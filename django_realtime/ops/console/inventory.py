@@ -163,14 +163,18 @@ def describe(record: Record) -> dict[str, Any]:
     """Return what the page shows of one connection, as plain data."""
     connection = record.connection
     scope = connection.scope
+    transport = transport_of(connection)
+    # A stream consumer served over HTTP has the counters but never the
+    # frames (each request is its own exchange): none rather than zero.
+    counted = transport == "websocket"
     return {
         "id": record.id,
         "user": user_of(scope),
         "path": str(scope.get("path", "?")),
-        "transport": transport_of(connection),
+        "transport": transport,
         "since": record.since,
-        "frames_in": getattr(connection, "_frames_in", None),
-        "frames_out": getattr(connection, "_frames_out", None),
+        "frames_in": getattr(connection, "_frames_in", None) if counted else None,
+        "frames_out": getattr(connection, "_frames_out", None) if counted else None,
         "streams": streams_of(connection),
     }
 
