@@ -4,7 +4,7 @@
 "django_realtime.layers.postgres.PostgresChannelLayer", "CONFIG": {"alias":
 "default"}}}``; the options are documented on :class:`PostgresChannelLayer`.
 
-The layer needs psycopg 3 (``pip install django-realtime[postgres]``); it is
+The layer needs psycopg 3 (``pip install django-realtime-framework[postgres]``); it is
 imported when the layer is first named, so that the package's checks and
 migration load without it.
 """

@@ -19,14 +19,16 @@ from typing import Any, ClassVar
 
 from django_realtime.exceptions import ChannelFull
 from django_realtime.layers._core import LayerStats
+from django_realtime.layers._plain import decode, encoder
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.postgres import _tables
-from django_realtime.layers.postgres._codec import decode, encode
 from django_realtime.layers.postgres._slot import EngineSlot
 from django_realtime.layers.postgres.engine import Connection, Engine
 from django_realtime.layers.sqlite._inbox import Inbox
 
 __all__ = ["PostgresChannelLayer"]
+
+encode = encoder("PostgresChannelLayer")
 
 logger = logging.getLogger("django_realtime.layers.postgres")
 

@@ -3,7 +3,7 @@
 ``CHANNEL_LAYERS = {"default": {"BACKEND":
 "django_realtime.layers.rabbitmq.RabbitMQChannelLayer", "CONFIG": {"url":
 ...}}}``; the options are documented on :class:`RabbitMQChannelLayer`.
-It needs aio-pika (``pip install django-realtime[rabbitmq]``), imported
+It needs aio-pika (``pip install django-realtime-framework[rabbitmq]``), imported
 only when the layer is: the system checks load without it.
 """
 

@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from django_realtime.exceptions import ChannelLayerError
 from django_realtime.layers._core import LayerStats
-from django_realtime.layers.rabbitmq._codec import decode
+from django_realtime.layers._plain import decode
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
 from django_realtime.layers.rabbitmq._members import Binding, Memberships

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from django_realtime.layers.rabbitmq._codec import decode
+from django_realtime.layers._plain import decode
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link
 from django_realtime.layers.rabbitmq._names import sent_at

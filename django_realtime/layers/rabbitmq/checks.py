@@ -100,7 +100,7 @@ def check_rabbitmq_layers(
             Error(
                 f"{configured[0][0]} is a RabbitMQ layer, but aio-pika is not "
                 "installed.",
-                hint="pip install 'django-realtime[rabbitmq]'",
+                hint="pip install 'django-realtime-framework[rabbitmq]'",
                 id="django_realtime.rabbitmq.E002",
             )
         )

@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 from django_realtime.exceptions import ChannelFull
 from django_realtime.layers._core import LayerStats
+from django_realtime.layers._plain import encoder
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.rabbitmq import _names
-from django_realtime.layers.rabbitmq._codec import encode
 from django_realtime.layers.rabbitmq._holder import Holder
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
@@ -36,6 +36,8 @@ from django_realtime.layers.rabbitmq._topology import (
 )
 
 __all__ = ["DEFAULT_URL", "RabbitMQChannelLayer"]
+
+encode = encoder("RabbitMQChannelLayer")
 
 logger = logging.getLogger("django_realtime.layers.rabbitmq")
 

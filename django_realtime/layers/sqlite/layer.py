@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from django_realtime.layers._core import LayerStats
+from django_realtime.layers._plain import decode, encoder
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.sqlite import _tables
-from django_realtime.layers.sqlite._codec import decode, encode
 from django_realtime.layers.sqlite._inbox import Inbox
 from django_realtime.layers.sqlite._slot import EngineSlot
 from django_realtime.layers.sqlite.engine import Engine
 from django_realtime.layers.sqlite.wake import WakeSocket, wake_dir
 
 __all__ = ["DEFAULT_PATH", "SQLiteChannelLayer"]
+
+encode = encoder("SQLiteChannelLayer")
 
 logger = logging.getLogger("django_realtime.layers.sqlite")
 
