@@ -21,9 +21,8 @@ from typing import Any
 from django_realtime.multiplex.envelope import (
     binary_header,
     close_frame,
-    encode_text,
+    data_prefix,
     open_frame,
-    text_prefix,
 )
 from django_realtime.ops.logs import printable
 from django_realtime.types import Message
@@ -114,7 +113,7 @@ class Child:
         self._send = send
         self._ended = ended
         self._interrupt = interrupt
-        self._prefix = text_prefix(topic)
+        self._prefix = data_prefix(topic)
         self._header: bytes | None = None
 
     async def send(self, message: Message) -> None:
@@ -132,10 +131,7 @@ class Child:
             text = message.get("text")
             if text is not None:
                 await self._send(
-                    {
-                        "type": "websocket.send",
-                        "text": self._prefix + encode_text(text) + "}",
-                    }
+                    {"type": "websocket.send", "text": self._prefix + text}
                 )
                 return
             header = self._header

@@ -1,8 +1,12 @@
 """The multiplexing envelope: topic frames on one WebSocket, with no I/O.
 
-Every frame on a multiplexed socket belongs to one topic. Text frames are
-JSON objects with a ``"topic"`` and a ``"kind"``; a binary frame carries one
-topic's binary payload behind a short header. The format is in
+Every frame on a multiplexed socket belongs to one topic, or to the socket
+(a ``ping``). A text frame is either a **data frame**, the topic's name, a
+line feed and the payload verbatim (no JSON escaping on either side), or a
+**control frame**, a JSON object with a ``"kind"`` (``open``, ``close``,
+``error``, ``ping``, ``pong``), told apart by its first character ``{``
+(which no topic name has). A binary frame carries one topic's binary
+payload behind a short header. The format is in
 ``docs/reference/multiplex-protocol.rst``; this module parses what the
 client sends (:func:`parse_text`, :func:`parse_binary`) and builds what the
 server sends, and raises :exc:`EnvelopeError` for anything else.
@@ -11,9 +15,7 @@ server sends, and raises :exc:`EnvelopeError` for anything else.
 from __future__ import annotations
 
 import json
-import json.encoder
 import re
-from collections.abc import Callable
 from typing import Any
 
 from django_realtime.ops.logs import printable
@@ -31,12 +33,11 @@ __all__ = [
     "binary_header",
     "check_topic",
     "close_frame",
-    "encode_text",
+    "data_prefix",
     "error_frame",
     "open_frame",
     "parse_binary",
     "parse_text",
-    "text_prefix",
 ]
 
 #: Topic names: 1 to 200 ASCII letters, digits and ``_ . : @ = ~ + / -``.
@@ -46,7 +47,8 @@ OPEN = "open"
 CLOSE = "close"
 FRAME = "frame"
 PING = "ping"
-_CLIENT_KINDS = (OPEN, CLOSE, FRAME, PING)
+#: The kinds of a client's control frames.
+_CLIENT_KINDS = (OPEN, CLOSE, PING)
 
 #: The answer to a ``ping``: browsers cannot send WebSocket pings.
 PONG_FRAME = '{"kind":"pong"}'
@@ -58,9 +60,8 @@ _dumps = json.JSONEncoder(ensure_ascii=True).encode
 
 _raw_decode = json.JSONDecoder().raw_decode
 
-#: Encode a text payload as a JSON string. A payload is not escaped to ASCII:
-#: it was valid UTF-8 (a frame's text), and stays as short on the wire.
-encode_text: Callable[[str], str] = json.encoder.encode_basestring
+#: What ends a data frame's topic name; the payload follows.
+_DATA_SEPARATOR = "\n"
 
 
 class EnvelopeError(ValueError):
@@ -128,11 +129,21 @@ def check_topic(topic: Any) -> str:
 
 
 def parse_text(text: str) -> Envelope:
-    """Parse a client's text frame.
+    """Parse a client's text frame: a data frame or a JSON control frame.
 
     Raises:
         EnvelopeError: it is not a valid envelope.
     """
+    if text[:1] != "{":
+        cut = text.find(_DATA_SEPARATOR)
+        if cut > 0:
+            # The topic is checked by its lookup (see Envelope).
+            return Envelope(text[:cut], FRAME, text[cut + 1 :])
+        raise EnvelopeError(
+            BAD_ENVELOPE,
+            "Expected a data frame (the topic, a line feed, the payload) or a "
+            f"JSON control frame, got {printable(repr(text[:200]))}.",
+        )
     try:
         try:
             # raw_decode(): loads() without its two whitespace scans, for
@@ -153,19 +164,6 @@ def parse_text(text: str) -> Envelope:
             f"Expected a JSON object, got {printable(repr(content)[:200])}.",
         )
     kind = content.get("kind")
-    if kind == FRAME:
-        # The hot path: the topic is checked by its lookup (see Envelope).
-        topic = content.get("topic")
-        payload = content.get("text")
-        if type(topic) is str and type(payload) is str:
-            return Envelope(topic, FRAME, payload)
-        topic = check_topic(topic)
-        raise EnvelopeError(
-            BAD_ENVELOPE,
-            "Expected a 'frame' with a string 'text', got "
-            f"{printable(repr(payload)[:200])}.",
-            topic,
-        )
     if kind == PING:
         return Envelope("", PING)
     topic = check_topic(content.get("topic"))
@@ -217,9 +215,9 @@ def parse_binary(data: bytes) -> Envelope:
     return Envelope(topic, FRAME, data=data[1 + size :])
 
 
-def text_prefix(topic: str) -> str:
-    """Return the start of ``topic``'s text frames; the JSON text and ``}`` follow."""
-    return '{"topic":' + _dumps(topic) + ',"kind":"frame","text":'
+def data_prefix(topic: str) -> str:
+    """Return the start of ``topic``'s data frames; the payload follows verbatim."""
+    return topic + _DATA_SEPARATOR
 
 
 def binary_header(topic: str) -> bytes:

@@ -9,13 +9,15 @@ the behaviour the client sees). This module decides who reads the server's
   frame into its topic's inbox, an ``open``, ``close`` or error here);
 - a consumer whose inbox is empty, when nobody reads, becomes the reader
   itself, inside its own ``receive()``: a frame for its own topic is then
-  returned to it at once, with no other task woken. It stops reading as
-  soon as its inbox has something for it;
+  returned to it at once, with no other task woken and no queue on the
+  way. It stops reading as soon as it has something to return;
 - the socket's own task reads when no consumer does. When it reads a frame
   for a consumer that waits, it wakes that consumer and leaves the reading
-  to it; when a reader stops, the socket's task is woken (by a timer, at
-  most a millisecond later) unless a consumer took over meanwhile, so that
-  the socket is read while a consumer's handler runs, slow or sync.
+  to it. When a reader stops, the socket's task is woken one to two
+  milliseconds later unless a consumer took the reading over meanwhile
+  (:mod:`django_realtime.multiplex.lending`, one timer per event loop),
+  so that the socket is read while a consumer's handler runs, slow or
+  sync.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from django_realtime.multiplex.envelope import (
     parse_binary,
     parse_text,
 )
+from django_realtime.multiplex.lending import lending
 from django_realtime.ops import lifecycle
 from django_realtime.ops.logs import printable
 from django_realtime.servers.daphne import flow_controlled
@@ -55,10 +58,9 @@ __all__ = ["MultiplexedSocket"]
 
 logger = logging.getLogger("django_realtime.multiplex")
 
-#: Seconds the socket may go unread while the consumer that read it last
-#: handles its frame; then the socket's task reads. A consumer that comes
-#: back sooner reads on, and the check costs no turn of the event loop.
-_LEND = 0.001
+#: What :meth:`MultiplexedSocket._read` returns to the socket's own task
+#: when it woke a consumer and leaves the reading to it.
+_HANDED_OVER: Message = {"type": "multiplex.handed_over"}
 
 
 class MultiplexedSocket:
@@ -92,8 +94,9 @@ class MultiplexedSocket:
         self.ended = False
         self.code = 1006
         self._wake_main: asyncio.Future[None] | None = None
-        # The pending _check_reader() call, at most one.
-        self._check: asyncio.TimerHandle | None = None
+        # Who wakes this socket's task when a reader stopped (lending.py).
+        self._lending = lending(asyncio.get_running_loop())
+        self.lent_at = 0
         # The reader waits in the server's receive; the child told to stop.
         self._receiving = False
         self._interrupted: Child | None = None
@@ -131,7 +134,7 @@ class MultiplexedSocket:
         handed_over = False
         while not self.ended:
             if self.reader is None and not handed_over:
-                handed_over = await self._read(self)
+                handed_over = await self._read(self) is not None
                 continue
             # A consumer reads (or was just handed the reading): wait until
             # a reader stops with nobody taking over.
@@ -150,7 +153,9 @@ class MultiplexedSocket:
             if items:
                 return items.popleft()
             if self.reader is None and not self.ended:
-                await self._read(child)
+                event = await self._read(child)
+                if event is not None:
+                    return event
                 continue
             waiter = inbox.waiter = asyncio.get_running_loop().create_future()
             try:
@@ -158,11 +163,14 @@ class MultiplexedSocket:
             finally:
                 inbox.waiter = None
 
-    async def _read(self, owner: object) -> bool:
+    async def _read(self, owner: object) -> Message | None:
         """Read and route as ``owner`` until it should stop (see the module).
 
         Returns:
-            Whether the socket's task stopped to hand the reading over.
+            For a consumer, the event it read for itself (``None``: its
+            inbox got events meanwhile, or the socket ended); for the
+            socket's task, :data:`_HANDED_OVER` when it stopped to hand the
+            reading over to the consumer it woke.
         """
         self.reader = owner
         receive = self.receive
@@ -181,41 +189,41 @@ class MultiplexedSocket:
                     task = asyncio.current_task()
                     if task is not None:
                         task.uncancel()
-                    return False
+                    return None
                 finally:
                     self._receiving = False
-                # The hot path, inline: a text frame for an open topic.
+                # The hot path, inline: a data frame for an open topic.
                 target: Child | None = None
+                routed = False
                 text = message.get("text")
-                try:
-                    envelope = None if text is None else parse_text(text)
-                except EnvelopeError:
-                    envelope = None
-                if (
-                    envelope is not None
-                    and envelope.kind is FRAME
-                    and (child := topics.get(envelope.topic)) is not None
-                    and child.state == OPEN
-                    and len(child.inbox.items) < limit
-                ):
-                    event = {"type": "websocket.receive", "text": envelope.text}
-                    if child.inbox.put(event):
-                        target = child
-                else:
+                if text is not None and text[:1] != "{":
+                    cut = text.find("\n")
+                    child = topics.get(text[:cut]) if cut > 0 else None
+                    if child is not None and child.state == OPEN:
+                        items = child.inbox.items
+                        if len(items) < limit:
+                            event = {
+                                "type": "websocket.receive",
+                                "text": text[cut + 1 :],
+                            }
+                            if child is owner and not items:
+                                return event  # its own frame, at once
+                            if child.inbox.put(event):
+                                target = child
+                            routed = True
+                if not routed:
                     target = await self._route(message)
                 if self.ended:
-                    return False
+                    return None
                 if owner is self:
                     if target is not None:
-                        return True  # hand the reading over to the consumer woken
+                        return _HANDED_OVER  # to the consumer woken
                 elif owner.inbox.items:  # type: ignore[attr-defined]
-                    return False
+                    return None
         finally:
             self.reader = None
-            if not self.ended and self._check is None:
-                self._check = self._loop.call_later(
-                    _LEND, self._check_reader, context=self._context
-                )
+            if not self.ended:
+                self._lending.note(self)
 
     def interrupt(self, child: Child) -> None:
         """Stop ``child`` reading: its inbox got an event from another task.
@@ -236,9 +244,8 @@ class MultiplexedSocket:
             self._interrupted = child
             task.cancel()
 
-    def _check_reader(self) -> None:
+    def check_reader(self) -> None:
         """Wake the socket's task to read if no consumer took the reading over."""
-        self._check = None
         if self.reader is None and (waiter := self._wake_main) is not None:
             self._wake_main = None
             if not waiter.done():
@@ -397,9 +404,7 @@ class MultiplexedSocket:
 
     async def _end_all(self) -> None:
         """Send every consumer the socket's end; wait for them to finish."""
-        if self._check is not None:
-            self._check.cancel()
-            self._check = None
+        self._lending.forget(self)
         if not self.ended:
             self._disconnected(self.code)
         tasks = [child.task for child in self.children if child.task is not None]

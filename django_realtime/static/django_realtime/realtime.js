@@ -1253,7 +1253,7 @@ export class Multiplex {
   /** Send one frame of `topic`; called by Topic#send once the topic is open. */
   _sendTo(topic, data) {
     if (typeof data === "string") {
-      this.#socket.send(JSON.stringify({ topic: topic.name, kind: "frame", text: data }));
+      this.#socket.send(`${topic.name}\n${data}`); // a data frame: no JSON around it
       return;
     }
     const payload = ArrayBuffer.isView(data)
@@ -1423,18 +1423,26 @@ export class Multiplex {
       }
       return;
     }
+    if (data[0] !== "{") {
+      // A data frame: the topic, a line feed, the payload.
+      const cut = data.indexOf("\n");
+      const record = this.#topics.get(data.slice(0, cut))?.[internal];
+      if (cut > 0 && record?.state === "open") {
+        const text = data.slice(cut + 1);
+        for (const handler of [...record.handlers]) call(handler, text);
+      }
+      return;
+    }
     let frame;
     try {
       frame = JSON.parse(data);
     } catch {
-      report(new Error(`Expected a JSON frame from the server, got ${data}`));
+      report(new Error(`Expected a JSON control frame from the server, got ${data}`));
       return;
     }
     const topic = this.#topics.get(frame.topic);
     const record = topic?.[internal];
-    if (frame.kind === "frame") {
-      if (record?.state === "open") for (const handler of [...record.handlers]) call(handler, frame.text);
-    } else if (frame.kind === "open") {
+    if (frame.kind === "open") {
       if (topic) this.#topicOpened(topic);
     } else if (frame.kind === "close") {
       if (topic && record.sent) this.#topicClosed(topic, frame.code, frame.reason);

@@ -50,9 +50,9 @@ async def test_the_clock_answers_on_its_topic() -> None:
     assert (await ws.connect())[0]
     await ws.send_json_to({"topic": "clock/utc", "kind": "open"})
     assert await ws.receive_json_from() == {"topic": "clock/utc", "kind": "open"}
-    await ws.send_json_to({"topic": "clock/utc", "kind": "frame", "text": "1"})
-    frame = await ws.receive_json_from()
-    assert json.loads(frame["text"]) == {"zone": "clock/utc", "asked": 1}
+    await ws.send_to(text_data="clock/utc\n1")
+    topic, _, text = (await ws.receive_from()).partition("\n")
+    assert (topic, json.loads(text)) == ("clock/utc", {"zone": "clock/utc", "asked": 1})
     await ws.send_json_to({"topic": "clock/mars", "kind": "open"})
     assert await ws.receive_json_from() == {
         "topic": "clock/mars",
@@ -63,9 +63,7 @@ async def test_the_clock_answers_on_its_topic() -> None:
     await ws.send_json_to({"topic": "feed", "kind": "open"})
     assert await ws.receive_json_from() == {"topic": "feed", "kind": "open"}
     request = {"kind": "request", "id": 1, "type": "echo", "data": {"on": "it"}}
-    await ws.send_json_to(
-        {"topic": "feed", "kind": "frame", "text": json.dumps(request)}
-    )
-    reply = json.loads((await ws.receive_json_from())["text"])
+    await ws.send_to(text_data="feed\n" + json.dumps(request))
+    reply = json.loads((await ws.receive_from()).removeprefix("feed\n"))
     assert reply == {"kind": "reply", "id": 1, "data": {"on": "it"}}
     await ws.disconnect()

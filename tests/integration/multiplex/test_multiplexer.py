@@ -51,6 +51,16 @@ def layer() -> Iterator[InMemoryChannelLayer]:
     channel_layers.set("default", old)
 
 
+def decode(text: str) -> dict[str, Any]:
+    """Return a server's text frame as a dict; a data frame as kind ``frame``."""
+    if text.startswith("{"):
+        frame: dict[str, Any] = json.loads(text)
+        return frame
+    topic, separator, payload = text.partition("\n")
+    assert separator, f"Expected a data frame, got {text!r}."
+    return {"topic": topic, "kind": "frame", "text": payload}
+
+
 class Client:
     """A communicator that speaks envelopes."""
 
@@ -61,11 +71,10 @@ class Client:
         await self.ws.send_json_to({"topic": topic, "kind": kind, **fields})
 
     async def frame(self, topic: str, text: str) -> None:
-        await self.send(topic, "frame", text=text)
+        await self.ws.send_to(text_data=f"{topic}\n{text}")
 
     async def receive(self) -> dict[str, Any]:
-        frame: dict[str, Any] = await self.ws.receive_json_from(timeout=3)
-        return frame
+        return decode(await self.ws.receive_from(timeout=3))
 
     async def open(self, topic: str) -> dict[str, Any]:
         await self.send(topic, "open")
@@ -241,14 +250,19 @@ async def test_a_frame_over_the_consumers_limit_closes_its_topic_with_1009(
 @pytest.mark.parametrize(
     ("frame", "code", "topic"),
     [
-        ("not json", "bad_envelope", None),
+        ("no line feed", "bad_envelope", None),
+        ("\nno topic", "bad_envelope", None),
+        ("{not json", "bad_envelope", None),
         ("[1]", "bad_envelope", None),
+        ("a b\nx", "bad_envelope", None),
         ('{"topic": "a b", "kind": "open"}', "bad_envelope", None),
         ('{"topic": "echo", "kind": "jump"}', "bad_envelope", "echo"),
         ('{"topic": "echo", "kind": "frame", "text": 1}', "bad_envelope", "echo"),
         ('{"topic": "echo", "kind": "close", "code": 1006}', "bad_envelope", "echo"),
         ('{"topic": "nowhere", "kind": "open"}', "unknown_topic", "nowhere"),
-        ('{"topic": "echo", "kind": "frame", "text": "x"}', "not_open", "echo"),
+        ('{"topic": "echo", "kind": "frame", "text": "x"}', "bad_envelope", "echo"),
+        ("echo\nx", "not_open", "echo"),
+        ("echo\n", "not_open", "echo"),
         ('{"topic": "echo", "kind": "close"}', "not_open", "echo"),
     ],
 )
