@@ -6,6 +6,10 @@ messages as they are saved: ``{"type": "message", "id": ..., "author":
 users get a socket, only to a room that exists, and the socket of
 ``/ws/chat/<room>/`` may subscribe to that room's stream alone.
 
+The room has presence: a page that subscribes to ``presence:chat.<room>``
+is a member of the room (the logged-in user, by id and username) and
+sees who else is there (:mod:`django_realtime.presence`).
+
 A page posts a message with a ``post`` request, ``{"text": "..."}``. The
 consumer saves it as a :class:`~example_project.chat.models.Message` row and
 publishes it in the same transaction, so that it reaches the room once the
@@ -23,7 +27,8 @@ from django.db import DatabaseError, transaction
 
 from django_realtime import DenyConnection
 from django_realtime.ops.logs import printable
-from django_realtime.streams import RequestError, StreamConsumer, publish
+from django_realtime.presence import PresenceConsumer
+from django_realtime.streams import RequestError, publish
 from example_project.chat.models import MAX_MESSAGE_LENGTH, Message, Room
 
 __all__ = ["ChatConsumer", "message_data", "post_message", "room_stream"]
@@ -79,8 +84,8 @@ def post_message(*, room: str, author: AbstractBaseUser, text: str) -> Message:
     return message
 
 
-class ChatConsumer(StreamConsumer):
-    """Serve one room's stream to its members, and save what they post."""
+class ChatConsumer(PresenceConsumer):
+    """Serve one room's stream and presence to its members; save what they post."""
 
     room_name: str
 
@@ -104,6 +109,10 @@ class ChatConsumer(StreamConsumer):
 
     async def authorize_stream(self, stream: str) -> bool:
         """Allow the stream of this socket's room, and nothing else."""
+        return stream == room_stream(self.room_name)
+
+    def tracks_presence(self, stream: str) -> bool:
+        """Say who is in the room: the room's stream has presence."""
         return stream == room_stream(self.room_name)
 
     def request_post(self, data: Any) -> dict[str, Any]:

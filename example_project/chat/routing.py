@@ -1,9 +1,9 @@
 """WebSocket routes of the chat, for ``URLRouter`` in the project's asgi.py.
 
 ``ws/chat/`` is the room page's socket: a multiplexer whose topics are the
-room's stream (``chat/<room>``, the same :class:`ChatConsumer` as on the
-room's own route), who is online there (``online/<room>``) and the user's
-jobs (``jobs``, the jobs page's consumer). ``ws/chat/<room>/`` serves the
+room's stream and who is in the room (``chat/<room>``, the same
+:class:`ChatConsumer` as on the room's own route, with presence) and the
+user's jobs (``jobs``, the jobs page's consumer). ``ws/chat/<room>/`` serves the
 room's stream alone: for other clients, and for the page where WebSockets
 fail (then the page falls back to server-sent events or long-polling).
 """
@@ -14,7 +14,6 @@ from django_realtime.middleware.limits import ConnectionLimits
 from django_realtime.multiplex import multiplex
 from example_project.chat import converters  # noqa: F401  (registers "room")
 from example_project.chat.consumers import ChatConsumer
-from example_project.chat.online import OnlineConsumer
 from example_project.jobs.consumers import JobsConsumer
 
 __all__ = ["websocket_urlpatterns"]
@@ -28,7 +27,6 @@ websocket_urlpatterns = [
             multiplex(
                 {
                     "chat/<room:room_name>": ChatConsumer.as_asgi(),
-                    "online/<room:room_name>": OnlineConsumer.as_asgi(),
                     "jobs": JobsConsumer.as_asgi(),
                 },
                 max_topics=8,

@@ -1,10 +1,11 @@
 """The example room page's multiplexed socket in Chromium: badges beside the chat.
 
 Alice's and Bob's room pages each open one socket, ``/ws/chat/``, with the
-room's stream, the "who is online" badge and the jobs count as topics
-(``example_project/chat/routing.py``). Each page sees both users online,
-then only itself once the other page is gone; messages still flow, and the
-jobs count shows the user's active jobs.
+room's stream and its presence (who is online) and the jobs count as
+topics (``example_project/chat/routing.py``). Each page sees both users
+online, then only itself once the other page is gone (after the presence
+grace period, 5 s); messages still flow, and the jobs count shows the
+user's active jobs.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def online(page: RoomPage, names: str) -> None:
     page.tab.wait_for_function(
         "(names) => document.getElementById('online-names').value === names",
         arg=names,
-        timeout=WAIT,
+        # A page that leaves stays a member for the grace period.
+        timeout=WAIT * 2,
     )
 
 

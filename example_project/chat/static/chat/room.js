@@ -2,9 +2,9 @@
 // typed, through realtime.js (the "django_realtime" of the page's import map).
 //
 // The page has one socket, /ws/chat/, a multiplexer (see
-// example_project/chat/routing.py) on which it opens three topics: the
-// room's stream (chat/<room>), who is online in the room (online/<room>)
-// and the user's jobs (jobs). Where that socket never opens (WebSockets
+// example_project/chat/routing.py) on which it opens two topics: the
+// room's stream with its presence, who is in the room (chat/<room>), and
+// the user's jobs (jobs). Where that socket never opens (WebSockets
 // blocked), the room's stream alone falls back to server-sent events or
 // long-polling on its own route, and the badges say they are unavailable.
 //
@@ -15,7 +15,7 @@
 // connection catches up without reloading. A message that is both on the
 // page and on the stream shows once: the log knows the ids it shows.
 
-import { connect, multiplex } from "django_realtime";
+import { connect, multiplex, presence } from "django_realtime";
 
 const roomName = JSON.parse(document.getElementById("room-name").textContent);
 const since = JSON.parse(document.getElementById("room-since").textContent);
@@ -102,15 +102,24 @@ function follow(client) {
   room.on("message", appendMessage);
 }
 
-/** Keep the online badge: `{"online": [names]}` on each change. */
-function followOnline(mux) {
-  mux.topic(`online/${roomName}`, {
-    onMessage: (text) => {
-      const { online } = JSON.parse(text);
-      onlineNames.value = online.join(", ");
-    },
-    onClose: ({ final }) => final && (onlineNames.value = "unavailable"),
+/**
+ * Keep the "online here" badge: the room's members, each user once however
+ * many pages they have open (their number of pages in the title).
+ */
+function followPresence(client) {
+  const here = presence(client, `chat.${roomName}`, {
+    onError: () => (onlineNames.value = "unavailable"),
   });
+  here.on("change", (live) => {
+    const members = [...live.members.values()].sort((a, b) =>
+      a.info.username < b.info.username ? -1 : 1,
+    );
+    onlineNames.value = members.map(({ info }) => info.username).join(", ");
+    onlineNames.title = members
+      .map(({ info, connections }) => `${info.username}: ${connections}`)
+      .join(", ");
+  });
+  return here;
 }
 
 /**
@@ -156,6 +165,7 @@ mux.onState(({ state }) => {
   } else if (state === "reconnecting" && !muxOpened) {
     // The shared socket never opened: WebSockets do not get through. The
     // room's stream goes on over its own route, which falls back by itself.
+    here.close();
     mux.close();
     rt.close();
     onlineNames.value = jobsCount.value = "unavailable";
@@ -163,7 +173,7 @@ mux.onState(({ state }) => {
   }
 });
 follow(mux.streams(`chat/${roomName}`));
-followOnline(mux);
+const here = followPresence(rt);
 followJobs(mux);
 
 form.addEventListener("submit", async (event) => {
