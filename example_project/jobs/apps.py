@@ -8,3 +8,7 @@ class JobsConfig(AppConfig):
 
     name = "example_project.jobs"
     label = "jobs"
+
+    def ready(self) -> None:
+        """Register the jobs feed."""
+        from example_project.jobs import bindings  # noqa: F401

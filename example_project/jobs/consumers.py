@@ -1,9 +1,11 @@
-"""The jobs page's socket: the user's stream of news of their jobs.
+"""The jobs page's socket: the jobs feed, and the user's stream of news.
 
-A :class:`~django_realtime.streams.StreamConsumer` on ``/ws/jobs/``. Only a
-logged-in user may use it, and only to read their own stream,
-``jobs.user.<id>``, where every change of one of their jobs is published
-with the job's state::
+A :class:`~django_realtime.feeds.FeedConsumer` on ``/ws/jobs/``. Only a
+logged-in user may use it. The page follows the ``jobs.job`` feed
+(:mod:`example_project.jobs.bindings`): the user's own jobs, or everyone's
+for staff, as a snapshot then each change. The consumer also serves the
+user's own stream, ``jobs.user.<id>``, where every change of one of their
+jobs is published with the job's state and what happened::
 
     {"type": "progress",
      "job": {"id": 7, "version": 9, "description": "Wait 5 seconds",
@@ -22,14 +24,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_realtime.streams import RequestError, StreamConsumer
+from django_realtime.feeds import FeedConsumer
+from django_realtime.streams import RequestError
 from example_project.jobs.models import Job, cancel_job, stream_for_user
 
 __all__ = ["JobsConsumer"]
 
 
-class JobsConsumer(StreamConsumer):
-    """Serve a user the news of their jobs; cancel their jobs on request."""
+class JobsConsumer(FeedConsumer):
+    """Serve a user the jobs feed and the news of their jobs; cancel on request."""
+
+    feeds = ("jobs.job",)
 
     async def connect(self) -> None:
         """Accept the socket; close it with 4003 for a user not logged in."""
@@ -41,9 +46,13 @@ class JobsConsumer(StreamConsumer):
             await self.close(4003)
 
     async def authorize_stream(self, stream: str) -> bool:
-        """Allow the user's own stream only."""
+        """Allow the jobs feed, and the user's own stream."""
         user = self.scope["user"]
-        return bool(user.is_authenticated) and stream == stream_for_user(user.pk)
+        if not user.is_authenticated:
+            return False
+        return stream == stream_for_user(user.pk) or await super().authorize_stream(
+            stream
+        )
 
     def request_cancel(self, data: Any) -> dict[str, Any]:
         """Cancel the user's job ``data["id"]``; return its state.

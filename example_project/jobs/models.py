@@ -27,6 +27,8 @@ from django.utils import timezone
 
 from django_realtime import get_channel_layer
 from django_realtime.feeds import FeedQuerySet
+from django_realtime.feeds.events import UPDATE
+from django_realtime.feeds.publishing import publish_instance
 from django_realtime.streams import publish
 from example_project.jobs import work
 
@@ -87,10 +89,10 @@ class JobQuerySet(FeedQuerySet["Job"]):
         with transaction.atomic(using=using):
             # Write first, then read: a SQLite transaction that reads first
             # may be refused the write lock.
-            updated = (
-                self.using(using)
-                .filter(pk=pk)
-                .update(**changes, version=F("version") + 1)
+            # The plain UPDATE (FeedQuerySet.update() would read first), then
+            # the feeds are told explicitly.
+            updated = models.QuerySet.update(
+                self.using(using).filter(pk=pk), **changes, version=F("version") + 1
             )
             if not updated:
                 return None
@@ -98,6 +100,7 @@ class JobQuerySet(FeedQuerySet["Job"]):
             # database (SQLite): this reads what it wrote.
             job = Job.objects.using(using).get(pk=pk)
             publish(stream_for_user(job.owner_id), job_news(event, job), using=using)
+            publish_instance(job, UPDATE, changed=[*changes, "version"], using=using)
         return job
 
     def fail_abandoned(

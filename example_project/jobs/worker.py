@@ -10,6 +10,8 @@
 2. runs the work step by step, saving the progress of each step and
    publishing it on the owner's stream at once (``immediately=True``:
    without it, a handler's publications wait for the handler to return);
+   the jobs feed publishes each change at once too
+   (:func:`~django_realtime.feeds.publish_immediately`);
 3. saves the result, or the error, in a transaction, and publishes it on
    the owner's stream once that transaction has committed.
 
@@ -41,6 +43,7 @@ from django.utils import timezone
 
 from django_realtime import asend_to_channel
 from django_realtime.consumers import AsyncConsumer
+from django_realtime.feeds import publish_immediately
 from django_realtime.streams import apublish
 from example_project.jobs import work
 from example_project.jobs.models import Job, job_news, stream_for_user
@@ -89,7 +92,15 @@ class JobWorkerConsumer(AsyncConsumer):
     channel_layer_alias = None
 
     async def job_run(self, message: dict[str, Any]) -> None:
-        """Run the job ``message["job_id"]`` if it is still queued."""
+        """Run the job ``message["job_id"]`` if it is still queued.
+
+        Each change of the row reaches the jobs feed at once (its commit),
+        not when the handler returns: the pages show the progress live.
+        """
+        with publish_immediately():
+            await self._job_run(message)
+
+    async def _job_run(self, message: dict[str, Any]) -> None:
         job_id = message.get("job_id")
         if type(job_id) is not int:
             logger.error("Expected an integer 'job_id', got %r; skipped", job_id)

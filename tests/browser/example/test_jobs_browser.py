@@ -294,16 +294,21 @@ def test_a_page_cut_off_mid_job_catches_up_without_reloading(
     assert page.evaluate("window.notReloaded") is True
     assert tap.refused >= 1
     wait_until_connected(page)
-    # It resumed from the last news it had shown before the cut.
-    first, resume = tap.subscribes(since=page_socket)
+    # It resumed the jobs feed from the last change it had shown before the
+    # cut, having said which jobs it holds.
+    first, resume, *again = tap.subscribes(since=page_socket)
+    assert first["stream"] == resume["stream"] == "feed.jobs.job"
     shown = [
         p
         for p in tap.publications(since=page_socket)
-        if p["data"]["job"]["version"] == before["version"]
+        if p["data"]["row"]["version"] == before["version"]
     ][-1]
     assert resume["since"] == {"epoch": shown["epoch"], "offset": shown["offset"]}
+    held = [f for _n, f in tap.sent if f.get("type") == "feed.resume"]
+    assert held[-1]["data"]["feed"] == "jobs.job"
+    assert job_id in held[-1]["data"]["pks"]
     answer = tap.answer(resume)
-    news = [p["data"]["job"] for p in tap.publications(since=page_socket)]
+    news = [p["data"]["row"] for p in tap.publications(since=page_socket)]
     versions = [job["version"] for job in news]
     if recovered:
         # What it missed was replayed: every change of the job, once, in order.
@@ -312,13 +317,20 @@ def test_a_page_cut_off_mid_job_catches_up_without_reloading(
             VERSIONS - before["version"],
         )
         assert versions == list(range(versions[0], VERSIONS + 1))
-        assert news[-1] == saved
-        assert not any(url.endswith("/jobs/state/") for url in requests)
+        assert {k: v for k, v in news[-1].items() if k in saved} == saved
+        assert again == []
     else:
-        # Gone from the history: the page read the jobs again instead.
+        # Gone from the history: the page took a new snapshot of the feed
+        # instead, and followed it from there.
         assert (answer["recovered"], answer["reason"]) == (False, "outside_window")
         assert versions == list(range(versions[0], before["version"] + 1))
-        assert any(url.endswith("/jobs/state/") for url in requests), requests
+        snapshots = [
+            f
+            for n, f in tap.sent
+            if n >= page_socket and f.get("type") == "feed.snapshot"
+        ]
+        assert len(snapshots) == 2
+        assert len(again) == 1
     # The page subscribed first from the position it was rendered with.
     assert first["since"]["offset"] < resume["since"]["offset"]
 

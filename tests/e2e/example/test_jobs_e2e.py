@@ -121,7 +121,9 @@ def layer_env(redis_url: str, tmp_path: Path) -> Iterator[LayerEnv]:
     def env(history: dict[str, Any] | None = None, **config: Any) -> dict[str, str]:
         module = f"jobs_e2e_{uuid.uuid4().hex}"
         prefixes.append(module)
-        limits = {} if history is None else {"jobs.user.*": history}
+        limits = (
+            {} if history is None else {"jobs.user.*": history, "feed.jobs.*": history}
+        )
         (tmp_path / f"{module}.py").write_text(
             SETTINGS_MODULE.replace("@PREFIX@", repr(module))
             .replace("@CONFIG@", repr(config))

@@ -1,19 +1,17 @@
-// The jobs page: the table of the user's jobs, kept up to date from the
-// user's stream of news, "jobs.user.<id>", through realtime.js.
+// The jobs page: the table of the user's jobs (everyone's, for staff), kept
+// in sync with the "jobs.job" feed through realtime.js's collection().
 //
-// The view rendered the table from the database, and read the stream's
-// position just before: the page subscribes from that position, so that
-// the news published since the rendering is replayed first, and realtime.js
-// resumes from the last news the page got after every reconnection. Each
-// piece of news holds one job's whole state and its version (how many times
-// its row was saved); a row keeps the state with the highest version, so
-// news the page has seen already, or older than what it shows, changes
-// nothing. When the server says that news was lost for good (its history
-// is gone), the page reads the jobs again, without reloading.
+// The view rendered the table from the database. The collection takes its
+// own snapshot of the jobs the user may read, then follows the feed from
+// the snapshot's position: every change after it arrives, and one the
+// snapshot already had is skipped by its version (how many times the row
+// was saved). After a reconnection the collection resumes the feed, with
+// the changes missed filtered by the user's permissions of now; if those
+// are gone, it takes a new snapshot. A row keeps the state with the highest
+// version, so a state older than what it shows changes nothing.
 
-import { connect } from "django_realtime";
+import { collection, connect } from "django_realtime";
 
-const config = JSON.parse(document.getElementById("jobs-stream").textContent);
 const table = document.getElementById("jobs");
 const template = document.getElementById("job-template");
 const connection = document.getElementById("jobs-status");
@@ -51,23 +49,6 @@ function show(job) {
   row.querySelector(".outcome").textContent = job.outcome;
 }
 
-async function readJobsAgain() {
-  try {
-    const response = await fetch(config.stateUrl, {
-      headers: { Accept: "application/json" },
-    });
-    if (!response.ok) {
-      throw new Error(`${response.status} ${response.statusText}`);
-    }
-    const { jobs } = await response.json();
-    jobs.forEach(show);
-  } catch (error) {
-    // Logged out, say: the page itself will say what to do.
-    console.error("Could not read the jobs again; reloading:", error);
-    window.location.reload();
-  }
-}
-
 function report(message) {
   problem.textContent = message;
   problem.hidden = !message;
@@ -85,16 +66,14 @@ rt.onState(({ state, delay, code }) => {
   }
 });
 
-const news = rt.subscribe(config.name, {
-  since: config.since,
-  // The news since `since` is gone (a server that keeps it in memory
-  // restarted, or the page was away too long): the subscription goes on
-  // from now, and the jobs are read again to fill what was missed.
-  onLost: readJobsAgain,
+const jobs = collection(rt, "jobs.job", {
   onError: (error) => report(`Cannot follow your jobs: ${error.message}`),
 });
-// Every type of news ("created", "progress", "done"...) holds a job's state.
-news.on("*", ({ job }) => show(job));
+jobs.on("reset", (rows) => rows.forEach(show));
+jobs.on("enter", show);
+jobs.on("update", show);
+// Deleted, or no longer the user's to see.
+jobs.on("leave", (pk) => document.getElementById(`job-${pk}`)?.remove());
 
 table.addEventListener("click", async (event) => {
   const button = event.target.closest("button.cancel");
@@ -103,7 +82,7 @@ table.addEventListener("click", async (event) => {
   }
   button.disabled = true;
   try {
-    // The row changes when the news of the cancel arrives.
+    // The row changes when the feed brings the cancel.
     await rt.request("cancel", { id: Number(button.closest("tr").dataset.id) });
     report("");
   } catch (error) {
