@@ -102,10 +102,9 @@ function follow(client) {
   room.on("message", appendMessage);
 }
 
-/**
- * Keep the "online here" badge: the room's members, each user once however
- * many pages they have open (their number of pages in the title).
- */
+/** Keep the online badge: the room's members (docs/topics/presence.rst),
+ * each user once however many pages they have open (their number of pages
+ * in the title). */
 function followPresence(client) {
   const here = presence(client, `chat.${roomName}`, {
     onError: () => (onlineNames.value = "unavailable"),
