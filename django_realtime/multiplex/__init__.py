@@ -11,12 +11,22 @@ with its own lifecycle, as it would be on a socket of its own::
         })),
     ]
 
-The guide is ``docs/topics/multiplexing.rst``; the wire format is
+Its stream topics are also served over SSE and long-polling, for clients
+that cannot open a WebSocket, by :func:`multiplex_http_urls`. The guide is
+``docs/topics/multiplexing.rst``; the wire format is
 ``docs/reference/multiplex-protocol.rst``.
 """
 
 from django_realtime.multiplex.envelope import TOPIC_NAME, EnvelopeError
+from django_realtime.multiplex.http import multiplex_http_urls
 from django_realtime.multiplex.multiplexer import Multiplexer, multiplex
 from django_realtime.multiplex.topics import TopicRoutes
 
-__all__ = ["TOPIC_NAME", "EnvelopeError", "Multiplexer", "TopicRoutes", "multiplex"]
+__all__ = [
+    "TOPIC_NAME",
+    "EnvelopeError",
+    "Multiplexer",
+    "TopicRoutes",
+    "multiplex",
+    "multiplex_http_urls",
+]

@@ -9,7 +9,7 @@ Patterns are tried in the order given; the first match wins.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,12 @@ class TopicRoutes:
             if found is not None:
                 return TopicMatch(route.app, dict(found[2]), route.pattern)
         return None
+
+    def __iter__(self) -> Iterator[TopicMatch]:
+        """Yield every route (with no captured values), in the order tried."""
+        yield from self._exact.values()
+        for _, route in self._patterns:
+            yield route
 
     def __len__(self) -> int:
         return len(self._exact) + len(self._patterns)
