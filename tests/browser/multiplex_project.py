@@ -9,6 +9,9 @@
     A :class:`~django_realtime.multiplex.Multiplexer`: ``echo`` (text and
     binary), ``room/<room>`` (only ``room/open`` is accepted; others are
     closed with 4403) and ``feed`` (a StreamConsumer).
+``/realtime/mux/<topic>/...``
+    The same multiplexer's stream topics over SSE and long-polling
+    (``multiplex_http_urls``), through Django's ASGI handler.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import django
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
 from django.template.backends.django import DjangoTemplates  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import include, path  # noqa: E402
 
 from django_realtime.consumers import AsyncWebsocketConsumer  # noqa: E402
-from django_realtime.multiplex import multiplex  # noqa: E402
+from django_realtime.multiplex import multiplex, multiplex_http_urls  # noqa: E402
 from django_realtime.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django_realtime.streams import (  # noqa: E402
     StreamConsumer,
@@ -127,6 +132,8 @@ async def http_application(scope: Any, receive: Any, send: Any) -> None:
     """Serve the page and the publish hook."""
     if scope["path"] == "/":
         await _respond(send, 200, _page(), "text/html; charset=utf-8")
+    elif scope["path"].startswith("/realtime/"):
+        await django_application(scope, receive, send)
     elif scope["path"] == "/publish/" and scope["method"] == "POST":
         query = parse_qs(scope["query_string"].decode())
         n = int(query["n"][0])
@@ -138,22 +145,21 @@ async def http_application(scope: Any, receive: Any, send: Any) -> None:
 
 set_stream_store(MemoryHistoryStore(PolicyTable({"*": {"max_count": 100}})))
 
+MUX = multiplex(
+    {
+        "echo": Echo.as_asgi(),
+        "room/<slug:room>": Room.as_asgi(),
+        "feed": Feed.as_asgi(),
+    }
+)
+# This process serves these tests only: its Django views are this module's.
+urlpatterns = [path("realtime/mux/", include(multiplex_http_urls(MUX)))]
+settings.ROOT_URLCONF = __name__
+django_application = get_asgi_application()
+
 application = ProtocolTypeRouter(
     {
         "http": http_application,
-        "websocket": URLRouter(
-            [
-                path(
-                    "ws/",
-                    multiplex(
-                        {
-                            "echo": Echo.as_asgi(),
-                            "room/<slug:room>": Room.as_asgi(),
-                            "feed": Feed.as_asgi(),
-                        }
-                    ),
-                )
-            ]
-        ),
+        "websocket": URLRouter([path("ws/", MUX)]),
     }
 )

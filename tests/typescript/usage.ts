@@ -63,7 +63,11 @@ async function post(text: string): Promise<number> {
   }
 }
 
-const mux = multiplex("/ws/", { connectTimeout: 5000 });
+const mux = multiplex("/ws/", {
+  connectTimeout: 5000,
+  httpUrl: "/realtime/mux/",
+  transports: ["websocket", "sse"],
+});
 const badge = mux.topic("jobs/count", {
   onMessage(data) {
     if (typeof data === "string") console.log(JSON.parse(data));

@@ -187,6 +187,12 @@ export interface MultiplexOptions {
   connectTimeout?: number;
   fatalCloseCodes?: number[];
   createSocket?: (url: string) => WebSocket;
+  /** The URL prefix of multiplex_http_urls(): stream topics fall back under it. */
+  httpUrl?: string | null;
+  /** The stream topics' transports, tried in order ("websocket": this socket). */
+  transports?: Transport[];
+  retryWebSocket?: number;
+  pollTimeout?: number;
 }
 
 /** One topic of a multiplexed socket: the frames of one consumer. */
@@ -217,7 +223,8 @@ export class Multiplex {
   onState(listener: (event: StateEvent) => void): () => void;
   topic(name: string, options?: TopicOptions): Topic;
   /** The stream protocol inside a topic served by a StreamConsumer. */
-  streams(name: string, options?: Omit<Options, "httpUrl" | "transports" | "createSocket">): Realtime;
+  /** With httpUrl, falls back to `<httpUrl><name>/` when the WebSocket cannot be had. */
+  streams(name: string, options?: Omit<Options, "createSocket">): Realtime;
   socket(name: string): TopicSocket;
   close(code?: number, reason?: string): void;
 }

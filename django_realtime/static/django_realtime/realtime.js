@@ -1118,6 +1118,8 @@ export class Multiplex {
       connectTimeout: 10000,
       fatalCloseCodes: [1008, 4003],
       createSocket: (socketUrl) => new WebSocket(socketUrl),
+      httpUrl: null,
+      transports: ["websocket", ...HTTP_TRANSPORTS],
       ...options,
       backoff: { initial: 500, max: 30000, factor: 2, jitter: 1, ...options.backoff },
     };
@@ -1173,18 +1175,28 @@ export class Multiplex {
    * Return a {@link Realtime} speaking the stream protocol inside the topic
    * `name` (served by a StreamConsumer): subscriptions and requests as on a
    * socket of their own; after a reconnection the topic opens again and
-   * the streams resume.
+   * the streams resume. With `httpUrl` (the prefix of the server's
+   * multiplex_http_urls()), when the shared WebSocket cannot open the
+   * topic falls back as {@link connect} does, to server-sent events then
+   * long-polling under `<httpUrl><name>/`, and moves back to the socket
+   * once it gets through.
    * @param {string} name
-   * @param {Options} [options] those of {@link connect}; the transport is
-   *     this socket
+   * @param {Options} [options] those of {@link connect}; "websocket" in
+   *     `transports` is this socket; `httpUrl` and `transports` default to
+   *     those of {@link multiplex}
    * @returns {Realtime} closed when this socket closes for good
    */
   streams(name, options = {}) {
     if (this.#closed) throw new RealtimeError("closed", "The client is closed.");
+    const { httpUrl, transports, retryWebSocket, pollTimeout } = this.#options;
+    const base = options.httpUrl === undefined ? httpUrl : options.httpUrl;
     const client = new Realtime(this.#url, {
+      ...(retryWebSocket === undefined ? {} : { retryWebSocket }),
+      ...(pollTimeout === undefined ? {} : { pollTimeout }),
+      transports,
       ...options,
-      httpUrl: null,
-      transports: ["websocket"],
+      // The topic's own URLs under the prefix; "./": a name with ":" is no scheme.
+      httpUrl: base ? new URL(`./${name}/`, topicBase(base)).href : null,
       createSocket: () => this.socket(name),
     });
     this.#streams.add(client);
@@ -1459,15 +1471,30 @@ export class Multiplex {
   }
 }
 
+/** The absolute URL of an httpUrl prefix, ending with "/". */
+function topicBase(httpUrl) {
+  const base = new URL(httpUrl, globalThis.location?.href);
+  if (!base.pathname.endsWith("/")) base.pathname += "/";
+  return base;
+}
+
 /**
  * Open a multiplexed socket to the Multiplexer at `url`; open topics on it
  * with {@link Multiplex#topic} and {@link Multiplex#streams}.
+ *
+ * Topics travel on the WebSocket. With `httpUrl`, the URL prefix of the
+ * server's multiplex_http_urls(), the stream topics of
+ * {@link Multiplex#streams} fall back to server-sent events, then to
+ * long-polling (in the order of `transports`) when the WebSocket cannot
+ * be had; the other topics need the WebSocket and wait for it.
  * @param {string} url absolute, or relative to the page ("/ws/")
  * @param {{backoff?: object, pingInterval?: number, pongTimeout?: number,
  *     connectTimeout?: number, fatalCloseCodes?: number[],
- *     createSocket?: (url: string) => WebSocket}} [options] as those of
- *     {@link connect}: the socket pings after pingInterval (25000 ms) of
- *     silence, and is replaced if still silent pongTimeout (10000 ms) later
+ *     createSocket?: (url: string) => WebSocket, httpUrl?: ?string,
+ *     transports?: Array<"websocket"|"sse"|"poll">, retryWebSocket?: number,
+ *     pollTimeout?: number}} [options] as those of {@link connect}: the
+ *     socket pings after pingInterval (25000 ms) of silence, and is
+ *     replaced if still silent pongTimeout (10000 ms) later
  * @returns {Multiplex}
  */
 export function multiplex(url, options = {}) {
