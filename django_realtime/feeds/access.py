@@ -29,7 +29,9 @@ from typing import Any
 from django_realtime.delivery.db import call_with_fresh_connections
 from django_realtime.delivery.sync import run_sync
 from django_realtime.feeds.binding import Binding, pk_value
+from django_realtime.feeds.events import Change, parse_event
 from django_realtime.feeds.publishing import stats
+from django_realtime.streams.positions import Publication
 
 __all__ = ["SHARE_FOR", "AccessChecker", "checker_for"]
 
@@ -61,6 +63,23 @@ class AccessChecker:
         # Key (with the audience, without a row rule) -> (read at, value).
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        # Key -> the publication's change, decoded once for all subscribers.
+        self._changes: dict[Key, Change | None] = {}
+
+    def changes(self, publications: Sequence[Publication]) -> list[Change | None]:
+        """Return the change each publication holds (``None``: not a feed's)."""
+        decoded = self._changes
+        if len(decoded) > _SWEEP_ABOVE:
+            decoded.clear()
+        result = []
+        for publication in publications:
+            key = (publication.epoch, publication.offset)
+            try:
+                change = decoded[key]
+            except KeyError:
+                change = decoded[key] = parse_event(publication.data)
+            result.append(change)
+        return result
 
     def _get_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()

@@ -46,7 +46,6 @@ from django_realtime.feeds.events import (
     LEAVE,
     RECHECK,
     UPDATE,
-    parse_event,
     view_of,
 )
 from django_realtime.feeds.publishing import serialize_rows, stats
@@ -89,7 +88,7 @@ class FeedFilter:
 
     async def __call__(self, publications: Sequence[Publication]) -> list[str | None]:
         """Return this subscriber's payload of each publication (``None``: withheld)."""
-        changes = [parse_event(p.data) for p in publications]
+        changes = self.checker.changes(publications)
         asked = [
             ((p.epoch, p.offset), change.pk)
             for p, change in zip(publications, changes, strict=True)
