@@ -222,8 +222,10 @@ export class Multiplex {
   readonly state: "connecting" | "open" | "reconnecting" | "closed";
   onState(listener: (event: StateEvent) => void): () => void;
   topic(name: string, options?: TopicOptions): Topic;
-  /** The stream protocol inside a topic served by a StreamConsumer. */
-  /** With httpUrl, falls back to `<httpUrl><name>/` when the WebSocket cannot be had. */
+  /**
+   * The stream protocol inside a topic served by a StreamConsumer; with
+   * httpUrl, over `<httpUrl><name>/` when the WebSocket cannot be had.
+   */
   streams(name: string, options?: Omit<Options, "createSocket">): Realtime;
   socket(name: string): TopicSocket;
   close(code?: number, reason?: string): void;
