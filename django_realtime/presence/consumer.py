@@ -25,7 +25,6 @@ from django_realtime.presence.model import (
     presence_stream,
     tracked_stream,
 )
-from django_realtime.presence.tracker import records_json
 from django_realtime.streams.consumer import StreamConsumer
 
 __all__ = ["PresenceConsumer"]
@@ -134,5 +133,5 @@ class PresenceConsumer(StreamConsumer):
                 f'Expected {{"stream": ...}} of a stream whose presence this '
                 f"connection subscribed to, got {printable(repr(data))[:200]}.",
             )
-        version, found = await get_tracker().backend.snapshot(stream)
-        return {"stream": stream, "version": version, "members": records_json(found)}
+        version, found = await get_tracker().snapshot(stream)
+        return {"stream": stream, "version": version, "members": found}

@@ -54,6 +54,8 @@ class RedisPresence(PresenceBackend):
     """Keep presence in Redis at ``url``, keys under ``prefix``."""
 
     shared = True
+    #: Most connections to Redis on one event loop; more steps wait.
+    max_connections = 20
 
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
@@ -71,13 +73,18 @@ class RedisPresence(PresenceBackend):
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
 
             for old in [lp for lp in self._clients if lp.is_closed()]:
                 del self._clients[old]
-            client = self._clients[loop] = Redis.from_url(
-                self.url, client_name=f"{self.prefix}-presence"
+            # A burst of arrivals waits for a connection instead of failing.
+            pool = BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.max_connections,
+                timeout=None,
+                client_name=f"{self.prefix}-presence",
             )
+            client = self._clients[loop] = Redis.from_pool(pool)
         return client
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:

@@ -112,6 +112,9 @@ class Tracker:
         self._task: asyncio.Task[None] | None = None
         self._flush: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Snapshot requests waiting for the next read, and reads under way.
+        self._snapshots: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
+        self._reading: dict[str, asyncio.Future[Any]] = {}
 
     # -- connections ----------------------------------------------------
 
@@ -149,14 +152,49 @@ class Tracker:
     async def _expire(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        for conn, deadline in list(self.departed.items()):
-            if deadline <= now:
-                del self.departed[conn]
-                stream = self.connections.pop(conn)[0]
-                try:
-                    self.changed(stream, await self.backend.untrack(stream, conn))
-                except Exception as exc:
-                    self._failed("untrack a connection", exc)
+        # Taken before any await: two of these running at once share nothing.
+        due = [conn for conn, deadline in self.departed.items() if deadline <= now]
+        for conn in due:
+            del self.departed[conn]
+        for conn in due:
+            stream = self.connections.pop(conn)[0]
+            try:
+                self.changed(stream, await self.backend.untrack(stream, conn))
+            except Exception as exc:
+                self._failed("untrack a connection", exc)
+
+    async def snapshot(self, stream: str) -> tuple[int, dict[str, dict[str, Any]]]:
+        """Return ``stream``'s version and members (key -> ``info``, ...), read now.
+
+        Read after the call: requests that arrive while a read is under way
+        wait for the next one, which they all share.
+        """
+        waiting = self._snapshots.get(stream)
+        if waiting is None:
+            waiting = asyncio.get_running_loop().create_future()
+            self._snapshots[stream] = waiting
+            self._spawn(self._read_snapshot(stream, waiting))
+        return await asyncio.shield(waiting)
+
+    async def _read_snapshot(
+        self, stream: str, waiting: asyncio.Future[tuple[int, dict[str, Any]]]
+    ) -> None:
+        previous = self._reading.get(stream)
+        if previous is not None:
+            await asyncio.wait([previous])
+        # From here on, new requests wait for the read after this one.
+        del self._snapshots[stream]
+        reading = self._reading[stream] = asyncio.ensure_future(
+            self.backend.snapshot(stream)
+        )
+        try:
+            version, found = await reading
+            waiting.set_result((version, records_json(found)))
+        except Exception as exc:
+            waiting.set_exception(exc)
+        finally:
+            if self._reading.get(stream) is reading:
+                del self._reading[stream]
 
     # -- diffs ----------------------------------------------------------
 

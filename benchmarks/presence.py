@@ -1,0 +1,283 @@
+"""Presence measured: convergence of a burst, snapshots, memory per member.
+
+1. Convergence: two daphne processes on the Redis store; ``--members``
+   WebSocket clients (1,000) join one stream within one second, half on
+   each process. Each client is a member and keeps the members as
+   realtime.js does (snapshot, then versioned diffs). Reported: the time
+   from the first join until every client's view holds exactly every
+   member (and the median client's), and the diff frames each got.
+2. Snapshot: ``--big`` members (10,000) of one stream, tracked in Redis;
+   the ``presence.members`` reply's size, and the time from the request to
+   the reply at a client of a server process; the in-process backend's
+   snapshot time too.
+3. Memory per member: Redis's ``MEMORY USAGE`` of the stream's keys, and
+   the in-process backend's allocations (tracemalloc), each divided by the
+   members.
+
+Bounded: every wait has a timeout; servers are killed at the end.
+Run: python -m benchmarks.presence [--smoke] [--members N] [--big N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+from typing import Any
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+APP = "benchmarks.presence_app:application"
+
+
+class View:
+    """One client: a member of the stream that keeps its members."""
+
+    def __init__(self, url: str, user: str, stream: str) -> None:
+        self.url = f"{url}/ws/?user={user}"
+        self.stream = stream
+        self.version: int | None = None
+        self.members: set[str] = set()
+        self.versions: dict[str, int] = {}
+        self.pending: list[dict[str, Any]] = []
+        self.diffs = 0
+        self.converged: float | None = None
+        self.ws: Any = None
+
+    async def run(self, start_at: float, expected: int, done: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        self.ws = await connect(self.url, open_timeout=30, max_size=None)
+        await self.ws.send(
+            json.dumps(
+                {"kind": "subscribe", "id": 1, "stream": f"presence:{self.stream}"}
+            )
+        )
+        async for text in self.ws:
+            frame = json.loads(text)
+            kind = frame.get("kind")
+            if kind == "subscribed":
+                await self.ws.send(
+                    json.dumps(
+                        {
+                            "kind": "request",
+                            "id": 2,
+                            "type": "presence.members",
+                            "data": {"stream": self.stream},
+                        }
+                    )
+                )
+            elif kind == "reply":
+                data = frame["data"]
+                self.version = data["version"]
+                self.members = set(data["members"])
+                self.versions = {k: r["v"] for k, r in data["members"].items()}
+                for diff in self.pending:
+                    self.apply(diff)
+            elif kind == "publication":
+                self.diffs += 1
+                if self.version is None:
+                    self.pending.append(frame["data"])
+                else:
+                    self.apply(frame["data"])
+            if self.version is not None and len(self.members) == expected:
+                if self.converged is None:
+                    self.converged = time.monotonic()
+                if done.is_set():
+                    return
+
+    def apply(self, data: dict[str, Any]) -> None:
+        assert self.version is not None
+        for key, record in data["joins"].items():
+            if record["v"] > max(self.version, self.versions.get(key, 0)):
+                self.members.add(key)
+                self.versions[key] = record["v"]
+        for key, version in data["leaves"].items():
+            if version > max(self.version, self.versions.get(key, 0)):
+                self.members.discard(key)
+                self.versions[key] = version
+
+
+async def convergence(urls: list[str], members: int) -> dict[str, Any]:
+    stream = f"room.burst-{uuid.uuid4().hex[:6]}"
+    views = [View(urls[n % 2], f"u{n}", stream) for n in range(members)]
+    start = time.monotonic() + 0.5
+    done = asyncio.Event()
+    tasks = [
+        asyncio.create_task(v.run(start + n / members, members, done))
+        for n, v in enumerate(views)
+    ]
+    deadline = start + 60
+    while time.monotonic() < deadline:
+        if all(v.converged is not None for v in views):
+            break
+        failed = [t for t in tasks if t.done() and t.exception()]
+        if failed:
+            raise RuntimeError(f"A client failed: {failed[0].exception()!r}")
+        await asyncio.sleep(0.05)
+    done.set()
+    converged = [v.converged - start for v in views if v.converged is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(v.ws.close() for v in views if v.ws), return_exceptions=True)
+    return {
+        "members": members,
+        "converged": len(converged),
+        "all_converged_s": max(converged) if len(converged) == members else None,
+        "median_converged_s": statistics.median(converged) if converged else None,
+        "last_join_s": (members - 1) / members,
+        "diff_frames_per_client_median": statistics.median(v.diffs for v in views),
+        "unconverged_sizes": sorted(
+            len(v.members) for v in views if v.converged is None
+        )[:10],
+    }
+
+
+async def snapshot(url: str, prefix: str, big: int) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    from django_realtime.presence.redis import RedisPresence
+
+    stream = f"room.big-{uuid.uuid4().hex[:6]}"
+    backend = RedisPresence(REDIS_URL, prefix)
+    client = backend._client()
+    keys = backend._keys(stream)
+    started = time.monotonic()
+    from django_realtime.presence._redis_scripts import TRACK
+
+    for first in range(0, big, 1000):
+        async with client.pipeline(transaction=False) as pipe:
+            for n in range(first, min(first + 1000, big)):
+                pipe.eval(
+                    TRACK,
+                    3,
+                    *keys,
+                    f"bench/{n}",
+                    f"m{n}",
+                    f'{{"username":"m{n}"}}',
+                    "bench",
+                )
+            await pipe.execute()
+    tracked = time.monotonic() - started
+    usage = sum([int(await client.memory_usage(k) or 0) for k in keys])
+    async with connect(f"{url}/ws/?user=reader", max_size=None) as ws:
+        await ws.send(
+            json.dumps({"kind": "subscribe", "id": 1, "stream": f"presence:{stream}"})
+        )
+        while json.loads(await ws.recv()).get("id") != 1:
+            pass
+        times, sizes = [], []
+        for attempt in range(3):
+            sent = time.monotonic()
+            await ws.send(
+                json.dumps(
+                    {
+                        "kind": "request",
+                        "id": 10 + attempt,
+                        "type": "presence.members",
+                        "data": {"stream": stream},
+                    }
+                )
+            )
+            while True:
+                text = await ws.recv()
+                if json.loads(text).get("id") == 10 + attempt:
+                    break
+            times.append(time.monotonic() - sent)
+            sizes.append(len(text))
+    await client.delete(*keys)
+    await backend.close()
+    return {
+        "members": big,
+        "track_all_s": tracked,
+        "snapshot_bytes": sizes[-1],
+        "snapshot_bytes_per_member": sizes[-1] / big,
+        "snapshot_reply_s_median": statistics.median(times),
+        "redis_bytes_per_member": usage / big,
+    }
+
+
+async def in_process(big: int) -> dict[str, Any]:
+    from django_realtime.presence.backends import MemoryPresence
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    backend = MemoryPresence()
+    for n in range(big):
+        await backend.track(
+            "room.mem", f"p/{n}", f"m{n}", f'{{"username":"m{n}"}}', "p"
+        )
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    started = time.monotonic()
+    _, members = await backend.snapshot("room.mem")
+    taken = time.monotonic() - started
+    return {
+        "members": len(members),
+        "bytes_per_member": grown / big,
+        "snapshot_s": taken,
+    }
+
+
+async def run(args: argparse.Namespace) -> None:
+    from benchmarks.servers import serving
+
+    prefix = f"bench-presence-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "benchmarks.realtime_settings",
+        "BENCH_PRESENCE_PREFIX": prefix,
+        "REDIS_URL": REDIS_URL,
+    }
+    logs = Path(tempfile.mkdtemp(prefix="bench-presence-"))
+    with (
+        serving("daphne", APP, env, 0, logs / "one.log") as one,
+        serving("daphne", APP, env, 1, logs / "two.log") as two,
+    ):
+        urls = [f"ws://127.0.0.1:{s.port}" for s in (one, two)]
+        servers = (one, two)
+        before = [s.cpu_seconds() for s in servers], time.process_time()
+        result = await convergence(urls, args.members)
+        used = [s.cpu_seconds() - b for s, b in zip(servers, before[0], strict=True)]
+        result["server_cpu_s"] = [round(u, 2) for u in used]
+        result["client_cpu_s"] = round(time.process_time() - before[1], 2)
+        result["load_average"] = os.getloadavg()[0]
+        print("convergence, two processes:", json.dumps(result))
+        result = await snapshot(urls[0], prefix, args.big)
+        print("snapshot, Redis:", json.dumps(result))
+    print("in-process backend:", json.dumps(await in_process(args.big)))
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(REDIS_URL)
+    keys = [k async for k in redis.scan_iter(f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a small, quick run")
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--big", type=int, default=10_000)
+    args = parser.parse_args()
+    if args.smoke:
+        args.members, args.big = 50, 500
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.realtime_settings")
+    import django
+
+    django.setup()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
