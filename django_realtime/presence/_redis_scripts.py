@@ -78,9 +78,18 @@ return out
 """
 )
 
-#: KEYS: members, version counter.
+#: KEYS: members, version counter. Returns the version and the members as
+#: one JSON object, key -> {"info": ..., "connections": n, "v": version}.
 SNAPSHOT = """
-return {redis.call('GET', KEYS[2]) or '0', redis.call('HGETALL', KEYS[1])}
+local all = redis.call('HGETALL', KEYS[1])
+local parts = {}
+for i = 1, #all, 2 do
+  local m = cjson.decode(all[i + 1])
+  parts[#parts + 1] = cjson.encode(all[i]) .. ':{"info":' .. m[3]
+    .. ',"connections":' .. string.format('%d', m[1])
+    .. ',"v":' .. string.format('%d', m[2]) .. '}'
+end
+return {redis.call('GET', KEYS[2]) or '0', '{' .. table.concat(parts, ',') .. '}'}
 """
 
 #: KEYS: processes (sorted by last beat), the process's streams.

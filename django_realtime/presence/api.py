@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from django_realtime.presence.backends import MemoryPresence, PresenceBackend
-from django_realtime.presence.tracker import Tracker, presence_options, records_json
+from django_realtime.presence.tracker import Tracker, presence_options
 from django_realtime.streams.positions import validate_stream_name
 from django_realtime.streams.registry import get_stream_store
 from django_realtime.streams.stores.base import HistoryStore
@@ -58,11 +58,11 @@ async def amembers(stream: str) -> dict[str, dict[str, Any]]:
     """
     validate_stream_name(stream)
     _, found = await get_tracker().backend.snapshot(stream)
-    return records_json(found)
+    return found
 
 
 def members(stream: str) -> dict[str, dict[str, Any]]:
     """Return the members of ``stream``, from sync code (see :func:`amembers`)."""
     validate_stream_name(stream)
     _, found = get_tracker().backend.snapshot_sync(stream)
-    return records_json(found)
+    return found

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import abc
 import threading
+from typing import Any
 
-from django_realtime.presence.model import Change, Record, Roster
+from django_realtime.presence.model import Change, Roster
 
 __all__ = ["MemoryPresence", "PresenceBackend", "Snapshot"]
 
-#: A stream's version and its members' records at one instant.
-Snapshot = tuple[int, dict[str, Record]]
+#: A stream's version and its members at one instant, as they are sent:
+#: key -> ``{"info": ..., "connections": n, "v": version}``.
+Snapshot = tuple[int, dict[str, dict[str, Any]]]
 
 
 class PresenceBackend(abc.ABC):
@@ -112,4 +114,6 @@ class MemoryPresence(PresenceBackend):
             roster = self._rosters.get(stream)
             if roster is None:
                 return 0, {}
-            return roster.version, dict(roster.members)
+            return roster.version, {
+                key: record.as_json() for key, record in roster.members.items()
+            }

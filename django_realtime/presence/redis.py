@@ -11,6 +11,7 @@ stream, as if each had closed.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 from django_realtime.presence._redis_scripts import (
@@ -41,13 +42,6 @@ def _changes(rows: Any) -> list[Change]:
         Change(_text(key), Record(_text(info), int(n), int(v)))
         for key, n, v, info in rows
     ]
-
-
-def _record(value: Any) -> Record:
-    import json
-
-    n, v, info = json.loads(_text(value))
-    return Record(info, int(n), int(v))
 
 
 class RedisPresence(PresenceBackend):
@@ -109,9 +103,8 @@ class RedisPresence(PresenceBackend):
 
     @staticmethod
     def _snapshot(reply: Any) -> Snapshot:
-        version, flat = reply
-        members = {_text(flat[i]): _record(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return int(version), members
+        version, members = reply
+        return int(version), json.loads(members)
 
     async def snapshot(self, stream: str) -> Snapshot:
         return self._snapshot(await self._run(SNAPSHOT, self._keys(stream)[1:], []))

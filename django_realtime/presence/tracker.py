@@ -32,7 +32,6 @@ from django_realtime.presence.model import (
     MAX_INFO_BYTES,
     Batch,
     Change,
-    Record,
     diff_data,
     presence_stream,
 )
@@ -188,8 +187,7 @@ class Tracker:
             self.backend.snapshot(stream)
         )
         try:
-            version, found = await reading
-            waiting.set_result((version, records_json(found)))
+            waiting.set_result(await reading)
         except Exception as exc:
             waiting.set_exception(exc)
         finally:
@@ -295,8 +293,3 @@ class Tracker:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-
-
-def records_json(members: dict[str, Record]) -> dict[str, dict[str, Any]]:
-    """Return members as they are sent: key -> ``info``, ``connections``, ``v``."""
-    return {key: record.as_json() for key, record in members.items()}
