@@ -2,7 +2,8 @@
 
 The tracker follows the history store (``REALTIME["STREAM_STORE"]``): with
 the Redis store, presence is kept in the same Redis and shared by every
-process; with any other store it is kept in the process
+process; with the SQLite store, in its file, shared by the processes of
+the machine; with any other store it is kept in the process
 (:class:`~.backends.MemoryPresence`), exact for one process only.
 """
 
@@ -32,6 +33,12 @@ def _backend(store: HistoryStore) -> PresenceBackend:
         from django_realtime.presence.redis import RedisPresence
 
         return RedisPresence(store._url, store.prefix)
+    from django_realtime.streams.stores.sqlite import SQLiteHistoryStore
+
+    if isinstance(store, SQLiteHistoryStore):
+        from django_realtime.presence.sqlite import SQLitePresence
+
+        return SQLitePresence(store.path)
     if not isinstance(store, MemoryHistoryStore):
         logger.warning(
             "Presence is kept in this process: %r shares no presence between "

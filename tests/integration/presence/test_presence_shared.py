@@ -1,57 +1,86 @@
-"""Presence shared by two processes through Redis: diffs, sweeps, resyncs."""
+"""Presence shared by two processes (Redis, or a SQLite file): diffs, sweeps, resyncs.
+
+Each test runs on both shared backends; the "other process" is a second
+tracker with a store and backend of its own on the same Redis or file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
 from django_realtime.presence import amembers
 from django_realtime.presence.api import get_tracker
+from django_realtime.presence.backends import MemoryPresence, PresenceBackend
+from django_realtime.presence.model import Change
 from django_realtime.presence.redis import RedisPresence
+from django_realtime.presence.sqlite import SQLitePresence
 from django_realtime.presence.tracker import PresenceOptions, Tracker
+from django_realtime.streams.stores.base import HistoryStore
 from django_realtime.streams.stores.redis import RedisHistoryStore
+from django_realtime.streams.stores.sqlite import SQLiteHistoryStore
 from tests.integration.presence.helpers import Room, User, watch
 
-pytestmark = [pytest.mark.timeout(30), pytest.mark.redis]
+pytestmark = pytest.mark.timeout(30)
 
 URL = "redis://127.0.0.1:6379"
 OPTIONS = PresenceOptions(expiry=1.0, grace=0.2, batch=0.02)
 APP = Room.as_asgi()
 
 
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
+@pytest.fixture(params=["redis", "sqlite"])
+async def shared(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[[], Tracker]]:
+    """Serve from a shared store; return a maker of other processes' trackers."""
     name = f"pt-{uuid.uuid4().hex[:8]}"
-    realtime = {
-        "STREAM_STORE": {
+    path = tmp_path / "streams.sqlite3"
+    if request.param == "redis":
+        request.applymarker(pytest.mark.redis)
+        store = {
             "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
             "OPTIONS": {"url": URL, "prefix": name},
-        },
+        }
+    else:
+        store = {
+            "BACKEND": "django_realtime.streams.stores.sqlite.SQLiteHistoryStore",
+            "OPTIONS": {"path": str(path), "poll_interval": 0.2},
+        }
+    realtime = {
+        "STREAM_STORE": store,
         "PRESENCE": {"EXPIRY": 1.0, "GRACE": 0.2, "BATCH": 0.02},
     }
+
+    def other_process() -> Tracker:
+        backend: PresenceBackend
+        history: HistoryStore
+        if request.param == "redis":
+            history = RedisHistoryStore(URL, prefix=name)
+            backend = RedisPresence(URL, name)
+        else:
+            history = SQLiteHistoryStore(path, poll_interval=0.2)
+            backend = SQLitePresence(path)
+        return Tracker(history, backend, OPTIONS)
+
     with override_settings(REALTIME=realtime):
-        yield name
+        yield other_process
         tracker = get_tracker()
         await tracker.stop()
         await tracker.backend.close()
         await tracker.store.close()
-    from redis.asyncio import Redis
+    if request.param == "redis":
+        from redis.asyncio import Redis
 
-    redis = Redis.from_url(URL)
-    keys = [k async for k in redis.scan_iter(f"{name}:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
-
-
-async def other_process(prefix: str) -> Tracker:
-    """Return the tracker of a second process on the same Redis."""
-    store = RedisHistoryStore(URL, prefix=prefix)
-    return Tracker(store, RedisPresence(URL, prefix), OPTIONS)
+        redis = Redis.from_url(URL)
+        keys = [k async for k in redis.scan_iter(f"{name}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
 
 
 async def close(tracker: Tracker) -> None:
@@ -61,11 +90,11 @@ async def close(tracker: Tracker) -> None:
 
 
 async def test_members_of_another_process_are_seen_and_swept_when_it_dies(
-    prefix: str,
+    shared: Callable[[], Tracker],
 ) -> None:
     alice = await watch(APP, User(1, "alice"), "room.r")
     await alice.until({"alice"})
-    other = await other_process(prefix)
+    other = shared()
     for n in range(20):
         await other.join("room.r", f"b{n}", f'{{"username":"b{n}"}}')
     await alice.until({"alice"} | {f"b{n}" for n in range(20)})
@@ -73,16 +102,15 @@ async def test_members_of_another_process_are_seen_and_swept_when_it_dies(
     await other.stop()
     await alice.until({"alice"}, timeout=10)
     assert (await amembers("room.r")).keys() == {"1"}
-    await other.backend.close()
-    await other.store.close()
+    await close(other)
     await alice.client.close()
 
 
 async def test_a_process_swept_while_cut_off_tracks_its_members_again(
-    prefix: str,
+    shared: Callable[[], Tracker],
 ) -> None:
     alice = await watch(APP, User(1, "alice"), "room.s")
-    other = await other_process(prefix)
+    other = shared()
     await other.join("room.s", "bob", '{"username":"bob"}')
     await alice.until({"alice", "bob"})
     # Cut off for longer than the expiry: the others sweep it.
@@ -96,11 +124,13 @@ async def test_a_process_swept_while_cut_off_tracks_its_members_again(
     await alice.client.close()
 
 
-async def test_a_member_moving_to_another_process_does_not_leave(prefix: str) -> None:
+async def test_a_member_moving_to_another_process_does_not_leave(
+    shared: Callable[[], Tracker],
+) -> None:
     watcher = await watch(APP, User(3, "carol"), "room.t")
     alice = await watch(APP, User(1, "alice"), "room.t")
     await watcher.until({"alice", "carol"})
-    other = await other_process(prefix)
+    other = shared()
     await alice.client.close()
     await other.join("room.t", "1", '{"id":1,"username":"alice"}')
     await watcher.drain(OPTIONS.grace * 3)
@@ -111,14 +141,16 @@ async def test_a_member_moving_to_another_process_does_not_leave(prefix: str) ->
     await watcher.client.close()
 
 
-async def test_a_failed_step_is_made_good_at_the_next_beat(prefix: str) -> None:
+async def test_a_failed_step_is_made_good_at_the_next_beat(
+    shared: Callable[[], Tracker],
+) -> None:
     watcher = await watch(APP, User(3, "carol"), "room.u")
-    other = await other_process(prefix)
+    other = shared()
     await other.join("room.u", "bob", '{"username":"bob"}')
     await watcher.until({"bob", "carol"})
     # Its Redis client breaks: the departure cannot be written.
     real = other.backend
-    other.backend = RedisPresence("redis://127.0.0.1:1", prefix)
+    other.backend = Broken()
     other.leave(next(iter(other.connections)))
     await asyncio.sleep(OPTIONS.grace * 2)
     assert "bob" in watcher.names()
@@ -127,3 +159,10 @@ async def test_a_failed_step_is_made_good_at_the_next_beat(prefix: str) -> None:
     await watcher.until({"carol"})
     await close(other)
     await watcher.client.close()
+
+
+class Broken(MemoryPresence):
+    """A backend that cannot be reached."""
+
+    async def untrack(self, stream: str, conn: str) -> list[Change]:
+        raise ConnectionError("unreachable")
