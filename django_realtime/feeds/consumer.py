@@ -42,6 +42,7 @@ from django_realtime.feeds.access import AccessChecker, checker_for
 from django_realtime.feeds.binding import STREAM_PREFIX, Binding, get_binding, pk_value
 from django_realtime.feeds.events import (
     CREATE,
+    DELETE,
     ENTER,
     LEAVE,
     RECHECK,
@@ -85,6 +86,34 @@ class FeedFilter:
         self.user = user
         self.held = held
         self.checker = checker
+
+    def withholds(self, publication: Publication) -> bool:
+        """Return whether a live ``publication`` is withheld, without a query.
+
+        True for a change of a row the subscriber does not hold and may not
+        read by the row rule applied to the published row (a later change
+        that makes it readable is checked when it comes), or a deletion of
+        one it does not hold. Anything else goes through :meth:`__call__`.
+        """
+        (change,) = self.checker.changes((publication,))
+        if change is None or change.pk in self.held:
+            return False
+        if change.op == DELETE:
+            stats.withheld += 1
+            return True
+        binding = self.binding
+        row = change.row
+        if (
+            change.op not in (CREATE, UPDATE)
+            or row is None
+            or not binding.rule_fields
+            or any(field not in row for field in binding.rule_fields)
+        ):
+            return False
+        if binding.can_read(self.user, row):
+            return False
+        stats.withheld += 1
+        return True
 
     async def __call__(self, publications: Sequence[Publication]) -> list[str | None]:
         """Return this subscriber's payload of each publication (``None``: withheld)."""

@@ -18,6 +18,12 @@ the count of publications just before it that it was not sent (see
 of a batch are counted into the next frame; a client that resumes from an
 earlier position gets them through the filter again.
 
+A filter may also have a ``withholds(publication)`` method, synchronous
+and cheap: a live publication it returns ``True`` for is withheld as soon
+as it is announced, without waking the connection's task, whenever the
+connection has nothing else queued. It must only return ``True`` for what
+the filter itself would withhold.
+
 Subscriptions without a filter take none of this path.
 """
 
@@ -56,12 +62,21 @@ class FilteredDelivery:
         publication_filter: The subscription's filter.
     """
 
-    __slots__ = ("filter", "withheld")
+    __slots__ = ("_withholds", "filter", "rendering", "withheld")
 
     def __init__(self, publication_filter: PublicationFilter) -> None:
         self.filter = publication_filter
         #: Publications withheld since the client's last frame of the stream.
         self.withheld = 0
+        #: A render is under way: what is withheld now would be miscounted.
+        self.rendering = False
+        self._withholds: Callable[[Publication], bool] | None = getattr(
+            publication_filter, "withholds", None
+        )
+
+    def withholds(self, publication: Publication) -> bool:
+        """Return whether the filter withholds ``publication`` already (sync)."""
+        return self._withholds is not None and self._withholds(publication)
 
     async def render(self, parts: Sequence[str | Publication]) -> list[str]:
         """Return the frames to send for ``parts``, in order.
@@ -75,7 +90,11 @@ class FilteredDelivery:
             ValueError: the filter returned a different number of payloads.
         """
         publications = [part for part in parts if type(part) is Publication]
-        payloads = await self.filter(publications) if publications else ()
+        self.rendering = True
+        try:
+            payloads = await self.filter(publications) if publications else ()
+        finally:
+            self.rendering = False
         if len(payloads) != len(publications):
             raise ValueError(
                 f"Expected the filter to return {len(publications)} payloads, "

@@ -132,8 +132,8 @@ class StreamLane:
         self._awaiting: Listen | Read | None = None
         self._reading: _Start | _CatchUpRead | None = None
         self._paced = False
-        # Subscriptions with a filter: none, and _deliver looks no further.
-        self._filtered = 0
+        #: Subscriptions with a filter (0: _deliver and the pump look no further).
+        self.filtered = 0
 
     def start(
         self,
@@ -150,14 +150,14 @@ class StreamLane:
         subscription = self.subscriptions[stream] = _Subscription(stream)
         if publication_filter is not None:
             subscription.delivery = FilteredDelivery(publication_filter)
-            self._filtered += 1
+            self.filtered += 1
         self.events.append(_Start(frame_id, subscription, since))
         self.pending += 1
 
     def stop(self, frame_id: int, stream: str) -> None:
         """Unsubscribe from ``stream``; answered on this lane."""
         if self.subscriptions.pop(stream).delivery is not None:
-            self._filtered -= 1
+            self.filtered -= 1
         self.events.append(_Stop(frame_id, stream))
         self.pending += 1
 
@@ -331,7 +331,7 @@ class StreamLane:
         """Send the publications at the head of the queue that come next."""
         events, subscriptions = self.events, self.subscriptions
         frames: list[str] = []
-        filtered = self._filtered
+        filtered = self.filtered
         while events and len(frames) < _BATCH:
             event = events[0]
             if type(event) is not Publication:

@@ -112,7 +112,10 @@ class SessionPump:
     # The store's Listener protocol: queue, never await.
     def publication(self, publication: Publication) -> None:
         """Queue an announced publication, within the session's limits."""
-        close = self.session.publication(publication)
+        session = self.session
+        if session.filtered and session.withhold(publication):
+            return
+        close = session.publication(publication)
         if close is None:
             self.wake()
             return

@@ -30,8 +30,10 @@ from typing import Any
 
 from django_realtime.ops.logs import printable
 from django_realtime.streams.actions import Authorize, Call, Send
+from django_realtime.streams.cursor import DELIVER
 from django_realtime.streams.filters import PublicationFilter
 from django_realtime.streams.lane import StreamLane
+from django_realtime.streams.positions import Publication
 from django_realtime.streams.protocol import (
     FrameError,
     Request,
@@ -82,6 +84,33 @@ class StreamSession(StreamLane):
             return self._send({"kind": "pong", "id": frame.id})
         except FrameError as exc:
             return self._refuse(exc)
+
+    def withhold(self, publication: Publication) -> bool:
+        """Withhold an announced publication at once, if its filter says so.
+
+        Only while the connection has nothing queued or under way (so the
+        count of withheld publications stays in order) and the publication
+        comes next in its subscription; return whether it was withheld.
+        """
+        # The lane's private state: this is part of the lane's logic, kept
+        # here for the size of lane.py.
+        if self.events or self._ready or self._awaiting is not None or self.closing:
+            return False
+        subscription = self.subscriptions.get(publication.stream)
+        if subscription is None or subscription.waiting or self._deferred:
+            return False
+        delivery, cursor = subscription.delivery, subscription.cursor
+        if (
+            delivery is None
+            or cursor is None
+            or delivery.rendering
+            or cursor.verdict(publication) != DELIVER
+            or not delivery.withholds(publication)
+        ):
+            return False
+        cursor.advance(publication)
+        delivery.withheld += 1
+        return True
 
     def authorized(self, request: Authorize, allowed: bool) -> Send | None:
         """Take the application's answer to ``request``; return the refusal, if any.

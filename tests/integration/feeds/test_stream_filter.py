@@ -7,6 +7,7 @@ stream; another stream on the same connection is sent as published.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import pytest
 
@@ -80,3 +81,46 @@ async def test_a_filter_withholds_and_the_next_frame_says_how_many() -> None:
         )
     finally:
         await late.close()
+
+
+class EvenOnlyAtOnce:
+    """The same filter, which also withholds odd offsets as they are announced."""
+
+    def __init__(self) -> None:
+        self.at_once = 0
+
+    def withholds(self, publication: Publication) -> bool:
+        odd = publication.offset % 2 == 1
+        self.at_once += odd
+        return odd
+
+    async def __call__(self, publications: Sequence[Publication]) -> list[str | None]:
+        return await even_only(publications)
+
+
+class FilteringAtOnce(Filtering):
+    filters: ClassVar[list[EvenOnlyAtOnce]] = []
+
+    def stream_filter(self, stream: str) -> PublicationFilter | None:
+        self.filters.append(EvenOnlyAtOnce())
+        return self.filters[-1]
+
+
+async def test_what_a_filter_withholds_at_once_is_counted_in_order() -> None:
+    client = StreamClient(FilteringAtOnce.as_asgi(), "/")
+    await client.connect()
+    try:
+        await client.subscribe("filtered")
+        for n in range(1, 8):
+            await apublish("filtered", n)
+            if n % 2 == 0:
+                # Delivered: the connection is idle again when the next comes.
+                await client.wait_for("filtered", n // 2)
+        await apublish("filtered", 8)
+        # StreamClient checks each frame's offset against "withheld".
+        received = await client.wait_for("filtered", 4)
+        assert received == [{"even": 2}, {"even": 4}, {"even": 6}, {"even": 8}]
+        # Each odd one was withheld as it was announced, none through a task.
+        assert FilteringAtOnce.filters[-1].at_once == 4
+    finally:
+        await client.close()
