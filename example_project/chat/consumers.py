@@ -2,7 +2,8 @@
 
 Each room is a stream, ``chat.<room>``, whose publications are the room's
 messages as they are saved: ``{"type": "message", "id": ..., "author":
-"...", "text": "..."}``, ``id`` being the row's primary key. Only logged-in
+"...", "text": "...", "created": "..."}``, ``id`` being the row's primary
+key and ``created`` when it was saved (ISO 8601, with its UTC offset). Only logged-in
 users get a socket, only to a room that exists, and the socket of
 ``/ws/chat/<room>/`` may subscribe to that room's stream alone.
 
@@ -48,6 +49,7 @@ def message_data(message: Message) -> dict[str, Any]:
         "id": message.pk,
         "author": message.author.get_username(),
         "text": message.text,
+        "created": message.created_at.isoformat(),
     }
 
 

@@ -96,7 +96,8 @@ def room(request: HttpRequest, room_name: str) -> HttpResponse:
     stream from the position it had before they were read, so it misses
     nothing said in between. A room that does not exist is a 404, and
     leaves nothing behind: its stream is not read. The page's jobs badge
-    follows the user's jobs stream, named in the page.
+    follows the user's jobs stream, named in the page; beside the log, the
+    rooms (the first :data:`ROOMS_LISTED` by name) link to theirs.
     """
     get_object_or_404(Room, name=room_name)
     # First the stream's position, then the rows. A message committed after
@@ -115,5 +116,7 @@ def room(request: HttpRequest, room_name: str) -> HttpResponse:
         "since": {"epoch": position.epoch, "offset": position.offset},
         "max_message_length": MAX_MESSAGE_LENGTH,
         "jobs_stream": stream_for_user(request.user.pk),
+        # The room list beside the log, to go to another room.
+        "rooms": Room.objects.values_list("name", flat=True)[:ROOMS_LISTED],
     }
     return render(request, "chat/room.html", context)

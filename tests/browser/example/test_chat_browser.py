@@ -41,10 +41,15 @@ __all__ = ["browser", "example_db", "redis_url", "serve"]  # fixtures used by na
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-#: The page's log: (id, "author: text") of each message it shows.
+#: The page's log: (id, "author: text") of each message it shows, without
+#: the time it ends with.
 LOG = """() => Array.from(
   document.querySelectorAll("#chat-log p[data-id]"),
-  (line) => [Number(line.dataset.id), line.textContent],
+  (line) => {
+    const copy = line.cloneNode(true);
+    copy.querySelector("time")?.remove();
+    return [Number(line.dataset.id), copy.textContent];
+  },
 )"""
 
 

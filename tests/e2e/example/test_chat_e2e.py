@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -518,7 +519,10 @@ def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
             "id": first,
             "author": "alice",
             "text": "hello bob",
+            "created": from_alice["created"],
         }
+        # When it was saved, with its UTC offset: the time the page shows.
+        assert datetime.fromisoformat(from_alice["created"]).tzinfo is not None
         second = bob_streams.post("hello <alice>")
         assert second > first
         heard_by_alice = alice_streams.wait_for(stream, 2)
@@ -536,14 +540,16 @@ def test_two_users_log_in_and_chat_in_a_room_then_the_server_stops_on_sigterm(
         assert forbidden.value.code == "forbidden"
 
     # The messages were saved: a newcomer's page shows them, oldest first,
-    # with the position after them.
+    # with when they were saved and the position after them; Bob's own
+    # messages are marked as his.
     page = bob.request(f"/chat/{room}/")
     assert (
-        f'<p data-id="{first}"><span class="author">alice</span>: hello bob</p>'
+        f'<p data-id="{first}"><span class="author">alice</span>: hello bob'
+        '<time datetime="'
     ) in page.text
     assert (
-        f'<p data-id="{second}"><span class="author">bob</span>: '
-        "hello &lt;alice&gt;</p>"
+        f'<p data-id="{second}" class="mine"><span class="author">bob</span>: '
+        'hello &lt;alice&gt;<time datetime="'
     ) in page.text
     assert page.text.index("hello bob") < page.text.index("hello &lt;alice&gt;")
     assert script_data(page, "room-since") == {"epoch": since["epoch"], "offset": 2}

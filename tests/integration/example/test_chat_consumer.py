@@ -147,6 +147,7 @@ def said(message: Message) -> dict[str, Any]:
         "id": message.pk,
         "author": message.author.username,
         "text": message.text,
+        "created": message.created_at.isoformat(),
     }
 
 
@@ -456,7 +457,8 @@ async def test_the_room_page_follows_the_stream_from_before_its_messages(
     assert script_data(html, "room-name") == "lobby"
     position = (await store.read("chat.lobby")).position
     assert since == {"epoch": position.epoch, "offset": 1}
-    assert f'<p data-id="{said_before.pk}">' in html
+    # Alice's own message, marked as hers.
+    assert f'<p data-id="{said_before.pk}" class="mine">' in html
     assert "said after the page" not in html
     assert '<script type="importmap">' in html
     assert "/static/django_realtime/realtime.js" in html
@@ -488,19 +490,25 @@ async def test_post_message_publishes_only_once_the_row_has_committed(
     alice = await User.objects.acreate_user("alice", password=PASSWORD)
     await Room.objects.acreate(name="lobby")
 
-    def post_in_a_transaction() -> tuple[int, int]:
+    def post_in_a_transaction() -> tuple[Message, int]:
         with transaction.atomic():
             message = post_message(room="lobby", author=alice, text="held")
             offset_before_commit = async_to_sync(store.read)("chat.lobby").offset
-        return message.pk, offset_before_commit
+        return message, offset_before_commit
 
-    pk, offset_before_commit = await sync_to_async(post_in_a_transaction)()
+    message, offset_before_commit = await sync_to_async(post_in_a_transaction)()
 
     assert offset_before_commit == 0
     epoch = (await store.read("chat.lobby")).epoch
     history = await store.read("chat.lobby", Position(epoch, 0))
     assert [json.loads(p.data) for p in history.publications] == [
-        {"type": "message", "id": pk, "author": "alice", "text": "held"}
+        {
+            "type": "message",
+            "id": message.pk,
+            "author": "alice",
+            "text": "held",
+            "created": message.created_at.isoformat(),
+        }
     ]
 
 

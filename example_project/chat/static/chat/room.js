@@ -16,6 +16,8 @@
 // page and on the stream shows once: the log knows the ids it shows.
 
 import { connect, multiplex, presence } from "django_realtime";
+import { keepDraft } from "./draft.js";
+import { decorate } from "./look.js";
 
 const roomName = JSON.parse(document.getElementById("room-name").textContent);
 const since = JSON.parse(document.getElementById("room-since").textContent);
@@ -37,7 +39,7 @@ function append(line) {
   log.scrollTop = log.scrollHeight;
 }
 
-function appendMessage({ id, author, text }) {
+function appendMessage({ id, author, text, created }) {
   if (shown.has(id)) {
     return;
   }
@@ -48,6 +50,7 @@ function appendMessage({ id, author, text }) {
   name.className = "author";
   name.textContent = author;
   line.append(name, `: ${text}`);
+  decorate(line, { author, created });
   append(line);
 }
 
@@ -194,5 +197,7 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
+// What is typed survives a reload (draft.js), one draft per room.
+keepDraft(input, `chat-draft:${roomName}`);
 submit.disabled = true;
 log.scrollTop = log.scrollHeight;
