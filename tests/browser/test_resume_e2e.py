@@ -158,6 +158,11 @@ def test_page_gets_every_message_exactly_once_through_every_fault(
     finally:
         publisher.kill()
         publisher.wait()
+        # A failed run must not leave its pipes for a later test's garbage
+        # collection (a ResourceWarning there fails that test).
+        for pipe in (publisher.stdin, publisher.stdout):
+            if pipe is not None:
+                pipe.close()
     assert publisher.returncode == 0
     assert output.strip() == "done"
     page.wait_for_function(
