@@ -23,6 +23,9 @@ from django_realtime.layers.rabbitmq import RabbitMQChannelLayer
 from django_realtime.layers.rabbitmq._names import owner_of
 from tests.integration.layers.conftest import rabbitmq_config
 
+# The broker is shared: under pytest-xdist these tests run on one worker.
+pytestmark = pytest.mark.xdist_group("rabbitmq")
+
 TIMEOUT = 10.0
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -98,6 +98,9 @@ LAYERS = [
         redis=False,
         short_expiry=0.25,
         service=rabbitmq_config,
+        # One broker for the run: under pytest-xdist, every RabbitMQ test runs
+        # on one worker, so the restart test cannot cut another's connection.
+        marks=[pytest.mark.xdist_group("rabbitmq")],
     ),
     LayerSpec(
         "postgres",

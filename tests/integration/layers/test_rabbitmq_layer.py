@@ -35,6 +35,9 @@ from django_realtime.layers.rabbitmq._names import (
 )
 from tests.integration.layers.conftest import RABBITMQ_URL, rabbitmq_config
 
+# The broker is shared: under pytest-xdist these tests run on one worker.
+pytestmark = pytest.mark.xdist_group("rabbitmq")
+
 TIMEOUT = 5.0
 QUIET = 0.3
 BACKEND = "django_realtime.layers.rabbitmq.RabbitMQChannelLayer"

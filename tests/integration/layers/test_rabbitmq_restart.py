@@ -20,6 +20,9 @@ from django_realtime.exceptions import ChannelLayerError
 from django_realtime.layers.rabbitmq import RabbitMQChannelLayer
 from tests.integration.layers.conftest import rabbitmq_config
 
+# The broker is shared: under pytest-xdist these tests run on one worker.
+pytestmark = pytest.mark.xdist_group("rabbitmq")
+
 # Reconnecting waits up to 2 s between attempts.
 TIMEOUT = 15.0
 
