@@ -52,7 +52,7 @@ class PresenceOptions:
 
     expiry: float = 30.0
     grace: float = 5.0
-    batch: float = 0.05
+    batch: float = 0.2
     max_info_bytes: int = MAX_INFO_BYTES
 
     def __post_init__(self) -> None:
