@@ -25,6 +25,7 @@ from django_realtime.presence.model import (
     presence_stream,
     tracked_stream,
 )
+from django_realtime.presence.tracker import SnapshotReply
 from django_realtime.streams.consumer import StreamConsumer
 
 __all__ = ["PresenceConsumer"]
@@ -117,6 +118,16 @@ class PresenceConsumer(StreamConsumer):
                 if conn is not None:
                     get_tracker().leave(conn)
 
+    @classmethod
+    def encode_json(cls, content: Any) -> str:
+        """Serialise ``content``; a snapshot's reply reuses its shared text."""
+        if type(content) is dict and type(content.get("data")) is SnapshotReply:
+            frame_id = content.get("id")
+            if content.get("kind") == "reply" and type(frame_id) is int:
+                snapshot = content["data"].encoded
+                return f'{{"kind":"reply","id":{frame_id},"data":{snapshot}}}'
+        return super().encode_json(content)
+
     async def request_presence_members(self, data: Any) -> dict[str, Any]:
         """Answer ``presence.members``: the snapshot of a stream's members.
 
@@ -133,5 +144,4 @@ class PresenceConsumer(StreamConsumer):
                 f'Expected {{"stream": ...}} of a stream whose presence this '
                 f"connection subscribed to, got {printable(repr(data))[:200]}.",
             )
-        version, found = await get_tracker().snapshot(stream)
-        return {"stream": stream, "version": version, "members": found}
+        return await get_tracker().snapshot(stream)

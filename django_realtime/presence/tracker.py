@@ -19,6 +19,7 @@ stream's presence stream (``presence:<stream>``, :func:`~.model.presence_stream`
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import secrets
@@ -38,12 +39,37 @@ from django_realtime.presence.model import (
 from django_realtime.streams.positions import encode_data
 from django_realtime.streams.stores.base import HistoryStore
 
-__all__ = ["DIFF_SIZE", "PresenceOptions", "Tracker", "presence_options"]
+__all__ = [
+    "DIFF_SIZE",
+    "PresenceOptions",
+    "SnapshotReply",
+    "Tracker",
+    "presence_options",
+]
 
 logger = logging.getLogger("django_realtime.presence")
 
 #: Most members in one diff publication; a bigger burst is several.
 DIFF_SIZE = 500
+
+
+class SnapshotReply(dict[str, Any]):
+    """The reply to ``presence.members``: ``stream``, ``version``, ``members``.
+
+    A dict, with its JSON text made once (:attr:`encoded`) for every
+    connection that shares the read.
+    """
+
+    def __init__(self, stream: str, version: int, members: dict[str, Any]) -> None:
+        super().__init__(stream=stream, version=version, members=members)
+        self._encoded: str | None = None
+
+    @property
+    def encoded(self) -> str:
+        """Return the reply's JSON text (made at first use)."""
+        if self._encoded is None:
+            self._encoded = json.dumps(self, separators=(",", ":"))
+        return self._encoded
 
 
 @dataclass(frozen=True)
@@ -112,7 +138,7 @@ class Tracker:
         self._flush: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Snapshot requests waiting for the next read, and reads under way.
-        self._snapshots: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
+        self._snapshots: dict[str, asyncio.Future[SnapshotReply]] = {}
         self._reading: dict[str, asyncio.Future[Any]] = {}
 
     # -- connections ----------------------------------------------------
@@ -162,11 +188,11 @@ class Tracker:
             except Exception as exc:
                 self._failed("untrack a connection", exc)
 
-    async def snapshot(self, stream: str) -> tuple[int, dict[str, dict[str, Any]]]:
-        """Return ``stream``'s version and members (key -> ``info``, ...), read now.
+    async def snapshot(self, stream: str) -> SnapshotReply:
+        """Return the reply to ``presence.members`` for ``stream``, read now.
 
         Read after the call: requests that arrive while a read is under way
-        wait for the next one, which they all share.
+        wait for the next one, which they all share, encoded once.
         """
         waiting = self._snapshots.get(stream)
         if waiting is None:
@@ -176,7 +202,7 @@ class Tracker:
         return await asyncio.shield(waiting)
 
     async def _read_snapshot(
-        self, stream: str, waiting: asyncio.Future[tuple[int, dict[str, Any]]]
+        self, stream: str, waiting: asyncio.Future[SnapshotReply]
     ) -> None:
         previous = self._reading.get(stream)
         if previous is not None:
@@ -187,7 +213,8 @@ class Tracker:
             self.backend.snapshot(stream)
         )
         try:
-            waiting.set_result(await reading)
+            version, members = await reading
+            waiting.set_result(SnapshotReply(stream, version, members))
         except Exception as exc:
             waiting.set_exception(exc)
         finally:
