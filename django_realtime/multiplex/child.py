@@ -88,9 +88,9 @@ class Child:
         "_ended",
         "_header",
         "_interrupt",
-        "_prefix",
         "_send",
         "inbox",
+        "prefix",
         "scope",
         "state",
         "task",
@@ -113,26 +113,33 @@ class Child:
         self._send = send
         self._ended = ended
         self._interrupt = interrupt
-        self._prefix = data_prefix(topic)
+        self.prefix = data_prefix(topic)
         self._header: bytes | None = None
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
         """Send the consumer's ``message`` to its topic (the consumer's ``send``).
+
+        A text frame of an open topic is handed to the socket's ``send``
+        with no coroutine of its own in between; the rest is
+        :meth:`_send_other`'s.
 
         Raises:
             RuntimeError: a frame before the consumer accepted, or an event
                 of a type a WebSocket server does not take.
         """
+        if message["type"] == "websocket.send" and self.state == OPEN:
+            text = message.get("text")
+            if text is not None:
+                return self._send(
+                    {"type": "websocket.send", "text": self.prefix + text}
+                )
+        return self._send_other(message)
+
+    async def _send_other(self, message: Message) -> None:
         kind = message["type"]
         if kind == "websocket.send":
             if self.state != OPEN:
                 self._refuse_send(message)
-                return
-            text = message.get("text")
-            if text is not None:
-                await self._send(
-                    {"type": "websocket.send", "text": self._prefix + text}
-                )
                 return
             header = self._header
             if header is None:

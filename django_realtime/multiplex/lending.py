@@ -43,11 +43,11 @@ class Lending:
         loop: The event loop of the sockets.
     """
 
-    __slots__ = ("_loop", "_timer", "noted", "ticks")
+    __slots__ = ("_loop", "noted", "ticks", "timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.noted: set[_Socket] = set()
         self.ticks = 0
 
@@ -55,15 +55,19 @@ class Lending:
         """Check ``socket`` at a tick a whole period from now."""
         socket.lent_at = self.ticks
         self.noted.add(socket)
-        if self._timer is None:
-            self._timer = self._loop.call_later(LEND, self._tick)
+        if self.timer is None:
+            self.arm()
+
+    def arm(self) -> None:
+        """Start the ticks (there is none pending)."""
+        self.timer = self._loop.call_later(LEND, self._tick)
 
     def forget(self, socket: _Socket) -> None:
         """Check ``socket`` no more (it ended)."""
         self.noted.discard(socket)
 
     def _tick(self) -> None:
-        self._timer = None
+        self.timer = None
         previous = self.ticks
         self.ticks = previous + 1
         noted = self.noted
@@ -72,7 +76,7 @@ class Lending:
             noted.discard(socket)
             socket.check_reader()
         if noted:
-            self._timer = self._loop.call_later(LEND, self._tick)
+            self.arm()
 
 
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Lending] = (

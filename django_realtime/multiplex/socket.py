@@ -174,6 +174,7 @@ class MultiplexedSocket:
         """
         self.reader = owner
         receive = self.receive
+        me = owner if isinstance(owner, Child) else None
         try:
             topics = self.topics
             limit = self.owner.max_queued_frames
@@ -192,10 +193,20 @@ class MultiplexedSocket:
                     return None
                 finally:
                     self._receiving = False
+                text = message.get("text")
+                if (
+                    me is not None
+                    and text is not None
+                    and text.startswith(me.prefix)
+                    and me.state == OPEN
+                    and not me.inbox.items
+                ):
+                    # The hottest path: the reader's own frame (its data
+                    # frames start with "<topic>\n"), returned at once.
+                    return {"type": "websocket.receive", "text": text[len(me.prefix) :]}
                 # The hot path, inline: a data frame for an open topic.
                 target: Child | None = None
                 routed = False
-                text = message.get("text")
                 if text is not None and text[:1] != "{":
                     cut = text.find("\n")
                     child = topics.get(text[:cut]) if cut > 0 else None
@@ -206,8 +217,6 @@ class MultiplexedSocket:
                                 "type": "websocket.receive",
                                 "text": text[cut + 1 :],
                             }
-                            if child is owner and not items:
-                                return event  # its own frame, at once
                             if child.inbox.put(event):
                                 target = child
                             routed = True
@@ -218,12 +227,17 @@ class MultiplexedSocket:
                 if owner is self:
                     if target is not None:
                         return _HANDED_OVER  # to the consumer woken
-                elif owner.inbox.items:  # type: ignore[attr-defined]
+                elif me is not None and me.inbox.items:
                     return None
         finally:
             self.reader = None
             if not self.ended:
-                self._lending.note(self)
+                # Lending.note(self), inline: once a frame.
+                lending = self._lending
+                self.lent_at = lending.ticks
+                lending.noted.add(self)
+                if lending.timer is None:
+                    lending.arm()
 
     def interrupt(self, child: Child) -> None:
         """Stop ``child`` reading: its inbox got an event from another task.
