@@ -208,7 +208,10 @@ async def aclose_old_connections() -> None:
     now = time.monotonic()
     due = False
     for connection in candidates:
-        _reset_health_check(connection)
+        if connection.connection is not None and not connection.in_atomic_block:
+            # Never inside a transaction: the next query there would ping,
+            # and maybe close, the connection mid-transaction.
+            _reset_health_check(connection)
         if connection not in _unreachable and is_due_to_close(connection, now):
             due = True
     if not due:

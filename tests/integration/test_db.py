@@ -235,3 +235,44 @@ def test_close_old_connections_leaves_an_atomic_block_alone(django_internals):
     assert is_due_to_close(connection, now=time.monotonic())
     close_old_connections()
     assert connection.connection is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=[PG])
+def test_a_boundary_leaves_another_threads_transaction_alone():
+    """A consumer's boundary does not touch a connection mid-transaction.
+
+    A plain thread (a writer outside the sync pool) is inside ``atomic()``
+    when a consumer's boundary runs on the event loop: its connection must
+    not be marked for a health check, which would ping and maybe close it
+    inside the transaction.
+    """
+    import threading
+
+    from django.db import transaction
+
+    inside, boundary_done = threading.Event(), threading.Event()
+    seen = {}
+
+    def writer():
+        connection = connections[PG]
+        try:
+            with transaction.atomic(using=PG):
+                backend_pid()
+                seen["before"] = connection.health_check_done
+                inside.set()
+                assert boundary_done.wait(5)
+                seen["after"] = connection.health_check_done
+                backend_pid()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        async_to_sync(db.aclose_old_connections)()
+    finally:
+        boundary_done.set()
+        thread.join(5)
+    assert seen == {"before": True, "after": True}

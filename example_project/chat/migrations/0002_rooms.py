@@ -18,8 +18,11 @@ def create_rooms(apps: Any, schema_editor: Any) -> None:
     """Create the lobby, and a room for each name messages were said in."""
     room_model = apps.get_model("chat", "Room")
     message_model = apps.get_model("chat", "Message")
-    names = set(message_model.objects.values_list("room", flat=True).distinct())
-    room_model.objects.bulk_create(
+    # The database being migrated, which `migrate --database` may choose.
+    using = schema_editor.connection.alias
+    messages = message_model.objects.using(using)
+    names = set(messages.values_list("room", flat=True).distinct())
+    room_model.objects.using(using).bulk_create(
         [room_model(name=name) for name in sorted(names | {FIRST_ROOM})],
         ignore_conflicts=True,
     )
