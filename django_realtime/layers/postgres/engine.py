@@ -99,6 +99,7 @@ class Engine:
         name: The thread's name.
         application_name: How the connections are named in
             ``pg_stat_activity``, unless ``OPTIONS`` names them.
+        session: Statements run on each new writer connection (``SET ...``).
     """
 
     def __init__(
@@ -116,8 +117,10 @@ class Engine:
         clock: Callable[[], float] | None = None,
         name: str = "postgres",
         application_name: str = "django_realtime",
+        session: Sequence[str] = (),
     ) -> None:
         self.application_name = application_name
+        self.session = tuple(session)
         self.clock = clock
         self.alias = alias
         self.channels = list(channels)
@@ -302,8 +305,11 @@ class Engine:
         """Return the writer connection, connecting within ``timeout``."""
         if self._writer is not None and not self._writer.closed:
             return self._writer
-        self._writer = await self._connect(time.monotonic() + self.timeout)
-        return self._writer
+        writer = await self._connect(time.monotonic() + self.timeout)
+        for statement in self.session:
+            await writer.execute(statement)  # type: ignore[arg-type]
+        self._writer = writer
+        return writer
 
     async def _connect(self, deadline: float) -> Connection:
         delay = _FIRST_DELAY

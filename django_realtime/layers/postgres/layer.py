@@ -100,6 +100,12 @@ class PostgresChannelLayer(BaseChannelLayer):
         poll_interval: Seconds between two looks for messages when no
             notification came.
         dead_after: Seconds after which a process not seen is taken for dead.
+        durable: Wait for each send's commit to reach the disk. Off by
+            default: the layer's writes use ``synchronous_commit = off``, so
+            a send returns once committed, and a crash of the database
+            server (not of a Django process) may lose the last fraction of
+            a second of messages, as a Redis layer without persistence
+            would. The history store is always durable.
         clock: Return seconds since the epoch; ``None`` (the default) uses
             the database's clock, which every process shares. Tests pass a
             fake clock.
@@ -123,6 +129,7 @@ class PostgresChannelLayer(BaseChannelLayer):
         timeout: float = 5.0,
         poll_interval: float = 5.0,
         dead_after: float = 120.0,
+        durable: bool = False,
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(
@@ -135,6 +142,9 @@ class PostgresChannelLayer(BaseChannelLayer):
         self.timeout = _seconds(timeout, "timeout")
         self.poll_interval = _seconds(poll_interval, "poll_interval")
         self.dead_after = _seconds(dead_after, "dead_after")
+        if not isinstance(durable, bool):
+            raise TypeError(f"durable must be True or False, got {durable!r}.")
+        self.durable = durable
         self.process_id = secrets.token_hex(_tables.PROCESS_ID_LENGTH // 2)
         self.stats = LayerStats()
         self._clock = clock
@@ -363,6 +373,9 @@ class PostgresChannelLayer(BaseChannelLayer):
             clock=self._clock,
             name="postgres-layer",
             application_name=f"drt-layer-{self.process_id}",
+            # Messages are transient: without durable, a send returns once
+            # committed in memory, not once on disk (see the docs).
+            session=() if self.durable else ("SET synchronous_commit TO off",),
         )
 
     def _forked(self) -> None:

@@ -252,3 +252,23 @@ def test_the_migration_creates_the_tables_on_postgresql_only() -> None:
     assert not {"drt_pg_message", "drt_pg_stream"} & set(
         connections["default"].introspection.table_names()
     )
+
+
+@pytest.mark.parametrize(("durable", "expected"), [(False, "off"), (True, "on")])
+async def test_sends_wait_for_the_disk_only_when_durable(
+    layers: list[PostgresChannelLayer], durable: bool, expected: str
+) -> None:
+    layer = make(layers, durable=durable)
+    await layer.send("durability", {"type": "x"})  # connects the writer
+
+    async def setting(connection: Any, now: float) -> str:
+        cursor = await connection.execute("SHOW synchronous_commit")
+        row = await cursor.fetchone()
+        return str(row[0])
+
+    assert await layer._slot.get().submit(setting) == expected
+
+
+def test_durable_must_be_a_boolean() -> None:
+    with pytest.raises(TypeError, match="durable must be True or False"):
+        PostgresChannelLayer(alias="postgres", durable="yes")  # type: ignore[arg-type]
