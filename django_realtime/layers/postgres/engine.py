@@ -307,7 +307,7 @@ class Engine:
             return self._writer
         writer = await self._connect(time.monotonic() + self.timeout)
         for statement in self.session:
-            await writer.execute(statement)  # type: ignore[arg-type]
+            await writer.execute(statement)
         self._writer = writer
         return writer
 
