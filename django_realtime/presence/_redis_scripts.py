@@ -2,11 +2,23 @@
 
 A stream's keys share the hash tag ``{<stream>}``: ``:conns`` (connection
 id -> ``[process, key]``), ``:members`` (key -> ``[connections, version,
-info]``) and ``:v`` (the version counter). Each change returns
-``[key, connections, version, info]``.
+info]``), ``:v`` (the version counter) and ``:unpublished`` (key -> the
+member's newest change not yet known to be published, ``[connections,
+version, info]``). Each change returns ``[key, connections, version,
+info]``.
 """
 
-__all__ = ["DEAD", "FORGET", "HEARTBEAT", "SNAPSHOT", "SYNC", "TRACK", "UNTRACK"]
+__all__ = [
+    "DEAD",
+    "FORGET",
+    "HEARTBEAT",
+    "PUBLISHED",
+    "SNAPSHOT",
+    "SYNC",
+    "TRACK",
+    "UNPUBLISHED",
+    "UNTRACK",
+]
 
 _RULES = """
 local function untrack(conn)
@@ -22,6 +34,7 @@ local function untrack(conn)
   else
     redis.call('HDEL', KEYS[2], key)
   end
+  redis.call('HSET', KEYS[4], key, cjson.encode({n, v, m[3]}))
   return {key, n, v, m[3]}
 end
 
@@ -33,6 +46,7 @@ local function track(conn, key, info, proc)
   if old then n = cjson.decode(old)[1] + 1 end
   local v = redis.call('INCR', KEYS[3])
   redis.call('HSET', KEYS[2], key, cjson.encode({n, v, info}))
+  redis.call('HSET', KEYS[4], key, cjson.encode({n, v, info}))
   return {key, n, v, info}
 end
 """
@@ -119,4 +133,27 @@ FORGET = """
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
+"""
+
+#: KEYS: unpublished. ARGV: key, version, ... of changes now published;
+#: each is forgotten unless a newer change of its member came since.
+PUBLISHED = """
+for i = 1, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and cjson.decode(held)[2] <= tonumber(ARGV[i + 1]) then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1
+"""
+
+#: KEYS: unpublished. Returns its changes as ``[key, connections, version, info]``.
+UNPUBLISHED = """
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local m = cjson.decode(all[i + 1])
+  table.insert(out, {all[i], m[1], m[2], m[3]})
+end
+return out
 """

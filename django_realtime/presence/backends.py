@@ -54,6 +54,19 @@ class PresenceBackend(abc.ABC):
     def snapshot_sync(self, stream: str) -> Snapshot:
         """Return ``stream``'s version and members, from sync code."""
 
+    async def published(  # noqa: B027 (nothing to forget in one process)
+        self, stream: str, versions: dict[str, int]
+    ) -> None:
+        """Forget the changes of ``stream`` now published (member -> version).
+
+        A shared backend keeps every change until then, so that the sweep
+        of a process that died before publishing its changes publishes them.
+        """
+
+    async def unpublished(self, stream: str) -> list[Change]:
+        """Return the changes of ``stream`` not known to be published."""
+        return []
+
     async def heartbeat(self, process: str, streams: set[str]) -> bool:
         """Say that ``process`` lives and holds connections of ``streams``.
 

@@ -18,9 +18,11 @@ from django_realtime.presence._redis_scripts import (
     DEAD,
     FORGET,
     HEARTBEAT,
+    PUBLISHED,
     SNAPSHOT,
     SYNC,
     TRACK,
+    UNPUBLISHED,
     UNTRACK,
 )
 from django_realtime.presence.backends import PresenceBackend, Snapshot
@@ -61,7 +63,7 @@ class RedisPresence(PresenceBackend):
 
     def _keys(self, stream: str) -> list[str]:
         base = f"{self.prefix}:presence:{{{stream}}}"
-        return [f"{base}:conns", f"{base}:members", f"{base}:v"]
+        return [f"{base}:conns", f"{base}:members", f"{base}:v", f"{base}:unpublished"]
 
     def _client(self) -> Redis:
         loop = asyncio.get_running_loop()
@@ -107,15 +109,24 @@ class RedisPresence(PresenceBackend):
         return int(version), json.loads(members)
 
     async def snapshot(self, stream: str) -> Snapshot:
-        return self._snapshot(await self._run(SNAPSHOT, self._keys(stream)[1:], []))
+        return self._snapshot(await self._run(SNAPSHOT, self._keys(stream)[1:3], []))
 
     def snapshot_sync(self, stream: str) -> Snapshot:
         if self._sync is None:
             from redis import Redis as SyncRedis
 
             self._sync = SyncRedis.from_url(self.url)
-        keys = self._keys(stream)[1:]
+        keys = self._keys(stream)[1:3]
         return self._snapshot(self._sync.eval(SNAPSHOT, len(keys), *keys))
+
+    async def published(self, stream: str, versions: dict[str, int]) -> None:
+        args: list[Any] = []
+        for key, version in versions.items():
+            args += [key, version]
+        await self._run(PUBLISHED, self._keys(stream)[3:], args)
+
+    async def unpublished(self, stream: str) -> list[Change]:
+        return _changes(await self._run(UNPUBLISHED, self._keys(stream)[3:], []))
 
     async def heartbeat(self, process: str, streams: set[str]) -> bool:
         keys = [self._procs, self._proc + process]
@@ -127,7 +138,12 @@ class RedisPresence(PresenceBackend):
         for proc, streams in dead:
             name = _text(proc)
             for stream in map(_text, streams):
-                out.setdefault(stream, []).extend(await self.sync(stream, name, {}))
+                changes = out.setdefault(stream, [])
+                changes += await self.sync(stream, name, {})
+                # What it changed but may not have published before it died.
+                changes += await self.unpublished(stream)
+                # Swept by this process now: its own sweep, if it dies too.
+                await self._client().sadd(self._proc + process, stream)
             await self._run(FORGET, [self._procs, self._proc + name], [name])
         return out
 

@@ -1,6 +1,6 @@
 """Presence kept in the SQLite store's file, shared by the processes of one machine.
 
-Four tables beside the store's (created on first use):
+Six tables beside the store's (created on first use):
 
 - ``drt_presence_conn``: one row per connection: its stream, member key and
   process;
@@ -8,7 +8,11 @@ Four tables beside the store's (created on first use):
   connections and the version of its last change;
 - ``drt_presence_version``: each stream's version counter;
 - ``drt_presence_process``: each process's last heartbeat (the machine's
-  clock, shared by all its processes).
+  clock, shared by all its processes), and ``drt_presence_process_stream``
+  the streams where it tracked connections;
+- ``drt_presence_unpublished``: each member's newest change not yet known
+  to be published (a sweep publishes those of the streams of a dead
+  process).
 
 Each step is one ``BEGIN IMMEDIATE`` transaction, so processes never
 interleave inside a change, and a sweep removes a dead process's
@@ -48,6 +52,12 @@ CREATE TABLE IF NOT EXISTS drt_presence_version (
     stream TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS drt_presence_process (
     process TEXT PRIMARY KEY, beat REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS drt_presence_process_stream (
+    process TEXT NOT NULL, stream TEXT NOT NULL, PRIMARY KEY (process, stream));
+CREATE TABLE IF NOT EXISTS drt_presence_unpublished (
+    stream TEXT NOT NULL, key TEXT NOT NULL, info TEXT NOT NULL,
+    connections INTEGER NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (stream, key));
 """
 
 
@@ -138,7 +148,22 @@ class SQLitePresence(PresenceBackend):
             "(stream, key, info, connections, version) VALUES (?, ?, ?, ?, ?)",
             (stream, key, info, record.connections, record.version),
         )
-        return Change(key, record)
+        db.execute(
+            "INSERT OR IGNORE INTO drt_presence_process_stream (process, stream) "
+            "VALUES (?, ?)",
+            (process, stream),
+        )
+        return self._unpublished(db, stream, Change(key, record))
+
+    @staticmethod
+    def _unpublished(db: sqlite3.Connection, stream: str, change: Change) -> Change:
+        record = change.record
+        db.execute(
+            "INSERT OR REPLACE INTO drt_presence_unpublished "
+            "(stream, key, info, connections, version) VALUES (?, ?, ?, ?, ?)",
+            (stream, change.key, record.info, record.connections, record.version),
+        )
+        return change
 
     def _untrack(self, db: sqlite3.Connection, stream: str, conn: str) -> Change | None:
         row = db.execute(
@@ -165,7 +190,7 @@ class SQLitePresence(PresenceBackend):
                 "DELETE FROM drt_presence_member WHERE stream = ? AND key = ?",
                 (stream, key),
             )
-        return Change(key, record)
+        return self._unpublished(db, stream, Change(key, record))
 
     def _sync(
         self,
@@ -233,6 +258,30 @@ class SQLitePresence(PresenceBackend):
     def snapshot_sync(self, stream: str) -> Snapshot:
         return self._in_transaction(lambda db: self._snapshot(db, stream))
 
+    async def published(self, stream: str, versions: dict[str, int]) -> None:
+        def step(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "DELETE FROM drt_presence_unpublished "
+                "WHERE stream = ? AND key = ? AND version <= ?",
+                [(stream, key, version) for key, version in versions.items()],
+            )
+
+        await self._run(step)
+
+    @staticmethod
+    def _held(db: sqlite3.Connection, stream: str) -> list[Change]:
+        return [
+            Change(key, Record(info, count, version))
+            for key, info, count, version in db.execute(
+                "SELECT key, info, connections, version "
+                "FROM drt_presence_unpublished WHERE stream = ?",
+                (stream,),
+            )
+        ]
+
+    async def unpublished(self, stream: str) -> list[Change]:
+        return await self._run(lambda db: self._held(db, stream))
+
     async def heartbeat(self, process: str, streams: set[str]) -> bool:
         def step(db: sqlite3.Connection) -> bool:
             known = db.execute(
@@ -264,16 +313,23 @@ class SQLitePresence(PresenceBackend):
                 streams = [
                     row[0]
                     for row in db.execute(
-                        "SELECT DISTINCT stream FROM drt_presence_conn "
+                        "SELECT stream FROM drt_presence_process_stream "
                         "WHERE process = ?",
                         (gone,),
                     )
                 ]
                 for stream in streams:
-                    out.setdefault(stream, []).extend(self._sync(db, stream, gone, {}))
-                db.execute(
-                    "DELETE FROM drt_presence_process WHERE process = ?", (gone,)
-                )
+                    changes = out.setdefault(stream, [])
+                    changes += self._sync(db, stream, gone, {})
+                    # What it changed but may not have published before it died.
+                    changes += self._held(db, stream)
+                    db.execute(
+                        "INSERT OR IGNORE INTO drt_presence_process_stream "
+                        "(process, stream) VALUES (?, ?)",
+                        (process, stream),
+                    )
+                for table in ("drt_presence_process", "drt_presence_process_stream"):
+                    db.execute(f"DELETE FROM {table} WHERE process = ?", (gone,))
             return out
 
         return await self._run(step)

@@ -246,6 +246,13 @@ class Tracker:
                 except Exception as exc:
                     self.batch.add(stream, [Change(k, r) for k, r in part.items()])
                     self._failed("publish a presence diff", exc, dirty=False)
+                    continue
+                try:
+                    versions = {k: r.version for k, r in part.items()}
+                    await self.backend.published(stream, versions)
+                except Exception as exc:
+                    # Published again by a sweep, at worst: diffs are idempotent.
+                    self._failed("mark a diff published", exc, dirty=False)
 
     # -- beats ----------------------------------------------------------
 

@@ -166,3 +166,21 @@ class Broken(MemoryPresence):
 
     async def untrack(self, stream: str, conn: str) -> list[Change]:
         raise ConnectionError("unreachable")
+
+
+async def test_a_change_a_dead_process_did_not_publish_is_published_by_its_sweep(
+    shared: Callable[[], Tracker],
+) -> None:
+    watcher = await watch(APP, User(3, "carol"), "room.v")
+    other = shared()
+    conn = await other.join("room.v", "bob", '{"username":"bob"}')
+    await watcher.until({"bob", "carol"})
+    # Bob's last connection goes, and the process dies before its diff is out.
+    await other.stop()
+    await other.backend.untrack("room.v", conn)
+    await watcher.drain(OPTIONS.batch * 5)
+    assert "bob" in watcher.names()
+    # Swept once silent for the expiry: the leave it never published goes out.
+    await watcher.until({"carol"}, timeout=10)
+    await close(other)
+    await watcher.client.close()
