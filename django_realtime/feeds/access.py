@@ -12,7 +12,9 @@ all subscribers that receive the same publications share one read:
   query per batch of publications per process**, whatever the number of
   subscribers;
 - without one, one query per batch and distinct
-  :meth:`~.binding.Binding.audience` (``readable(user).filter(pk__in=...)``).
+  :meth:`~.binding.Binding.audience` (``readable(user).filter(pk__in=...)``);
+- for subscriptions that follow a named query, one more query per batch
+  and distinct query and parameters (:meth:`AccessChecker.in_view`).
 
 A value is read after the publication it is asked for was announced (that
 is, after its commit), so it is never older than the change published.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from typing import Any
 
 from django_realtime.delivery.db import call_with_fresh_connections
@@ -31,6 +34,7 @@ from django_realtime.delivery.sync import run_sync
 from django_realtime.feeds.binding import Binding, pk_value
 from django_realtime.feeds.events import Change, parse_event
 from django_realtime.feeds.publishing import stats
+from django_realtime.feeds.views import FeedView
 from django_realtime.streams.positions import Publication
 
 __all__ = ["SHARE_FOR", "AccessChecker", "checker_for"]
@@ -93,56 +97,74 @@ class AccessChecker:
             return []
         binding = self.binding
         if binding.rule_fields:
-            rows = await self._read(items, None)
+            rows = await self._read(items, None, self._rule_rows)
             return [
                 row is not None and bool(binding.can_read(user, row)) for row in rows
             ]
         audience = binding.audience(user)
-        answers = await self._read(items, (audience, user))
+        answers = await self._read(
+            items, ("audience", audience), partial(self._readable_pks, user)
+        )
+        return [bool(answer) for answer in answers]
+
+    async def in_view(
+        self, view: FeedView, items: Sequence[tuple[Key, Any]]
+    ) -> list[bool]:
+        """Return whether the row ``pk`` of each ``(key, pk)`` is in ``view`` now.
+
+        One query per batch and distinct view (query and parameters) in
+        the process; a row's view needs none.
+        """
+        if view.filter is None:
+            return [view.pk is None or pk == view.pk for _key, pk in items]
+        if not items:
+            return []
+        answers = await self._read(
+            items, ("view", view.key), partial(self._view_pks, view)
+        )
         return [bool(answer) for answer in answers]
 
     async def _read(
-        self, items: Sequence[tuple[Key, Any]], audience: tuple[Hashable, Any] | None
+        self,
+        items: Sequence[tuple[Key, Any]],
+        scope: Hashable,
+        fetch: Callable[[list[Any]], dict[Any, Any]],
     ) -> list[Any]:
         """Return the cached value of each item, reading those missing in one query."""
-        values = self._cached(items, audience)
+        values = self._cached(items, scope)
         if any(value is _MISSING for value in values):
             async with self._get_lock():
                 # Another asker may have read them while this one waited.
-                values = self._cached(items, audience)
+                values = self._cached(items, scope)
                 missing = [
                     item
                     for item, value in zip(items, values, strict=True)
                     if value is _MISSING
                 ]
                 if missing:
-                    await self._fetch(missing, audience)
-                    values = self._cached(items, audience)
+                    await self._fetch(missing, scope, fetch)
+                    values = self._cached(items, scope)
         return values
 
-    def _cache_key(self, key: Key, audience: tuple[Hashable, Any] | None) -> Hashable:
-        return key if audience is None else (audience[0], key)
+    def _cache_key(self, key: Key, scope: Hashable) -> Hashable:
+        return key if scope is None else (scope, key)
 
-    def _cached(
-        self, items: Sequence[tuple[Key, Any]], audience: tuple[Hashable, Any] | None
-    ) -> list[Any]:
+    def _cached(self, items: Sequence[tuple[Key, Any]], scope: Hashable) -> list[Any]:
         oldest = self.clock() - SHARE_FOR
         values = []
         for key, _pk in items:
-            entry = self._cache.get(self._cache_key(key, audience))
+            entry = self._cache.get(self._cache_key(key, scope))
             values.append(_MISSING if entry is None or entry[0] < oldest else entry[1])
         return values
 
     async def _fetch(
-        self, items: Sequence[tuple[Key, Any]], audience: tuple[Hashable, Any] | None
+        self,
+        items: Sequence[tuple[Key, Any]],
+        scope: Hashable,
+        fetch: Callable[[list[Any]], dict[Any, Any]],
     ) -> None:
         pks = sorted({pk for _key, pk in items}, key=repr)
-        if audience is None:
-            found = await run_sync(call_with_fresh_connections, self._rule_rows, pks)
-        else:
-            found = await run_sync(
-                call_with_fresh_connections, self._readable_pks, audience[1], pks
-            )
+        found = await run_sync(call_with_fresh_connections, fetch, pks)
         stats.permission_queries += 1
         now = self.clock()
         cache = self._cache
@@ -151,7 +173,7 @@ class AccessChecker:
             for stale in [k for k, (at, _v) in cache.items() if at < oldest]:
                 del cache[stale]
         for key, pk in items:
-            cache[self._cache_key(key, audience)] = (now, found.get(pk))
+            cache[self._cache_key(key, scope)] = (now, found.get(pk))
 
     def _rule_rows(self, pks: list[Any]) -> dict[Any, dict[str, Any]]:
         binding = self.binding
@@ -162,6 +184,10 @@ class AccessChecker:
     def _readable_pks(self, user: Any, pks: list[Any]) -> dict[Any, bool]:
         readable = self.binding.readable(user).filter(pk__in=pks)
         return {pk_value(pk): True for pk in readable.values_list("pk", flat=True)}
+
+    def _view_pks(self, view: FeedView, pks: list[Any]) -> dict[Any, bool]:
+        rows = view.apply(self.binding.model._default_manager.filter(pk__in=pks))
+        return {pk_value(pk): True for pk in rows.values_list("pk", flat=True)}
 
 
 _checkers: dict[str, AccessChecker] = {}

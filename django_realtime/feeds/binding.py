@@ -34,6 +34,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils.module_loading import autodiscover_modules
 
+from django_realtime.feeds.views import Query, QueryFilter
+
 __all__ = [
     "Binding",
     "add",
@@ -76,6 +78,10 @@ class Binding:
             no row rule, and :meth:`readable` decides on delivery too.
         max_snapshot: Most rows a snapshot returns (the first by the
             queryset's ordering).
+        queries: The named queries a subscription may follow instead of the
+            whole feed, by name: a :class:`~.views.Query` (made with
+            :func:`~.views.query`, with typed parameters), or a function
+            ``(queryset, params) -> queryset`` that takes none.
     """
 
     model: ClassVar[type[models.Model]]
@@ -84,6 +90,7 @@ class Binding:
     version_field: ClassVar[str | None] = None
     rule_fields: ClassVar[Sequence[str]] = ()
     max_snapshot: ClassVar[int] = 1000
+    queries: ClassVar[Mapping[str, Query | QueryFilter]] = {}
 
     @property
     def stream(self) -> str:

@@ -9,7 +9,7 @@ from django.core import checks
 from django_realtime.feeds.binding import registered
 from django_realtime.feeds.publishing import FeedQuerySet
 
-__all__ = ["check_bulk_paths"]
+__all__ = ["check_bulk_paths", "check_version_fields"]
 
 
 @checks.register()
@@ -43,3 +43,29 @@ def check_bulk_paths(
                 )
             )
     return messages
+
+
+@checks.register()
+def check_version_fields(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn of each binding without a version field.
+
+    ``django_realtime.feeds.W002``: without one, a change that both a
+    snapshot and the feed carry can be applied twice by a client, the
+    second time over a newer state (until the row's next change).
+    """
+    return [
+        checks.Warning(
+            f"The feed {binding.name!r} has no version_field: a change made "
+            "while a client takes its snapshot can reach it twice, and set a "
+            "row back to an older state until the row's next change.",
+            hint="Add a PositiveBigIntegerField that each change adds one to "
+            "(FeedQuerySet.update() and bulk_update() do it for you) and name "
+            "it in the binding's version_field.",
+            obj=binding.model,
+            id="django_realtime.feeds.W002",
+        )
+        for binding in registered()
+        if not binding.version_field
+    ]

@@ -3,26 +3,34 @@
 A :class:`FeedConsumer` is a :class:`~django_realtime.streams.StreamConsumer`
 that answers two requests and allows subscriptions to feed streams:
 
-``feed.snapshot`` ``{"feed": "jobs.job"}``
-    Replies ``{"feed", "stream", "epoch", "offset", "rows", "version_field"}``:
-    the rows the user may read now (:meth:`~.binding.Binding.readable`),
-    and the stream's position read *before* them. Subscribing to
+``feed.snapshot`` ``{"feed": "jobs.job"}``, or with ``"pk": 7`` (one
+row), or ``"query": "running", "params": {...}`` (a named query)
+    Replies ``{"feed", "stream", "epoch", "offset", "rows", "version_field"}``
+    and the view (``pk``, or ``query`` and ``params``): the rows of the
+    view (:mod:`~.views`) the user may read now
+    (:meth:`~.binding.Binding.readable`), and the stream's position read
+    *before* them. Subscribing to
     ``stream`` with ``since`` that position then gives every change after
     the snapshot: none is missed. One the snapshot already has may come
     again; ``version_field`` lets the client skip it.
-``feed.resume`` ``{"feed": "jobs.job", "pks": [1, 2]}``
+``feed.resume`` ``{"feed": "jobs.job", "pks": [1, 2]}``, with the view
+of the snapshot
     Before a subscribe that resumes (on a new connection), says which rows
-    the client holds, so that it hears ``leave`` for those it may no longer
-    read.
+    the client holds and which view it follows, so that it hears ``leave``
+    for those it may no longer read.
 
 Each subscription to ``feed.<name>`` has a filter
 (:class:`FeedFilter`): every publication, live or replayed, is checked
 against the user's permissions at delivery, in batches
 (:mod:`~django_realtime.feeds.access`), and sent as ``enter``, ``update``,
 ``leave`` or withheld (:func:`~django_realtime.feeds.events.view_of`).
+A subscription follows one view of a feed (the snapshot's): a row outside
+it counts as one the user may not read.
 
 Refusals: ``unknown_feed`` (no such binding, or not served here),
-``bad_parameters`` (a malformed request, naming what was expected),
+``unknown_query`` (the binding has no query of that name),
+``bad_parameters`` (a malformed request or query parameters, naming what
+was expected),
 ``subscribed`` (a snapshot while subscribed to the feed); a subscribe to a
 feed stream that is not served is refused with ``forbidden``.
 """
@@ -50,6 +58,7 @@ from django_realtime.feeds.events import (
     view_of,
 )
 from django_realtime.feeds.publishing import serialize_rows, stats
+from django_realtime.feeds.views import WHOLE, FeedView, view_of_request
 from django_realtime.streams import StreamConsumer, get_stream_store
 from django_realtime.streams.filters import PublicationFilter
 from django_realtime.streams.positions import Publication, encode_data
@@ -62,9 +71,11 @@ logger = logging.getLogger("django_realtime.feeds")
 MAX_RESUME_ROWS = 10_000
 
 
-def snapshot_rows(binding: Binding, user: Any) -> list[dict[str, Any]]:
-    """Return the rows ``user`` may read now, serialised (sync: queries)."""
-    rows = binding.readable(user)[: binding.max_snapshot]
+def snapshot_rows(
+    binding: Binding, user: Any, view: FeedView = WHOLE
+) -> list[dict[str, Any]]:
+    """Return the rows of ``view`` ``user`` may read now, serialised (sync)."""
+    rows = view.apply(binding.readable(user))[: binding.max_snapshot]
     return serialize_rows(binding, rows)
 
 
@@ -77,28 +88,40 @@ class FeedFilter:
         held: The keys of the rows the subscriber holds; updated as it is
             sent ``enter`` and ``leave``.
         checker: The process's permission checker of the binding.
+        view: What of the feed the subscription follows.
     """
 
     def __init__(
-        self, binding: Binding, user: Any, held: set[Any], checker: AccessChecker
+        self,
+        binding: Binding,
+        user: Any,
+        held: set[Any],
+        checker: AccessChecker,
+        view: FeedView = WHOLE,
     ) -> None:
         self.binding = binding
         self.user = user
         self.held = held
         self.checker = checker
+        self.view = view
 
     def withholds(self, publication: Publication) -> bool:
         """Return whether a live ``publication`` is withheld, without a query.
 
-        True for a change of a row the subscriber does not hold and may not
-        read by the row rule applied to the published row (a later change
-        that makes it readable is checked when it comes), or a deletion of
-        one it does not hold. Anything else goes through :meth:`__call__`.
+        True for a change of another row than the one a row's view follows,
+        of a row the subscriber does not hold and may not read by the row
+        rule applied to the published row (a later change that makes it
+        readable is checked when it comes), or a deletion of one it does
+        not hold. Anything else goes through :meth:`__call__`.
         """
         (change,) = self.checker.changes((publication,))
         if change is None or change.pk in self.held:
             return False
-        if change.op == DELETE:
+        if change.op == DELETE or (
+            self.view.pk is not None
+            and change.op != RECHECK
+            and change.pk != self.view.pk
+        ):
             stats.withheld += 1
             return True
         binding = self.binding
@@ -123,7 +146,11 @@ class FeedFilter:
             for p, change in zip(publications, changes, strict=True)
             if change is not None and change.op in (CREATE, UPDATE)
         ]
-        verdicts = iter(await self.checker.readable(self.user, asked))
+        answers = await self.checker.readable(self.user, asked)
+        if self.view is not WHOLE:
+            in_view = await self.checker.in_view(self.view, asked)
+            answers = [a and b for a, b in zip(answers, in_view, strict=True)]
+        verdicts = iter(answers)
         payloads: list[str | None] = []
         for change in changes:
             view: dict[str, Any] | None = None
@@ -161,7 +188,7 @@ class FeedFilter:
         user = get_user_model()._default_manager.filter(pk=user_pk).first()
         if user is None:
             return self.user, []
-        return user, snapshot_rows(self.binding, user)
+        return user, snapshot_rows(self.binding, user, self.view)
 
 
 def _feed_name(data: Any) -> str:
@@ -189,6 +216,8 @@ class FeedConsumer(StreamConsumer):
         super().__init__(**kwargs)
         # Stream -> the rows the client said it holds, for its next subscribe.
         self._feed_held: dict[str, set[Any]] = {}
+        # Stream -> the view the client follows, for its next subscribe.
+        self._feed_views: dict[str, FeedView] = {}
 
     def feed_binding(self, name: str) -> Binding:
         """Return the binding of the feed ``name`` served here.
@@ -223,15 +252,22 @@ class FeedConsumer(StreamConsumer):
         if binding is None:
             return None
         held = self._feed_held.pop(stream, set())
-        return FeedFilter(binding, self.scope.get("user"), held, checker_for(binding))
+        view = self._feed_views.pop(stream, WHOLE)
+        user = self.scope.get("user")
+        return FeedFilter(binding, user, held, checker_for(binding), view)
+
+    def _view(self, binding: Binding, data: Any) -> FeedView:
+        return view_of_request(binding.name, binding.queries, data)
 
     async def request_feed_snapshot(self, data: Any) -> dict[str, Any]:
-        """Return the rows the user may read, and the position to subscribe from.
+        """Return the rows of the view the user may read, and where to follow it.
 
         Raises:
-            RequestError: ``bad_parameters``, ``unknown_feed``, ``subscribed``.
+            RequestError: ``bad_parameters``, ``unknown_feed``,
+                ``unknown_query``, ``subscribed``.
         """
         binding = self.feed_binding(_feed_name(data))
+        view = self._view(binding, data)
         stream = binding.stream
         if stream in self.stream_subscriptions:
             raise RequestError(
@@ -242,9 +278,13 @@ class FeedConsumer(StreamConsumer):
         # The position first: a change committed after it is in the feed.
         position = (await get_stream_store().read(stream)).position
         user = self.scope.get("user")
-        rows = await run_sync(call_with_fresh_connections, snapshot_rows, binding, user)
+        rows = await run_sync(
+            call_with_fresh_connections, snapshot_rows, binding, user, view
+        )
         self._feed_held[stream] = {row["pk"] for row in rows}
+        self._feed_views[stream] = view
         return {
+            **view.describe(),
             "feed": binding.name,
             "stream": stream,
             "epoch": position.epoch,
@@ -254,12 +294,14 @@ class FeedConsumer(StreamConsumer):
         }
 
     async def request_feed_resume(self, data: Any) -> dict[str, Any]:
-        """Take the keys of the rows the client holds, before it resubscribes.
+        """Take the rows the client holds and its view, before it resubscribes.
 
         Raises:
-            RequestError: ``bad_parameters``, ``unknown_feed``.
+            RequestError: ``bad_parameters``, ``unknown_feed``,
+                ``unknown_query``.
         """
         binding = self.feed_binding(_feed_name(data))
+        view = self._view(binding, data)
         pks = data.get("pks")
         if (
             type(pks) is not list
@@ -272,4 +314,5 @@ class FeedConsumer(StreamConsumer):
                 f"keys (integers or strings), got {str(pks)[:200]}.",
             )
         self._feed_held[binding.stream] = {pk_value(pk) for pk in pks}
+        self._feed_views[binding.stream] = view
         return {"feed": binding.name, "held": len(pks)}

@@ -237,6 +237,12 @@ def _deleted(
     publish_instance(instance, DELETE, using=using)
 
 
+def _version_fields(model: type[models.Model]) -> list[str]:
+    """Return the version fields the bindings of ``model`` declare."""
+    names = {b.version_field for b in bindings_for(model) if b.version_field}
+    return sorted(names)
+
+
 class FeedQuerySet(models.QuerySet[_M]):
     """A queryset whose bulk paths publish to the model's feeds.
 
@@ -253,6 +259,9 @@ class FeedQuerySet(models.QuerySet[_M]):
     def update(self, **kwargs: Any) -> int:
         """Update the matching rows with ``kwargs``; publish each.
 
+        A binding's :attr:`~.binding.Binding.version_field` that ``kwargs``
+        does not set is added one to (``F(field) + 1``).
+
         The keys of the matching rows are read first (outside any
         transaction but the caller's), then one ``UPDATE`` with the
         queryset's conditions and those keys writes them, in a transaction
@@ -262,6 +271,8 @@ class FeedQuerySet(models.QuerySet[_M]):
         """
         if _quiet.get() or not bindings_for(self.model):
             return super().update(**kwargs)
+        for name in _version_fields(self.model):
+            kwargs.setdefault(name, models.F(name) + 1)
         db = self.db
         pks = list(self.values_list("pk", flat=True))
         if not pks:
@@ -286,10 +297,19 @@ class FeedQuerySet(models.QuerySet[_M]):
     def bulk_update(
         self, objs: Iterable[_M], fields: Iterable[str], batch_size: int | None = None
     ) -> int:
-        """Update ``fields`` of ``objs`` as ``QuerySet.bulk_update()``; publish each."""
+        """Update ``fields`` of ``objs`` as ``QuerySet.bulk_update()``; publish each.
+
+        A binding's :attr:`~.binding.Binding.version_field` not in
+        ``fields`` is added one to on each object, and written.
+        """
         if not bindings_for(self.model):
             return super().bulk_update(objs, fields, batch_size)
         rows, names = list(objs), list(fields)
+        for name in _version_fields(self.model):
+            if name not in names:
+                names.append(name)
+                for obj in rows:
+                    setattr(obj, name, getattr(obj, name) + 1)
         with transaction.atomic(using=self.db):
             token = _quiet.set(True)
             try:
