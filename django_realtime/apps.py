@@ -20,9 +20,11 @@ class RealtimeConfig(AppConfig):
         drain.install()
         console.install()
         if apps.is_installed("django.contrib.admin"):
-            from django_realtime.ops.console import admin
+            from django_realtime.ops.console import admin, report
+            from django_realtime.presence.api import ops_rows
 
             admin.register()
+            report.add_section("Presence", ops_rows)
         if get_setting("METRICS"):
             from django_realtime.ops import metrics
 

@@ -19,7 +19,10 @@ from django_realtime.streams.registry import get_stream_store
 from django_realtime.streams.stores.base import HistoryStore
 from django_realtime.streams.stores.memory import MemoryHistoryStore
 
-__all__ = ["amembers", "get_tracker", "members"]
+__all__ = ["amembers", "get_tracker", "members", "ops_rows"]
+
+#: The most streams one process lists on the ops page.
+OPS_STREAMS = 50
 
 logger = logging.getLogger("django_realtime.presence")
 
@@ -73,3 +76,33 @@ def members(stream: str) -> dict[str, dict[str, Any]]:
     validate_stream_name(stream)
     _, found = get_tracker().backend.snapshot_sync(stream)
     return found
+
+
+async def ops_rows() -> list[dict[str, Any]]:
+    """Return this process's rows of the ops page's "Presence" section.
+
+    One row per stream this process tracks members of (at most
+    :data:`OPS_STREAMS`, the busiest first): its members and connections
+    here, and its members in all processes as the backend has them.
+    """
+    tracker = _tracker
+    if tracker is None:
+        return []
+    here: dict[str, tuple[set[str], int]] = {}
+    for stream, key, _info in list(tracker.connections.values()):
+        keys, count = here.setdefault(stream, (set(), 0))
+        keys.add(key)
+        here[stream] = (keys, count + 1)
+    busiest = sorted(here.items(), key=lambda item: -item[1][1])[:OPS_STREAMS]
+    rows = []
+    for stream, (keys, count) in busiest:
+        _, everyone = await tracker.backend.snapshot(stream)
+        rows.append(
+            {
+                "stream": stream,
+                "members here": len(keys),
+                "connections here": count,
+                "members in all processes": len(everyone),
+            }
+        )
+    return rows

@@ -154,3 +154,22 @@ async def test_a_resume_gets_the_diffs_it_missed() -> None:
     assert resumed["recovered"]
     await watcher.until({"alice", "carol"})
     await alice.client.close()
+
+
+async def test_the_ops_page_lists_the_streams_with_members_here() -> None:
+    from django_realtime.presence.api import ops_rows
+
+    tabs = [await watch(APP, ALICE, "room.ops") for _ in range(2)]
+    bob = await watch(APP, BOB, "room.ops")
+    await bob.until({"alice", "bob"})
+
+    rows = await ops_rows()
+
+    assert {
+        "stream": "room.ops",
+        "members here": 2,
+        "connections here": 3,
+        "members in all processes": 2,
+    } in rows
+    for watcher in (*tabs, bob):
+        await watcher.client.close()
