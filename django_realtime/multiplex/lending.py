@@ -7,12 +7,15 @@ must not leave the socket unread, so the socket's own task reads once the
 consumer has been away for a while. Rather than a timer per frame, each
 socket that a reader stopped is noted with its event loop's
 :class:`Lending`, whose one timer ticks every :data:`LEND` seconds while
-any socket is noted: a busy process pays a tick a millisecond, not a timer
-a frame, and an idle one nothing.
+any socket is noted: a busy process pays a tick every few milliseconds,
+not a timer (and a wake-up of the event loop) a frame, and an idle one
+nothing.
 
 A socket noted is checked at the first tick at least one whole period
 after it was noted (between one and two periods): if nobody reads it then,
-its own task is woken to read.
+its own task is woken to read. The period is the price of that saving:
+while one topic's handler waits, frames of the socket's other topics may
+wait up to two periods more than on sockets of their own.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Protocol
 
 __all__ = ["LEND", "Lending", "lending"]
 
-#: Seconds between the ticks of a loop's :class:`Lending`.
-LEND = 0.001
+#: Seconds between the ticks of a loop's :class:`Lending`: shorter wakes
+#: a busy process's event loop more often for nothing.
+LEND = 0.005
 
 
 class _Socket(Protocol):

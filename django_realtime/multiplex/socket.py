@@ -13,10 +13,10 @@ the behaviour the client sees). This module decides who reads the server's
   way. It stops reading as soon as it has something to return;
 - the socket's own task reads when no consumer does. When it reads a frame
   for a consumer that waits, it wakes that consumer and leaves the reading
-  to it. When a reader stops, the socket's task is woken one to two
+  to it. When a reader stops, the socket's task is woken 5 to 10
   milliseconds later unless a consumer took the reading over meanwhile
   (:mod:`django_realtime.multiplex.lending`, one timer per event loop),
-  so that the socket is read while a consumer's handler runs, slow or
+  so that the socket is read while a consumer's handler waits, slow or
   sync.
 """
 
@@ -153,7 +153,39 @@ class MultiplexedSocket:
             if items:
                 return items.popleft()
             if self.reader is None and not self.ended:
-                event = await self._read(child)
+                # Read as this consumer. Its first event is read here: most
+                # often its own frame, returned with no coroutine of _read().
+                self.reader = child
+                self._receiving = True
+                try:
+                    message = await self.receive()
+                except BaseException as exc:
+                    self._receiving = False
+                    self._stop_reading()
+                    if not (
+                        isinstance(exc, asyncio.CancelledError)
+                        and self._interrupted is child
+                    ):
+                        raise
+                    # interrupt(): the servers' receive is cancel-safe.
+                    self._interrupted = None
+                    if (task := asyncio.current_task()) is not None:
+                        task.uncancel()
+                    continue
+                self._receiving = False
+                text = message.get("text")
+                if (
+                    text is not None
+                    and text.startswith(child.prefix)
+                    and child.state == OPEN
+                    and not items
+                ):
+                    self._stop_reading()
+                    return {
+                        "type": "websocket.receive",
+                        "text": text[len(child.prefix) :],
+                    }
+                event = await self._read(child, message)
                 if event is not None:
                     return event
                 continue
@@ -163,8 +195,13 @@ class MultiplexedSocket:
             finally:
                 inbox.waiter = None
 
-    async def _read(self, owner: object) -> Message | None:
+    async def _read(
+        self, owner: object, message: Message | None = None
+    ) -> Message | None:
         """Read and route as ``owner`` until it should stop (see the module).
+
+        ``message``, if given, was read by ``owner`` already: it is routed
+        first.
 
         Returns:
             For a consumer, the event it read for itself (``None``: its
@@ -179,20 +216,21 @@ class MultiplexedSocket:
             topics = self.topics
             limit = self.owner.max_queued_frames
             while True:
-                self._receiving = True
-                try:
-                    message = await receive()
-                except asyncio.CancelledError:
-                    if self._interrupted is not owner:
-                        raise
-                    # interrupt(): the servers' receive is cancel-safe.
-                    self._interrupted = None
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()
-                    return None
-                finally:
-                    self._receiving = False
+                if message is None:
+                    self._receiving = True
+                    try:
+                        message = await receive()
+                    except asyncio.CancelledError:
+                        if self._interrupted is not owner:
+                            raise
+                        # interrupt(): the servers' receive is cancel-safe.
+                        self._interrupted = None
+                        task = asyncio.current_task()
+                        if task is not None:
+                            task.uncancel()
+                        return None
+                    finally:
+                        self._receiving = False
                 text = message.get("text")
                 if (
                     me is not None
@@ -222,6 +260,7 @@ class MultiplexedSocket:
                             routed = True
                 if not routed:
                     target = await self._route(message)
+                message = None
                 if self.ended:
                     return None
                 if owner is self:
@@ -230,14 +269,18 @@ class MultiplexedSocket:
                 elif me is not None and me.inbox.items:
                     return None
         finally:
-            self.reader = None
-            if not self.ended:
-                # Lending.note(self), inline: once a frame.
-                lending = self._lending
-                self.lent_at = lending.ticks
-                lending.noted.add(self)
-                if lending.timer is None:
-                    lending.arm()
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """The reader stops: the socket's task reads soon unless one takes over."""
+        self.reader = None
+        if not self.ended:
+            # Lending.note(self), inline: once a frame.
+            lending = self._lending
+            self.lent_at = lending.ticks
+            lending.noted.add(self)
+            if lending.timer is None:
+                lending.arm()
 
     def interrupt(self, child: Child) -> None:
         """Stop ``child`` reading: its inbox got an event from another task.
