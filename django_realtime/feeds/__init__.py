@@ -17,6 +17,7 @@ from django_realtime.feeds.publishing import (
     register,
     stats,
 )
+from django_realtime.feeds.views import FeedView, Query, query
 
 __all__ = [
     "Binding",
@@ -24,10 +25,13 @@ __all__ = [
     "FeedFilter",
     "FeedQuerySet",
     "FeedStats",
+    "FeedView",
+    "Query",
     "autodiscover",
     "get_binding",
     "publish_changes",
     "publish_immediately",
+    "query",
     "recheck",
     "register",
     "stats",

@@ -9,7 +9,7 @@ from django.db import models
 from django.urls import path
 
 from django_realtime.auth import AuthMiddlewareStack
-from django_realtime.feeds import Binding, FeedConsumer, register
+from django_realtime.feeds import Binding, FeedConsumer, query, register
 from django_realtime.routing import URLRouter
 from example_project.jobs.models import Job
 
@@ -36,6 +36,13 @@ class OwnJobs(Binding):
     fields = ("owner_id", "kind", "status", "progress", "version")
     version_field = "version"
     rule_fields = ("owner_id",)
+    queries = {
+        "status": query(lambda qs, p: qs.filter(status=p["status"]), status=str),
+        "running": lambda qs, p: qs.filter(status="running"),
+        "progress": query(
+            lambda qs, p: qs.filter(progress__gte=p["least"]), least=int, odd=bool
+        ),
+    }
 
     def readable(self, user: Any) -> models.QuerySet[Job]:
         return _readable(user)
@@ -58,6 +65,7 @@ class OwnJobsByQueryset(Binding):
     name = QUERYSET_FEED
     fields = ("owner_id", "status", "version")
     version_field = "version"
+    queries = {"running": lambda qs, p: qs.filter(status="running")}
 
     def readable(self, user: Any) -> models.QuerySet[Job]:
         return _readable(user)

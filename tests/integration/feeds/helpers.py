@@ -35,9 +35,15 @@ class LiveCollection:
     unless it holds a newer version, ``leave`` removes it.
     """
 
-    def __init__(self, client: StreamClient, feed: str) -> None:
+    def __init__(
+        self, client: StreamClient, feed: str, view: dict[str, Any] | None = None
+    ) -> None:
         self.client = client
         self.feed = feed
+        #: The view followed: ``{"pk": 7}``, ``{"query": ..., "params": ...}``.
+        self.view = view or {}
+        #: Every row state applied, as (pk, version).
+        self.versions: list[tuple[Any, int]] = []
         self.stream = f"feed.{feed}"
         self.rows: dict[Any, dict[str, Any]] = {}
         self.applied = 0
@@ -47,7 +53,7 @@ class LiveCollection:
     async def open(self) -> dict[str, Any]:
         """Take a snapshot, then subscribe from its position; return the snapshot."""
         snapshot: dict[str, Any] = await self.client.request(
-            "feed.snapshot", {"feed": self.feed}
+            "feed.snapshot", {"feed": self.feed, **self.view}
         )
         self.rows = {row["pk"]: row for row in snapshot["rows"]}
         await self.client.subscribe(
@@ -61,7 +67,7 @@ class LiveCollection:
         await self.client.drop()
         await self.client.connect()
         await self.client.request(
-            "feed.resume", {"feed": self.feed, "pks": sorted(self.rows)}
+            "feed.resume", {"feed": self.feed, "pks": sorted(self.rows), **self.view}
         )
         await self.client.subscribe(self.stream, since)
 
@@ -91,17 +97,19 @@ class LiveCollection:
         if kind == "leave":
             self.rows.pop(pk, None)
             return
-        held = self.rows.get(pk)
-        if held is None or held["version"] <= event["row"]["version"]:
-            self.rows[pk] = event["row"]
+        held, row = self.rows.get(pk), event["row"]
+        # As realtime.js: a state not newer than the one held is skipped.
+        if held is None or held["version"] < row["version"]:
+            self.rows[pk] = row
+            self.versions.append((pk, row["version"]))
 
 
 async def open_collection(
-    cookie: bytes, feed: str
+    cookie: bytes, feed: str, view: dict[str, Any] | None = None
 ) -> tuple[LiveCollection, dict[str, Any]]:
-    """Connect with ``cookie`` and open ``feed``; return it and its snapshot."""
+    """Connect with ``cookie``, open ``view`` of ``feed``; return it, its snapshot."""
     client = StreamClient(application(), "/ws/feeds/", [(b"cookie", cookie)])
     await client.connect()
-    collection = LiveCollection(client, feed)
+    collection = LiveCollection(client, feed, view)
     snapshot = await collection.open()
     return collection, snapshot
