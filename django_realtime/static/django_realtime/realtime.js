@@ -1506,6 +1506,8 @@ export function multiplex(url, options = {}) {
 // A feed (django_realtime.feeds) publishes a model's changes, filtered per
 // user by the server. collection() keeps the rows the user may read in sync:
 // a snapshot, then enter / update / leave events, resumed like any stream.
+// It may follow a view of the feed instead: a named query (options.query and
+// options.params), or one row (record()). One view per feed and connection.
 // See docs/topics/feeds.rst and docs/topics/browser-client.rst.
 
 /**
@@ -1514,7 +1516,11 @@ export function multiplex(url, options = {}) {
  * @property {(a: object, b: object) => number} [compare] the order of
  *     {@link Collection#list}; without it, the order rows arrived in
  * @property {(error: RealtimeError) => void} [onError] the server refused the
- *     feed ("unknown_feed", say); the collection is closed
+ *     feed ("unknown_feed", "unknown_query", "bad_parameters"); the
+ *     collection is closed
+ * @property {string} [query] follow the binding's query of that name only
+ * @property {object} [params] the query's parameters
+ * @property {number|string} [pk] follow this one row only (see {@link record})
  */
 
 /** The rows of a feed the user may read, kept in sync; see {@link collection}. */
@@ -1535,11 +1541,19 @@ export class Collection {
     this.rows = new Map();
     this.#realtime = realtime;
     this.#options = options;
+    /** The view followed: `{pk}`, `{query, params}`, or `{}` (every row). */
+    this.view =
+      options.pk !== undefined
+        ? { pk: options.pk }
+        : options.query !== undefined
+          ? { query: options.query, params: options.params ?? {} }
+          : {};
     // Before the streams resume on a new connection: say which rows are held,
-    // so the server sends "leave" for those that may no longer be read.
+    // and the view, so the server sends "leave" for those no longer in it.
     this.#stopState = realtime.onState(({ state }) => {
       if (state !== "open" || !this.#subscription || this.#closed) return;
-      realtime.request("feed.resume", { feed, pks: [...this.rows.keys()] }).catch(() => {});
+      const pks = [...this.rows.keys()];
+      realtime.request("feed.resume", { feed, pks, ...this.view }).catch(() => {});
     });
     /**
      * Resolves once the first snapshot is in {@link Collection#rows}; rejects
@@ -1560,6 +1574,12 @@ export class Collection {
     if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
     this.#handlers.get(type).add(handler);
     return () => this.#handlers.get(type).delete(handler);
+  }
+
+  /** The row of a {@link record} (null: gone, or not readable), or the first row. */
+  get row() {
+    if (this.view.pk !== undefined) return this.rows.get(this.view.pk) ?? null;
+    return this.list()[0] ?? null;
   }
 
   /** @returns {object[]} the rows, in the `compare` option's order */
@@ -1586,7 +1606,7 @@ export class Collection {
     const realtime = this.#realtime;
     let snapshot;
     try {
-      snapshot = await realtime.request("feed.snapshot", { feed: this.feed });
+      snapshot = await realtime.request("feed.snapshot", { feed: this.feed, ...this.view });
     } catch (error) {
       if (error.code === "disconnected" && !this.#closed) return this.#load();
       this.#closed = true;
@@ -1672,6 +1692,19 @@ export class Collection {
  */
 export function collection(realtime, feed, options = {}) {
   return new Collection(realtime, feed, options);
+}
+
+/**
+ * Keep one row of the feed `feed` in sync: {@link Collection#row} is the row,
+ * or null while the user may not read it or once it is deleted ("leave").
+ * @param {Realtime} realtime a connection to a FeedConsumer
+ * @param {string} feed the feed's name ("jobs.job")
+ * @param {number|string} pk the row's primary key
+ * @param {CollectionOptions} [options]
+ * @returns {Collection}
+ */
+export function record(realtime, feed, pk, options = {}) {
+  return new Collection(realtime, feed, { ...options, pk });
 }
 
 // -- Presence: who is here ------------------------------------------------------
