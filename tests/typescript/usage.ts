@@ -5,11 +5,13 @@ import {
   presence,
   connect,
   multiplex,
+  record,
   RealtimeError,
   resolveUrl,
   type LostInfo,
   type Position,
   type FeedRow,
+  type FeedView,
   type Publication,
   type StateEvent,
 } from "../../django_realtime/static/django_realtime/realtime.js";
@@ -95,6 +97,16 @@ jobs.on("update", (row, previous) => console.log(row.progress, previous.progress
 jobs.on("leave", (pk: number) => console.log("gone", pk));
 jobs.on("change", (live) => console.log(live.list().map((row) => row.status)));
 void jobs.ready.then((live) => live.rows.get(1)?.status);
+// A named query's rows (with its parameters), and one row.
+const running = collection<JobRow>(rt, "jobs.job", {
+  query: "status",
+  params: { status: "running" },
+});
+running.on("leave", (pk: number, previous: JobRow) => console.log(pk, previous.status));
+const one = record<JobRow>(rt, "jobs.job", 7, { onError: (error) => console.warn(error.code) });
+one.on("change", (live) => console.log(live.row?.progress ?? "gone"));
+const followed: FeedView<JobRow> = one.view;
+void followed;
 
 // Who is in the room: each user once, with their number of connections.
 interface ChatMember {

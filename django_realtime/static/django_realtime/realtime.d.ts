@@ -245,14 +245,32 @@ export interface FeedRow {
 export interface CollectionOptions<R extends FeedRow = FeedRow> {
   /** The order of list(); without it, the order rows arrived in. */
   compare?: (a: R, b: R) => number;
-  /** The server refused the feed ("unknown_feed", say); the collection is closed. */
+  /**
+   * The server refused the feed ("unknown_feed", "unknown_query",
+   * "bad_parameters"); the collection is closed.
+   */
   onError?: (error: RealtimeError) => void;
+  /** Follow the binding's query of that name only. */
+  query?: string;
+  /** The query's parameters (integers, strings, booleans). */
+  params?: Record<string, number | string | boolean>;
+  /** Follow this one row only (see record()). */
+  pk?: R["pk"];
 }
+
+/** What a collection follows of its feed: one row, one query, or every row. */
+export type FeedView<R extends FeedRow = FeedRow> =
+  | { pk: R["pk"] }
+  | { query: string; params: Record<string, number | string | boolean> }
+  | Record<string, never>;
 
 /** The rows of a feed the user may read, kept in sync. */
 export class Collection<R extends FeedRow = FeedRow> {
   readonly feed: string;
+  readonly view: FeedView<R>;
   readonly rows: Map<R["pk"], R>;
+  /** A record()'s row (null: gone, or not readable), or the first row. */
+  readonly row: R | null;
   /** Resolves once the first snapshot is in `rows`. */
   readonly ready: Promise<Collection<R>>;
   on(type: "reset", handler: (rows: R[]) => void): () => void;
@@ -268,6 +286,14 @@ export class Collection<R extends FeedRow = FeedRow> {
 export function collection<R extends FeedRow = FeedRow>(
   realtime: Realtime,
   feed: string,
+  options?: CollectionOptions<R>,
+): Collection<R>;
+
+/** Keep the row `pk` of the feed `feed` in sync: see Collection.row. */
+export function record<R extends FeedRow = FeedRow>(
+  realtime: Realtime,
+  feed: string,
+  pk: R["pk"],
   options?: CollectionOptions<R>,
 ): Collection<R>;
 
