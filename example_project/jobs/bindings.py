@@ -29,6 +29,9 @@ class JobBinding(Binding):
     version_field = "version"
     rule_fields = ("owner_id",)
     max_snapshot = RECENT_JOBS
+    #: The jobs that may still change by themselves (queued or running):
+    #: ``collection(rt, "jobs.job", {query: "active"})``.
+    queries = {"active": lambda jobs, params: jobs.filter(status__in=Job.ACTIVE)}
 
     def readable(self, user: Any) -> models.QuerySet[Job]:
         """Return the jobs ``user`` may read: their own, or all for staff."""
