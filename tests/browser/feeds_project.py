@@ -4,8 +4,12 @@
     The page of ``docs/topics/browser-client.rst`` (live collections): the
     jobs of the ``jobs.job`` feed (example_project.jobs.bindings) that user
     ``pk`` may read, newest first, kept in sync by ``collection()``.
+    The page also follows, each on a connection of its own, the feed's
+    query ``active`` (``f.active``) and, after ``f.watch(pk)``, one row
+    (``f.one``, realtime.js's ``record()``).
 ``POST /change/?op=create&owner=<pk>`` (or ``op=progress&id=<pk>&progress=N``,
-``op=move&id=<pk>&owner=<pk>``)
+``op=move&id=<pk>&owner=<pk>``, ``op=status&id=<pk>&status=S``,
+``op=delete&id=<pk>``)
     Change the jobs in the server process, as a view would; the feed
     publishes each change (in this process's in-memory store).
 ``ws /ws/feeds/?user=<pk>``
@@ -44,7 +48,7 @@ PAGE = """{% load realtime %}<!doctype html>
 <body>
   <ul id="jobs"></ul>
   <script type="module">
-    import { connect, collection } from "django_realtime";
+    import { connect, collection, record } from "django_realtime";
 
     const f = { offline: false, sockets: [], events: [] };
     const user = new URLSearchParams(location.search).get("user");
@@ -79,6 +83,20 @@ PAGE = """{% load realtime %}<!doctype html>
     f.shown = () =>
       [...document.querySelectorAll("#jobs li")].map((li) => li.textContent);
     f.drop = () => f.sockets.at(-1).close();
+    // Views of the feed, each on a connection of its own: a named query...
+    const fast = { backoff: { initial: 50, max: 200 } };
+    f.active = collection(connect(`/ws/feeds/?user=${user}`, fast), "jobs.job", {
+      query: "active",
+      compare: (a, b) => a.pk - b.pk,
+    });
+    f.activeShown = () => f.active.list().map((job) => `${job.pk}: ${job.status}`);
+    // ... and one row.
+    f.watch = (pk) => {
+      f.one = record(connect(`/ws/feeds/?user=${user}`, fast), "jobs.job", pk);
+      f.oneEvents = [];
+      f.one.on("change", (one) => f.oneEvents.push(one.row?.progress ?? null));
+      return f.one.ready.then(() => f.one.row?.progress ?? null);
+    };
     window.f = f;
   </script>
 </body>
@@ -106,8 +124,13 @@ def _change(query: dict[str, list[str]]) -> int:
         owner = int(query["owner"][0])
         return Job.objects.create(owner_id=owner, kind="wait", parameters={}).pk
     pk = int(query["id"][0])
+    if op == "delete":
+        Job.objects.filter(pk=pk).delete()
+        return pk
     if op == "progress":
         changes: dict[str, Any] = {"progress": int(query["progress"][0])}
+    elif op == "status":
+        changes = {"status": query["status"][0]}
     else:
         changes = {"owner_id": int(query["owner"][0])}
     Job.objects.filter(pk=pk).update(**changes, version=F("version") + 1)

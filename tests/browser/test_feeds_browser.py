@@ -136,3 +136,54 @@ def test_the_live_list_follows_changes_by_the_permissions_of_now(
     # Bob's jobs never reached the page, live or replayed.
     assert b2 not in [pk for _type, pk in events]
     page.context.close()
+
+
+def test_a_query_and_a_record_follow_rows_into_and_out_of_their_view(
+    browser: Browser, server: LiveServer
+) -> None:
+    def setup() -> tuple[User, User, Job, Job]:
+        alice = User.objects.create_user("alice")
+        bob = User.objects.create_user("bob")
+        mine = Job.objects.create(owner=alice, kind="wait", parameters={})
+        other = Job.objects.create(owner=alice, kind="wait", parameters={})
+        return alice, bob, mine, other
+
+    alice, bob, a1, a2 = in_thread(setup)
+    page = open_page(browser, server, alice)
+    page.evaluate("f.active.ready")
+    assert page.evaluate("f.activeShown()") == [f"{a1.pk}: queued", f"{a2.pk}: queued"]
+    assert page.evaluate(f"f.watch({a2.pk})") == 0
+
+    def active_becomes(expected: list[str]) -> None:
+        page.wait_for_function(
+            "(want) => JSON.stringify(f.activeShown()) === JSON.stringify(want)",
+            arg=expected,
+            timeout=WAIT,
+        )
+
+    # Out of the query and back in.
+    change(server, op="status", id=a1.pk, status="done")
+    active_becomes([f"{a2.pk}: queued"])
+    change(server, op="status", id=a1.pk, status="running")
+    active_becomes([f"{a1.pk}: running", f"{a2.pk}: queued"])
+    b1 = change(server, op="create", owner=bob.pk)  # not Alice's: never shown
+
+    # The record: its changes, gone when given away, back, gone when deleted
+    # (each awaited: permissions are those of delivery time).
+    def record_becomes(count: int) -> None:
+        page.wait_for_function(f"f.oneEvents.length >= {count}", timeout=WAIT)
+
+    change(server, op="progress", id=a1.pk, progress=5)  # another row
+    change(server, op="progress", id=a2.pk, progress=30)
+    record_becomes(2)
+    change(server, op="move", id=a2.pk, owner=bob.pk)
+    record_becomes(3)
+    change(server, op="move", id=a2.pk, owner=alice.pk)
+    record_becomes(4)
+    change(server, op="delete", id=a2.pk)
+    record_becomes(5)
+    assert page.evaluate("f.oneEvents") == [0, 30, None, 30, None]
+    assert page.evaluate("f.one.row") is None
+    active_becomes([f"{a1.pk}: running"])
+    assert b1 not in page.evaluate("[...f.active.rows.keys()]")
+    page.context.close()
