@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 
 from django_realtime.delivery.db import call_with_fresh_connections
 from django_realtime.delivery.sync import run_sync
@@ -257,7 +259,19 @@ class FeedConsumer(StreamConsumer):
         return FeedFilter(binding, user, held, checker_for(binding), view)
 
     def _view(self, binding: Binding, data: Any) -> FeedView:
-        return view_of_request(binding.name, binding.queries, data)
+        view = view_of_request(binding.name, binding.queries, data)
+        if view.pk is None:
+            return view
+        # As the feed carries it: "7" names the row 7 of an integer key.
+        try:
+            pk = binding.model._meta.pk.to_python(view.pk)
+        except ValidationError as error:
+            raise RequestError(
+                "bad_parameters",
+                f'Expected "pk" to be a key of {binding.model._meta.label}, '
+                f"got {str(view.pk)[:200]!r} ({'; '.join(error.messages)}).",
+            ) from None
+        return replace(view, pk=pk_value(pk))
 
     async def request_feed_snapshot(self, data: Any) -> dict[str, Any]:
         """Return the rows of the view the user may read, and where to follow it.

@@ -88,7 +88,10 @@ async def test_a_row_view_gets_its_row_its_changes_and_leave(
     users, cookies = await people()
     a1, a2 = await ajob(users["alice"]), await ajob(users["alice"])
     b1 = await ajob(users["bob"])
-    alice, snapshot = await open_collection(cookies["alice"], RULE_FEED, {"pk": a1.pk})
+    # A key as a string names the row as well.
+    alice, snapshot = await open_collection(
+        cookies["alice"], RULE_FEED, {"pk": str(a1.pk)}
+    )
     theirs, other = await open_collection(
         cookies["alice"], QUERYSET_FEED, {"pk": b1.pk}
     )
@@ -201,6 +204,7 @@ async def test_view_requests_are_refused_over_the_socket(
     for data, code in [
         ({"query": "status", "params": {"status": "running"}}, "unknown_query"),
         ({"query": "running", "params": {"x": 1}}, "bad_parameters"),
+        ({"pk": "seven"}, "bad_parameters"),
     ]:
         for kind in ("feed.snapshot", "feed.resume"):
             with pytest.raises(RequestFailed) as refused:
