@@ -13,8 +13,12 @@ Redis):
 - database queries per update: the permission checks made on delivery
   for all subscribers together, and the writer's own.
 
+``--view`` chooses what each page follows: the whole feed (``whole``), the
+binding's named query ``active`` (``query``: one more query per batch for
+all pages together), or its user's one job (``row``: ``record()``).
+
 Run: python -m benchmarks.feeds [--smoke] [--subscribers N] [--rate R]
-[--seconds S] [--stores memory,redis]
+[--seconds S] [--stores memory,redis] [--view whole|query|row]
 """
 
 from __future__ import annotations
@@ -111,6 +115,14 @@ async def run_store(name: str, args: argparse.Namespace) -> dict[str, Any]:
         lambda: list(Job.objects.order_by("owner_id").values_list("pk", "owner_id"))
     )()
     owner_of = dict(jobs)
+    job_of = {owner: pk for pk, owner in jobs}
+
+    def view_of(view: str, owner: int) -> dict[str, Any]:
+        if view == "query":
+            return {"query": "active"}
+        if view == "row":
+            return {"pk": job_of[owner]}
+        return {}
 
     consumer = FeedConsumer.as_asgi(feeds=["jobs.job"])
 
@@ -128,7 +140,7 @@ async def run_store(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 "kind": "request",
                 "id": 1,
                 "type": "feed.snapshot",
-                "data": {"feed": "jobs.job"},
+                "data": {"feed": "jobs.job", **view_of(args.view, user.pk)},
             }
         )
         snapshot = (await communicator.receive_json_from(30))["data"]
@@ -240,6 +252,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100, help="updates a second")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--stores", default="memory,redis")
+    parser.add_argument("--view", choices=("whole", "query", "row"), default="whole")
     args = parser.parse_args()
     if args.smoke:
         args.subscribers, args.rate, args.seconds = 50, 50, 2
@@ -249,7 +262,7 @@ def main() -> None:
         prepare(args.subscribers, 1)
         print(
             f"feeds: {args.subscribers} subscribers (one user each, own rows only), "
-            f"{args.rate} updates/s for {args.seconds} s"
+            f"{args.rate} updates/s for {args.seconds} s, view: {args.view}"
         )
         print(
             f"{'store':<8}{'updates':>9}{'p50 ms':>9}{'p99 ms':>9}{'lost':>6}"
