@@ -1,8 +1,8 @@
-"""The example chat page's multiplexed socket: the room, who is online, jobs.
+"""The example chat page's multiplexed socket: the room, who is in it, jobs.
 
 Through the chat's routes and the project's auth stack, as the page's
-realtime.js uses them: one socket, ``/ws/chat/``, with the room's stream,
-the online badge's consumer and the jobs consumer as topics.
+realtime.js uses them: one socket, ``/ws/chat/``, with the room's topic
+(its stream and its presence) and the jobs consumer as topics.
 """
 
 from __future__ import annotations
@@ -57,11 +57,23 @@ class Page:
         topic, _, payload = text.partition("\n")
         return {"topic": topic, "kind": "frame", "text": payload}
 
-    async def online(self) -> list[str]:
+    async def stream_frame(self, topic: str) -> dict[str, Any]:
+        """Return the next stream protocol frame of ``topic``."""
         frame = await self.receive()
-        assert frame["topic"].startswith("online/"), frame
-        names: list[str] = json.loads(frame["text"])["online"]
-        return names
+        assert (frame["topic"], frame["kind"]) == (topic, "frame"), frame
+        content: dict[str, Any] = json.loads(frame["text"])
+        return content
+
+    async def stream_send(self, topic: str, content: dict[str, Any]) -> None:
+        await self.ws.send_to(text_data=f"{topic}\n{json.dumps(content)}")
+
+    async def present(self, topic: str, stream: str) -> set[str]:
+        """Return the usernames in the next presence diff of ``stream``."""
+        while True:
+            content = await self.stream_frame(topic)
+            data = content.get("data") or {}
+            if content.get("stream") == "presence:" + stream and "joins" in data:
+                return {record["info"]["username"] for record in data["joins"].values()}
 
 
 @pytest.fixture
@@ -84,32 +96,26 @@ async def open_page() -> AsyncIterator[Callable[[str], Any]]:
         await page.ws.disconnect(timeout=5)
 
 
-async def test_the_online_badge_and_the_room_share_the_pages_socket(
+async def test_who_is_in_the_room_travels_on_the_rooms_topic(
     open_page: Callable[[str], Any],
 ) -> None:
     await Room.objects.aget_or_create(name="lobby")
     alice = await open_page("alice")
     await alice.send("chat/lobby", "open")
     assert await alice.receive() == {"topic": "chat/lobby", "kind": "open"}
-    await alice.send("online/lobby", "open")
-    assert await alice.receive() == {"topic": "online/lobby", "kind": "open"}
-    assert await alice.online() == ["alice"]
+    # The room's stream and its presence, on the same topic of one socket.
+    for frame_id, stream in enumerate(("chat.lobby", "presence:chat.lobby"), 1):
+        subscribe = {"kind": "subscribe", "id": frame_id, "stream": stream}
+        await alice.stream_send("chat/lobby", subscribe)
+        assert (await alice.stream_frame("chat/lobby"))["kind"] == "subscribed"
 
     bob = await open_page("bob")
-    await bob.send("online/lobby", "open")
-    assert await bob.receive() == {"topic": "online/lobby", "kind": "open"}
-    names = [await bob.online(), await bob.online()]
-    assert names[-1] == ["alice", "bob"]
-    assert await alice.online() == ["alice", "bob"]
+    await bob.send("chat/lobby", "open")
+    assert await bob.receive() == {"topic": "chat/lobby", "kind": "open"}
+    subscribe = {"kind": "subscribe", "id": 1, "stream": "presence:chat.lobby"}
+    await bob.stream_send("chat/lobby", subscribe)
 
-    await bob.send("online/lobby", "close")
-    assert await alice.online() == ["alice"]
-
-    # The room's stream, on the same socket.
-    subscribe = {"kind": "subscribe", "id": 1, "stream": "chat.lobby"}
-    await alice.ws.send_to(text_data="chat/lobby\n" + json.dumps(subscribe))
-    answer = await alice.receive()
-    assert json.loads(answer["text"])["kind"] == "subscribed"
+    assert "bob" in await alice.present("chat/lobby", "chat.lobby")
 
 
 async def test_a_room_nobody_created_is_refused_on_its_topic_only(
