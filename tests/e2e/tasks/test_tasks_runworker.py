@@ -108,14 +108,21 @@ def test_a_task_enqueued_here_runs_in_runworker_and_its_result_is_read_here(
     assert result.worker_ids == [f"{os.uname().nodename}:{worker.pid}"]
 
     async def history() -> list[Any]:
+        # The outcome is published just after the result is saved: read
+        # until it is there (or the wait is over).
         store = SQLiteHistoryStore(env["TASKS_E2E_STORE"])
+        stream = stream_for(enqueued.id)
         try:
-            stream = stream_for(enqueued.id)
-            newest = (await store.read(stream)).position
-            read = await store.read(stream, Position(newest.epoch, 0))
+            async with asyncio.timeout(WAIT):
+                while True:
+                    newest = (await store.read(stream)).position
+                    read = await store.read(stream, Position(newest.epoch, 0))
+                    kinds = [json.loads(p.data)["type"] for p in read.publications]
+                    if "task.finished" in kinds:
+                        return kinds
+                    await asyncio.sleep(0.05)
         finally:
             await store.close()
-        return [json.loads(p.data)["type"] for p in read.publications]
 
     assert async_to_sync(history)() == [
         "task.started",
