@@ -13,8 +13,9 @@ all subscribers that receive the same publications share one read:
   subscribers;
 - without one, one query per batch and distinct
   :meth:`~.binding.Binding.audience` (``readable(user).filter(pk__in=...)``);
-- for subscriptions that follow a named query, one more query per batch
-  and distinct query and parameters (:meth:`AccessChecker.in_view`).
+- for subscriptions that follow a named query, the same, restricted to
+  the query's rows, per distinct query and parameters: one query per batch
+  and view with a row rule, per batch, view and audience without.
 
 A value is read after the publication it is asked for was announced (that
 is, after its commit), so it is never older than the change published.
@@ -29,12 +30,14 @@ from collections.abc import Callable, Hashable, Sequence
 from functools import partial
 from typing import Any
 
+from django.db import models
+
 from django_realtime.delivery.db import call_with_fresh_connections
 from django_realtime.delivery.sync import run_sync
 from django_realtime.feeds.binding import Binding, pk_value
 from django_realtime.feeds.events import Change, parse_event
 from django_realtime.feeds.publishing import stats
-from django_realtime.feeds.views import FeedView
+from django_realtime.feeds.views import WHOLE, FeedView
 from django_realtime.streams.positions import Publication
 
 __all__ = ["SHARE_FOR", "AccessChecker", "checker_for"]
@@ -91,36 +94,32 @@ class AccessChecker:
             self._lock = (loop, asyncio.Lock())
         return self._lock[1]
 
-    async def readable(self, user: Any, items: Sequence[tuple[Key, Any]]) -> list[bool]:
-        """Return whether ``user`` may read now the row ``pk`` of each ``(key, pk)``."""
+    async def readable(
+        self, user: Any, items: Sequence[tuple[Key, Any]], view: FeedView = WHOLE
+    ) -> list[bool]:
+        """Return whether ``user`` may read now the row ``pk`` of each ``(key, pk)``.
+
+        And whether it is in ``view`` now: a query's view reads the rows of
+        the query only, in the same query (a row's view is the caller's to
+        apply: it needs no query of its own).
+        """
         if not items:
             return []
         binding = self.binding
+        # A row's view reads as the whole feed does, and shares its reads.
+        scope: tuple[Hashable, ...] = () if view.filter is None else ("view", view.key)
         if binding.rule_fields:
-            rows = await self._read(items, None, self._rule_rows)
+            rows = await self._read(
+                items, scope or None, partial(self._rule_rows, view)
+            )
             return [
                 row is not None and bool(binding.can_read(user, row)) for row in rows
             ]
         audience = binding.audience(user)
         answers = await self._read(
-            items, ("audience", audience), partial(self._readable_pks, user)
-        )
-        return [bool(answer) for answer in answers]
-
-    async def in_view(
-        self, view: FeedView, items: Sequence[tuple[Key, Any]]
-    ) -> list[bool]:
-        """Return whether the row ``pk`` of each ``(key, pk)`` is in ``view`` now.
-
-        One query per batch and distinct view (query and parameters) in
-        the process; a row's view needs none.
-        """
-        if view.filter is None:
-            return [view.pk is None or pk == view.pk for _key, pk in items]
-        if not items:
-            return []
-        answers = await self._read(
-            items, ("view", view.key), partial(self._view_pks, view)
+            items,
+            (*scope, "audience", audience),
+            partial(self._readable_pks, user, view),
         )
         return [bool(answer) for answer in answers]
 
@@ -175,19 +174,25 @@ class AccessChecker:
         for key, pk in items:
             cache[self._cache_key(key, scope)] = (now, found.get(pk))
 
-    def _rule_rows(self, pks: list[Any]) -> dict[Any, dict[str, Any]]:
+    def _rule_rows(self, view: FeedView, pks: list[Any]) -> dict[Any, dict[str, Any]]:
         binding = self.binding
-        manager = binding.model._default_manager
-        rows = manager.filter(pk__in=pks).values("pk", *binding.rule_fields)
-        return {pk_value(row["pk"]): row for row in rows}
+        rows = self._in(view, binding.model._default_manager.all(), pks)
+        return {
+            pk_value(row["pk"]): row for row in rows.values("pk", *binding.rule_fields)
+        }
 
-    def _readable_pks(self, user: Any, pks: list[Any]) -> dict[Any, bool]:
-        readable = self.binding.readable(user).filter(pk__in=pks)
+    def _readable_pks(
+        self, user: Any, view: FeedView, pks: list[Any]
+    ) -> dict[Any, bool]:
+        readable = self._in(view, self.binding.readable(user), pks)
         return {pk_value(pk): True for pk in readable.values_list("pk", flat=True)}
 
-    def _view_pks(self, view: FeedView, pks: list[Any]) -> dict[Any, bool]:
-        rows = view.apply(self.binding.model._default_manager.filter(pk__in=pks))
-        return {pk_value(pk): True for pk in rows.values_list("pk", flat=True)}
+    @staticmethod
+    def _in(
+        view: FeedView, queryset: models.QuerySet[Any], pks: list[Any]
+    ) -> models.QuerySet[Any]:
+        queryset = queryset.filter(pk__in=pks)
+        return queryset if view.filter is None else view.apply(queryset)
 
 
 _checkers: dict[str, AccessChecker] = {}

@@ -143,18 +143,22 @@ class FeedFilter:
     async def __call__(self, publications: Sequence[Publication]) -> list[str | None]:
         """Return this subscriber's payload of each publication (``None``: withheld)."""
         changes = self.checker.changes(publications)
+        only = self.view.pk
+        # A row's view asks of its row only: the others are not in its view.
+        asks = [
+            change is not None
+            and change.op in (CREATE, UPDATE)
+            and (only is None or change.pk == only)
+            for change in changes
+        ]
         asked = [
             ((p.epoch, p.offset), change.pk)
-            for p, change in zip(publications, changes, strict=True)
-            if change is not None and change.op in (CREATE, UPDATE)
+            for p, change, ask in zip(publications, changes, asks, strict=True)
+            if ask and change is not None
         ]
-        answers = await self.checker.readable(self.user, asked)
-        if self.view is not WHOLE:
-            in_view = await self.checker.in_view(self.view, asked)
-            answers = [a and b for a, b in zip(answers, in_view, strict=True)]
-        verdicts = iter(answers)
+        verdicts = iter(await self.checker.readable(self.user, asked, self.view))
         payloads: list[str | None] = []
-        for change in changes:
+        for change, ask in zip(changes, asks, strict=True):
             view: dict[str, Any] | None = None
             if change is None:
                 pass
@@ -162,8 +166,7 @@ class FeedFilter:
                 if change.user == getattr(self.user, "pk", None):
                     view = await self._recheck()
             else:
-                readable = change.op in (CREATE, UPDATE) and next(verdicts)
-                view = view_of(change, readable, self.held)
+                view = view_of(change, ask and next(verdicts), self.held)
             if view is None:
                 stats.withheld += 1
                 payloads.append(None)
