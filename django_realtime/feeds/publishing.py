@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import models, router, transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from django_realtime.feeds.binding import (
     Binding,
@@ -90,7 +90,11 @@ stats = FeedStats()
 def register(binding: _B) -> _B:
     """Register the binding class ``binding``; usable as a class decorator.
 
-    Connects its model's ``post_save`` and ``post_delete`` signals.
+    Connects its model's ``pre_save``, ``post_save`` and ``post_delete``
+    signals. With a :attr:`~.binding.Binding.version_field`, each
+    ``save()`` of an existing row adds one to it, in the row's ``UPDATE``
+    (``F(field) + 1``; in an ``UPDATE`` of its own when ``update_fields``
+    leaves it out), and reads it back before publishing.
 
     Raises:
         ValueError: the binding has no model, or its name is taken by
@@ -99,6 +103,7 @@ def register(binding: _B) -> _B:
     instance = add(binding)
     model = instance.model
     uid = f"django_realtime.feeds:{model._meta.label_lower}"
+    pre_save.connect(_saving, sender=model, dispatch_uid=uid)
     post_save.connect(_saved, sender=model, dispatch_uid=uid)
     post_delete.connect(_deleted, sender=model, dispatch_uid=uid)
     return binding
@@ -211,6 +216,41 @@ def recheck(user: Any, *, using: str | None = None) -> None:
         _publish(binding, recheck_event(user.pk), using)
 
 
+def _saving(
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    update_fields: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> None:
+    if raw or instance._state.adding:
+        return
+    for name in _version_fields(sender):
+        if update_fields is None or name in update_fields:
+            setattr(instance, name, models.F(name) + 1)
+
+
+def _settle_versions(
+    model: type[models.Model],
+    instance: models.Model,
+    using: str | None,
+    update_fields: Iterable[str] | None,
+) -> list[str]:
+    """Add one to the version fields a save() left out; read them back."""
+    names = _version_fields(model)
+    if not names:
+        return []
+    left_out = [
+        n for n in names if update_fields is not None and n not in update_fields
+    ]
+    if left_out:
+        rows: models.QuerySet[Any] = models.QuerySet(model=model, using=using)
+        rows = rows.filter(pk=instance.pk)
+        rows.update(**{name: models.F(name) + 1 for name in left_out})
+    instance.refresh_from_db(using=using, fields=names)
+    return left_out
+
+
 def _saved(
     sender: type[models.Model],
     instance: models.Model,
@@ -222,7 +262,10 @@ def _saved(
 ) -> None:
     if raw:
         return  # loaddata: no feed hears of fixtures
-    changed = None if update_fields is None else list(update_fields)
+    left_out = (
+        [] if created else _settle_versions(sender, instance, using, update_fields)
+    )
+    changed = None if update_fields is None else sorted({*update_fields, *left_out})
     publish_instance(
         instance, CREATE if created else UPDATE, changed=changed, using=using
     )

@@ -294,3 +294,25 @@ async def test_update_and_bulk_update_add_one_to_the_version(db_alias: str) -> N
         return first, second, Job.objects.get(pk=job.pk).version
 
     assert await bulk() == (2, 7, 8)
+
+
+async def test_save_adds_one_to_the_version_so_pages_apply_it(
+    db_alias: str, opened: list[LiveCollection]
+) -> None:
+    # As the admin saves: the whole row, or some fields, never the version.
+    users, cookies = await people()
+    job = await ajob(users["alice"])
+    alice, _ = await open_collection(cookies["alice"], RULE_FEED)
+    opened.append(alice)
+
+    job.progress = 60
+    await job.asave()
+    (event,) = await alice.events(1)
+    assert (job.version, event["row"]["version"]) == (2, 2)
+    job.progress = 70
+    await job.asave(update_fields=["progress"])
+    (event,) = await alice.events(1)
+    assert event["changed"] == ["progress", "version"]
+    assert alice.rows[job.pk]["progress"] == 70
+    assert alice.versions == [(job.pk, 2), (job.pk, 3)]
+    assert (await Job.objects.aget(pk=job.pk)).version == job.version == 3
