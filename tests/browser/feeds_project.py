@@ -83,6 +83,13 @@ PAGE = """{% load realtime %}<!doctype html>
     f.shown = () =>
       [...document.querySelectorAll("#jobs li")].map((li) => li.textContent);
     f.drop = () => f.sockets.at(-1).close();
+    f.second = () => {
+      try {
+        collection(rt, "jobs.job", { query: "active" });
+      } catch (error) {
+        return error.message;
+      }
+    };
     // Views of the feed, each on a connection of its own: a named query...
     const fast = { backoff: { initial: 50, max: 200 } };
     f.active = collection(connect(`/ws/feeds/?user=${user}`, fast), "jobs.job", {

@@ -153,6 +153,8 @@ def test_a_query_and_a_record_follow_rows_into_and_out_of_their_view(
     page.evaluate("f.active.ready")
     assert page.evaluate("f.activeShown()") == [f"{a1.pk}: queued", f"{a2.pk}: queued"]
     assert page.evaluate(f"f.watch({a2.pk})") == 0
+    # One view of a feed per connection: a second one is refused at once.
+    assert "one collection of the feed" in page.evaluate("f.second()")
 
     def active_becomes(expected: list[str]) -> None:
         page.wait_for_function(

@@ -1523,6 +1523,10 @@ export function multiplex(url, options = {}) {
  * @property {number|string} [pk] follow this one row only (see {@link record})
  */
 
+// Realtime -> the feeds a collection follows on it: one view per feed and
+// connection (the server keeps one per subscription to the feed's stream).
+const followedFeeds = new WeakMap();
+
 /** The rows of a feed the user may read, kept in sync; see {@link collection}. */
 export class Collection {
   #realtime;
@@ -1535,6 +1539,15 @@ export class Collection {
   #loading = null;
 
   constructor(realtime, feed, options = {}) {
+    const followed = followedFeeds.get(realtime) ?? new Set();
+    if (followed.has(feed)) {
+      throw new Error(
+        `Expected one collection of the feed ${JSON.stringify(feed)} per connection, ` +
+          "got a second: close the first, or open another connection for this view.",
+      );
+    }
+    followed.add(feed);
+    followedFeeds.set(realtime, followed);
     /** The feed's name ("jobs.job"). */
     this.feed = feed;
     /** The rows, by primary key. @type {Map<*, object>} */
@@ -1591,10 +1604,17 @@ export class Collection {
   /** Stop following the feed. */
   close() {
     this.#closed = true;
-    this.#stopState();
+    this.#release();
     const subscription = this.#subscription;
     this.#subscription = null;
     return subscription ? subscription.unsubscribe() : Promise.resolve();
+  }
+
+  /** Stop resuming, and free the feed for another collection on the connection. */
+  #release() {
+    this.#stopState();
+    this.#stopState = () => {};
+    followedFeeds.get(this.#realtime)?.delete(this.feed);
   }
 
   #emit(type, ...args) {
@@ -1610,7 +1630,7 @@ export class Collection {
     } catch (error) {
       if (error.code === "disconnected" && !this.#closed) return this.#load();
       this.#closed = true;
-      this.#stopState();
+      this.#release();
       call(this.#options.onError, error);
       throw error;
     }
