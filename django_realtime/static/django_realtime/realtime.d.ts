@@ -282,7 +282,11 @@ export class Collection<R extends FeedRow = FeedRow> {
   close(): Promise<void>;
 }
 
-/** Keep the rows of the feed `feed` the user may read in sync, over `realtime`. */
+/**
+ * Keep the rows of the feed `feed` the user may read in sync, over `realtime`.
+ * Throws if another collection follows that feed on `realtime`: one view
+ * (the whole feed, a query, or a record) per feed and connection.
+ */
 export function collection<R extends FeedRow = FeedRow>(
   realtime: Realtime,
   feed: string,
