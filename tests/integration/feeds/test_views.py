@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.db.models import F
 
 from django_realtime.delivery.sync import run_sync
-from django_realtime.feeds import stats
+from django_realtime.feeds import recheck, stats
 from django_realtime.streams import set_stream_store
 from django_realtime.streams.stores import MemoryHistoryStore
 from django_realtime.testing import RequestFailed
@@ -316,3 +316,25 @@ async def test_save_adds_one_to_the_version_so_pages_apply_it(
     assert alice.rows[job.pk]["progress"] == 70
     assert alice.versions == [(job.pk, 2), (job.pk, 3)]
     assert (await Job.objects.aget(pk=job.pk)).version == job.version == 3
+
+
+async def test_a_recheck_of_a_query_view_keeps_to_the_query(
+    db_alias: str, opened: list[LiveCollection]
+) -> None:
+    users, cookies = await people()
+    a1 = await ajob(users["alice"], status="running")
+    await ajob(users["root"])  # queued: outside the query
+    mine = await ajob(users["root"], status="running")
+    root, _ = await open_collection(cookies["root"], RULE_FEED, RUNNING)
+    opened.append(root)
+    assert sorted(root.rows) == sorted([a1.pk, mine.pk])
+
+    @sync_to_async
+    def demote() -> None:
+        User.objects.filter(pk=users["root"].pk).update(is_staff=False)
+        recheck(users["root"])
+
+    await demote()
+    (event,) = await root.events(1)
+    assert (event["type"], event["enter"], event["leave"]) == ("recheck", [], [a1.pk])
+    assert list(root.rows) == [mine.pk]
