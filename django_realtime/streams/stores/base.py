@@ -110,8 +110,10 @@ class StreamHub:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        # Listeners only queue: none can change the dict while we iterate.
-        for listener, loop in listeners.items():
+        # A snapshot: another thread may add or remove a listener meanwhile
+        # (a sync view's loop subscribing while a store's thread announces).
+        # Copying the items is one C call, which no other thread interrupts.
+        for listener, loop in tuple(listeners.items()):
             if loop is here:
                 listener.publication(publication)
             else:
