@@ -20,7 +20,7 @@ from typing import TypeVar
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -55,6 +55,9 @@ async def in_db_thread(fn: Callable[..., T], *args: object) -> T:
     """
 
     def run() -> T:
+        # A connection another test left in this thread may have been ended
+        # since: have Django check it before use, as at a request's start.
+        close_old_connections()
         try:
             return fn(*args)
         finally:
