@@ -1,11 +1,10 @@
 """The thread that does a PostgreSQL layer's or store's I/O, on a loop of its own.
 
-One thread per layer (or store) per process runs an asyncio loop holding two
-psycopg connections of its own, made with the settings of a ``DATABASES``
-alias: a writer, which runs the callers' operations one at a time, each in
-a transaction, and a listener, which ``LISTEN``\\ s and hands notifications
-to a hook. Event loops hand operations over from any thread (a view's
-``async_to_sync`` gets no connection of its own), so the process keeps two
+One thread per layer (or store) per process runs an asyncio loop with two
+psycopg connections, made with the settings of a ``DATABASES`` alias: a
+writer, which runs the callers' operations one at a time, each in a
+transaction, and a listener, which ``LISTEN``\\ s and hands notifications to
+a hook. Any thread's loop hands operations over, so the process keeps two
 connections however many loops use it.
 
 Rules the callers rely on:
@@ -53,6 +52,8 @@ __all__ = ["Connection", "Engine", "Work"]
 logger = logging.getLogger("django_realtime.layers.postgres")
 
 Connection = psycopg.AsyncConnection[Any]
+# Engines copied into a forked child: never used, never closed.
+_ABANDONED: list[Engine] = []
 
 #: Run in a transaction on the writer connection at ``now`` (seconds since
 #: the epoch); return the result.
@@ -151,8 +152,7 @@ class Engine:
     def submit(self, work: Work) -> asyncio.Future[Any]:
         """Queue ``work``; return a future of its result on the running loop.
 
-        Raises:
-            ChannelLayerError: The engine has been stopped.
+        Raises ChannelLayerError if the engine has been stopped.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._push(_Call(work, future))
@@ -163,10 +163,7 @@ class Engine:
         self._push(_Call(work, None))
 
     def want(self) -> None:
-        """Ask for a look soon (a receiver started waiting, or was notified).
-
-        Starts the thread, and so the listening connection, if needed.
-        """
+        """Ask for a look soon; start the thread (and the listener) if needed."""
         if self._wanted and self._thread is not None:
             return
         self._wanted = True
@@ -191,6 +188,10 @@ class Engine:
             return True
         thread.join(timeout)
         return not thread.is_alive()
+
+    def abandon(self) -> None:
+        """In a forked child: keep the copy unused (closing it ends the parent's)."""
+        _ABANDONED.append(self)
 
     # On the engine's loop (hooks)
 

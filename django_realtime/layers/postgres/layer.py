@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 from django_realtime.exceptions import ChannelFull
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers._plain import decode, encoder
+from django_realtime.layers._slot import EngineSlot
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.postgres import _tables
-from django_realtime.layers.postgres._slot import EngineSlot
 from django_realtime.layers.postgres.engine import Connection, Engine
 from django_realtime.layers.sqlite._inbox import Inbox
 
@@ -150,7 +150,7 @@ class PostgresChannelLayer(BaseChannelLayer):
         self._clock = clock
         self._inbox = Inbox(self.stats)
         self._counter = itertools.count(1)
-        self._slot = EngineSlot(self._make_engine, self._forked)
+        self._slot: EngineSlot[Engine] = EngineSlot(self._make_engine, self._forked)
 
     def __repr__(self) -> str:
         return f"<PostgresChannelLayer DATABASES[{self.alias!r}]>"

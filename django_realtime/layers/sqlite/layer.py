@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers._plain import decode, encoder
+from django_realtime.layers._slot import EngineSlot
 from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
 from django_realtime.layers.sqlite import _tables
 from django_realtime.layers.sqlite._inbox import Inbox
-from django_realtime.layers.sqlite._slot import EngineSlot
 from django_realtime.layers.sqlite.engine import Engine
 from django_realtime.layers.sqlite.wake import WakeSocket, wake_dir
 
@@ -143,7 +143,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
         self._wake_dir = wake_dir(self.path, _tables.PROCESS_ID_LENGTH)
         self._inbox = Inbox(self.stats)
         self._counter = itertools.count(1)
-        self._slot = EngineSlot(self._make_engine, self._forked)
+        self._slot: EngineSlot[Engine] = EngineSlot(self._make_engine, self._forked)
 
     def __repr__(self) -> str:
         return f"<SQLiteChannelLayer {self.path}>"

@@ -37,7 +37,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from django_realtime.layers.postgres._slot import EngineSlot
+from django_realtime.layers._slot import EngineSlot
 from django_realtime.layers.postgres.engine import Connection, Engine
 from django_realtime.streams.positions import History, Position, Publication
 from django_realtime.streams.stores.base import (
@@ -119,7 +119,7 @@ class PostgresHistoryStore(HistoryStore):
         # and the streams to look at.
         self._seen: dict[str, tuple[str, int]] = {}
         self._dirty: set[str] = set()
-        self._slot = EngineSlot(self._make_engine, self._forked)
+        self._slot: EngineSlot[Engine] = EngineSlot(self._make_engine, self._forked)
 
     def __repr__(self) -> str:
         return f"<PostgresHistoryStore DATABASES[{self.alias!r}]>"

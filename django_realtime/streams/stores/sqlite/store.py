@@ -41,7 +41,7 @@ from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from django_realtime.layers.sqlite._slot import EngineSlot
+from django_realtime.layers._slot import EngineSlot
 from django_realtime.layers.sqlite.engine import ANY_PROCESS, Engine
 from django_realtime.layers.sqlite.layer import DEFAULT_PATH
 from django_realtime.layers.sqlite.wake import DEAD, WakeSocket, wake_dir
@@ -120,7 +120,7 @@ class SQLiteHistoryStore(HistoryStore):
         self._hub_lock = threading.Lock()
         # The newest seq announced; only the engine's thread uses it.
         self._cursor: int | None = None
-        self._slot = EngineSlot(self._make_engine, self._forked)
+        self._slot: EngineSlot[Engine] = EngineSlot(self._make_engine, self._forked)
 
     def __repr__(self) -> str:
         return f"<SQLiteHistoryStore {self.path}>"
