@@ -9,13 +9,21 @@ written on :class:`BaseChannelLayer` works with Channels too.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
 
 from django_realtime.exceptions import InvalidChannelName, InvalidMessageError
 
-__all__ = ["MAX_NAME_LENGTH", "BaseChannelLayer", "CapacityPattern", "ChannelLayer"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "BaseChannelLayer",
+    "CapacityPattern",
+    "ChannelLayer",
+    "log_full_members",
+    "require_seconds",
+]
 
 #: Channel and group names must be shorter than this many characters.
 MAX_NAME_LENGTH = 100
@@ -78,6 +86,42 @@ def _compile_capacities(
     return compiled
 
 
+def require_seconds(value: object, name: str) -> float:
+    """Return ``value``, a layer option in seconds, if it is a positive number.
+
+    Raises:
+        TypeError: ``value`` is not a number (booleans are not).
+        ValueError: ``value`` is not positive.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}.")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}.")
+    return value
+
+
+def log_full_members(
+    log: logging.Logger,
+    group: str,
+    full: Collection[str],
+    members: int,
+    kind: object,
+) -> None:
+    """Log, once per ``group_send()``, the members it skipped because they were full.
+
+    ``kind`` is the message's ``type``, which the warning names.
+    """
+    log.warning(
+        "group_send to %r: %d of %d members were full; message dropped "
+        "for them (message type %r).",
+        group,
+        len(full),
+        members,
+        kind,
+    )
+    log.debug("group_send to %r: full channels: %r", group, full)
+
+
 def _require_capacity(value: object, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}.")
@@ -111,10 +155,7 @@ class BaseChannelLayer:
         capacity: int = 100,
         channel_capacity: Mapping[CapacityPattern, int] | None = None,
     ) -> None:
-        if isinstance(expiry, bool) or not isinstance(expiry, int | float):
-            raise TypeError(f"expiry must be a number of seconds, got {expiry!r}.")
-        if expiry <= 0:
-            raise ValueError(f"expiry must be positive, got {expiry!r}.")
+        require_seconds(expiry, "expiry")
         _require_capacity(capacity, "capacity")
         self.expiry = expiry
         self.capacity = capacity

@@ -15,7 +15,12 @@ from typing import Any, ClassVar
 
 from django_realtime.layers._core import LayerCore, LayerStats
 from django_realtime.layers._waiters import Waiters
-from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+from django_realtime.layers.base import (
+    BaseChannelLayer,
+    CapacityPattern,
+    log_full_members,
+    require_seconds,
+)
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -87,12 +92,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         super().__init__(
             expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
         )
-        if isinstance(group_expiry, bool) or not isinstance(group_expiry, int | float):
-            raise TypeError(
-                f"group_expiry must be a number of seconds, got {group_expiry!r}."
-            )
-        if group_expiry <= 0:
-            raise ValueError(f"group_expiry must be positive, got {group_expiry!r}.")
+        require_seconds(group_expiry, "group_expiry")
         self.group_expiry = group_expiry
         self._clock = clock
         self._core = LayerCore(
@@ -230,15 +230,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if not self._receives:
             self._warn_lonely(f"group_send to {group!r}")
         if result.full:
-            logger.warning(
-                "group_send to %r: %d of %d members were full; message dropped "
-                "for them (message type %r).",
-                group,
-                len(result.full),
-                result.members,
-                message.get("type"),
+            log_full_members(
+                logger, group, result.full, result.members, message.get("type")
             )
-            logger.debug("group_send to %r: full channels: %r", group, result.full)
 
     # Flush extension
 

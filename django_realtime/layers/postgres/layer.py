@@ -21,7 +21,12 @@ from django_realtime.exceptions import ChannelFull
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers._plain import decode, encoder
 from django_realtime.layers._slot import EngineSlot
-from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+from django_realtime.layers.base import (
+    BaseChannelLayer,
+    CapacityPattern,
+    log_full_members,
+    require_seconds,
+)
 from django_realtime.layers.postgres import _tables
 from django_realtime.layers.postgres.engine import Connection, Engine
 from django_realtime.layers.sqlite._inbox import Inbox
@@ -31,14 +36,6 @@ __all__ = ["PostgresChannelLayer"]
 encode = encoder("PostgresChannelLayer")
 
 logger = logging.getLogger("django_realtime.layers.postgres")
-
-
-def _seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}.")
-    return value
 
 
 class PostgresChannelLayer(BaseChannelLayer):
@@ -138,10 +135,10 @@ class PostgresChannelLayer(BaseChannelLayer):
         if not isinstance(alias, str) or not alias:
             raise TypeError(f"alias must be a key of DATABASES, got {alias!r}.")
         self.alias = alias
-        self.group_expiry = _seconds(group_expiry, "group_expiry")
-        self.timeout = _seconds(timeout, "timeout")
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.dead_after = _seconds(dead_after, "dead_after")
+        self.group_expiry = require_seconds(group_expiry, "group_expiry")
+        self.timeout = require_seconds(timeout, "timeout")
+        self.poll_interval = require_seconds(poll_interval, "poll_interval")
+        self.dead_after = require_seconds(dead_after, "dead_after")
         if not isinstance(durable, bool):
             raise TypeError(f"durable must be True or False, got {durable!r}.")
         self.durable = durable
@@ -297,15 +294,9 @@ class PostgresChannelLayer(BaseChannelLayer):
         self.stats.sent += len(result.delivered)
         if result.full:
             self.stats.dropped_messages += len(result.full)
-            logger.warning(
-                "group_send to %r: %d of %d members were full; message dropped "
-                "for them (message type %r).",
-                group,
-                len(result.full),
-                result.members,
-                message.get("type"),
+            log_full_members(
+                logger, group, result.full, result.members, message.get("type")
             )
-            logger.debug("group_send to %r: full channels: %r", group, result.full)
 
     # Flush extension
 

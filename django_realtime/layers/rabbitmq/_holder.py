@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from django_realtime.exceptions import ChannelLayerError
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers._plain import decode
+from django_realtime.layers.base import log_full_members
 from django_realtime.layers.rabbitmq._inbox import Inbox
 from django_realtime.layers.rabbitmq._link import Link, Outcome
 from django_realtime.layers.rabbitmq._members import Binding, Memberships
@@ -206,12 +207,4 @@ class Holder:
         if not full:
             return
         self._stats.dropped_messages += len(full)
-        logger.warning(
-            "group_send to %r: %d of %d members were full; message dropped for "
-            "them (message type %r).",
-            group,
-            len(full),
-            members,
-            kind,
-        )
-        logger.debug("group_send to %r: full channels: %r", group, full)
+        log_full_members(logger, group, full, members, kind)

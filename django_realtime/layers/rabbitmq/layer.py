@@ -22,7 +22,11 @@ from typing import Any, ClassVar
 from django_realtime.exceptions import ChannelFull
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers._plain import encoder
-from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+from django_realtime.layers.base import (
+    BaseChannelLayer,
+    CapacityPattern,
+    require_seconds,
+)
 from django_realtime.layers.rabbitmq import _names
 from django_realtime.layers.rabbitmq._holder import Holder
 from django_realtime.layers.rabbitmq._inbox import Inbox
@@ -40,14 +44,6 @@ __all__ = ["DEFAULT_URL", "RabbitMQChannelLayer"]
 encode = encoder("RabbitMQChannelLayer")
 
 logger = logging.getLogger("django_realtime.layers.rabbitmq")
-
-
-def _seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}.")
-    return value
 
 
 class RabbitMQChannelLayer(BaseChannelLayer):
@@ -139,8 +135,8 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             raise TypeError(f"prefix must be a string, got {prefix!r}.")
         self.url = url
         self.prefix = prefix
-        self.group_expiry = _seconds(group_expiry, "group_expiry")
-        self.timeout = _seconds(timeout, "timeout")
+        self.group_expiry = require_seconds(group_expiry, "group_expiry")
+        self.timeout = require_seconds(timeout, "timeout")
         self.process_id = secrets.token_hex(_names.PROCESS_ID_LENGTH // 2)
         self.stats = LayerStats()
         self._inbox = Inbox(self.stats)

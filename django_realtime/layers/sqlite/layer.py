@@ -21,7 +21,12 @@ from typing import Any, ClassVar
 from django_realtime.layers._core import LayerStats
 from django_realtime.layers._plain import decode, encoder
 from django_realtime.layers._slot import EngineSlot
-from django_realtime.layers.base import BaseChannelLayer, CapacityPattern
+from django_realtime.layers.base import (
+    BaseChannelLayer,
+    CapacityPattern,
+    log_full_members,
+    require_seconds,
+)
 from django_realtime.layers.sqlite import _tables
 from django_realtime.layers.sqlite._inbox import Inbox
 from django_realtime.layers.sqlite.engine import Engine
@@ -36,14 +41,6 @@ logger = logging.getLogger("django_realtime.layers.sqlite")
 #: The file of a layer configured without ``path``, relative to the current
 #: directory (the project's, under ``manage.py``).
 DEFAULT_PATH = "realtime.sqlite3"
-
-
-def _seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}.")
-    return value
 
 
 class SQLiteChannelLayer(BaseChannelLayer):
@@ -134,9 +131,9 @@ class SQLiteChannelLayer(BaseChannelLayer):
         if not isinstance(path, str | os.PathLike) or not os.fspath(path):
             raise TypeError(f"path must be a file path, got {path!r}.")
         self.path = Path(os.path.abspath(path))
-        self.group_expiry = _seconds(group_expiry, "group_expiry")
-        self.timeout = _seconds(timeout, "timeout")
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.group_expiry = require_seconds(group_expiry, "group_expiry")
+        self.timeout = require_seconds(timeout, "timeout")
+        self.poll_interval = require_seconds(poll_interval, "poll_interval")
         self.process_id = secrets.token_hex(_tables.PROCESS_ID_LENGTH // 2)
         self.stats = LayerStats()
         self._clock = clock
@@ -280,15 +277,9 @@ class SQLiteChannelLayer(BaseChannelLayer):
         self.stats.sent += len(result.delivered)
         if result.full:
             self.stats.dropped_messages += len(result.full)
-            logger.warning(
-                "group_send to %r: %d of %d members were full; message dropped "
-                "for them (message type %r).",
-                group,
-                len(result.full),
-                result.members,
-                message.get("type"),
+            log_full_members(
+                logger, group, result.full, result.members, message.get("type")
             )
-            logger.debug("group_send to %r: full channels: %r", group, result.full)
 
     # Flush extension
 
