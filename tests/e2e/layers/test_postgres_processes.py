@@ -8,12 +8,7 @@ shell`` would share the project's database.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +17,7 @@ from django.db import connections
 from django_realtime.layers.postgres import PostgresChannelLayer
 from django_realtime.streams.positions import Position, Publication
 from django_realtime.streams.stores.postgres import PostgresHistoryStore
+from tests.e2e.layers.peers import PeerProcess
 
 pytestmark = [
     pytest.mark.postgres,
@@ -30,42 +26,15 @@ pytestmark = [
 ]
 
 TIMEOUT = 15.0
-ROOT = Path(__file__).resolve().parents[3]
 
 
-class Peer:
-    """A peer process; its output lines are read as JSON, with a timeout."""
+class Peer(PeerProcess):
+    """A process of tests.e2e.layers.postgres_peer, on the test database."""
 
     def __init__(self, role: str, *args: str) -> None:
         dbname = connections["postgres"].settings_dict["NAME"]
         module = "tests.e2e.layers.postgres_peer"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", module, role, dbname, *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    async def line(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
-            text = await asyncio.to_thread(self.process.stdout.readline)
-        if not text:
-            raise AssertionError(f"The peer ended (exit {self.process.wait()}).")
-        result: dict[str, Any] = json.loads(text)
-        return result
-
-    async def wait(self) -> int:
-        async with asyncio.timeout(TIMEOUT):
-            return await asyncio.to_thread(self.process.wait)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        super().__init__(module, role, dbname, *args, timeout=TIMEOUT)
 
 
 @pytest.fixture

@@ -8,67 +8,29 @@ on the same broker and prefix, as ``runserver``, ``runworker`` and
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from django_realtime.layers.rabbitmq import RabbitMQChannelLayer
 from django_realtime.layers.rabbitmq._names import owner_of
+from tests.e2e.layers.peers import PeerProcess
 from tests.integration.layers.conftest import rabbitmq_config
 
 # The broker is shared: under pytest-xdist these tests run on one worker.
 pytestmark = pytest.mark.xdist_group("rabbitmq")
 
 TIMEOUT = 10.0
-ROOT = Path(__file__).resolve().parents[3]
 
 
-class Peer:
-    """A peer process; its output lines are read as JSON, with a timeout."""
+class Peer(PeerProcess):
+    """A process of tests.e2e.layers.rabbitmq_peer."""
 
     def __init__(self, role: str, prefix: str, target: str, count: int) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.e2e.layers.rabbitmq_peer",
-                role,
-                prefix,
-                target,
-                str(count),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    async def line(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
-            text = await asyncio.to_thread(self.process.stdout.readline)
-        if not text:
-            raise AssertionError(f"The peer ended (exit {self.process.wait()}).")
-        result: dict[str, Any] = json.loads(text)
-        return result
-
-    async def wait(self) -> int:
-        async with asyncio.timeout(TIMEOUT):
-            return await asyncio.to_thread(self.process.wait)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        module = "tests.e2e.layers.rabbitmq_peer"
+        super().__init__(module, role, prefix, target, str(count), timeout=TIMEOUT)
 
 
 @pytest.fixture

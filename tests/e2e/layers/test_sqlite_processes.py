@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,42 +20,16 @@ import pytest
 from django_realtime.layers.sqlite import SQLiteChannelLayer
 from django_realtime.streams.positions import Position, Publication
 from django_realtime.streams.stores.sqlite import SQLiteHistoryStore
+from tests.e2e.layers.peers import PeerProcess
 
 TIMEOUT = 10.0
-ROOT = Path(__file__).resolve().parents[3]
 
 
-class Peer:
-    """A peer process; its output lines are read as JSON, with a timeout."""
+class Peer(PeerProcess):
+    """A process of tests.e2e.layers.sqlite_peer."""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.layers.sqlite_peer", *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    async def line(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(TIMEOUT):
-            text = await asyncio.to_thread(self.process.stdout.readline)
-        if not text:
-            raise AssertionError(f"The peer ended (exit {self.process.wait()}).")
-        result: dict[str, Any] = json.loads(text)
-        return result
-
-    async def wait(self) -> int:
-        async with asyncio.timeout(TIMEOUT):
-            return await asyncio.to_thread(self.process.wait)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        super().__init__("tests.e2e.layers.sqlite_peer", *args, timeout=TIMEOUT)
 
 
 @pytest.fixture
