@@ -18,8 +18,10 @@ class RealtimeConfig(AppConfig):
         from django_realtime.streams import checks as _stream_checks  # noqa: F401
 
         drain.install()
-        console.install()
         if apps.is_installed("django.contrib.admin"):
+            # Only the admin's page reads the inventory: without it, no
+            # connection pays for being listed.
+            console.install()
             from django_realtime.ops.console import admin, report
             from django_realtime.presence.api import ops_rows
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from django_realtime.ops import drain
+from django_realtime.ops import console, drain
 
 ADMIN_SETTINGS: dict[str, Any] = {
     "INSTALLED_APPS": [
@@ -58,5 +58,8 @@ def with_admin(transactional_db: None) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _accepting() -> Iterator[None]:
+    # The test settings have no admin, so ready() left the console out: the
+    # page's process would have it (idempotent).
+    console.install()
     yield
     drain.resume()
