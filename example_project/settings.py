@@ -147,6 +147,17 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DB_PATH") or BASE_DIR / "db.sqlite3",
+        # Several processes write this file (runserver, runworker, a second
+        # server behind a balancer): transactions take the write lock when
+        # they begin, so two of them never deadlock on an upgrade from read
+        # to write (which SQLite answers with "database is locked" at once,
+        # whatever the timeout); a writer waits up to 20 s for another; WAL
+        # lets readers go on while one writes.
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
     }
 }
 
