@@ -1,11 +1,11 @@
 """The Lua scripts of the Redis presence backend (the rules of :class:`~.model.Roster`).
 
 A stream's keys share the hash tag ``{<stream>}``: ``:conns`` (connection
-id -> ``[process, key]``), ``:members`` (key -> ``[connections, version,
-info]``), ``:v`` (the version counter) and ``:unpublished`` (key -> the
-member's newest change not yet known to be published, ``[connections,
-version, info]``). Each change returns ``[key, connections, version,
-info]``.
+id -> ``[process, key]``, the process being its owner), ``:members`` (key
+-> ``[connections, version, info]``), ``:v`` (the version counter) and
+``:unpublished`` (key -> the member's newest change not yet known to be
+published, ``[connections, version, info]``). Each change returns ``[key,
+connections, version, info]``.
 """
 
 __all__ = [
@@ -21,10 +21,12 @@ __all__ = [
 ]
 
 _RULES = """
-local function untrack(conn)
+local function untrack(conn, proc)
   local entry = redis.call('HGET', KEYS[1], conn)
   if not entry then return nil end
-  local key = cjson.decode(entry)[2]
+  entry = cjson.decode(entry)
+  if proc and proc ~= '' and entry[1] ~= proc then return nil end
+  local key = entry[2]
   redis.call('HDEL', KEYS[1], conn)
   local m = cjson.decode(redis.call('HGET', KEYS[2], key))
   local n = m[1] - 1
@@ -38,8 +40,15 @@ local function untrack(conn)
   return {key, n, v, m[3]}
 end
 
-local function track(conn, key, info, proc)
-  if redis.call('HEXISTS', KEYS[1], conn) == 1 then return nil end
+local function track(conn, key, info, proc, take)
+  local held = redis.call('HGET', KEYS[1], conn)
+  if held then
+    held = cjson.decode(held)
+    if take and held[1] ~= proc then
+      redis.call('HSET', KEYS[1], conn, cjson.encode({proc, held[2]}))
+    end
+    return nil
+  end
   redis.call('HSET', KEYS[1], conn, cjson.encode({proc, key}))
   local n = 1
   local old = redis.call('HGET', KEYS[2], key)
@@ -51,27 +60,28 @@ local function track(conn, key, info, proc)
 end
 """
 
-#: ARGV: conn, key, info, process.
+#: ARGV: conn, key, info, process (its new owner if another held it).
 TRACK = (
     _RULES
     + """
-local c = track(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+local c = track(ARGV[1], ARGV[2], ARGV[3], ARGV[4], true)
 if c then return {c} end
 return {}
 """
 )
 
-#: ARGV: conn.
+#: ARGV: conn, process (only if it owns it; empty: whoever does).
 UNTRACK = (
     _RULES
     + """
-local c = untrack(ARGV[1])
+local c = untrack(ARGV[1], ARGV[2])
 if c then return {c} end
 return {}
 """
 )
 
-#: ARGV: process, then conn, key, info for each of its connections.
+#: ARGV: process, then conn, key, info for each of its connections (one that
+#: another process holds stays with it).
 SYNC = (
     _RULES
     + """
@@ -81,11 +91,11 @@ local out = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   if cjson.decode(all[i + 1])[1] == ARGV[1] and not want[all[i]] then
-    table.insert(out, untrack(all[i]))
+    table.insert(out, untrack(all[i], ARGV[1]))
   end
 end
 for i = 2, #ARGV, 3 do
-  local c = track(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[1])
+  local c = track(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[1], false)
   if c then table.insert(out, c) end
 end
 return out

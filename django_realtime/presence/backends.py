@@ -34,17 +34,26 @@ class PresenceBackend(abc.ABC):
     async def track(
         self, stream: str, conn: str, key: str, info: str, process: str
     ) -> list[Change]:
-        """Add a connection of member ``key`` (public ``info``) held by ``process``."""
+        """Add a connection of member ``key`` (public ``info``) held by ``process``.
+
+        A connection another process holds becomes ``process``'s, with no
+        change (:class:`~.model.Roster`).
+        """
 
     @abc.abstractmethod
-    async def untrack(self, stream: str, conn: str) -> list[Change]:
-        """Remove connection ``conn`` of ``stream``."""
+    async def untrack(
+        self, stream: str, conn: str, process: str | None = None
+    ) -> list[Change]:
+        """Remove connection ``conn`` of ``stream`` (``process``: if it owns it)."""
 
     @abc.abstractmethod
     async def sync(
         self, stream: str, process: str, connections: dict[str, tuple[str, str]]
     ) -> list[Change]:
-        """Make ``process``'s connections of ``stream`` exactly ``connections``."""
+        """Make ``process``'s connections of ``stream`` exactly ``connections``.
+
+        One of ``connections`` that another process holds stays with it.
+        """
 
     @abc.abstractmethod
     async def snapshot(self, stream: str) -> Snapshot:
@@ -108,9 +117,11 @@ class MemoryPresence(PresenceBackend):
             change = self._roster(stream).track(conn, key, info, process)
         return [] if change is None else [change]
 
-    async def untrack(self, stream: str, conn: str) -> list[Change]:
+    async def untrack(
+        self, stream: str, conn: str, process: str | None = None
+    ) -> list[Change]:
         with self._lock:
-            change = self._roster(stream).untrack(conn)
+            change = self._roster(stream).untrack(conn, process)
         return [] if change is None else [change]
 
     async def sync(

@@ -6,6 +6,13 @@ holds it. A member is present while it has at least one connection; its
 record is its public info, its number of connections and the *version* of
 its last change.
 
+A connection belongs to one process at a time, its *owner*. The id of a
+WebSocket connection names its process; that of a client of the HTTP
+transports (``http/<client id>``) is the same on every process its
+requests land on. Tracking a connection another process owns makes the
+tracking process its owner, with no change; untracking it, or sweeping a
+process, removes only what that process still owns.
+
 Every change (a connection added or removed) takes the next version of the
 stream, one counter per stream. Versions make diffs order-free: a client
 applies a change to a member only if its version is newer than what it
@@ -126,9 +133,17 @@ class Roster:
         self.members: dict[str, Record] = {}
         self.version = 0
 
-    def track(self, conn: str, key: str, info: str, process: str) -> Change | None:
-        """Add connection ``conn`` of member ``key``; ``None``: it was there."""
-        if conn in self.connections:
+    def track(
+        self, conn: str, key: str, info: str, process: str, *, take: bool = True
+    ) -> Change | None:
+        """Add connection ``conn`` of member ``key``, owned by ``process``.
+
+        ``None``: it was there (``take``: now owned by ``process``).
+        """
+        held = self.connections.get(conn)
+        if held is not None:
+            if take:
+                self.connections[conn] = (held[0], process)
             return None
         self.connections[conn] = (key, process)
         old = self.members.get(key)
@@ -137,11 +152,15 @@ class Roster:
         self.members[key] = record
         return Change(key, record)
 
-    def untrack(self, conn: str) -> Change | None:
-        """Remove connection ``conn``; ``None``: it was not there."""
-        entry = self.connections.pop(conn, None)
-        if entry is None:
+    def untrack(self, conn: str, process: str | None = None) -> Change | None:
+        """Remove connection ``conn``; ``None``: it was not there.
+
+        With ``process``, only if ``process`` owns it.
+        """
+        entry = self.connections.get(conn)
+        if entry is None or (process is not None and entry[1] != process):
             return None
+        del self.connections[conn]
         key = entry[0]
         old = self.members[key]
         self.version += 1
@@ -162,7 +181,8 @@ class Roster:
     ) -> list[Change]:
         """Make ``process``'s connections exactly ``connections``; return the changes.
 
-        ``connections`` maps a connection id to its member key and info.
+        ``connections`` maps a connection id to its member key and info;
+        one that another process owns stays with it.
         """
         changes = [
             change
@@ -171,7 +191,7 @@ class Roster:
             if (change := self.untrack(c)) is not None
         ]
         for conn, (key, info) in connections.items():
-            change = self.track(conn, key, info, process)
+            change = self.track(conn, key, info, process, take=False)
             if change is not None:
                 changes.append(change)
         return changes

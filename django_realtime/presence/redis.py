@@ -92,8 +92,11 @@ class RedisPresence(PresenceBackend):
         rows = await self._run(TRACK, self._keys(stream), [conn, key, info, process])
         return _changes(rows)
 
-    async def untrack(self, stream: str, conn: str) -> list[Change]:
-        return _changes(await self._run(UNTRACK, self._keys(stream), [conn]))
+    async def untrack(
+        self, stream: str, conn: str, process: str | None = None
+    ) -> list[Change]:
+        args = [conn, process or ""]
+        return _changes(await self._run(UNTRACK, self._keys(stream), args))
 
     async def sync(
         self, stream: str, process: str, connections: dict[str, tuple[str, str]]

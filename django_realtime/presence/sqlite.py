@@ -3,7 +3,7 @@
 Six tables beside the store's (created on first use):
 
 - ``drt_presence_conn``: one row per connection: its stream, member key and
-  process;
+  process (its owner, :class:`~.model.Roster`);
 - ``drt_presence_member``: one row per member: its info, number of
   connections and the version of its last change;
 - ``drt_presence_version``: each stream's version counter;
@@ -129,6 +129,8 @@ class SQLitePresence(PresenceBackend):
         key: str,
         info: str,
         process: str,
+        *,
+        take: bool = True,
     ) -> Change | None:
         try:
             db.execute(
@@ -137,6 +139,14 @@ class SQLitePresence(PresenceBackend):
                 (stream, conn, key, process),
             )
         except sqlite3.IntegrityError:
+            if take:
+                # Held by another process, say: this one owns it now.
+                db.execute(
+                    "UPDATE drt_presence_conn SET process = ? "
+                    "WHERE stream = ? AND conn = ?",
+                    (process, stream, conn),
+                )
+                self._holds(db, process, stream)
             return None
         row = db.execute(
             "SELECT connections FROM drt_presence_member WHERE stream = ? AND key = ?",
@@ -148,12 +158,16 @@ class SQLitePresence(PresenceBackend):
             "(stream, key, info, connections, version) VALUES (?, ?, ?, ?, ?)",
             (stream, key, info, record.connections, record.version),
         )
+        self._holds(db, process, stream)
+        return self._unpublished(db, stream, Change(key, record))
+
+    @staticmethod
+    def _holds(db: sqlite3.Connection, process: str, stream: str) -> None:
         db.execute(
             "INSERT OR IGNORE INTO drt_presence_process_stream (process, stream) "
             "VALUES (?, ?)",
             (process, stream),
         )
-        return self._unpublished(db, stream, Change(key, record))
 
     @staticmethod
     def _unpublished(db: sqlite3.Connection, stream: str, change: Change) -> Change:
@@ -165,10 +179,17 @@ class SQLitePresence(PresenceBackend):
         )
         return change
 
-    def _untrack(self, db: sqlite3.Connection, stream: str, conn: str) -> Change | None:
+    def _untrack(
+        self,
+        db: sqlite3.Connection,
+        stream: str,
+        conn: str,
+        process: str | None = None,
+    ) -> Change | None:
         row = db.execute(
-            "DELETE FROM drt_presence_conn WHERE stream = ? AND conn = ? RETURNING key",
-            (stream, conn),
+            "DELETE FROM drt_presence_conn WHERE stream = ?1 AND conn = ?2 "
+            "AND (?3 IS NULL OR process = ?3) RETURNING key",
+            (stream, conn, process),
         ).fetchone()
         if row is None:
             return None
@@ -210,10 +231,10 @@ class SQLitePresence(PresenceBackend):
             change
             for conn in held
             if conn not in connections
-            if (change := self._untrack(db, stream, conn)) is not None
+            if (change := self._untrack(db, stream, conn, process)) is not None
         ]
         for conn, (key, info) in connections.items():
-            change = self._track(db, stream, conn, key, info, process)
+            change = self._track(db, stream, conn, key, info, process, take=False)
             if change is not None:
                 changes.append(change)
         return changes
@@ -228,8 +249,10 @@ class SQLitePresence(PresenceBackend):
         )
         return [] if change is None else [change]
 
-    async def untrack(self, stream: str, conn: str) -> list[Change]:
-        change = await self._run(lambda db: self._untrack(db, stream, conn))
+    async def untrack(
+        self, stream: str, conn: str, process: str | None = None
+    ) -> list[Change]:
+        change = await self._run(lambda db: self._untrack(db, stream, conn, process))
         return [] if change is None else [change]
 
     async def sync(

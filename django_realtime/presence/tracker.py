@@ -7,6 +7,9 @@ stream's presence stream (``presence:<stream>``, :func:`~.model.presence_stream`
 
 - A departing connection stays a member for ``GRACE`` seconds, so a page
   that reconnects (to this process or another) causes no leave and join.
+- A connection joined with its own id (a client of the HTTP transports)
+  belongs to the process that tracked it last: the grace period of
+  another process that served it before removes nothing.
 - Every ``min(EXPIRY / 3, GRACE / 2)`` seconds, give or take a fifth, a
   tracker on a shared backend beats, and sweeps the processes that have
   not beaten for ``EXPIRY`` seconds (a process killed with ``kill -9``).
@@ -128,6 +131,8 @@ class Tracker:
         self.connections: dict[str, tuple[str, str, str]] = {}
         #: Connections that departed -> when they stop counting.
         self.departed: dict[str, float] = {}
+        # Connections joined with their id -> joins not yet left.
+        self._holds: dict[str, int] = {}
         self.streams: set[str] = set()
         self.batch = Batch()
         self._count = 0
@@ -143,16 +148,31 @@ class Tracker:
 
     # -- connections ----------------------------------------------------
 
-    async def join(self, stream: str, key: str, info: str) -> str:
-        """Track a connection of member ``key`` to ``stream``; return its id."""
+    async def join(
+        self, stream: str, key: str, info: str, *, conn: str | None = None
+    ) -> str:
+        """Track a connection of member ``key`` to ``stream``; return its id.
+
+        Without ``conn``, a new connection of this process, or one of
+        ``key`` on ``stream`` that departed within the grace period. With
+        ``conn``, that connection, which may come and go on several
+        processes (``http/<client id>/<stream>``, say): this process
+        becomes its owner (:class:`~.model.Roster`), with no change if it
+        was tracked anywhere, and it stays here until :meth:`leave` was
+        called as many times as this.
+        """
         self._start()
-        for conn, _deadline in list(self.departed.items()):
-            if self.connections[conn][:2] == (stream, key):
-                # Back within the grace period, here: nothing changes.
-                del self.departed[conn]
-                return conn
-        self._count += 1
-        conn = f"{self.process}/{self._count}"
+        if conn is None:
+            for old, _deadline in list(self.departed.items()):
+                if self.connections[old][:2] == (stream, key):
+                    # Back within the grace period, here: nothing changes.
+                    del self.departed[old]
+                    return old
+            self._count += 1
+            conn = f"{self.process}/{self._count}"
+        else:
+            self.departed.pop(conn, None)
+            self._holds[conn] = self._holds.get(conn, 0) + 1
         self.connections[conn] = (stream, key, info)
         try:
             if self.backend.shared and stream not in self.streams:
@@ -170,6 +190,10 @@ class Tracker:
         """Stop counting connection ``conn`` once the grace period is over."""
         if conn not in self.connections or conn in self.departed:
             return
+        holds = self._holds.pop(conn, 1)
+        if holds > 1:
+            self._holds[conn] = holds - 1
+            return
         loop = self._start()
         self.departed[conn] = loop.time() + self.options.grace
         loop.call_later(self.options.grace, lambda: self._spawn(self._expire()))
@@ -184,7 +208,8 @@ class Tracker:
         for conn in due:
             stream = self.connections.pop(conn)[0]
             try:
-                self.changed(stream, await self.backend.untrack(stream, conn))
+                changes = await self.backend.untrack(stream, conn, self.process)
+                self.changed(stream, changes)
             except Exception as exc:
                 self._failed("untrack a connection", exc)
 

@@ -164,7 +164,9 @@ async def test_a_failed_step_is_made_good_at_the_next_beat(
 class Broken(MemoryPresence):
     """A backend that cannot be reached."""
 
-    async def untrack(self, stream: str, conn: str) -> list[Change]:
+    async def untrack(
+        self, stream: str, conn: str, process: str | None = None
+    ) -> list[Change]:
         raise ConnectionError("unreachable")
 
 
@@ -183,4 +185,36 @@ async def test_a_change_a_dead_process_did_not_publish_is_published_by_its_sweep
     # Swept once silent for the expiry: the leave it never published goes out.
     await watcher.until({"carol"}, timeout=10)
     await close(other)
+    await watcher.client.close()
+
+
+async def test_a_connection_joined_by_id_on_two_processes_is_one_and_leaves_once(
+    shared: Callable[[], Tracker],
+) -> None:
+    # A client of the HTTP transports: its requests land on either process.
+    watcher = await watch(APP, User(3, "carol"), "room.w")
+    one, two = shared(), shared()
+    conn, info = "http/c1/room.w", '{"username":"dave"}'
+    await one.join("room.w", "dave", info, conn=conn)
+    await watcher.until({"carol", "dave"})
+    one.leave(conn)
+    await two.join("room.w", "dave", info, conn=conn)
+    # One's grace period ends: it no longer owns the connection.
+    await watcher.drain(OPTIONS.grace * 3)
+    assert not one.connections
+    two.leave(conn)
+    await two.join("room.w", "dave", info, conn=conn)
+    await one.join("room.w", "dave", info, conn=conn)
+    await one.join("room.w", "dave", info, conn=conn)
+    two.leave(conn)
+    one.leave(conn)
+    await watcher.drain(OPTIONS.grace * 3)
+    assert (await amembers("room.w"))["dave"]["connections"] == 1
+    assert not any("dave" in d["leaves"] for d in watcher.diffs)
+    one.leave(conn)
+    await watcher.until({"carol"})
+    assert sum("dave" in d["leaves"] for d in watcher.diffs) == 1
+    assert sum("dave" in d["joins"] for d in watcher.diffs) == 1
+    await close(one)
+    await close(two)
     await watcher.client.close()
