@@ -90,6 +90,10 @@ class RoundRobinProxy:
         self._writers.add(client_writer)
         try:
             await self._forward(client_reader, client_writer)
+        except asyncio.CancelledError:
+            # stop() cancels the connections: end quietly (the start_server
+            # callback of Python 3.12.1 would log the cancellation as an error).
+            pass
         finally:
             self._writers.discard(client_writer)
             client_writer.close()
