@@ -187,9 +187,9 @@ class SQLitePresence(PresenceBackend):
         process: str | None = None,
     ) -> Change | None:
         row = db.execute(
-            "DELETE FROM drt_presence_conn WHERE stream = ?1 AND conn = ?2 "
-            "AND (?3 IS NULL OR process = ?3) RETURNING key",
-            (stream, conn, process),
+            "DELETE FROM drt_presence_conn WHERE stream = ? AND conn = ? "
+            "AND (? IS NULL OR process = ?) RETURNING key",
+            (stream, conn, process, process),
         ).fetchone()
         if row is None:
             return None
