@@ -3,7 +3,9 @@
 1. Convergence: two daphne processes on the Redis store; ``--members``
    WebSocket clients (1,000) join one stream within one second, half on
    each process. Each client is a member and keeps the members as
-   realtime.js does (snapshot, then versioned diffs). Reported: the time
+   realtime.js does (snapshot, then versioned diffs), on a raw socket of
+   :mod:`benchmarks.presence_client`, so the client costs far less than
+   the servers it measures. Reported: the time
    from the first join until every client's view holds exactly every
    member (and the median client's), and the diff frames each got; the
    same time counted from the last join.
@@ -33,120 +35,50 @@ import tracemalloc
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from benchmarks.presence_client import Member, View
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 APP = "benchmarks.presence_app:application"
 
 
-def decode(text: str, _seen: dict[str, Any] = {}) -> Any:  # noqa: B006
-    """Return the JSON value of ``text``, decoding each distinct text once.
-
-    One process plays a thousand browsers here: every view on a server
-    process gets the same diff and snapshot texts, and decoding each copy
-    again would make the client, not presence, what is measured (a browser
-    decodes only its own). Each view still applies every frame to its own
-    members; the decoded values are never changed.
-    """
-    value = _seen.get(text)
-    if value is None:
-        if len(_seen) > 256:
-            _seen.clear()
-        value = _seen[text] = json.loads(text)
-    return value
-
-
-class View:
-    """One client: a member of the stream that keeps its members."""
-
-    def __init__(self, url: str, user: str, stream: str) -> None:
-        self.url = f"{url}/ws/?user={user}"
-        self.stream = stream
-        self.version: int | None = None
-        self.members: set[str] = set()
-        self.versions: dict[str, int] = {}
-        self.pending: list[dict[str, Any]] = []
-        self.diffs = 0
-        self.converged: float | None = None
-        self.ws: Any = None
-
-    async def run(self, start_at: float, expected: int, done: asyncio.Event) -> None:
-        from websockets.asyncio.client import connect
-
-        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        self.ws = await connect(self.url, open_timeout=30, max_size=None)
-        await self.ws.send(
-            json.dumps(
-                {"kind": "subscribe", "id": 1, "stream": f"presence:{self.stream}"}
-            )
-        )
-        async for text in self.ws:
-            frame = decode(text)
-            kind = frame.get("kind")
-            if kind == "subscribed":
-                await self.ws.send(
-                    json.dumps(
-                        {
-                            "kind": "request",
-                            "id": 2,
-                            "type": "presence.members",
-                            "data": {"stream": self.stream},
-                        }
-                    )
-                )
-            elif kind == "reply":
-                data = frame["data"]
-                self.version = data["version"]
-                self.members = set(data["members"])
-                self.versions = {k: r["v"] for k, r in data["members"].items()}
-                for diff in self.pending:
-                    self.apply(diff)
-            elif kind == "publication":
-                self.diffs += 1
-                if self.version is None:
-                    self.pending.append(frame["data"])
-                else:
-                    self.apply(frame["data"])
-            if self.version is not None and len(self.members) == expected:
-                if self.converged is None:
-                    self.converged = time.monotonic()
-                if done.is_set():
-                    return
-
-    def apply(self, data: dict[str, Any]) -> None:
-        assert self.version is not None
-        for key, record in data["joins"].items():
-            if record["v"] > max(self.version, self.versions.get(key, 0)):
-                self.members.add(key)
-                self.versions[key] = record["v"]
-        for key, version in data["leaves"].items():
-            if version > max(self.version, self.versions.get(key, 0)):
-                self.members.discard(key)
-                self.versions[key] = version
-
-
 async def convergence(urls: list[str], members: int) -> dict[str, Any]:
     stream = f"room.burst-{uuid.uuid4().hex[:6]}"
-    views = [View(urls[n % 2], f"u{n}", stream) for n in range(members)]
+    loop = asyncio.get_running_loop()
+    views = [View(stream, members) for _ in range(members)]
+    clients: list[Member] = []
     start = time.monotonic() + 0.5
-    done = asyncio.Event()
-    tasks = [
-        asyncio.create_task(v.run(start + n / members, members, done))
-        for n, v in enumerate(views)
-    ]
+
+    async def join(n: int) -> None:
+        await asyncio.sleep(max(0.0, start + n / members - time.monotonic()))
+        url = urlsplit(urls[n % 2])
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        path = f"/ws/?user=u{n}"
+        _, client = await loop.create_connection(
+            lambda: Member(path, url.netloc, views[n]), host, port
+        )
+        clients.append(client)
+        await asyncio.wait_for(client.opened, 30)
+
+    joins = asyncio.gather(*(join(n) for n in range(members)))
     deadline = start + 60
-    while time.monotonic() < deadline:
-        if all(v.converged is not None for v in views):
-            break
-        failed = [t for t in tasks if t.done() and t.exception()]
-        if failed:
-            raise RuntimeError(f"A client failed: {failed[0].exception()!r}")
-        await asyncio.sleep(0.05)
-    done.set()
+    try:
+        while time.monotonic() < deadline:
+            if all(v.converged is not None for v in views):
+                break
+            if joins.done() and joins.exception() is not None:
+                raise RuntimeError(f"A client failed: {joins.exception()!r}")
+            problems = [c.problem for c in clients if c.problem]
+            if problems:
+                raise RuntimeError(f"A client failed: {problems[0]}")
+            await asyncio.sleep(0.05)
+    finally:
+        joins.cancel()
+        await asyncio.gather(joins, return_exceptions=True)
+        for client in clients:
+            client.close()
     converged = [v.converged - start for v in views if v.converged is not None]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.gather(*(v.ws.close() for v in views if v.ws), return_exceptions=True)
     return {
         "members": members,
         "converged": len(converged),
