@@ -8,6 +8,11 @@ connection is then a connection of the member
 :meth:`~PresenceConsumer.presence_member` names, until it unsubscribes or
 closes (and the grace period is over). The presence stream's publications
 are diffs; the request ``presence.members`` answers the snapshot.
+
+A client of the HTTP transports is one connection, ``http/<client
+id>/<stream>`` on every process, while one of its listening requests (an
+event stream or a long-poll) is open, and the grace period after (the
+consumer is a :class:`~django_realtime.streams.http.shell.ClientFollower`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ class PresenceConsumer(StreamConsumer):
         # Presence stream -> this connection's id with the tracker.
         self._presence: dict[str, str] = {}
         self._can_track = False
+        # Over the HTTP transports: the client's id and streams, and the
+        # members (presence stream -> stream, key, info) it may join.
+        self._http_client: str | None = None
+        self._http_streams: frozenset[str] = frozenset()
+        self._http_members: dict[str, tuple[str, str, str]] = {}
 
     def tracks_presence(self, stream: str) -> bool:
         """Return whether ``stream`` has presence; override (default: none)."""
@@ -91,7 +101,7 @@ class PresenceConsumer(StreamConsumer):
             logger.debug("Refused %s: %s has no presence.", printable(name), stream)
             return False
         member = await super()._call_hook("presence_member", stream)
-        if member is None or not self._can_track:
+        if member is None or not (self._can_track or self._http_client):
             return True
         key, info = member
         tracker = get_tracker()
@@ -105,8 +115,31 @@ class PresenceConsumer(StreamConsumer):
                 exc,
             )
             return False
-        self._presence[name] = await tracker.join(stream, str(key), text)
+        if self._can_track:
+            self._presence[name] = await tracker.join(stream, str(key), text)
+        else:
+            # A member while it listens (http_listening), not for a POST.
+            self._http_members[name] = (stream, str(key), text)
         return True
+
+    def http_client(self, client_id: str, streams: tuple[str, ...]) -> None:
+        """Note the HTTP client this request serves (the transports' hook)."""
+        self._http_client = client_id
+        self._http_streams = frozenset(streams)
+
+    async def http_listening(self) -> None:
+        """Join the presence the client's listening request subscribes to."""
+        tracker = get_tracker()
+        for name, (stream, key, text) in self._http_members.items():
+            conn = f"http/{self._http_client}/{stream}"
+            self._presence[name] = await tracker.join(stream, key, text, conn=conn)
+
+    def http_listened(self) -> None:
+        """Leave (after the grace period) as the listening request ends."""
+        tracker = get_tracker()
+        for conn in self._presence.values():
+            tracker.leave(conn)
+        self._presence.clear()
 
     async def receive_json(self, content: Any) -> None:
         """Handle one protocol frame; an unsubscribe from presence leaves it."""
@@ -138,6 +171,7 @@ class PresenceConsumer(StreamConsumer):
         stream = data.get("stream") if isinstance(data, dict) else None
         if not isinstance(stream, str) or (
             presence_stream(stream) not in self.stream_subscriptions
+            and presence_stream(stream) not in self._http_streams
         ):
             raise RequestError(
                 "not_subscribed",

@@ -16,7 +16,8 @@ a WebSocket. Nothing outlives the request:
 Each request runs the consumer's ``connect()`` first (:func:`admit`), with
 the request's scope (``url_route`` included): a consumer that refuses or
 closes refuses the request. ``disconnect()`` is not called: the request
-held no connection.
+held no connection. A consumer that wants to know the client behind its
+requests implements :class:`ClientFollower` (presence does).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from django_realtime.delivery.outbox import Outbox, activate, deactivate
 from django_realtime.delivery.sends import RETURNED, held_layer, settle
@@ -48,7 +49,14 @@ from django_realtime.streams.protocol import (
 from django_realtime.streams.pump import SessionPump
 from django_realtime.streams.registry import get_stream_store
 
-__all__ = ["Collector", "Resume", "admit", "answer", "make_consumer"]
+__all__ = [
+    "ClientFollower",
+    "Collector",
+    "Resume",
+    "admit",
+    "answer",
+    "make_consumer",
+]
 
 logger = logging.getLogger("django_realtime.streams")
 
@@ -84,12 +92,45 @@ class _Handshake:
             )
 
 
+@runtime_checkable
+class ClientFollower(Protocol):
+    """A consumer that follows the HTTP client its requests serve.
+
+    The HTTP transports call these methods on a consumer that has them all.
+    A *listening* request is an event stream or a long-poll: the client
+    listens while one is open, on any process, and it never outlives the
+    request (:class:`~django_realtime.presence.PresenceConsumer` makes the
+    client a member meanwhile).
+    """
+
+    def http_client(self, client_id: str, streams: tuple[str, ...]) -> None:
+        """Note the client of this request, before ``connect()``.
+
+        ``client_id`` is the same in all the client's requests, on every
+        process; ``streams`` are those it has subscribed to.
+        """
+
+    async def http_listening(self) -> None:
+        """Note that this listening request begins (its streams authorized)."""
+
+    def http_listened(self) -> None:
+        """Note that this listening request has ended."""
+
+
 def make_consumer(
-    consumer_class: type[StreamConsumer], scope: dict[str, Any]
+    consumer_class: type[StreamConsumer],
+    scope: dict[str, Any],
+    client: Client | None = None,
 ) -> StreamConsumer:
-    """Return a consumer of ``consumer_class`` for one HTTP request's ``scope``."""
+    """Return a consumer of ``consumer_class`` for one HTTP request's ``scope``.
+
+    ``client``: the client the request serves, told to a
+    :class:`ClientFollower`.
+    """
     consumer = consumer_class()
     consumer.scope = scope
+    if client is not None and isinstance(consumer, ClientFollower):
+        consumer.http_client(client.id, client.streams)
     consumer.base_send = _Handshake()
     alias = consumer_class.channel_layer_alias
     if alias is not None:
@@ -213,6 +254,7 @@ class Resume:
         self._refused = refused
         self._pump: SessionPump | None = None
         self._opened = False
+        self._follower: ClientFollower | None = None
         #: Whether the client asked from a position its streams had passed:
         #: a replay came with a resume's answer (the streams are busy).
         self.behind = False
@@ -254,13 +296,17 @@ class Resume:
             client = client.removing(stream)
         return cls(consumer, client, resumes, refused)
 
-    def begin(self) -> None:
+    async def begin(self) -> None:
         """Start reading the streams (on the running loop).
 
         Until :meth:`stop`, the request counts as an open connection in
         :mod:`django_realtime.ops.lifecycle`: a drain closes it (the
-        collector's ``closed`` gets the code).
+        collector's ``closed`` gets the code); and a
+        :class:`ClientFollower` consumer is told that its client listens.
         """
+        if isinstance(self.consumer, ClientFollower):
+            self._follower = self.consumer
+            await self._follower.http_listening()
         _handshake(self.consumer).on_close = self.collector.closed_with
         lifecycle.opened(self.consumer)
         self._opened = True
@@ -303,6 +349,9 @@ class Resume:
 
     async def stop(self) -> None:
         """Stop reading the streams and listening to the store."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.http_listened()
         if self._pump is not None:
             await self._pump.stop()
         if self._opened:

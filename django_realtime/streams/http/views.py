@@ -209,7 +209,7 @@ class StreamHttpViews:
             scope = await _scope(request, route)
             client = self.signer.load(token, _binding(scope))
             self._check_rate(client)
-            consumer = make_consumer(self.consumer_class, scope)
+            consumer = make_consumer(self.consumer_class, scope, client)
             await admit(consumer)
             frames, client = await answer(consumer, client, content)
         except HttpRefusal as exc:
@@ -245,8 +245,8 @@ class StreamHttpViews:
         loop = asyncio.get_running_loop()
         # A new client (no id yet) gets its id at once.
         deadline = loop.time() + (timeout if request.GET.get("client") else 0.0)
-        resume.begin()
         try:
+            await resume.begin()
             frames = resume.frames()
             while not frames and resume.collector.closed is None:
                 left = deadline - loop.time()
@@ -354,7 +354,7 @@ class StreamHttpViews:
         token = request.GET.get("client")
         client = Client.new(binding) if not token else self.signer.load(token, binding)
         positions = parse_positions(request.GET.get("positions"), client.streams)
-        consumer = make_consumer(self.consumer_class, scope)
+        consumer = make_consumer(self.consumer_class, scope, client)
         await admit(consumer)
         return await Resume.start(consumer, client, positions)
 
@@ -365,8 +365,8 @@ class StreamHttpViews:
             data = {"client": self.signer.sign(resume.client), "csrf": csrf}
             return sse_event(json.dumps(data), "client")
 
-        resume.begin()
         try:
+            await resume.begin()
             yield b"retry: 5000\n\n" + client_event()
             told = loop.time()
             while True:
