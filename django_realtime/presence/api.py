@@ -2,6 +2,7 @@
 
 The tracker follows the history store (``REALTIME["STREAM_STORE"]``): with
 the Redis store, presence is kept in the same Redis and shared by every
+process; with the PostgreSQL store, in its database, shared by every
 process; with the SQLite store, in its file, shared by the processes of
 the machine; with any other store it is kept in the process
 (:class:`~.backends.MemoryPresence`), exact for one process only.
@@ -10,7 +11,7 @@ the machine; with any other store it is kept in the process
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from django_realtime.presence.backends import MemoryPresence, PresenceBackend
 from django_realtime.presence.tracker import Tracker, presence_options
@@ -18,6 +19,9 @@ from django_realtime.streams.positions import validate_stream_name
 from django_realtime.streams.registry import get_stream_store
 from django_realtime.streams.stores.base import HistoryStore
 from django_realtime.streams.stores.memory import MemoryHistoryStore
+
+if TYPE_CHECKING:
+    from django_realtime.streams.stores.postgres import PostgresHistoryStore
 
 __all__ = ["amembers", "get_tracker", "members", "ops_rows"]
 
@@ -27,6 +31,14 @@ OPS_STREAMS = 50
 logger = logging.getLogger("django_realtime.presence")
 
 _tracker: Tracker | None = None
+
+
+def _is_postgres(store: HistoryStore) -> TypeGuard[PostgresHistoryStore]:
+    try:
+        from django_realtime.streams.stores.postgres import PostgresHistoryStore
+    except ImportError:  # No psycopg: not the PostgreSQL store.
+        return False
+    return isinstance(store, PostgresHistoryStore)
 
 
 def _backend(store: HistoryStore) -> PresenceBackend:
@@ -42,10 +54,14 @@ def _backend(store: HistoryStore) -> PresenceBackend:
         from django_realtime.presence.sqlite import SQLitePresence
 
         return SQLitePresence(store.path)
+    if _is_postgres(store):
+        from django_realtime.presence.postgres import PostgresPresence
+
+        return PostgresPresence(store.alias, timeout=store.timeout)
     if not isinstance(store, MemoryHistoryStore):
         logger.warning(
             "Presence is kept in this process: %r shares no presence between "
-            "processes (use the Redis store for that).",
+            "processes (use the Redis, PostgreSQL or SQLite store for that).",
             store,
         )
     return MemoryPresence()

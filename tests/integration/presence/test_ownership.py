@@ -4,7 +4,7 @@ A client of the HTTP transports has one connection id on every process
 (``http/<client id>``). Tracking it where another process holds it moves
 it with no change; an untrack from a process it has left, or the sweep of
 such a process, changes nothing. One body per rule, run on the in-process
-backend, Redis and a SQLite file.
+backend, Redis, a SQLite file and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from django_realtime.presence.backends import MemoryPresence, PresenceBackend
+from django_realtime.presence.postgres import PostgresPresence
 from django_realtime.presence.redis import RedisPresence
 from django_realtime.presence.sqlite import SQLitePresence
+from tests.integration.presence.postgres_tables import empty_presence_tables
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -34,7 +36,16 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis", "sqlite"])
+POSTGRES = pytest.param(
+    "postgres",
+    marks=[
+        pytest.mark.postgres,
+        pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+    ],
+)
+
+
+@pytest.fixture(params=["memory", "redis", "sqlite", POSTGRES])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[PresenceBackend]:
@@ -45,10 +56,14 @@ async def backend(
     elif request.param == "redis":
         request.applymarker(pytest.mark.redis)
         made = RedisPresence(URL, prefix)
+    elif request.param == "postgres":
+        made = PostgresPresence("postgres")
     else:
         made = SQLitePresence(tmp_path / "presence.sqlite3", clock=Clock())
     yield made
     await made.close()
+    if request.param == "postgres":
+        await empty_presence_tables()
     if request.param == "redis":
         from redis.asyncio import Redis
 

@@ -1,7 +1,8 @@
-"""Presence shared by two processes (Redis, or a SQLite file): diffs, sweeps, resyncs.
+"""Presence shared by two processes (Redis, PostgreSQL, a SQLite file): diffs, sweeps.
 
-Each test runs on both shared backends; the "other process" is a second
-tracker with a store and backend of its own on the same Redis or file.
+Each test runs on every shared backend; the "other process" is a second
+tracker with a store and backend of its own on the same Redis, database
+or file.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from django_realtime.presence import amembers
 from django_realtime.presence.api import get_tracker
 from django_realtime.presence.backends import MemoryPresence, PresenceBackend
 from django_realtime.presence.model import Change
+from django_realtime.presence.postgres import PostgresPresence
 from django_realtime.presence.redis import RedisPresence
 from django_realtime.presence.sqlite import SQLitePresence
 from django_realtime.presence.tracker import PresenceOptions, Tracker
 from django_realtime.streams.stores.base import HistoryStore
+from django_realtime.streams.stores.postgres import PostgresHistoryStore
 from django_realtime.streams.stores.redis import RedisHistoryStore
 from django_realtime.streams.stores.sqlite import SQLiteHistoryStore
 from tests.integration.presence.helpers import Room, User, watch
+from tests.integration.presence.postgres_tables import empty_presence_tables
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,7 +37,16 @@ OPTIONS = PresenceOptions(expiry=1.0, grace=0.2, batch=0.02)
 APP = Room.as_asgi()
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+POSTGRES = pytest.param(
+    "postgres",
+    marks=[
+        pytest.mark.postgres,
+        pytest.mark.django_db(transaction=True, databases=["default", "postgres"]),
+    ],
+)
+
+
+@pytest.fixture(params=["redis", "sqlite", POSTGRES])
 async def shared(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Callable[[], Tracker]]:
@@ -45,6 +58,11 @@ async def shared(
         store = {
             "BACKEND": "django_realtime.streams.stores.redis.RedisHistoryStore",
             "OPTIONS": {"url": URL, "prefix": name},
+        }
+    elif request.param == "postgres":
+        store = {
+            "BACKEND": "django_realtime.streams.stores.postgres.PostgresHistoryStore",
+            "OPTIONS": {"alias": "postgres", "poll_interval": 0.2},
         }
     else:
         store = {
@@ -62,6 +80,9 @@ async def shared(
         if request.param == "redis":
             history = RedisHistoryStore(URL, prefix=name)
             backend = RedisPresence(URL, name)
+        elif request.param == "postgres":
+            history = PostgresHistoryStore("postgres", poll_interval=0.2)
+            backend = PostgresPresence("postgres")
         else:
             history = SQLiteHistoryStore(path, poll_interval=0.2)
             backend = SQLitePresence(path)
@@ -72,6 +93,9 @@ async def shared(
         tracker = get_tracker()
         await tracker.stop()
         await tracker.backend.close()
+        if request.param == "postgres":
+            await tracker.store.flush()
+            await empty_presence_tables()
         await tracker.store.close()
     if request.param == "redis":
         from redis.asyncio import Redis
