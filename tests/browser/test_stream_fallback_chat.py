@@ -5,7 +5,8 @@ Alice and Bob each have a room page behind a round-robin proxy over two
 affinity). In one case the pages have no ``window.WebSocket``; in the
 other the proxy refuses every upgrade. They talk, every server process
 restarts, they talk again: each page shows every message once, in order,
-without reloading, and its status names the transport.
+without reloading, and its status names the transport. Its online badge
+shows both users all along: a page on SSE is a member of the room.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(180)]
 
 def _port(server: ServerProcess) -> int:
     return int(server.address.rsplit(":", 1)[1])
+
+
+def _online(page: RoomPage, names: str) -> None:
+    """Wait until the page's online badge shows ``names``."""
+    page.tab.wait_for_function(
+        "(names) => document.getElementById('online-names').value === names",
+        arg=names,
+    )
 
 
 @pytest.fixture
@@ -73,6 +82,8 @@ def test_two_users_chat_over_sse_across_a_restart_and_see_each_message_once(
             page.log_in_and_open(url, room, username=name)
             page.wait_for_status("open (sse)")
             page.mark()
+        for page in pages.values():
+            _online(page, "alice, bob")
         for n in range(2):
             for name, page in pages.items():
                 page.say(f"{name} {n}")
@@ -98,6 +109,8 @@ def test_two_users_chat_over_sse_across_a_restart_and_see_each_message_once(
                 page.say(f"{name} {n}")
                 page.wait_for_log(2 * n + (1 if name == "alice" else 2))
         logs = [page.wait_for_log(8) for page in pages.values()]
+        for page in pages.values():
+            _online(page, "alice, bob")
 
     assert logs[0] == logs[1]
     texts = [text for _, text in logs[0]]

@@ -5,8 +5,10 @@
 // example_project/chat/routing.py) on which it opens two topics: the
 // room's stream with its presence, who is in the room (chat/<room>), and
 // the user's jobs (jobs). Where that socket never opens (WebSockets
-// blocked), the room's stream alone falls back to server-sent events or
-// long-polling on its own route, and the badges say they are unavailable.
+// blocked), the room's stream and its presence fall back to server-sent
+// events or long-polling on their own route (a page listening there is a
+// member, docs/topics/presence.rst), and the jobs badge says it is
+// unavailable.
 //
 // The page came with the messages saved so far and with the stream's
 // position read just before them ("room-since"). Subscribing from that
@@ -170,12 +172,13 @@ mux.onState(({ state }) => {
     here.close();
     mux.close();
     rt.close();
-    onlineNames.value = jobsCount.value = "unavailable";
+    jobsCount.value = "unavailable";
     follow(connect(`/ws/chat/${roomName}/`, { httpUrl: `/realtime/chat/${roomName}/` }));
+    here = followPresence(rt);
   }
 });
 follow(mux.streams(`chat/${roomName}`));
-const here = followPresence(rt);
+let here = followPresence(rt);
 followJobs(mux);
 
 form.addEventListener("submit", async (event) => {
