@@ -91,8 +91,7 @@ async def shared(
     with override_settings(REALTIME=realtime):
         yield other_process
         tracker = get_tracker()
-        await tracker.stop()
-        await tracker.backend.close()
+        await close(tracker, store=False)
         if request.param == "postgres":
             await tracker.store.flush()
             await empty_presence_tables()
@@ -107,10 +106,22 @@ async def shared(
         await redis.aclose()
 
 
-async def close(tracker: Tracker) -> None:
+async def close(tracker: Tracker, *, store: bool = True) -> None:
+    """Stop ``tracker`` once the departures its clients left are applied.
+
+    Otherwise a grace period that ends later opens the backend and the
+    store again (with PostgreSQL: connections that outlive the test).
+    """
     await tracker.stop()
+    for conn in tracker.departed:
+        tracker.departed[conn] = 0.0
+    await tracker._expire()
+    if tracker._flush is not None:
+        tracker._flush.cancel()
+    await tracker.flush()
     await tracker.backend.close()
-    await tracker.store.close()
+    if store:
+        await tracker.store.close()
 
 
 async def test_members_of_another_process_are_seen_and_swept_when_it_dies(
