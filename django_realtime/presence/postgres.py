@@ -43,28 +43,17 @@ from django.db import connections as databases
 
 from django_realtime.layers._slot import EngineSlot
 from django_realtime.layers.postgres.engine import Connection, Engine
+from django_realtime.presence._postgres_sql import (
+    JOIN,
+    LEAVE,
+    LOCK,
+    LOCK_SPACE,
+    SNAPSHOT,
+)
 from django_realtime.presence.backends import PresenceBackend, Snapshot
 from django_realtime.presence.model import Change, Record
 
 __all__ = ["PostgresPresence"]
-
-# The first key of presence's advisory locks ("drtp" in ASCII), apart from
-# the layer's and an application's single-key locks.
-_LOCK_SPACE = 0x64727470
-
-# Every step locks its streams in one order: two sweeps never deadlock.
-_LOCK = (
-    "SELECT pg_advisory_xact_lock(%s, k) FROM "
-    "(SELECT DISTINCT hashtext(s) AS k FROM unnest(%s::text[]) s ORDER BY k) o"
-)
-
-# A stream's version and members in one statement (one snapshot of the data).
-_SNAPSHOT = (
-    "SELECT coalesce(v.version, 0), m.key, m.info, m.connections, m.version "
-    "FROM (SELECT 1) one "
-    "LEFT JOIN drt_pg_presence_version v ON v.stream = %(stream)s "
-    "LEFT JOIN drt_pg_presence_member m ON m.stream = %(stream)s"
-)
 
 
 async def _rows(db: Connection, query: str, params: Any = None) -> list[Any]:
@@ -142,7 +131,7 @@ class PostgresPresence(PresenceBackend):
 
     @staticmethod
     async def _lock(db: Connection, streams: list[str]) -> None:
-        await db.execute(_LOCK, (_LOCK_SPACE, streams))
+        await db.execute(LOCK, (LOCK_SPACE, streams))
 
     @staticmethod
     async def _known(db: Connection, process: str) -> None:
@@ -163,29 +152,6 @@ class PostgresPresence(PresenceBackend):
             (process, stream),
         )
 
-    @staticmethod
-    async def _bump(db: Connection, stream: str) -> int:
-        row = await _one(
-            db,
-            "INSERT INTO drt_pg_presence_version AS v (stream, version) "
-            "VALUES (%s, 1) ON CONFLICT (stream) DO UPDATE "
-            "SET version = v.version + 1 RETURNING version",
-            (stream,),
-        )
-        return int(row[0])
-
-    @staticmethod
-    async def _unpublished(db: Connection, stream: str, change: Change) -> Change:
-        record = change.record
-        await db.execute(
-            "INSERT INTO drt_pg_presence_unpublished AS u "
-            "(stream, key, info, connections, version) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (stream, key) DO UPDATE SET info = excluded.info, "
-            "connections = excluded.connections, version = excluded.version",
-            (stream, change.key, record.info, record.connections, record.version),
-        )
-        return change
-
     async def _track(
         self,
         db: Connection,
@@ -197,63 +163,35 @@ class PostgresPresence(PresenceBackend):
         *,
         take: bool = True,
     ) -> Change | None:
-        added = await _one(
-            db,
-            "INSERT INTO drt_pg_presence_conn (stream, conn, key, process) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (stream, conn) DO NOTHING "
-            "RETURNING 1",
-            (stream, conn, key, process),
-        )
-        if added is None:
-            if take:
-                # Held by another process, say: this one owns it now.
-                await db.execute(
-                    "UPDATE drt_pg_presence_conn SET process = %s "
-                    "WHERE stream = %s AND conn = %s AND process <> %s",
-                    (process, stream, conn, process),
-                )
-                await self._holds(db, process, stream)
-            return None
-        version = await self._bump(db, stream)
-        row = await _one(
-            db,
-            "INSERT INTO drt_pg_presence_member AS m "
-            "(stream, key, info, connections, version) VALUES (%s, %s, %s, 1, %s) "
-            "ON CONFLICT (stream, key) DO UPDATE SET info = excluded.info, "
-            "connections = m.connections + 1, version = excluded.version "
-            "RETURNING connections",
-            (stream, key, info, version),
-        )
-        await self._holds(db, process, stream)
-        change = Change(key, Record(info, int(row[0]), version))
-        return await self._unpublished(db, stream, change)
+        params = {
+            "stream": stream,
+            "conn": conn,
+            "key": key,
+            "info": info,
+            "process": process,
+        }
+        row = await _one(db, JOIN, params)
+        if row is not None:
+            return Change(key, Record(info, int(row[0]), int(row[1])))
+        if take:
+            # Held by another process, say: this one owns it now.
+            await db.execute(
+                "UPDATE drt_pg_presence_conn SET process = %s "
+                "WHERE stream = %s AND conn = %s AND process <> %s",
+                (process, stream, conn, process),
+            )
+            await self._holds(db, process, stream)
+        return None
 
     async def _untrack(
         self, db: Connection, stream: str, conn: str, process: str | None = None
     ) -> Change | None:
-        gone = await _one(
-            db,
-            "DELETE FROM drt_pg_presence_conn WHERE stream = %s AND conn = %s "
-            "AND (%s::text IS NULL OR process = %s) RETURNING key",
-            (stream, conn, process, process),
-        )
-        if gone is None:
+        params = {"stream": stream, "conn": conn, "process": process}
+        row = await _one(db, LEAVE, params)
+        if row is None:
             return None
-        key = gone[0]
-        version = await self._bump(db, stream)
-        info, count = await _one(
-            db,
-            "UPDATE drt_pg_presence_member SET connections = connections - 1, "
-            "version = %s WHERE stream = %s AND key = %s RETURNING info, connections",
-            (version, stream, key),
-        )
-        if not count:
-            await db.execute(
-                "DELETE FROM drt_pg_presence_member WHERE stream = %s AND key = %s",
-                (stream, key),
-            )
-        change = Change(key, Record(info, int(count), version))
-        return await self._unpublished(db, stream, change)
+        key, info, count, version = row
+        return Change(key, Record(info, int(count), int(version)))
 
     async def _sync(
         self,
@@ -340,14 +278,14 @@ class PostgresPresence(PresenceBackend):
 
     async def snapshot(self, stream: str) -> Snapshot:
         async def work(db: Connection, now: float) -> Snapshot:
-            return _snapshot(await _rows(db, _SNAPSHOT, {"stream": stream}))
+            return _snapshot(await _rows(db, SNAPSHOT, {"stream": stream}))
 
         snapshot: Snapshot = await self._run(work)
         return snapshot
 
     def snapshot_sync(self, stream: str) -> Snapshot:
         with databases[self.alias].cursor() as cursor:
-            cursor.execute(_SNAPSHOT, {"stream": stream})
+            cursor.execute(SNAPSHOT, {"stream": stream})
             return _snapshot(cursor.fetchall())
 
     async def published(self, stream: str, versions: dict[str, int]) -> None:
