@@ -179,6 +179,26 @@ async def test_processes_changing_one_stream_at_once_keep_counts_exact(
     assert sum(counts.values()) == 4 * 20 + 3
 
 
+async def test_two_processes_sweeping_at_once_remove_each_connection_once(
+    backends: list[PostgresPresence],
+) -> None:
+    dead, one, two = (PostgresPresence("postgres") for _ in range(3))
+    backends += [dead, one, two]
+    streams = [f"room.w{n}" for n in range(5)]
+    await dead.heartbeat("dead", set(streams))
+    for n in range(40):
+        stream = streams[n % 5]
+        await dead.track(stream, f"dead/{n}", f"m{n % 3}", "{}", "dead")
+    await one.heartbeat("one", set(streams))
+    await two.heartbeat("two", set(streams))
+    first, second = await asyncio.gather(one.sweep("one", 0.0), two.sweep("two", 0.0))
+    assert set(first) | set(second) == set(streams)
+    for stream in streams:
+        version, members = await one.snapshot(stream)
+        # 8 connections came and went: 16 changes, each one version.
+        assert (version, members) == (16, {})
+
+
 async def test_a_process_that_tracks_after_it_was_swept_is_swept_or_told(
     backends: list[PostgresPresence],
 ) -> None:
