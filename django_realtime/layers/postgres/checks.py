@@ -11,7 +11,8 @@ Errors
     ``django_realtime.postgres.E002``
         ``DATABASES[alias]`` is not a PostgreSQL database.
     ``django_realtime.postgres.E003``
-        The database has not got the layer's tables: the app's migrations
+        The database has not got the tables of the layer (or of the store
+        and its presence): the app's migrations
         have not been run on it (``manage.py migrate --database alias``).
     ``django_realtime.postgres.E004``
         psycopg 3 is not installed (``pip install
@@ -37,7 +38,11 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from django_realtime.layers.postgres.schema import LAYER_TABLES, STORE_TABLES
+from django_realtime.layers.postgres.schema import (
+    LAYER_TABLES,
+    PRESENCE_TABLES,
+    STORE_TABLES,
+)
 
 __all__ = ["check_database", "check_postgres"]
 
@@ -64,7 +69,7 @@ def _configured() -> Iterator[tuple[str, str, tuple[str, ...]]]:
         if isinstance(backend, str) and backend.endswith(_STORE):
             options = store.get("OPTIONS") or {}
             alias = options.get("alias", DEFAULT_DB_ALIAS)
-            yield "REALTIME['STREAM_STORE']", alias, STORE_TABLES
+            yield "REALTIME['STREAM_STORE']", alias, STORE_TABLES + PRESENCE_TABLES
 
 
 def check_database(

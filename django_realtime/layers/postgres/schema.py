@@ -32,6 +32,7 @@ __all__ = [
     "CREATE_SQL",
     "DROP_SQL",
     "LAYER_TABLES",
+    "PRESENCE_TABLES",
     "STORE_TABLES",
     "PostgresOnlySQL",
 ]
@@ -41,6 +42,18 @@ LAYER_TABLES = ("drt_pg_message", "drt_pg_membership", "drt_pg_process")
 
 #: The history store's tables.
 STORE_TABLES = ("drt_pg_stream", "drt_pg_stream_entry")
+
+#: The tables of presence on the store (migration 0005); with
+#: :data:`STORE_TABLES`, what ``django_realtime.postgres.E003`` checks for a
+#: store.
+PRESENCE_TABLES = (
+    "drt_pg_presence_conn",
+    "drt_pg_presence_member",
+    "drt_pg_presence_version",
+    "drt_pg_presence_process",
+    "drt_pg_presence_process_stream",
+    "drt_pg_presence_unpublished",
+)
 
 CREATE_SQL: tuple[str, ...] = (
     """CREATE TABLE drt_pg_message (

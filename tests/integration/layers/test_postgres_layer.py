@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,11 @@ from django.db import connections
 
 from django_realtime.layers.postgres import PostgresChannelLayer
 from django_realtime.layers.postgres.checks import check_database, check_postgres
-from django_realtime.layers.postgres.schema import LAYER_TABLES
+from django_realtime.layers.postgres.schema import (
+    CREATE_SQL,
+    LAYER_TABLES,
+    PRESENCE_TABLES,
+)
 
 pytestmark = [
     pytest.mark.postgres,
@@ -231,6 +236,44 @@ def test_a_database_without_the_tables_is_an_error() -> None:
 
     assert message.id == "django_realtime.postgres.E003"
     assert "migrate --database x" in str(message.hint)
+
+
+def test_a_store_database_without_the_presence_tables_is_an_error(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Migrated up to 0004 only: the store's tables, not presence's (0005).
+    name = f"drt_check_{uuid.uuid4().hex[:8]}"
+    admin_dsn = "host=127.0.0.1 user=postgres dbname=postgres"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        with psycopg.connect(
+            f"host=127.0.0.1 user=postgres dbname={name}", autocommit=True
+        ) as scratch:
+            for statement in CREATE_SQL:
+                scratch.execute(statement)
+        monkeypatch.setitem(
+            connections.settings,
+            "scratch",
+            {**connections["postgres"].settings_dict, "NAME": name},
+        )
+        settings.CHANNEL_LAYERS = {}
+        settings.REALTIME = {
+            "STREAM_STORE": {
+                "BACKEND": "django_realtime.streams.stores.postgres."
+                "PostgresHistoryStore",
+                "OPTIONS": {"alias": "scratch"},
+            }
+        }
+
+        (message,) = check_postgres()
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+    assert message.id == "django_realtime.postgres.E003"
+    assert all(table in message.msg for table in PRESENCE_TABLES)
+    assert "drt_pg_stream," not in message.msg
 
 
 def test_an_unreachable_database_is_a_warning() -> None:
