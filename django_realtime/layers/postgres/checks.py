@@ -12,8 +12,8 @@ Errors
         ``DATABASES[alias]`` is not a PostgreSQL database.
     ``django_realtime.postgres.E003``
         The database has not got the tables of the layer (or of the store
-        and its presence): the app's migrations
-        have not been run on it (``manage.py migrate --database alias``).
+        and its presence): the app's migrations have not been run on it
+        (``manage.py migrate --database alias``).
     ``django_realtime.postgres.E004``
         psycopg 3 is not installed (``pip install
         django-realtime-framework[postgres]``).
