@@ -31,12 +31,13 @@ class RoundRobinProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
+            asyncio.start_server(self._accepted, "127.0.0.1", 0)
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -52,8 +53,7 @@ class RoundRobinProxy:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
-            here = asyncio.current_task()
-            tasks = [task for task in asyncio.all_tasks() if task is not here]
+            tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -84,16 +84,23 @@ class RoundRobinProxy:
                 return port, reader, writer
         return None
 
+    def _accepted(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        # A plain function, called as the connection is made: the writer is
+        # known to stop() at once (so its socket is closed even if its task
+        # never ran), and the task is the proxy's own, not start_server's
+        # (whose callback in Python 3.12.1 logs a cancelled task as an error).
+        self._writers.add(client_writer)
+        task = asyncio.ensure_future(self._handle(client_reader, client_writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _handle(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
-        self._writers.add(client_writer)
         try:
             await self._forward(client_reader, client_writer)
-        except asyncio.CancelledError:
-            # stop() cancels the connections: end quietly (the start_server
-            # callback of Python 3.12.1 would log the cancellation as an error).
-            pass
         finally:
             self._writers.discard(client_writer)
             client_writer.close()
@@ -119,8 +126,13 @@ class RoundRobinProxy:
             return
         port, reader, writer = backend
         self.forwarded[port] = self.forwarded.get(port, 0) + 1
-        writer.write(head)
-        await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+        try:
+            writer.write(head)
+            await asyncio.gather(
+                _pipe(client_reader, writer), _pipe(reader, client_writer)
+            )
+        finally:
+            writer.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
