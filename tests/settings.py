@@ -27,6 +27,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "tests.urls"
+
+# Tests make and log in many users: a fast hasher, as Django's docs advise
+# for test settings (the default one spends a CPU-second per password).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ASGI_APPLICATION = "tests.asgi.application"
 
 DATABASES = {

@@ -35,11 +35,6 @@ pytestmark = [pytest.mark.timeout(30), uses_both_databases, pytest.mark.urls(__n
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 # HTTP side: the views a browser would call around its socket.
 
 

@@ -399,9 +399,8 @@ def test_refusals_per_client_are_metrics_sources() -> None:
 
 
 @pytest.fixture
-def alice_cookie(transactional_db: Any, settings: Any) -> str:
+def alice_cookie(transactional_db: Any) -> str:
     """Return the session cookie header of a logged-in user."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     client = Client()
     client.force_login(User.objects.create_user("alice", password="not-used-42"))
     return f"sessionid={client.cookies['sessionid'].value}"

@@ -58,11 +58,6 @@ urlpatterns = [
 Join = Callable[..., Awaitable[StreamClient]]
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 class RecordingStore(MemoryHistoryStore):
     """An in-memory store that notes every stream it is asked about."""
 

@@ -77,7 +77,6 @@ def _page_settings(settings: Any) -> None:
     """Serve the page as the example project does: templates, CSRF, login."""
     from example_project import settings as example
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.ROOT_URLCONF = __name__
     settings.TEMPLATES = example.TEMPLATES
     settings.MIDDLEWARE = [

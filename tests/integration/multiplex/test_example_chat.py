@@ -31,8 +31,7 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings: Any) -> Iterator[None]:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _isolated() -> Iterator[None]:
     old_store = set_stream_store(MemoryHistoryStore())
     old_layer = channel_layers.set("default", InMemoryChannelLayer())
     yield
