@@ -26,6 +26,7 @@ import json
 import logging
 import random
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,7 @@ class Tracker:
         self._beaten = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._flush: asyncio.Handle | None = None
+        self._flush: asyncio.Task[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Snapshot requests waiting for the next read, and reads under way.
         self._snapshots: dict[str, asyncio.Future[SnapshotReply]] = {}
@@ -196,7 +197,13 @@ class Tracker:
             return
         loop = self._start()
         self.departed[conn] = loop.time() + self.options.grace
-        loop.call_later(self.options.grace, lambda: self._spawn(self._expire()))
+        self._spawn(self._expire_after(self.options.grace))
+
+    async def _expire_after(self, delay: float) -> None:
+        # A task from the start, not a timer that makes one: a loop that
+        # ends cancels it, where a task made as the loop ends would be lost.
+        await asyncio.sleep(delay)
+        await self._expire()
 
     async def _expire(self) -> None:
         assert self._loop is not None
@@ -254,9 +261,11 @@ class Tracker:
             return
         self.batch.add(stream, changes)
         if self._flush is None and self._loop is not None:
-            self._flush = self._loop.call_later(
-                self.options.batch, lambda: self._spawn(self.flush())
-            )
+            self._flush = self._spawn(self._flush_after(self.options.batch))
+
+    async def _flush_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.flush()
 
     async def flush(self) -> None:
         """Publish the diffs that wait; keep those that fail for the next beat."""
@@ -335,10 +344,11 @@ class Tracker:
             self._task = loop.create_task(self._run(), name="presence-beat")
         return loop
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _failed(self, what: str, exc: BaseException, *, dirty: bool = True) -> None:
         if dirty:
