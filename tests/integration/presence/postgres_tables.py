@@ -5,17 +5,9 @@ from __future__ import annotations
 import psycopg
 
 from django_realtime.layers.postgres._params import connection_kwargs
+from django_realtime.layers.postgres.schema import PRESENCE_TABLES
 
-__all__ = ["PRESENCE_TABLES", "empty_presence_tables"]
-
-PRESENCE_TABLES = (
-    "drt_pg_presence_conn",
-    "drt_pg_presence_member",
-    "drt_pg_presence_version",
-    "drt_pg_presence_process",
-    "drt_pg_presence_process_stream",
-    "drt_pg_presence_unpublished",
-)
+__all__ = ["empty_presence_tables"]
 
 
 async def empty_presence_tables(alias: str = "postgres") -> None:

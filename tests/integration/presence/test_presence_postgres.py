@@ -22,14 +22,12 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import override_settings
 
+from django_realtime.layers.postgres.schema import PRESENCE_TABLES
 from django_realtime.presence.api import _backend
 from django_realtime.presence.model import Batch, Change
 from django_realtime.presence.postgres import PostgresPresence
 from django_realtime.streams.stores.postgres import PostgresHistoryStore
-from tests.integration.presence.postgres_tables import (
-    PRESENCE_TABLES,
-    empty_presence_tables,
-)
+from tests.integration.presence.postgres_tables import empty_presence_tables
 
 pytestmark = [
     pytest.mark.postgres,
