@@ -146,8 +146,6 @@ class Link:
             await asyncio.wrap_future(future)
         loop.call_soon_threadsafe(loop.stop)
         await asyncio.to_thread(thread.join, self.timeout + 5)
-        if not thread.is_alive():
-            loop.close()
 
     # On the link's loop
 
@@ -319,11 +317,35 @@ class Link:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
-                    target=loop.run_forever, name="rabbitmq-layer", daemon=True
+                    target=self._serve, args=(loop,), name="rabbitmq-layer", daemon=True
                 )
                 thread.start()
                 self._loop, self._thread = loop, thread
             return self._loop
+
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop) -> None:
+        """Run ``loop`` until stopped, then end what still runs on it and close it.
+
+        What :meth:`close` did not end (aiormq's reader and writer of a
+        connection being opened, say) is cancelled and awaited, as
+        :func:`asyncio.run` does: a task left pending on a closed loop
+        fails when it is collected.
+        """
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    loop.run_until_complete(
+                        asyncio.gather(*pending, return_exceptions=True)
+                    )
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
     async def _connect(self) -> None:
         try:

@@ -239,6 +239,24 @@ async def test_messages_to_a_closed_process_are_dropped_without_error(
     await sender.send(f"specific.rmq.{'0' * 12}!1", {"type": "nobody.home"})
 
 
+async def test_close_ends_every_task_left_on_the_connections_loop(
+    make: Callable[..., RabbitMQChannelLayer],
+) -> None:
+    # aiormq keeps tasks of its own (a connection's reader and writer) that
+    # the link does not know of; left pending on a closed loop, they fail
+    # when collected ("Event loop is closed").
+    layer = make()
+    await layer.new_channel()
+
+    async def start_one() -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+
+    left = await layer._link.call(start_one())
+    await layer.close()
+
+    assert left.cancelled()
+
+
 async def test_a_layer_takes_its_configuration_from_channel_layers() -> None:
     with pytest.raises(ValueError, match="url must look like"):
         RabbitMQChannelLayer(url="http://127.0.0.1:5672/")
