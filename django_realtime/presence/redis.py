@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from django_realtime.presence._redis_scripts import (
@@ -59,20 +60,24 @@ class RedisPresence(PresenceBackend):
         self._procs = f"{prefix}:{{presence}}:procs"
         self._proc = f"{prefix}:{{presence}}:proc:"
         self._clients: dict[asyncio.AbstractEventLoop, Redis] = {}
+        self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._sync: SyncRedis | None = None
 
     def _keys(self, stream: str) -> list[str]:
         base = f"{self.prefix}:presence:{{{stream}}}"
         return [f"{base}:conns", f"{base}:members", f"{base}:v", f"{base}:unpublished"]
 
-    def _client(self) -> Redis:
+    async def _client(self) -> Redis:
+        """Return the running loop's client; it closes as the loop shuts down."""
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             from redis.asyncio import BlockingConnectionPool, Redis
 
             for old in [lp for lp in self._clients if lp.is_closed()]:
+                # Ended without shutdown_asyncgens(): nothing can close it now.
                 del self._clients[old]
+                self._guards.pop(old, None)
             # A burst of arrivals waits for a connection instead of failing.
             pool = BlockingConnectionPool.from_url(
                 self.url,
@@ -81,10 +86,26 @@ class RedisPresence(PresenceBackend):
                 client_name=f"{self.prefix}-presence",
             )
             client = self._clients[loop] = Redis.from_pool(pool)
+            guard = self._guards[loop] = self._closed_with(loop, client)
+            await anext(guard)
         return client
 
+    async def _closed_with(
+        self, loop: asyncio.AbstractEventLoop, client: Redis
+    ) -> AsyncGenerator[None, None]:
+        # An async generator: the loop's shutdown_asyncgens() (asyncio.run,
+        # asgiref's async_to_sync) finishes it while the loop still runs, so
+        # a client of a short-lived loop is closed with it, not left open.
+        try:
+            yield
+        finally:
+            if self._clients.get(loop) is client:
+                del self._clients[loop]
+                del self._guards[loop]
+            await client.aclose()
+
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._client().eval(script, len(keys), *keys, *args)
+        return await (await self._client()).eval(script, len(keys), *keys, *args)
 
     async def track(
         self, stream: str, conn: str, key: str, info: str, process: str
@@ -146,12 +167,21 @@ class RedisPresence(PresenceBackend):
                 # What it changed but may not have published before it died.
                 changes += await self.unpublished(stream)
                 # Swept by this process now: its own sweep, if it dies too.
-                await self._client().sadd(self._proc + process, stream)
+                await (await self._client()).sadd(self._proc + process, stream)
             await self._run(FORGET, [self._procs, self._proc + name], [name])
         return out
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        """Close the clients of every event loop, and the sync client."""
+        here = asyncio.get_running_loop()
+        for loop, guard in list(self._guards.items()):
+            if loop is here:
+                await guard.aclose()
+            elif loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(guard.aclose(), loop)
+                await asyncio.wrap_future(done)
+        self._clients.clear()
+        self._guards.clear()
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.close()

@@ -253,3 +253,27 @@ async def test_a_connection_joined_by_id_on_two_processes_is_one_and_leaves_once
     await close(one)
     await close(two)
     await watcher.client.close()
+
+
+def redis_clients_named(name: str) -> int:
+    from redis import Redis
+
+    with Redis.from_url(URL) as redis:
+        return sum(1 for c in redis.client_list() if c["name"] == name)
+
+
+@pytest.mark.redis
+def test_a_redis_client_opened_on_a_loop_closes_as_the_loop_ends() -> None:
+    # asyncio.run (as async_to_sync) runs each call on a loop of its own.
+    prefix = f"pt-{uuid.uuid4().hex[:8]}"
+    backend = RedisPresence(URL, prefix)
+    for _ in range(3):
+        assert asyncio.run(backend.snapshot("room.z")) == (0, {})
+        assert redis_clients_named(f"{prefix}-presence") == 0
+
+    async def used_then_closed() -> None:
+        await backend.snapshot("room.z")
+        await backend.close()
+
+    asyncio.run(used_then_closed())
+    assert redis_clients_named(f"{prefix}-presence") == 0
