@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,6 +46,18 @@ def backends(prefix: str) -> int:
             (prefix + "%",),
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def backends_once_settled(prefix: str, expected: int, within: float = 5.0) -> int:
+    """Return :func:`backends` once it is ``expected``, or at the deadline.
+
+    A server process leaves pg_stat_activity shortly after its client closed
+    the connection, not at once.
+    """
+    deadline = time.monotonic() + within
+    while (count := backends(prefix)) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
 
 
 @pytest.fixture
@@ -190,7 +203,7 @@ def test_group_send_from_sync_code_keeps_two_connections_and_one_thread() -> Non
         assert backends(f"drt-layer-{layer.process_id}") == 2
     finally:
         async_to_sync(layer.close)()
-    assert backends(f"drt-layer-{layer.process_id}") == 0
+    assert backends_once_settled(f"drt-layer-{layer.process_id}", 0) == 0
 
 
 # System checks
