@@ -11,6 +11,7 @@ shows both users all along: a page on SSE is a member of the room.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from tests.e2e.example.test_chat_e2e import (
 from tests.e2e.streams_http.proxy import proxying
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser as Chromium
+    from playwright.sync_api import Browser as Chromium, Response
 
 __all__ = ["example_db", "redis_url", "serve"]  # fixtures used by name
 
@@ -45,6 +46,23 @@ def _online(page: RoomPage, names: str) -> None:
         "(names) => document.getElementById('online-names').value === names",
         arg=names,
     )
+
+
+def _say(page: RoomPage, text: str) -> None:
+    """Say ``text`` and wait for the answer to its POST.
+
+    The message shows when it comes back on the event stream, which may be
+    before its POST's answer: a server killed in between leaves the page
+    unsure whether it was saved, and the page says so (an error line).
+    """
+    sent = json.dumps({"text": text}, separators=(",", ":"))
+
+    def answer(response: Response) -> bool:
+        request = response.request
+        return request.method == "POST" and sent in (request.post_data or "")
+
+    with page.tab.expect_response(answer):
+        page.say(text)
 
 
 @pytest.fixture
@@ -86,7 +104,7 @@ def test_two_users_chat_over_sse_across_a_restart_and_see_each_message_once(
             _online(page, "alice, bob")
         for n in range(2):
             for name, page in pages.items():
-                page.say(f"{name} {n}")
+                _say(page, f"{name} {n}")
                 page.wait_for_log(2 * n + (1 if name == "alice" else 2))
         for page in pages.values():
             page.wait_for_log(4)
@@ -106,7 +124,7 @@ def test_two_users_chat_over_sse_across_a_restart_and_see_each_message_once(
 
         for n in range(2, 4):
             for name, page in pages.items():
-                page.say(f"{name} {n}")
+                _say(page, f"{name} {n}")
                 page.wait_for_log(2 * n + (1 if name == "alice" else 2))
         logs = [page.wait_for_log(8) for page in pages.values()]
         for page in pages.values():
