@@ -104,7 +104,7 @@ async def snapshot(url: str, prefix: str, big: int) -> dict[str, Any]:
 
     stream = f"room.big-{uuid.uuid4().hex[:6]}"
     backend = RedisPresence(REDIS_URL, prefix)
-    client = backend._client()
+    client = await backend._client()
     keys = backend._keys(stream)
     started = time.monotonic()
     from django_realtime.presence._redis_scripts import TRACK
