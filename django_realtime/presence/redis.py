@@ -59,8 +59,10 @@ class RedisPresence(PresenceBackend):
         self.prefix = prefix
         self._procs = f"{prefix}:{{presence}}:procs"
         self._proc = f"{prefix}:{{presence}}:proc:"
-        self._clients: dict[asyncio.AbstractEventLoop, Redis] = {}
-        self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+        # Each loop's client, and the generator that closes it with the loop.
+        self._clients: dict[
+            asyncio.AbstractEventLoop, tuple[Redis, AsyncGenerator[None, None]]
+        ] = {}
         self._sync: SyncRedis | None = None
 
     def _keys(self, stream: str) -> list[str]:
@@ -70,14 +72,13 @@ class RedisPresence(PresenceBackend):
     async def _client(self) -> Redis:
         """Return the running loop's client; it closes as the loop shuts down."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        held = self._clients.get(loop)
+        if held is None:
             from redis.asyncio import BlockingConnectionPool, Redis
 
             for old in [lp for lp in self._clients if lp.is_closed()]:
                 # Ended without shutdown_asyncgens(): nothing can close it now.
                 del self._clients[old]
-                self._guards.pop(old, None)
             # A burst of arrivals waits for a connection instead of failing.
             pool = BlockingConnectionPool.from_url(
                 self.url,
@@ -85,10 +86,11 @@ class RedisPresence(PresenceBackend):
                 timeout=None,
                 client_name=f"{self.prefix}-presence",
             )
-            client = self._clients[loop] = Redis.from_pool(pool)
-            guard = self._guards[loop] = self._closed_with(loop, client)
+            client = Redis.from_pool(pool)
+            guard = self._closed_with(loop, client)
+            held = self._clients[loop] = (client, guard)
             await anext(guard)
-        return client
+        return held[0]
 
     async def _closed_with(
         self, loop: asyncio.AbstractEventLoop, client: Redis
@@ -99,9 +101,8 @@ class RedisPresence(PresenceBackend):
         try:
             yield
         finally:
-            if self._clients.get(loop) is client:
+            if self._clients.get(loop, (None,))[0] is client:
                 del self._clients[loop]
-                del self._guards[loop]
             await client.aclose()
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -174,14 +175,13 @@ class RedisPresence(PresenceBackend):
     async def close(self) -> None:
         """Close the clients of every event loop, and the sync client."""
         here = asyncio.get_running_loop()
-        for loop, guard in list(self._guards.items()):
+        for loop, (_, guard) in list(self._clients.items()):
             if loop is here:
                 await guard.aclose()
             elif loop.is_running():
                 done = asyncio.run_coroutine_threadsafe(guard.aclose(), loop)
                 await asyncio.wrap_future(done)
         self._clients.clear()
-        self._guards.clear()
         sync, self._sync = self._sync, None
         if sync is not None:
             sync.close()

@@ -26,7 +26,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,13 +197,7 @@ class Tracker:
             return
         loop = self._start()
         self.departed[conn] = loop.time() + self.options.grace
-        self._spawn(self._expire_after(self.options.grace))
-
-    async def _expire_after(self, delay: float) -> None:
-        # A task from the start, not a timer that makes one: a loop that
-        # ends cancels it, where a task made as the loop ends would be lost.
-        await asyncio.sleep(delay)
-        await self._expire()
+        self._spawn(self._after(self.options.grace, self._expire))
 
     async def _expire(self) -> None:
         assert self._loop is not None
@@ -261,11 +255,7 @@ class Tracker:
             return
         self.batch.add(stream, changes)
         if self._flush is None and self._loop is not None:
-            self._flush = self._spawn(self._flush_after(self.options.batch))
-
-    async def _flush_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await self.flush()
+            self._flush = self._spawn(self._after(self.options.batch, self.flush))
 
     async def flush(self) -> None:
         """Publish the diffs that wait; keep those that fail for the next beat."""
@@ -343,6 +333,13 @@ class Tracker:
             self._flush = None
             self._task = loop.create_task(self._run(), name="presence-beat")
         return loop
+
+    @staticmethod
+    async def _after(delay: float, then: Callable[[], Awaitable[None]]) -> None:
+        # A task from the start, not a timer that makes one: a loop that
+        # ends cancels it, where a task made as the loop ends would be lost.
+        await asyncio.sleep(delay)
+        await then()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
